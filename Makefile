@@ -1,0 +1,62 @@
+# gpubench: build here (CUDA headers, no GPU needed), run where a GPU is.
+#
+#   make run     build gpubench and run the tiny model once (needs a GPU)
+#   make test    everything CI runs: vet, build, tests (no GPU needed)
+#   make ptx     regenerate ptx/*.ptx from ptx/*.cu (needs nvcc)
+#   make device  build gpubench and the GPU test binaries into .device/
+
+SHELL := /bin/bash
+GO ?= go
+
+# The toolkit script installs CUDA where it is missing and prints its root.
+CUDA_HOME := $(or $(CUDA_HOME),$(shell scripts/install-cuda.sh))
+export CGO_CFLAGS += -I$(CUDA_HOME)/include
+export CGO_LDFLAGS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs
+export CUDA_HOME
+
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+# compute_70 PTX (ISA 7.8 from nvcc 11.8) JIT-compiles on every GPU from Volta
+# on and every driver from 520 on. -lineinfo lets Nsight Compute show source.
+NVCCFLAGS := -arch=compute_70 -ptx -O3 -lineinfo
+
+PTX_SRC := $(wildcard ptx/*.cu)
+PTX_OUT := $(PTX_SRC:.cu=.ptx)
+GPU_TEST_PKGS := kernels model
+
+.PHONY: all build run test vet ptx device clean toolkit
+
+all: build
+
+toolkit:
+	@echo "CUDA toolkit: $(CUDA_HOME)"
+
+build:
+	$(GO) build -o bin/gpubench ./cmd/gpubench
+
+run: build
+	bin/gpubench --model=tiny
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags gpu ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
+
+test: vet
+	$(GO) build ./...
+	$(GO) test -count=1 ./...
+
+# The .file directive that -lineinfo writes holds the absolute source path;
+# it is rewritten to the file name so the PTX is the same on every machine.
+ptx/%.ptx: ptx/%.cu ptx/common.cuh
+	cd ptx && $(NVCC) $(NVCCFLAGS) $*.cu -o $*.ptx
+	sed -i -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $@
+
+ptx: $(PTX_OUT)
+
+device:
+	mkdir -p .device
+	$(GO) build -o .device/gpubench ./cmd/gpubench
+	for p in $(GPU_TEST_PKGS); do $(GO) test -c -tags gpu -o .device/$$p.test ./$$p || exit 1; done
+
+clean:
+	rm -rf bin .device
