@@ -20,9 +20,20 @@ import (
 // a process of its own is the only way to attach the recording library.
 const helperEnv = "GPUBENCH_NVTX_HELPER"
 
+func init() {
+	if os.Getenv(helperEnv) == "1" {
+		// Keep the main goroutine on the process's first thread, whose id
+		// equals the pid, so that the scenario goroutine runs on a thread
+		// whose id does not: a thread id taken from getpid would then show.
+		runtime.LockOSThread()
+	}
+}
+
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
-		os.Exit(recordedScenario())
+		code := make(chan int)
+		go func() { code <- recordedScenario() }()
+		os.Exit(<-code)
 	}
 	os.Exit(m.Run())
 }

@@ -108,7 +108,7 @@ uint32_t gbnvtx_name_current_thread(const char *name)
 {
     // NVTX identifies threads by the kernel thread id (gettid), not by a
     // pthread_t, and glibc before 2.30 has no gettid() wrapper.
-    uint32_t tid = (uint32_t)getpid();
+    uint32_t tid = (uint32_t)syscall(SYS_gettid);
     nvtxNameOsThreadA(tid, name);
     return tid;
 }

@@ -6,7 +6,6 @@ package config
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -145,14 +144,4 @@ func ParseMode(s string) (Mode, error) {
 		return Mode(s), nil
 	}
 	return "", fmt.Errorf("--mode: unknown mode %q (allowed: train, infer)", s)
-}
-
-// sortedKeys returns m's keys in order; it keeps error messages stable.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -1,0 +1,162 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Run is everything one gpubench run needs to know, after validation.
+type Run struct {
+	Preset string
+	Dims   Dims
+	Mode   Mode
+
+	Warmup  int    // iterations before the profiler window, not reported
+	Iters   int    // iterations inside the window, reported
+	Profile bool   // call cuProfilerStart/Stop around the timed iterations
+	Seed    uint64 // parameters and inputs are drawn from it
+	Device  int    // CUDA device ordinal
+
+	JSON          string // write the full result here
+	Dump          string // write one step's tensors as safetensors here
+	CheckNumerics bool   // fail on NaN/Inf after each iteration
+	SyncLaunches  bool   // synchronise after every launch (debugging)
+}
+
+// Defaults of the run flags.
+const (
+	DefaultWarmup = 3
+	DefaultIters  = 10
+	DefaultSeed   = 1337
+	DefaultPreset = "small"
+)
+
+// ErrHelp is returned by ParseRun when the user asked for -h or --help.
+var ErrHelp = flag.ErrHelp
+
+// runFlags binds a FlagSet to the fields it fills; the shape flags start
+// unset (-1) so that only the ones given override the preset.
+type runFlags struct {
+	fs                      *flag.FlagSet
+	model, mode             string
+	v, maxT, t, l, nh, c, b int
+	run                     Run
+}
+
+func newRunFlags(name string) *runFlags {
+	f := &runFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	fs := f.fs
+	fs.SetOutput(io.Discard) // errors are returned, printed once by the caller
+	fs.StringVar(&f.model, "model", DefaultPreset, "model preset: "+strings.Join(PresetNames(), ", "))
+	fs.IntVar(&f.b, "batch-size", DefaultBatch, "sequences per batch (B)")
+	fs.IntVar(&f.t, "seq-len", -1, "tokens per sequence (T); default: the preset's context")
+	fs.IntVar(&f.maxT, "context", -1, "context length, rows of the position embedding; default: the preset's")
+	fs.IntVar(&f.v, "vocab", -1, "vocabulary size (V); default: the preset's")
+	fs.IntVar(&f.l, "layers", -1, "transformer blocks (L); default: the preset's")
+	fs.IntVar(&f.nh, "heads", -1, "attention heads (H); default: the preset's")
+	fs.IntVar(&f.c, "channels", -1, "channels (C), a multiple of --heads; default: the preset's")
+	fs.StringVar(&f.mode, "mode", string(Train), "train (forward and backward) or infer (forward only)")
+	fs.IntVar(&f.run.Warmup, "warmup", DefaultWarmup, "iterations before the profiler window, not reported")
+	fs.IntVar(&f.run.Iters, "iters", DefaultIters, "iterations inside the profiler window, reported")
+	fs.BoolVar(&f.run.Profile, "profile", false, "call cuProfilerStart/Stop around the timed iterations (for nsys --capture-range=cudaProfilerApi)")
+	fs.Uint64Var(&f.run.Seed, "seed", DefaultSeed, "seed of the parameters and the inputs")
+	fs.IntVar(&f.run.Device, "device", 0, "CUDA device ordinal")
+	fs.StringVar(&f.run.JSON, "json", "", "write the full result as JSON to this file")
+	fs.StringVar(&f.run.Dump, "dump", "", "write one step's weights, inputs, loss, logits and gradients as safetensors into this directory")
+	fs.BoolVar(&f.run.CheckNumerics, "check-numerics", false, "after each iteration, fail on NaN or Inf in the loss or the gradients")
+	fs.BoolVar(&f.run.SyncLaunches, "sync-launches", false, "synchronise after every kernel launch, so a fault names its kernel (slow; for debugging)")
+	return f
+}
+
+// ParseRun parses and validates the flags of a run. Its errors are one line
+// that names the flag and what it allows.
+func ParseRun(args []string) (Run, error) {
+	f := newRunFlags("gpubench")
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Run{}, ErrHelp
+		}
+		return Run{}, flagError(err)
+	}
+	if f.fs.NArg() > 0 {
+		return Run{}, fmt.Errorf("unexpected argument %q (flags come as --name=value; see gpubench --help)", f.fs.Arg(0))
+	}
+	return f.finish()
+}
+
+// flagError rewrites the flag package's messages into gpubench's one-line
+// form.
+func flagError(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return fmt.Errorf("unknown flag %s (see gpubench --help)", name)
+	}
+	// "invalid value "x" for flag -iters: parse error"
+	if strings.HasPrefix(msg, "invalid value") {
+		if i := strings.Index(msg, "for flag -"); i >= 0 {
+			rest := msg[i+len("for flag -"):]
+			name, _, _ := strings.Cut(rest, ":")
+			value := strings.TrimPrefix(msg[:i], "invalid value ")
+			return fmt.Errorf("--%s: %s is not a valid value", name, strings.TrimSpace(value))
+		}
+	}
+	return err
+}
+
+func (f *runFlags) finish() (Run, error) {
+	r := f.run
+	p, err := LookupPreset(f.model)
+	if err != nil {
+		return Run{}, err
+	}
+	r.Preset = p.Name
+	if r.Mode, err = ParseMode(f.mode); err != nil {
+		return Run{}, err
+	}
+	d := p.Dims(f.b)
+	override := func(dst *int, v int) {
+		if v != -1 {
+			*dst = v
+		}
+	}
+	override(&d.V, f.v)
+	override(&d.MaxT, f.maxT)
+	override(&d.L, f.l)
+	override(&d.NH, f.nh)
+	override(&d.C, f.c)
+	d.T = d.MaxT
+	override(&d.T, f.t)
+	if f.t != -1 && f.maxT == -1 && f.t > d.MaxT {
+		return Run{}, fmt.Errorf("--seq-len: %d is over the %s preset's context %d (allowed: 1..%d, or raise --context)", f.t, p.Name, d.MaxT, d.MaxT)
+	}
+	if err := d.Validate(); err != nil {
+		return Run{}, err
+	}
+	r.Dims = d
+	if r.Iters < 1 {
+		return Run{}, fmt.Errorf("--iters: %d is not allowed (must be at least 1)", r.Iters)
+	}
+	if r.Warmup < 0 {
+		return Run{}, fmt.Errorf("--warmup: %d is not allowed (must be at least 0)", r.Warmup)
+	}
+	if r.Device < 0 {
+		return Run{}, fmt.Errorf("--device: %d is not allowed (must be at least 0)", r.Device)
+	}
+	if r.Dump != "" && r.Mode == Infer {
+		return Run{}, errors.New("--dump: needs --mode=train (a dump holds the gradients, which infer does not compute)")
+	}
+	if r.CheckNumerics && r.Mode == Infer {
+		return Run{}, errors.New("--check-numerics: needs --mode=train (it checks the gradients, which infer does not compute)")
+	}
+	return r, nil
+}
+
+// Usage writes the run flags' help.
+func Usage(w io.Writer) {
+	f := newRunFlags("gpubench")
+	f.fs.SetOutput(w)
+	f.fs.PrintDefaults()
+}
