@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Check a gpubench dump against the same GPT-2 built in PyTorch (float64).
+
+A dump directory holds one forward+backward step of the gpubench model:
+
+    config.json          {"V", "MaxT", "T", "L", "NH", "C", "B"}
+    params.safetensors   wte (V,C), wpe (MaxT,C), ln1w (L,C), ln1b (L,C),
+                         qkvw (L,3C,C), qkvb (L,3C), attprojw (L,C,C),
+                         attprojb (L,C), ln2w (L,C), ln2b (L,C), fcw (L,4C,C),
+                         fcb (L,4C), fcprojw (L,C,4C), fcprojb (L,C),
+                         lnfw (C), lnfb (C)                          [float32]
+    inputs.safetensors   tokens, targets (B,T)                         [int32]
+    outputs.safetensors  loss (scalar or [1]), logits (B,T,V)        [float32]
+    grads.safetensors    the gradient of the mean loss, named as the params
+
+This script loads the parameters, runs the model forward and backward in
+float64 with autograd (on the GPU if there is one), and compares: the loss
+(relative error), the logits (max |error| / max |logit|) and each gradient
+tensor (||g - g_ref|| / ||g_ref||). It exits 1 if the loss or any gradient is
+over its tolerance (or the logits, if --logits-tol is given), and 2 if the dump
+is malformed.
+
+The model (nanoGPT / llm.c GPT-2): x = wte[tok] + wpe[t]; L pre-LN blocks
+x += attproj(causal_attention(qkv(LN1(x)))); x += fcproj(gelu_tanh(fc(LN2(x))));
+logits = LNf(x) @ wte^T; loss = mean cross-entropy. Linear weights are
+(out, in) as in nn.Linear; the qkv output is [q | k | v], head h using columns
+h*hs:(h+1)*hs of each; LayerNorm eps is 1e-5.
+
+Usage: python3 scripts/torch_check.py DUMP_DIR [--loss-tol 1e-5] [--grad-tol 1e-4]
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+PARAM_NAMES = (
+    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb",
+)
+CONFIG_KEYS = ("V", "MaxT", "T", "L", "NH", "C", "B")
+LN_EPS = 1e-5
+
+
+class DumpError(Exception):
+    """The dump directory is missing something or is inconsistent."""
+
+
+def param_shapes(cfg):
+    """The shape of each parameter tensor, in layout order."""
+    V, MaxT, L, C = cfg["V"], cfg["MaxT"], cfg["L"], cfg["C"]
+    return {
+        "wte": (V, C), "wpe": (MaxT, C),
+        "ln1w": (L, C), "ln1b": (L, C),
+        "qkvw": (L, 3 * C, C), "qkvb": (L, 3 * C),
+        "attprojw": (L, C, C), "attprojb": (L, C),
+        "ln2w": (L, C), "ln2b": (L, C),
+        "fcw": (L, 4 * C, C), "fcb": (L, 4 * C),
+        "fcprojw": (L, C, 4 * C), "fcprojb": (L, C),
+        "lnfw": (C,), "lnfb": (C,),
+    }
+
+
+def load_config(dump_dir):
+    path = os.path.join(dump_dir, "config.json")
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DumpError(f"{path}: {e}") from e
+    missing = [k for k in CONFIG_KEYS if k not in raw]
+    if missing:
+        raise DumpError(f"{path}: missing {', '.join(missing)}")
+    cfg = {k: int(raw[k]) for k in CONFIG_KEYS}
+    if cfg["T"] > cfg["MaxT"] or cfg["C"] % cfg["NH"] != 0:
+        raise DumpError(f"{path}: inconsistent config {cfg}")
+    return cfg
+
+
+def load_tensors(dump_dir, name, load_file):
+    path = os.path.join(dump_dir, name)
+    if not os.path.exists(path):
+        raise DumpError(f"{path}: no such file")
+    return load_file(path)
+
+
+def checked(tensors, file, name, shape):
+    """tensors[name], whose shape must be `shape` (None: any)."""
+    if name not in tensors:
+        raise DumpError(f"{file}: no tensor {name!r}")
+    t = tensors[name]
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise DumpError(f"{file}: {name} has shape {tuple(t.shape)}, want {tuple(shape)}")
+    return t
+
+
+def load_dump(dump_dir, torch, load_file):
+    """Returns cfg, params, tokens, targets, loss, logits (or None), grads."""
+    cfg = load_config(dump_dir)
+    shapes = param_shapes(cfg)
+    B, T, V = cfg["B"], cfg["T"], cfg["V"]
+
+    params_st = load_tensors(dump_dir, "params.safetensors", load_file)
+    grads_st = load_tensors(dump_dir, "grads.safetensors", load_file)
+    params = {n: checked(params_st, "params.safetensors", n, shapes[n]) for n in PARAM_NAMES}
+    grads = {n: checked(grads_st, "grads.safetensors", n, shapes[n]) for n in PARAM_NAMES}
+
+    inputs = load_tensors(dump_dir, "inputs.safetensors", load_file)
+    tokens = checked(inputs, "inputs.safetensors", "tokens", (B, T)).long()
+    targets = checked(inputs, "inputs.safetensors", "targets", (B, T)).long()
+    for name, t in (("tokens", tokens), ("targets", targets)):
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= V):
+            raise DumpError(f"inputs.safetensors: {name} outside [0, {V})")
+
+    outputs = load_tensors(dump_dir, "outputs.safetensors", load_file)
+    loss_t = checked(outputs, "outputs.safetensors", "loss", None)
+    if loss_t.numel() != 1:
+        raise DumpError(f"outputs.safetensors: loss has shape {tuple(loss_t.shape)}, want [] or [1]")
+    loss = float(loss_t.reshape(-1)[0].double())
+    logits = None
+    if "logits" in outputs:
+        logits = checked(outputs, "outputs.safetensors", "logits", (B, T, V))
+    return cfg, params, tokens, targets, loss, logits, grads
+
+
+def gpt2_forward(p, tokens, cfg, torch, F):
+    """Logits (B,T,V) of the model with parameters p (name -> tensor)."""
+    B, T = tokens.shape
+    C, NH, L = cfg["C"], cfg["NH"], cfg["L"]
+    hs = C // NH
+    pos = torch.arange(T, device=tokens.device)
+    x = p["wte"][tokens] + p["wpe"][pos]
+    causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
+    for l in range(L):
+        h = F.layer_norm(x, (C,), p["ln1w"][l], p["ln1b"][l], eps=LN_EPS)
+        qkv = F.linear(h, p["qkvw"][l], p["qkvb"][l])
+        q, k, v = qkv.split(C, dim=-1)
+        q = q.view(B, T, NH, hs).transpose(1, 2)  # (B,NH,T,hs)
+        k = k.view(B, T, NH, hs).transpose(1, 2)
+        v = v.view(B, T, NH, hs).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + F.linear(y, p["attprojw"][l], p["attprojb"][l])
+        h = F.layer_norm(x, (C,), p["ln2w"][l], p["ln2b"][l], eps=LN_EPS)
+        h = F.gelu(F.linear(h, p["fcw"][l], p["fcb"][l]), approximate="tanh")
+        x = x + F.linear(h, p["fcprojw"][l], p["fcprojb"][l])
+    x = F.layer_norm(x, (C,), p["lnfw"], p["lnfb"], eps=LN_EPS)
+    return F.linear(x, p["wte"])
+
+
+def reference(params, tokens, targets, cfg, device, torch, F):
+    """Float64 loss, logits and gradients from autograd."""
+    p = {n: params[n].to(device=device, dtype=torch.float64).detach().requires_grad_(True) for n in PARAM_NAMES}
+    tokens, targets = tokens.to(device), targets.to(device)
+    logits = gpt2_forward(p, tokens, cfg, torch, F)
+    loss = F.cross_entropy(logits.reshape(-1, cfg["V"]), targets.reshape(-1))
+    loss.backward()
+    grads = {n: p[n].grad.detach() for n in PARAM_NAMES}
+    return float(loss.detach()), logits.detach(), grads
+
+
+def rel_norm_err(got, ref):
+    """||got - ref|| / ||ref|| (the absolute error ||got|| if ref is all zero)."""
+    diff = float((got - ref).norm())
+    denom = float(ref.norm())
+    return diff / denom if denom > 0 else diff
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("dump_dir", help="directory with config.json and the *.safetensors files")
+    ap.add_argument("--loss-tol", type=float, default=1e-5, help="max loss relative error (default 1e-5)")
+    ap.add_argument("--grad-tol", type=float, default=1e-4,
+                    help="max per-tensor ||g - g_ref|| / ||g_ref|| (default 1e-4)")
+    ap.add_argument("--logits-tol", type=float, default=None,
+                    help="max logits error, max|l - l_ref| / max|l_ref| (default: report only)")
+    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+
+    try:
+        cfg, params, tokens, targets, loss, logits, grads = load_dump(args.dump_dir, torch, load_file)
+    except DumpError as e:
+        print(f"torch_check: bad dump: {e}", file=sys.stderr)
+        return 2
+
+    ref_loss, ref_logits, ref_grads = reference(params, tokens, targets, cfg, device, torch, F)
+    print(f"config {cfg}, device {device}")
+
+    failed = []
+    loss_err = abs(loss - ref_loss) / abs(ref_loss) if ref_loss != 0 else abs(loss)
+    print(f"loss: dump {loss:.9g}  torch {ref_loss:.9g}  rel err {loss_err:.3e}  (tol {args.loss_tol:g})")
+    if not loss_err <= args.loss_tol:
+        failed.append("loss")
+
+    if logits is not None:
+        got = logits.to(device=device, dtype=torch.float64)
+        max_abs = float((got - ref_logits).abs().max())
+        scale = float(ref_logits.abs().max())
+        logits_err = max_abs / scale if scale > 0 else max_abs
+        tol = "" if args.logits_tol is None else f"  (tol {args.logits_tol:g})"
+        print(f"logits: max abs err {max_abs:.3e}  max rel err (÷ max|logit| {scale:.3g}) {logits_err:.3e}{tol}")
+        if args.logits_tol is not None and not logits_err <= args.logits_tol:
+            failed.append("logits")
+    else:
+        print("logits: not in dump")
+
+    print(f"{'grad':<10} {'||g_ref||':>12} {'rel err':>11}   (tol {args.grad_tol:g})")
+    for name in PARAM_NAMES:
+        got = grads[name].to(device=device, dtype=torch.float64)
+        ref = ref_grads[name]
+        err = rel_norm_err(got, ref)
+        bad = not err <= args.grad_tol
+        print(f"{name:<10} {float(ref.norm()):12.4e} {err:11.3e}{'   FAIL' if bad else ''}")
+        if bad:
+            failed.append(name)
+
+    if failed:
+        print(f"torch_check: FAIL ({', '.join(failed)})")
+        return 1
+    print("torch_check: PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
