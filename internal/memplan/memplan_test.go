@@ -1,0 +1,157 @@
+package memplan
+
+import (
+	"testing"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/flops"
+)
+
+func mustNew(t *testing.T, d config.Dims, m config.Mode) Plan {
+	t.Helper()
+	p, err := New(d, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPlanSizes(t *testing.T) {
+	for _, d := range []config.Dims{
+		config.Presets[0].Dims(1),
+		config.Presets[1].Dims(4),
+		config.Presets[2].Dims(8),
+		{V: 1000, MaxT: 100, T: 70, L: 3, NH: 5, C: 40, B: 3},
+	} {
+		P := flops.NumParams(d)
+		N := int64(d.B * d.T)
+		C, V, L := int64(d.C), int64(d.V), int64(d.L)
+		lse := int64(d.B * d.NH * d.T)
+		// Per layer: ln1 1, qkv 3, atty 1, attproj 1, residual2 1, ln2 1,
+		// fch 4, fch_gelu 4, fcproj 1, residual3 1 = 18 N·C; 4 N of LN
+		// statistics; one logsumexp per (b, h, t).
+		act := L*(18*N*C+4*N+lse) + 2*N*C + 2*N + N*V + N + 1 + 2*N
+		scratch := 8*N*C + lse + 4*C*((N+PartialRowsPerBlock-1)/PartialRowsPerBlock)
+
+		tr := mustNew(t, d, config.Train)
+		if tr.ParamCount != P || tr.Params != 4*P || tr.Grads != 4*P {
+			t.Errorf("%v: params %d/%d/%d, want P=%d", d, tr.ParamCount, tr.Params, tr.Grads, P)
+		}
+		if tr.Activations != 4*act || tr.Scratch != 4*scratch {
+			t.Errorf("%v: activations %d scratch %d, want %d %d", d, tr.Activations, tr.Scratch, 4*act, 4*scratch)
+		}
+		var sum, req int64
+		for _, b := range tr.Buffers {
+			if b.Bytes != 4*b.Elements || b.Elements <= 0 {
+				t.Errorf("%v: buffer %+v", d, b)
+			}
+			sum += b.Bytes
+			req += (b.Bytes + AllocGranularity - 1) / AllocGranularity * AllocGranularity
+		}
+		if tr.Total != sum || tr.Total != tr.Params+tr.Grads+tr.Activations+tr.Scratch {
+			t.Errorf("%v: total %d, buffers sum to %d", d, tr.Total, sum)
+		}
+		if tr.Required != req+Headroom {
+			t.Errorf("%v: required %d, want %d", d, tr.Required, req+Headroom)
+		}
+		if b, ok := tr.Buffer("fch"); !ok || b.Layers != d.L || b.Elements != L*N*4*C {
+			t.Errorf("%v: fch %+v", d, b)
+		}
+		if b, ok := tr.Buffer("logits"); !ok || b.Layers != 1 || b.Elements != N*V {
+			t.Errorf("%v: logits %+v", d, b)
+		}
+
+		in := mustNew(t, d, config.Infer)
+		if in.Grads != 0 || in.Scratch != 0 || in.Params != 4*P || in.Activations != 4*act {
+			t.Errorf("%v: infer plan %+v", d, in)
+		}
+		for _, name := range []string{"grads", "dresidual", "dqkv", "att_delta"} {
+			if _, ok := in.Buffer(name); ok {
+				t.Errorf("%v: infer plan has %s", d, name)
+			}
+		}
+		if in.Total >= tr.Total {
+			t.Errorf("%v: infer %d not below train %d", d, in.Total, tr.Total)
+		}
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	d := config.Presets[0].Dims(1)
+	if _, err := New(d, "sideways"); err == nil {
+		t.Error("unknown mode accepted")
+	}
+	d.C = 0
+	if _, err := New(d, config.Train); err == nil {
+		t.Error("C=0 accepted")
+	}
+}
+
+func TestParamLayout(t *testing.T) {
+	d := config.Presets[2].Dims(1)
+	lay := ParamLayout(d)
+	names := []string{"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+		"ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"}
+	if len(lay) != len(names) {
+		t.Fatalf("%d tensors", len(lay))
+	}
+	var off int64
+	for i, p := range lay {
+		if p.Name != names[i] || p.Offset != off {
+			t.Errorf("tensor %d = %+v, want %s at %d", i, p, names[i], off)
+		}
+		off += p.Elements
+	}
+	if off != flops.NumParams(d) || off != 124439808 { // GPT-2 124M at V=50257 (llm.c pads V to 50304: 124475904)
+		t.Errorf("layout ends at %d, want %d", off, flops.NumParams(d))
+	}
+	if lay[4].PerLayer != 3*768*768 || lay[4].Elements != 12*3*768*768 {
+		t.Errorf("qkvw %+v", lay[4])
+	}
+}
+
+func TestLargestBatchThatFits(t *testing.T) {
+	d := config.Presets[1].Dims(1)
+	for _, mode := range []config.Mode{config.Train, config.Infer} {
+		req := func(b int) int64 {
+			d2 := d
+			d2.B = b
+			return mustNew(t, d2, mode).Required
+		}
+		for _, b := range []int{1, 2, 5, 17, 64} {
+			if got := LargestBatchThatFits(d, mode, req(b)); got != b {
+				t.Errorf("%s: free = required(B=%d): got %d", mode, b, got)
+			}
+			if got := LargestBatchThatFits(d, mode, req(b)-1); got != b-1 {
+				t.Errorf("%s: free = required(B=%d)-1: got %d", mode, b, got)
+			}
+		}
+		if got := LargestBatchThatFits(d, mode, 0); got != 0 {
+			t.Errorf("%s: free 0: got %d", mode, got)
+		}
+		// Brute force over a range of free sizes.
+		for free := req(1) - 1; free < req(40); free += (req(40) - req(1)) / 97 {
+			want := 0
+			for b := 1; b <= 64 && req(b) <= free; b++ {
+				want = b
+			}
+			if got := LargestBatchThatFits(d, mode, free); got != want {
+				t.Errorf("%s: free %d: got %d want %d", mode, free, got, want)
+			}
+		}
+	}
+	// With memory to spare the 32-bit index limit of config.Validate binds:
+	// gpt2-124m logits B·1024·50257 < 2^31 gives B ≤ 41.
+	g := config.Presets[2].Dims(8)
+	if got := LargestBatchThatFits(g, config.Train, 1<<50); got != 41 {
+		t.Errorf("gpt2-124m with unbounded memory: got %d, want 41", got)
+	}
+	bad := g
+	bad.NH = 7 // C not divisible: no B is valid
+	if got := LargestBatchThatFits(bad, config.Train, 1<<50); got != 0 {
+		t.Errorf("invalid dims: got %d", got)
+	}
+	if got := LargestBatchThatFits(g, "sideways", 1<<50); got != 0 {
+		t.Errorf("bad mode: got %d", got)
+	}
+}

@@ -1,0 +1,285 @@
+// Package report holds the result of a gpubench run and writes it as a
+// human table (WriteTable) and as JSON (WriteJSON).
+//
+// The caller fills the measured parts of a Result (Config, Device,
+// Iterations, Memory.PeakBytes, Telemetry, Partial) and calls Finalize,
+// which derives everything else: summaries, tokens/s, TFLOP/s and share of
+// peak, loss first and last, the memory plan. WriteTable prints only
+// numbers held in the Result, so the table and the JSON always agree.
+//
+// The JSON field names are snake_case and stable; SchemaVersion changes
+// when a field is renamed or its meaning changes.
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/flops"
+	"github.com/gpubench/gpubench/internal/memplan"
+	"github.com/gpubench/gpubench/internal/stats"
+	"github.com/gpubench/gpubench/internal/telemetry"
+)
+
+// SchemaVersion is the version of the JSON layout.
+const SchemaVersion = 1
+
+// Dims is config.Dims with JSON names.
+type Dims struct {
+	Vocab    int `json:"vocab"`
+	Context  int `json:"context"`
+	SeqLen   int `json:"seq_len"`
+	Layers   int `json:"layers"`
+	Heads    int `json:"heads"`
+	Channels int `json:"channels"`
+	Batch    int `json:"batch_size"`
+}
+
+// DimsOf converts config.Dims.
+func DimsOf(d config.Dims) Dims {
+	return Dims{Vocab: d.V, Context: d.MaxT, SeqLen: d.T, Layers: d.L, Heads: d.NH, Channels: d.C, Batch: d.B}
+}
+
+// Config converts back to config.Dims.
+func (d Dims) Config() config.Dims {
+	return config.Dims{V: d.Vocab, MaxT: d.Context, T: d.SeqLen, L: d.Layers, NH: d.Heads, C: d.Channels, B: d.Batch}
+}
+
+// Config is how the run was set up.
+type Config struct {
+	Model         string      `json:"model"` // preset name, or "custom"
+	Dims          Dims        `json:"dims"`
+	Mode          config.Mode `json:"mode"`
+	Iters         int         `json:"iters"`  // measured iterations asked for
+	Warmup        int         `json:"warmup"` // unmeasured iterations before them
+	Seed          uint64      `json:"seed"`
+	Profile       bool        `json:"profile"`        // cuProfilerStart/Stop around the measured iterations
+	CheckNumerics bool        `json:"check_numerics"` // NaN/Inf check after each iteration
+	SyncLaunches  bool        `json:"sync_launches"`  // synchronised after every launch: timings not representative
+}
+
+// ConfigOf copies the run's settings.
+func ConfigOf(r config.Run) Config {
+	model := r.Preset
+	if model == "" {
+		model = "custom"
+	}
+	return Config{Model: model, Dims: DimsOf(r.Dims), Mode: r.Mode, Iters: r.Iters, Warmup: r.Warmup,
+		Seed: r.Seed, Profile: r.Profile, CheckNumerics: r.CheckNumerics, SyncLaunches: r.SyncLaunches}
+}
+
+// Device describes the GPU; the caller fills it from CUDA (and NVML).
+type Device struct {
+	Index         int    `json:"index"`
+	Name          string `json:"name"`
+	CCMajor       int    `json:"cc_major"`
+	CCMinor       int    `json:"cc_minor"`
+	SMs           int    `json:"sms"`
+	MemoryBytes   int64  `json:"memory_bytes"` // total device memory
+	MaxSMClockMHz int    `json:"max_sm_clock_mhz"`
+	DriverVersion string `json:"driver_version"` // e.g. "550.54.15"
+	CUDAVersion   string `json:"cuda_version"`   // driver API version, e.g. "12.4"
+}
+
+// CC is the compute capability as "major.minor".
+func (d Device) CC() string { return fmt.Sprintf("%d.%d", d.CCMajor, d.CCMinor) }
+
+// Float is a float64 that encodes NaN and ±Inf as JSON null (a diverged
+// loss must not make the whole report unwritable).
+type Float float64
+
+// MarshalJSON implements json.Marshaler.
+func (f Float) MarshalJSON() ([]byte, error) {
+	x := float64(f)
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(x)
+}
+
+// UnmarshalJSON implements json.Unmarshaler; null decodes as NaN.
+func (f *Float) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*f = Float(math.NaN())
+		return nil
+	}
+	var x float64
+	if err := json.Unmarshal(b, &x); err != nil {
+		return err
+	}
+	*f = Float(x)
+	return nil
+}
+
+// Iteration is one measured iteration. Times are milliseconds.
+type Iteration struct {
+	Index      int     `json:"index"`                 // 0 = first measured (after warmup)
+	ForwardMs  float64 `json:"forward_ms"`            // CUDA events around the forward pass
+	BackwardMs float64 `json:"backward_ms,omitempty"` // CUDA events; absent in infer mode
+	StepMs     float64 `json:"step_ms"`               // events: forward start to backward end
+	WallMs     float64 `json:"wall_ms"`               // host clock around the iteration
+	Loss       Float   `json:"loss"`
+}
+
+// Summaries are the stats of the per-iteration times, in milliseconds.
+type Summaries struct {
+	Forward  stats.Summary  `json:"forward_ms"`
+	Backward *stats.Summary `json:"backward_ms,omitempty"` // nil in infer mode
+	Step     stats.Summary  `json:"step_ms"`
+	Wall     stats.Summary  `json:"wall_ms"`
+}
+
+// Memory is device memory use in bytes.
+type Memory struct {
+	PeakBytes     int64 `json:"peak_bytes"`     // measured by the caller
+	PlannedBytes  int64 `json:"planned_bytes"`  // memplan Total
+	RequiredBytes int64 `json:"required_bytes"` // memplan Required (with rounding and headroom)
+}
+
+// Telemetry is what NVML saw; Result.Telemetry is nil when NVML was not
+// available (Result.TelemetryError says why).
+type Telemetry struct {
+	Static  telemetry.Static   `json:"static"`
+	Before  *telemetry.Sample  `json:"before,omitempty"`
+	During  []telemetry.Sample `json:"during,omitempty"`
+	After   *telemetry.Sample  `json:"after,omitempty"`
+	Summary telemetry.Summary  `json:"summary"` // filled by Finalize
+}
+
+// Result is one run.
+type Result struct {
+	SchemaVersion int       `json:"schema_version"`
+	Version       string    `json:"gpubench_version,omitempty"`
+	StartedAt     time.Time `json:"started_at"`
+
+	Config     Config      `json:"config"`
+	Device     Device      `json:"device"`
+	Iterations []Iteration `json:"iterations"`
+
+	// Partial is set when the run was interrupted; CompletedIters is then
+	// less than Config.Iters. Finalize sets CompletedIters.
+	Partial        bool `json:"partial"`
+	CompletedIters int  `json:"completed_iters"`
+
+	// Derived by Finalize.
+	Summary       Summaries    `json:"summary"`
+	TokensPerIter int64        `json:"tokens_per_iter"` // B·T
+	TokensPerSec  float64      `json:"tokens_per_s"`    // B·T / median step
+	FLOPs         flops.Counts `json:"flops"`           // per iteration, by component
+	FLOPsPerIter  int64        `json:"flops_per_iter"`  // counted, for the mode
+	TFLOPS        float64      `json:"tflops"`          // FLOPsPerIter / median step
+	PeakTFLOPS    float64      `json:"peak_fp32_tflops"`
+	PeakSource    string       `json:"peak_source"`
+	PeakFraction  float64      `json:"peak_fraction"` // TFLOPS / PeakTFLOPS, 0 if unknown
+	LossFirst     Float        `json:"loss_first"`
+	LossLast      Float        `json:"loss_last"`
+
+	Memory         Memory     `json:"memory"`
+	Telemetry      *Telemetry `json:"telemetry,omitempty"`
+	TelemetryError string     `json:"telemetry_error,omitempty"`
+}
+
+// Finalize derives the summary fields from the measured ones. It may be
+// called again after more iterations are appended. A Result with no
+// iterations (a run interrupted before the first) finalizes to zero
+// summaries and rates. If PeakTFLOPS is 0 it is looked up with
+// flops.PeakFP32 from Device (Device.MaxSMClockMHz, or else the NVML max SM
+// clock from Telemetry). It fails on invalid dims, an unknown mode, or a
+// time that is NaN or infinite.
+func (r *Result) Finalize() error {
+	mode := r.Config.Mode
+	if mode != config.Train && mode != config.Infer {
+		return fmt.Errorf("report: unknown mode %q", mode)
+	}
+	r.SchemaVersion = SchemaVersion
+	r.CompletedIters = len(r.Iterations)
+	d := r.Config.Dims.Config()
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+
+	r.TokensPerIter = int64(d.B) * int64(d.T)
+	r.FLOPs = flops.Count(d)
+	r.FLOPsPerIter = r.FLOPs.ForMode(mode)
+	if r.PeakTFLOPS == 0 {
+		clock := r.Device.MaxSMClockMHz
+		if clock == 0 && r.Telemetry != nil {
+			clock = int(r.Telemetry.Static.MaxSMClockMHz)
+		}
+		r.PeakTFLOPS, r.PeakSource = flops.PeakFP32(r.Device.Name, r.Device.SMs, r.Device.CCMajor, r.Device.CCMinor, clock)
+	}
+	if p, err := memplan.New(d, mode); err == nil {
+		r.Memory.PlannedBytes, r.Memory.RequiredBytes = p.Total, p.Required
+	}
+	if t := r.Telemetry; t != nil {
+		t.Summary = telemetry.Summarize(t.Before, t.During, t.After)
+	}
+
+	r.Summary = Summaries{}
+	r.TokensPerSec, r.TFLOPS, r.PeakFraction = 0, 0, 0
+	r.LossFirst, r.LossLast = 0, 0
+	n := len(r.Iterations)
+	if n == 0 {
+		return nil
+	}
+	col := func(get func(Iteration) float64) []float64 {
+		xs := make([]float64, n)
+		for i, it := range r.Iterations {
+			xs[i] = get(it)
+		}
+		return xs
+	}
+	var errs []error
+	sum := func(name string, get func(Iteration) float64) stats.Summary {
+		s, err := stats.Summarize(col(get))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("report: %s times: %w", name, err))
+		}
+		return s
+	}
+	r.Summary.Forward = sum("forward", func(it Iteration) float64 { return it.ForwardMs })
+	if mode == config.Train {
+		b := sum("backward", func(it Iteration) float64 { return it.BackwardMs })
+		r.Summary.Backward = &b
+	}
+	r.Summary.Step = sum("step", func(it Iteration) float64 { return it.StepMs })
+	r.Summary.Wall = sum("wall", func(it Iteration) float64 { return it.WallMs })
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	if sec := r.Summary.Step.Median / 1000; sec > 0 {
+		r.TokensPerSec = float64(r.TokensPerIter) / sec
+		r.TFLOPS = float64(r.FLOPsPerIter) / sec / 1e12
+		if r.PeakTFLOPS > 0 {
+			r.PeakFraction = r.TFLOPS / r.PeakTFLOPS
+		}
+	}
+	r.LossFirst, r.LossLast = r.Iterations[0].Loss, r.Iterations[n-1].Loss
+	return nil
+}
+
+// HumanBytes formats a byte count in binary units: "512 B", "1.5 KiB",
+// "12.3 MiB", "1.23 GiB".
+func HumanBytes(n int64) string {
+	const (
+		kib = 1 << 10
+		mib = 1 << 20
+		gib = 1 << 30
+	)
+	switch a := math.Abs(float64(n)); {
+	case a < kib:
+		return strconv.FormatInt(n, 10) + " B"
+	case a < mib:
+		return fmt.Sprintf("%.1f KiB", float64(n)/kib)
+	case a < gib:
+		return fmt.Sprintf("%.1f MiB", float64(n)/mib)
+	default:
+		return fmt.Sprintf("%.2f GiB", float64(n)/gib)
+	}
+}

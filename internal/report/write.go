@@ -1,0 +1,160 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gpubench/gpubench/internal/stats"
+)
+
+// EncodeJSON writes r as indented JSON.
+func EncodeJSON(w io.Writer, r *Result) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: encoding JSON: %w", err)
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// WriteJSON writes r as indented JSON to path, through a temporary file in
+// the same directory renamed into place, so an interrupted write never
+// leaves half a file.
+func WriteJSON(path string, r *Result) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = EncodeJSON(f, r); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// Number formats of the table. The test that checks the table against the
+// JSON parses them back, so change them together.
+const (
+	msFmt     = "%10.3f"
+	lossFmt   = "%.4f"
+	tflopsFmt = "%.2f"
+	pctFmt    = "%.1f"
+	tokFmt    = "%.0f"
+)
+
+// WriteTable writes the human summary of r (after Finalize). Every number
+// it prints is a field of r, rounded.
+func WriteTable(w io.Writer, r *Result) error {
+	var b strings.Builder
+	c := r.Config
+	d := c.Dims.Config()
+	model := c.Model
+	if model == "" {
+		model = "custom"
+	}
+	fmt.Fprintf(&b, "gpubench  %s  %s  %s\n", model, c.Mode, d)
+	dev := r.Device
+	fmt.Fprintf(&b, "device    %s  sm_%d%d  %d SMs  %s", orDash(dev.Name), dev.CCMajor, dev.CCMinor, dev.SMs, HumanBytes(dev.MemoryBytes))
+	if dev.DriverVersion != "" {
+		fmt.Fprintf(&b, "  driver %s", dev.DriverVersion)
+	}
+	if dev.CUDAVersion != "" {
+		fmt.Fprintf(&b, "  CUDA %s", dev.CUDAVersion)
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "run       %d of %d iterations measured  warmup %d  seed %d", r.CompletedIters, c.Iters, c.Warmup, c.Seed)
+	if c.Profile {
+		b.WriteString("  profile")
+	}
+	if c.CheckNumerics {
+		b.WriteString("  check-numerics")
+	}
+	if c.SyncLaunches {
+		b.WriteString("  sync-launches (timings not representative)")
+	}
+	b.WriteString("\n")
+	if r.Partial {
+		fmt.Fprintf(&b, "PARTIAL   interrupted after %d of %d iterations\n", r.CompletedIters, c.Iters)
+	}
+	if r.CompletedIters == 0 {
+		b.WriteString("no completed iterations\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "%-9s%10s%10s%10s%10s%10s%10s   (ms, n=%d)\n", "", "median", "mean", "min", "max", "p90", "std", r.Summary.Step.N)
+	row := func(name string, s stats.Summary) {
+		fmt.Fprintf(&b, "%-9s"+strings.Repeat(msFmt, 6)+"\n", name, s.Median, s.Mean, s.Min, s.Max, s.P90, s.Std)
+	}
+	row("forward", r.Summary.Forward)
+	if r.Summary.Backward != nil {
+		row("backward", *r.Summary.Backward)
+	}
+	row("step", r.Summary.Step)
+	row("wall", r.Summary.Wall)
+	b.WriteString("\n")
+
+	fmt.Fprintf(&b, "tokens/s  "+tokFmt+"  (%d tokens/iter at median step)\n", r.TokensPerSec, r.TokensPerIter)
+	fmt.Fprintf(&b, "TFLOP/s   "+tflopsFmt, r.TFLOPS)
+	if r.PeakTFLOPS > 0 {
+		fmt.Fprintf(&b, "  ("+pctFmt+"%% of "+tflopsFmt+" FP32 peak; %s)", 100*r.PeakFraction, r.PeakTFLOPS, r.PeakSource)
+	} else if r.PeakSource != "" {
+		fmt.Fprintf(&b, "  (peak %s)", r.PeakSource)
+	}
+	fmt.Fprintf(&b, "  counted %.4g FLOP/iter\n", float64(r.FLOPsPerIter))
+	fmt.Fprintf(&b, "memory    peak %s  planned %s\n", HumanBytes(r.Memory.PeakBytes), HumanBytes(r.Memory.PlannedBytes))
+	fmt.Fprintf(&b, "loss      %s -> %s\n", fmtLoss(r.LossFirst), fmtLoss(r.LossLast))
+
+	if t := r.Telemetry; t != nil {
+		s := t.Summary
+		fmt.Fprintf(&b, "nvml      SM %d-%d MHz  max %d C  mean %.1f W  max %.1f W", s.SMClockMinMHz, s.SMClockMaxMHz, s.TempMaxC, s.PowerMeanW, s.PowerMaxW)
+		if s.EnergyJ > 0 {
+			fmt.Fprintf(&b, "  energy %.1f J", s.EnergyJ)
+		}
+		reasons := "none"
+		if len(s.Reasons) > 0 {
+			reasons = strings.Join(s.Reasons, ",")
+		}
+		fmt.Fprintf(&b, "  clock events: %s\n", reasons)
+	} else if r.TelemetryError != "" {
+		fmt.Fprintf(&b, "nvml      unavailable: %s\n", r.TelemetryError)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func fmtLoss(f Float) string {
+	x := float64(f)
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return fmt.Sprint(x)
+	}
+	return fmt.Sprintf(lossFmt, x)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
