@@ -45,11 +45,15 @@ test: vet
 	$(GO) build ./...
 	$(GO) test -count=1 ./...
 
-# The .file directive that -lineinfo writes holds the absolute source path;
-# it is rewritten to the file name so the PTX is the same on every machine.
+# nvcc names some internal symbols after the absolute path of the source
+# (in the -lineinfo debug strings), so every machine compiles in the same
+# folder; the .file directives are then cut to the file name. The PTX is
+# thus the same on every machine, and CI can check it is fresh.
+PTX_BUILD := /tmp/gpubench-ptx
 ptx/%.ptx: ptx/%.cu ptx/common.cuh
-	cd ptx && $(NVCC) $(NVCCFLAGS) $*.cu -o $*.ptx
-	sed -i -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $@
+	mkdir -p $(PTX_BUILD) && cp ptx/*.cu ptx/*.cuh $(PTX_BUILD)/
+	cd $(PTX_BUILD) && $(NVCC) $(NVCCFLAGS) $*.cu -o $*.ptx
+	sed -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $(PTX_BUILD)/$*.ptx > $@
 
 ptx: $(PTX_OUT)
 

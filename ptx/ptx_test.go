@@ -59,19 +59,19 @@ func TestAssemble(t *testing.T) {
 	}
 }
 
-// nvccFlags reads NVCCFLAGS from the Makefile, so this test compiles
-// exactly as `make ptx` does.
-func nvccFlags(t *testing.T) []string {
+// makeVar reads a variable from the Makefile, so this test compiles
+// exactly as `make ptx` does: with the same flags, in the same folder.
+func makeVar(t *testing.T, name string) string {
 	t.Helper()
 	mk, err := os.ReadFile("../Makefile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^NVCCFLAGS\s*:?=\s*(.+)$`).FindSubmatch(mk)
+	m := regexp.MustCompile(`(?m)^` + name + `\s*:?=\s*(.+)$`).FindSubmatch(mk)
 	if m == nil {
-		t.Fatal("Makefile has no NVCCFLAGS line")
+		t.Fatalf("Makefile has no %s line", name)
 	}
-	return strings.Fields(string(m[1]))
+	return strings.TrimSpace(string(m[1]))
 }
 
 var (
@@ -95,7 +95,10 @@ func TestFresh(t *testing.T) {
 	if len(sources) == 0 {
 		t.Fatal("no .cu sources")
 	}
-	tmp := t.TempDir()
+	tmp := makeVar(t, "PTX_BUILD")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	headers, _ := filepath.Glob("*.cuh")
 	for _, f := range append(sources, headers...) {
 		b, err := os.ReadFile(f)
@@ -106,7 +109,7 @@ func TestFresh(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	flags := nvccFlags(t)
+	flags := strings.Fields(makeVar(t, "NVCCFLAGS"))
 	for _, src := range sources {
 		ptxName := strings.TrimSuffix(src, ".cu") + ".ptx"
 		t.Run(src, func(t *testing.T) {

@@ -27,6 +27,9 @@ type Info struct {
 	MemoryBusBits  int    `json:"memory_bus_bits"`
 	L2Bytes        int    `json:"l2_bytes"`
 	DriverVersion  int    `json:"driver_cuda_version"` // cuDriverGetVersion: 13000 is CUDA 13.0
+	PCIDomain      int    `json:"pci_domain"`
+	PCIBus         int    `json:"pci_bus"`
+	PCIDevice      int    `json:"pci_device"`
 }
 
 // CUDAVersion formats DriverVersion as major.minor.
@@ -75,9 +78,10 @@ func Open(ordinal int) (*Device, error) {
 		dev.ReleasePrimaryCtx()
 		return nil, err
 	}
-	// A non-blocking stream does not synchronise with the legacy default
-	// stream, so nothing else serialises with the model's launches.
-	if d.Stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
+	// A blocking stream: it orders itself after the synchronous copies and
+	// memsets (Upload, Poison), which run on the legacy default stream and
+	// may return before the device has finished them.
+	if d.Stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
 		dev.ReleasePrimaryCtx()
 		return nil, fmt.Errorf("create stream: %w", err)
 	}
@@ -104,6 +108,9 @@ func query(ordinal int, dev cu.Device) (Info, error) {
 		{&info.MemoryClockMHz, cu.MemoryClockRate},
 		{&info.MemoryBusBits, cu.GlobalMemoryBusWidth},
 		{&info.L2Bytes, cu.L2CacheSize},
+		{&info.PCIDomain, cu.PciDomainID},
+		{&info.PCIBus, cu.PciBusID},
+		{&info.PCIDevice, cu.PciDeviceID},
 	}
 	for _, a := range attrs {
 		if *a.dst, err = dev.Attribute(a.attr); err != nil {

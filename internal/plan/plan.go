@@ -226,6 +226,15 @@ func For(d config.Dims, mode config.Mode) Plan {
 	default:
 		panic(fmt.Sprintf("plan.For: unknown mode %q (allowed: %s, %s)", mode, config.Train, config.Infer))
 	}
+	return Build(mode, d, root)
+}
+
+// Build completes a plan from its range tree: it fills in the counts and
+// totals of every range from the ranges' Blocks (with Repeat as given). For
+// uses it for the model; tests and small tools use it for custom schedules,
+// such as `gpubench selftest`'s one kernel per range.
+func Build(mode config.Mode, d config.Dims, iteration Range) Plan {
+	root := cloneRange(iteration)
 	root.finish()
 	return Plan{
 		Mode:         mode,
@@ -234,6 +243,18 @@ func For(d config.Dims, mode config.Mode) Plan {
 		PerIteration: root.Inclusive,
 		Ranges:       root.count(),
 	}
+}
+
+func cloneRange(r Range) Range {
+	out := Range{Name: r.Name}
+	for _, b := range r.Blocks {
+		b.Steps = cloneSteps(b.Steps)
+		out.Blocks = append(out.Blocks, b)
+	}
+	for _, c := range r.Children {
+		out.Children = append(out.Children, cloneRange(c))
+	}
+	return out
 }
 
 func newRange(name string, specs []blockSpec, L int) Range {

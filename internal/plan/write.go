@@ -33,18 +33,18 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 	}
 	fmt.Fprintln(w)
 	if r.Direct.Launches > 0 {
-		fmt.Fprintf(w, "%s    launch order:\n", ind)
+		fmt.Fprintf(w, "%s  launch order:\n", ind)
 		for _, b := range r.Blocks {
 			if b.Repeat == 0 {
 				continue
 			}
 			switch {
 			case !b.PerLayer:
-				fmt.Fprintf(w, "%s      %s:\n", ind, b.Label)
+				fmt.Fprintf(w, "%s    %s:\n", ind, b.Label)
 			case b.Descending:
-				fmt.Fprintf(w, "%s      %s l = %d..0 (x%d):\n", ind, b.Label, b.Repeat-1, b.Repeat)
+				fmt.Fprintf(w, "%s    %s l = %d..0 (x%d):\n", ind, b.Label, b.Repeat-1, b.Repeat)
 			default:
-				fmt.Fprintf(w, "%s      %s l = 0..%d (x%d):\n", ind, b.Label, b.Repeat-1, b.Repeat)
+				fmt.Fprintf(w, "%s    %s l = 0..%d (x%d):\n", ind, b.Label, b.Repeat-1, b.Repeat)
 			}
 			for _, s := range b.Steps {
 				names := make([]string, len(s.Ops))
@@ -54,7 +54,7 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 						names[i] += " (" + op.Target + ")"
 					}
 				}
-				fmt.Fprintf(w, "%s        %s: %s\n", ind, s.Label, strings.Join(names, ", "))
+				fmt.Fprintf(w, "%s      %s: %s\n", ind, s.Label, strings.Join(names, ", "))
 			}
 		}
 		writeCounts(w, ind, "kernels", r.Kernels)
@@ -73,9 +73,9 @@ func writeCounts(w *bufio.Writer, ind, title string, cs []Count) {
 	for _, c := range cs {
 		width = max(width, len(c.Name))
 	}
-	fmt.Fprintf(w, "%s    %s:\n", ind, title)
+	fmt.Fprintf(w, "%s  %s:\n", ind, title)
 	for _, c := range cs {
-		fmt.Fprintf(w, "%s      %-*s %5d\n", ind, width, c.Name, c.Count)
+		fmt.Fprintf(w, "%s    %-*s %5d\n", ind, width, c.Name, c.Count)
 	}
 }
 

@@ -1,0 +1,456 @@
+package nsyscheck
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gpubench/gpubench/internal/plan"
+)
+
+// NoNVTXMessage is the failure reported for a capture without NVTX ranges.
+const NoNVTXMessage = "no NVTX ranges found: was the capture made with --capture-range=cudaProfilerApi and -t nvtx?"
+
+// maxOutside caps the messages about single GPU operations outside the
+// iteration ranges; the rest are counted in one line.
+const maxOutside = 10
+
+// Check loads the export at path and checks it against p for a run of iters
+// iterations (iters < 1: any number, still numbered from 0).
+//
+// It returns an error and no report when the file cannot be read as an
+// Nsight Systems export. When the file was read but does not match the plan
+// it returns the report and a *MismatchError listing every problem found;
+// a run that matches returns the report and nil.
+func Check(path string, p plan.Plan, iters int) (*Report, error) {
+	t, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return CheckTrace(t, p, iters)
+}
+
+// CheckTrace checks a loaded trace; see Check.
+func CheckTrace(t *Trace, p plan.Plan, iters int) (*Report, error) {
+	c := &checker{
+		t:       t,
+		p:       p,
+		claimed: make([]bool, len(t.Ranges)),
+		rep: &Report{
+			Path:          t.Path,
+			SchemaVersion: t.SchemaVersion,
+			Plan:          p,
+			Expected:      iters,
+		},
+	}
+	c.run(iters)
+	return c.rep, c.rep.Err()
+}
+
+// node is a range of the plan as found in the trace.
+type node struct {
+	path     string
+	plan     *plan.Range
+	r        Range
+	children []*node
+	// launches were made directly inside the range, not in a child.
+	launches []Launch
+	// incomplete nodes lack a planned child range, so their launches
+	// cannot be attributed as the plan expects and are not counted.
+	incomplete bool
+}
+
+type checker struct {
+	t       *Trace
+	p       plan.Plan
+	rep     *Report
+	claimed []bool // per t.Ranges index: matched or already reported
+	iters   []*node
+}
+
+func (c *checker) fail(format string, args ...any) {
+	c.rep.Failures = append(c.rep.Failures, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) note(format string, args ...any) {
+	c.rep.Notes = append(c.rep.Notes, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) run(iters int) {
+	t := c.t
+	if t.OpenRanges > 0 {
+		if t.OpenRanges == 1 {
+			c.note("1 NVTX range was still open when the capture stopped, not checked")
+		} else {
+			c.note("%d NVTX ranges were still open when the capture stopped, not checked", t.OpenRanges)
+		}
+	}
+	if len(t.Ranges) == 0 {
+		c.fail("%s", NoNVTXMessage)
+		return
+	}
+	c.iterations(iters)
+	if len(c.iters) == 0 {
+		if n := len(t.Launches) + len(t.Unlaunched); n > 0 {
+			c.fail("all %d GPU operations lie outside every iteration range", n)
+		}
+		return
+	}
+	c.orphans()
+	c.attribute()
+	for _, it := range c.iters {
+		c.compare(it)
+	}
+	c.stats()
+}
+
+// iterations checks rule (a) and matches the range tree of each iteration
+// (rule b).
+func (c *checker) iterations(want int) {
+	var idx []int
+	for i, r := range c.t.Ranges {
+		if _, ok := plan.ParseIterationName(r.Name); ok {
+			idx = append(idx, i)
+		}
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return c.t.Ranges[idx[a]].Start < c.t.Ranges[idx[b]].Start })
+	c.rep.Iterations = len(idx)
+	if (want > 0 && len(idx) != want) || len(idx) == 0 {
+		msg := fmt.Sprintf("capture holds %d iteration ranges, expected %d", len(idx), want)
+		if want <= 0 {
+			msg = "capture holds no iteration ranges, expected at least 1"
+		}
+		if len(idx) == 0 {
+			msg += fmt.Sprintf(" (NVTX ranges found: %s)", c.rangeNames())
+		}
+		c.fail("%s", msg)
+	}
+	misnamed := 0
+	for k, i := range idx {
+		r := c.t.Ranges[i]
+		if wantName := plan.IterationName(k); r.Name != wantName {
+			if misnamed++; misnamed <= 3 {
+				c.fail("iteration range %d of %d (at %s) is named %s, expected %s: the numbering starts at 0 inside the capture window",
+					k+1, len(idx), ms(r.Start), r.Name, wantName)
+			}
+		}
+		if k > 0 {
+			prev := c.t.Ranges[idx[k-1]]
+			if prev.Thread == r.Thread && r.Start < prev.End {
+				c.fail("%s starts at %s, before %s ends at %s: iteration ranges must not overlap", r.Name, ms(r.Start), prev.Name, ms(prev.End))
+			}
+		}
+		c.claimed[i] = true
+		c.iters = append(c.iters, c.match(i, &c.p.Iteration, r.Name))
+	}
+	if misnamed > 3 {
+		c.fail("%d more iteration ranges are misnumbered", misnamed-3)
+	}
+}
+
+// rangeNames lists the distinct NVTX range names, for messages.
+func (c *checker) rangeNames() string {
+	seen := map[string]bool{}
+	var names []string
+	for _, r := range c.t.Ranges {
+		if !seen[r.Name] {
+			seen[r.Name] = true
+			names = append(names, fmt.Sprintf("%q", r.Name))
+		}
+	}
+	if len(names) > 8 {
+		names = append(names[:8], "...")
+	}
+	return strings.Join(names, ", ")
+}
+
+// inside lists the ranges on parent's thread nested in its span.
+func (c *checker) inside(parent int) []int {
+	p := c.t.Ranges[parent]
+	var out []int
+	for i, r := range c.t.Ranges {
+		if i != parent && r.Thread == p.Thread && p.Start <= r.Start && r.End <= p.End {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// directChildren keeps the ranges of in that no other range of in encloses.
+func (c *checker) directChildren(in []int) []int {
+	var out []int
+	for _, i := range in {
+		ri, direct := c.t.Ranges[i], true
+		for _, j := range in {
+			rj := c.t.Ranges[j]
+			if i != j && rj.Start <= ri.Start && ri.End <= rj.End &&
+				(rj.Start < ri.Start || ri.End < rj.End || j < i) {
+				direct = false
+				break
+			}
+		}
+		if direct {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// match builds the node of range ri, which plays planned range pr, and
+// checks its child ranges against the plan.
+func (c *checker) match(ri int, pr *plan.Range, path string) *node {
+	r := c.t.Ranges[ri]
+	n := &node{path: path, plan: pr, r: r}
+	in := c.inside(ri)
+	direct := c.directChildren(in)
+	planned := map[string]bool{}
+	var prev *node
+	for k := range pr.Children {
+		pc := &pr.Children[k]
+		planned[pc.Name] = true
+		var named []int
+		for _, i := range direct {
+			if c.t.Ranges[i].Name == pc.Name {
+				named = append(named, i)
+			}
+		}
+		if len(named) == 0 {
+			n.incomplete = true
+			c.diagnoseMissing(ri, in, pc.Name, path)
+			continue
+		}
+		if len(named) > 1 {
+			c.fail("%s holds %d %s ranges, plan says 1", path, len(named), pc.Name)
+		}
+		for _, i := range named {
+			c.claimed[i] = true
+		}
+		child := c.match(named[0], pc, path+"/"+pc.Name)
+		n.children = append(n.children, child)
+		if prev != nil && child.r.Start < prev.r.End {
+			if child.r.End <= prev.r.Start {
+				c.fail("%s: %s runs before %s; the plan runs %s, then %s", path, pc.Name, prev.plan.Name, prev.plan.Name, pc.Name)
+			} else {
+				c.fail("%s: %s starts at %s, before %s ends at %s", path, pc.Name, ms(child.r.Start), prev.plan.Name, ms(prev.r.End))
+			}
+		}
+		prev = child
+	}
+	for _, i := range direct {
+		if name := c.t.Ranges[i].Name; !planned[name] && !c.claimed[i] {
+			c.claimed[i] = true
+			c.fail("%s: unexpected NVTX range %q inside it at %s (not in the plan for mode %s)", path, name, ms(c.t.Ranges[i].Start), c.p.Mode)
+		}
+	}
+	return n
+}
+
+// diagnoseMissing explains why parent ri has no child range called name.
+func (c *checker) diagnoseMissing(ri int, in []int, name, path string) {
+	p := c.t.Ranges[ri]
+	for _, i := range in {
+		if r := c.t.Ranges[i]; r.Name == name && !c.claimed[i] {
+			c.claimed[i] = true
+			c.fail("%s: range %s at %s is nested in another range, not directly inside %s", path, name, ms(r.Start), p.Name)
+			return
+		}
+	}
+	for i, r := range c.t.Ranges {
+		if r.Name != name || c.claimed[i] || r.End < p.Start || r.Start > p.End {
+			continue
+		}
+		c.claimed[i] = true
+		if r.Thread != p.Thread {
+			c.fail("%s: range %s is on thread %s, not on the iteration's thread %s", path, name, c.t.ThreadLabel(r.Thread), c.t.ThreadLabel(p.Thread))
+		} else {
+			c.fail("%s: range %s [%s – %s] is not nested inside %s [%s – %s]", path, name, ms(r.Start), ms(r.End), p.Name, ms(p.Start), ms(p.End))
+		}
+		return
+	}
+	c.fail("%s: no %s range inside it", path, name)
+}
+
+// orphans reports planned ranges found outside every iteration.
+func (c *checker) orphans() {
+	names := map[string]bool{}
+	var walk func(r *plan.Range)
+	walk = func(r *plan.Range) {
+		for i := range r.Children {
+			names[r.Children[i].Name] = true
+			walk(&r.Children[i])
+		}
+	}
+	walk(&c.p.Iteration)
+	for i, r := range c.t.Ranges {
+		if names[r.Name] && !c.claimed[i] {
+			c.claimed[i] = true
+			c.fail("range %s at %s lies outside every iteration range", r.Name, ms(r.Start))
+		}
+	}
+}
+
+// attribute assigns each launch to the deepest matched range that holds
+// its API call on the same thread, and reports the rest (rule d).
+func (c *checker) attribute() {
+	t := c.t
+	outside := 0
+	report := func(msg string) {
+		if outside++; outside <= maxOutside {
+			c.fail("%s", msg)
+		}
+	}
+	for _, l := range t.Launches {
+		n := c.owner(l)
+		if n == nil {
+			msg := fmt.Sprintf("%s at %s lies outside every iteration range", l.Op.Describe(), ms(l.Op.Start))
+			for _, it := range c.iters {
+				if it.r.Thread != l.Thread && it.r.Contains(l.Start) {
+					msg += fmt.Sprintf(" (its %s call ran on thread %s during %s, which is on thread %s)",
+						apiName(l.API), t.ThreadLabel(l.Thread), it.path, t.ThreadLabel(it.r.Thread))
+					break
+				}
+			}
+			report(msg)
+			continue
+		}
+		n.launches = append(n.launches, l)
+	}
+	if len(t.Unlaunched) > 0 {
+		if !t.APITable {
+			c.fail("no CUDA API calls found (the export has no %s table): was the capture made with -t cuda? Without launch calls %d GPU operations cannot be placed in ranges",
+				tableRuntime, len(t.Unlaunched))
+		} else {
+			for _, op := range t.Unlaunched {
+				report(fmt.Sprintf("%s at %s has no CUDA API launch record (correlationId %d), so it cannot be placed in any range",
+					op.Describe(), ms(op.Start), op.CorrelationID))
+			}
+		}
+	}
+	if outside > maxOutside {
+		c.fail("... and %d more GPU operations outside every iteration range", outside-maxOutside)
+	}
+}
+
+func apiName(s string) string {
+	if s == "" {
+		return "launch"
+	}
+	return s
+}
+
+func (c *checker) owner(l Launch) *node {
+	for _, it := range c.iters {
+		if it.r.Thread != l.Thread || !it.r.Contains(l.Start) {
+			continue
+		}
+		n := it
+	descend:
+		for {
+			for _, ch := range n.children {
+				if ch.r.Thread == l.Thread && ch.r.Contains(l.Start) {
+					n = ch
+					continue descend
+				}
+			}
+			return n
+		}
+	}
+	return nil
+}
+
+// compare checks the launches of n and its children against the plan
+// (rule c).
+func (c *checker) compare(n *node) {
+	c.compareRange(n)
+	for _, ch := range n.children {
+		c.compare(ch)
+	}
+}
+
+func (c *checker) compareRange(n *node) {
+	if n.incomplete {
+		return
+	}
+	t := c.t
+	if len(t.Launches)+len(t.Unlaunched) == 0 {
+		if !c.rep.noGPU {
+			c.rep.noGPU = true
+			c.fail("no GPU kernels found in the capture: was it made with -t cuda?")
+		}
+		return
+	}
+	got := map[string]int{}
+	memsets := 0
+	for _, l := range n.launches {
+		if l.Op.Kind == plan.Memset {
+			memsets++
+		} else {
+			got[l.Op.Name]++
+		}
+	}
+	ok := true
+	for _, k := range n.plan.Kernels {
+		if got[k.Name] != k.Count {
+			ok = false
+			c.fail("%s: kernel %s launched %s, plan says %d", n.path, k.Name, times(got[k.Name]), k.Count)
+		}
+		delete(got, k.Name)
+	}
+	extra := make([]string, 0, len(got))
+	for name := range got {
+		extra = append(extra, name)
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		ok = false
+		c.fail("%s: kernel %s launched %s, plan says 0", n.path, name, times(got[name]))
+	}
+	// The exporter creates CUPTI_ACTIVITY_KIND_MEMSET only when there are
+	// memsets, so a missing table counts as none.
+	if want := n.plan.Direct.Memsets; memsets != want {
+		ok = false
+		msg := fmt.Sprintf("%s: %s launched, plan says %d", n.path, plural(memsets, "memset"), want)
+		if !t.MemsetTable {
+			msg += fmt.Sprintf(" (the export has no %s table: no memset was captured)", tableMemset)
+		}
+		c.fail("%s", msg)
+	}
+	if ok {
+		c.order(n)
+	}
+}
+
+// order compares the launch sequence of n with the plan's.
+func (c *checker) order(n *node) {
+	want, got := n.plan.Launches(), n.launches
+	for i := range min(len(got), len(want)) {
+		g, w := got[i], want[i]
+		if g.Op.Kind == w.Kind && (g.Op.Kind == plan.Memset || g.Op.Name == w.Name) {
+			continue
+		}
+		wantDesc := "kernel " + w.Name
+		if w.Kind == plan.Memset {
+			wantDesc = fmt.Sprintf("a memset (%s %s)", w.Name, w.Target)
+		}
+		c.fail("%s: launch %d is %s, plan says %s at %s", n.path, i+1, g.Op.Describe(), wantDesc, w.Where())
+		return
+	}
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "1 time"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// ms formats a report timestamp or a duration in nanoseconds as
+// milliseconds.
+func ms(ns int64) string { return fmt.Sprintf("%.3f ms", float64(ns)/1e6) }

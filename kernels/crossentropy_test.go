@@ -1,0 +1,176 @@
+//go:build gpu
+
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gpubench/gpubench/model/ref"
+	"gorgonia.org/cu"
+)
+
+// crossEntropyShapes are the (N, V) of the cross-entropy tests: the smallest
+// vocabulary, vocabularies under, at and over one 512-thread block pass, and
+// GPT-2's (few rows: the reference is float64 and single-threaded).
+var crossEntropyShapes = [][2]int{{1, 2}, {37, 2}, {37, 1000}, {111, 1003}, {2048, 96}, {3, 50257}, {16, 50257}}
+
+// crossEntropyData returns logits (N,V) and targets. Each row gets its own
+// offset (up to ±20) so that the kernels must subtract the row maximum, and
+// spread (up to 4) so that some rows are sharply peaked.
+func crossEntropyData(r *rand.Rand, N, V int) ([]float64, []int32) {
+	logits := normal(r, N*V, 1)
+	for n := 0; n < N; n++ {
+		shift, spread := 40*r.Float64()-20, 0.2+4*r.Float64()
+		for v := 0; v < V; v++ {
+			logits[n*V+v] = shift + spread*logits[n*V+v]
+		}
+	}
+	return logits, randomTokens(r, N, V)
+}
+
+// refLogSumExp is the reference logsumexp of each row, for the saved lse.
+func refLogSumExp(logits []float64, N, V int) []float64 {
+	lse := make([]float64, N)
+	for n := range lse {
+		row := logits[n*V : (n+1)*V]
+		m := math.Inf(-1)
+		for _, x := range row {
+			m = max(m, x)
+		}
+		s := 0.0
+		for _, x := range row {
+			s += math.Exp(x - m)
+		}
+		lse[n] = m + math.Log(s)
+	}
+	return lse
+}
+
+func TestCrossEntropyForward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, sh := range crossEntropyShapes {
+		N, V := sh[0], sh[1]
+		l64, targets := crossEntropyData(r, N, V)
+		logitsD, logits := upload(t, l64)
+		targetsD := uploadInt(t, targets)
+		run := func(withLSE bool) (losses, lse []float64) {
+			lossesD := buffer(t, N)
+			var lseD cu.DevicePtr
+			if withLSE {
+				lseD = buffer(t, N)
+			}
+			syncAll(t)
+			if err := k.CrossEntropy.Forward(dev.Stream, lossesD, lseD, logitsD, targetsD, N, V); err != nil {
+				t.Fatal(err)
+			}
+			losses = download(t, lossesD, N)
+			if withLSE {
+				lse = download(t, lseD, N)
+			}
+			return losses, lse
+		}
+		gotLosses, gotLSE := run(true)
+		want := make([]float64, N)
+		ref.CrossEntropyForward(want, logits, targets, N, V)
+		// fp32 logsumexp over V terms (accurate expf/logf, fixed tree):
+		// relative errors around 1e-7 of |lse| ≤ ~40; the loss is a
+		// difference of two such numbers but is itself at least ~1e-1 for
+		// all but the most peaked rows, and relErr is a norm over rows.
+		checkClose(t, "crossentropy_forward losses", gotLosses, want, 1e-5)
+		checkClose(t, "crossentropy_forward lse", gotLSE, refLogSumExp(logits, N, V), 1e-5)
+
+		againLosses, againLSE := run(true)
+		sameBits(t, "crossentropy_forward losses", gotLosses, againLosses)
+		sameBits(t, "crossentropy_forward lse", gotLSE, againLSE)
+		// Without lse (null) the losses are the same bits.
+		noLSE, _ := run(false)
+		sameBits(t, "crossentropy_forward losses without lse", gotLosses, noLSE)
+	}
+}
+
+func TestLossReduce(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, N := range []int{1, 37, 111, 1024, 1025, 2048, 65536} {
+		v := make([]float64, N)
+		for i := range v {
+			v[i] = -math.Log(r.Float64() + 1e-9) // loss-like: positive, spread out
+		}
+		lossesD, losses := upload(t, v)
+		run := func() []float64 {
+			loss := buffer(t, 1)
+			syncAll(t)
+			if err := k.CrossEntropy.LossReduce(dev.Stream, loss, lossesD, N); err != nil {
+				t.Fatal(err)
+			}
+			return download(t, loss, 1)
+		}
+		got := run()
+		sum := 0.0
+		for _, x := range losses {
+			sum += x
+		}
+		// An fp32 sum of N positive terms by 1024 strided partials and a
+		// shuffle tree: error ≲ (N/1024 + 10)·2^-24 relative, under 1e-5.
+		checkClose(t, "loss_reduce", got, []float64{sum / float64(N)}, 1e-5)
+		sameBits(t, "loss_reduce", got, run())
+	}
+}
+
+func TestCrossEntropyBackward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, sh := range crossEntropyShapes {
+		N, V := sh[0], sh[1]
+		l64, targets := crossEntropyData(r, N, V)
+		_, logits := upload(t, l64) // the float32-rounded logits, for the reference
+		targetsD := uploadInt(t, targets)
+		scale := float32(1) / float32(N)
+		want := make([]float64, N*V)
+		ref.CrossEntropyBackward(want, logits, targets, N, V, float64(scale))
+
+		// Every combination of in place or not, and lse saved by the forward
+		// or recomputed (null). In place, the logits buffer is overwritten,
+		// so each run uploads its own copy.
+		for _, inPlace := range []bool{false, true} {
+			for _, saved := range []bool{true, false} {
+				name := "crossentropy_backward"
+				if inPlace {
+					name += " in place"
+				}
+				if !saved {
+					name += " recomputing lse"
+				}
+				run := func() []float64 {
+					logitsD, _ := upload(t, l64)
+					var lseD cu.DevicePtr
+					if saved {
+						lseD = buffer(t, N)
+						syncAll(t)
+						if err := k.CrossEntropy.Forward(dev.Stream, buffer(t, N), lseD, logitsD, targetsD, N, V); err != nil {
+							t.Fatal(err)
+						}
+					}
+					dlogitsD := logitsD
+					if !inPlace {
+						dlogitsD = buffer(t, N*V)
+					}
+					syncAll(t)
+					if err := k.CrossEntropy.Backward(dev.Stream, dlogitsD, logitsD, lseD, targetsD, N, V, scale); err != nil {
+						t.Fatal(err)
+					}
+					return download(t, dlogitsD, N*V)
+				}
+				got := run()
+				// Elementwise exp(x − lse)·scale: the fp32 lse's absolute
+				// error (~1e-7·|lse|) becomes a relative error of the
+				// probabilities: a few 1e-6 at most for |lse| ≤ ~40.
+				checkClose(t, name, got, want, 1e-5)
+				sameBits(t, name, got, run())
+			}
+		}
+	}
+}

@@ -1,0 +1,97 @@
+//go:build gpu
+
+package kernels
+
+import (
+	"math"
+	"testing"
+
+	"github.com/gpubench/gpubench/model/ref"
+)
+
+// geluSizes are odd element counts: a float4 tail of 1, 2 or 3, a single
+// element, and more elements than one grid-stride pass of a small grid.
+var geluSizes = []int{1, 2, 3, 5, 37, 1003, 4 * 111 * 100, 1<<20 + 3}
+
+func TestGeluForward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, n := range geluSizes {
+		// offset 0 takes the float4 path; offset 1 float (4 bytes) makes
+		// both pointers unaligned and takes the scalar path.
+		for _, off := range []int{0, 1} {
+			// std 3 reaches the far tails on both sides (x = -10: gelu ~ -1e-22).
+			x := normal(r, n+off, 3)
+			inpD, inp := upload(t, x)
+			out := buffer(t, n+off)
+			syncAll(t)
+			if err := k.GELU.Forward(dev.Stream, out+floatOffset(off), inpD+floatOffset(off), n); err != nil {
+				t.Fatal(err)
+			}
+			want := make([]float64, n)
+			ref.GeluForward(want, inp[off:], n)
+			// Elementwise, a few ulps: 1e-5 leaves a wide margin.
+			got := download(t, out, n+off)
+			checkClose(t, "gelu_forward", got[off:], want, 1e-5)
+			if off == 1 && !math.IsNaN(got[0]) {
+				t.Fatalf("gelu_forward wrote before out: %g", got[0])
+			}
+		}
+	}
+}
+
+// TestGeluForwardInPlace runs out == inp.
+func TestGeluForwardInPlace(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	const n = 1003
+	p, inp := upload(t, normal(r, n, 3))
+	syncAll(t)
+	if err := k.GELU.Forward(dev.Stream, p, p, n); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, n)
+	ref.GeluForward(want, inp, n)
+	checkClose(t, "gelu_forward in place", download(t, p, n), want, 1e-5)
+}
+
+func TestGeluBackward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, n := range geluSizes {
+		for _, off := range []int{0, 1} {
+			inpD, inp := upload(t, normal(r, n+off, 3))
+			doutD, dout := upload(t, normal(r, n+off, 1))
+			dinp := buffer(t, n+off)
+			o := floatOffset(off)
+			syncAll(t)
+			if err := k.GELU.Backward(dev.Stream, dinp+o, inpD+o, doutD+o, n); err != nil {
+				t.Fatal(err)
+			}
+			want := make([]float64, n)
+			ref.GeluBackward(want, inp[off:], dout[off:], n)
+			got := download(t, dinp, n+off)
+			checkClose(t, "gelu_backward", got[off:], want, 1e-5)
+			if off == 1 && !math.IsNaN(got[0]) {
+				t.Fatalf("gelu_backward wrote before dinp: %g", got[0])
+			}
+		}
+	}
+}
+
+// TestGeluBackwardInPlace runs dinp == dout, as a model may to save memory.
+func TestGeluBackwardInPlace(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, n := range []int{37, 4*111*100 + 1} {
+		inpD, inp := upload(t, normal(r, n, 3))
+		doutD, dout := upload(t, normal(r, n, 1))
+		syncAll(t)
+		if err := k.GELU.Backward(dev.Stream, doutD, inpD, doutD, n); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float64, n)
+		ref.GeluBackward(want, inp, dout, n)
+		checkClose(t, "gelu_backward in place", download(t, doutD, n), want, 1e-5)
+	}
+}

@@ -1,0 +1,151 @@
+//go:build gpu
+
+package kernels
+
+import (
+	"math"
+	"testing"
+
+	"github.com/gpubench/gpubench/model/ref"
+)
+
+// layerNormShapes are the (N, C) the LayerNorm tests run: odd row counts
+// (not multiples of the 8 rows of a forward block or the 32 of a backward
+// chunk) and odd channel counts.
+func layerNormShapes() [][2]int {
+	var s [][2]int
+	for _, N := range []int{1, 37, 111, 2048} {
+		for _, C := range []int{1, 96, 100, 768} {
+			s = append(s, [2]int{N, C})
+		}
+	}
+	return s
+}
+
+func TestLayerNormForward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, sh := range layerNormShapes() {
+		N, C := sh[0], sh[1]
+		// Rows with their own offset and spread, so the mean and the
+		// variance both matter.
+		x := normal(r, N*C, 1)
+		for n := 0; n < N; n++ {
+			shift, spread := 2*r.Float64()-1, 0.5+r.Float64()
+			for c := 0; c < C; c++ {
+				x[n*C+c] = shift + spread*x[n*C+c]
+			}
+		}
+		inpD, inp := upload(t, x)
+		wD, w := upload(t, normal(r, C, 1))
+		bD, b := upload(t, normal(r, C, 1))
+		run := func() (out, mean, rstd []float64) {
+			outD, meanD, rstdD := buffer(t, N*C), buffer(t, N), buffer(t, N)
+			syncAll(t)
+			if err := k.LayerNorm.Forward(dev.Stream, outD, meanD, rstdD, inpD, wD, bD, N, C); err != nil {
+				t.Fatal(err)
+			}
+			return download(t, outD, N*C), download(t, meanD, N), download(t, rstdD, N)
+		}
+		gotOut, gotMean, gotRstd := run()
+
+		wantOut, wantMean, wantRstd := make([]float64, N*C), make([]float64, N), make([]float64, N)
+		ref.LayerNormForward(wantOut, wantMean, wantRstd, inp, w, b, N, C)
+		// Elementwise after an fp32 two-pass mean/variance over C values:
+		// a few ulps of relative error, far under 1e-5.
+		checkClose(t, "layernorm_forward out", gotOut, wantOut, 1e-5)
+		checkClose(t, "layernorm_forward rstd", gotRstd, wantRstd, 1e-5)
+		// A row mean can be near zero, so it is compared on the scale of the
+		// data (row spreads are at least 0.5), not by relErr, which would
+		// divide by the means' own small norm.
+		for n := range gotMean {
+			if !(math.Abs(gotMean[n]-wantMean[n]) <= 1e-6) {
+				t.Fatalf("layernorm_forward mean[%d] (N=%d C=%d) = %g, want %g", n, N, C, gotMean[n], wantMean[n])
+			}
+		}
+
+		// The row reductions are fixed shuffle trees: a second run must give
+		// the same bits.
+		againOut, againMean, againRstd := run()
+		sameBits(t, "layernorm_forward out", gotOut, againOut)
+		sameBits(t, "layernorm_forward mean", gotMean, againMean)
+		sameBits(t, "layernorm_forward rstd", gotRstd, againRstd)
+	}
+}
+
+// TestLayerNormForwardNoStats passes null mean and rstd.
+func TestLayerNormForwardNoStats(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	const N, C = 37, 100
+	inpD, inp := upload(t, normal(r, N*C, 1))
+	wD, w := upload(t, normal(r, C, 1))
+	bD, b := upload(t, normal(r, C, 1))
+	out := buffer(t, N*C)
+	syncAll(t)
+	if err := k.LayerNorm.Forward(dev.Stream, out, 0, 0, inpD, wD, bD, N, C); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, N*C)
+	ref.LayerNormForward(want, nil, nil, inp, w, b, N, C)
+	checkClose(t, "layernorm_forward out", download(t, out, N*C), want, 1e-5)
+}
+
+func TestLayerNormBackward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	const guard = 64
+	for _, sh := range layerNormShapes() {
+		N, C := sh[0], sh[1]
+		x := normal(r, N*C, 1)
+		inpD, inp := upload(t, x)
+		wD, w := upload(t, normal(r, C, 1))
+		bias := normal(r, C, 1)
+		// mean and rstd as the forward saves them, rounded to float32 like
+		// everything the GPU sees.
+		fwdOut, m64, s64 := make([]float64, N*C), make([]float64, N), make([]float64, N)
+		ref.LayerNormForward(fwdOut, m64, s64, inp, w, bias, N, C)
+		meanD, mean := upload(t, m64)
+		rstdD, rstd := upload(t, s64)
+		doutD, dout := upload(t, normal(r, N*C, 1))
+		// dinp accumulates, so it starts from random values.
+		_, dinp0 := upload(t, normal(r, N*C, 1))
+
+		scratchN := LayerNormPartialSize(N, C)
+		if want := 2 * ((N + 31) / 32) * C; scratchN != want {
+			t.Fatalf("LayerNormPartialSize(%d, %d) = %d, want %d", N, C, scratchN, want)
+		}
+		run := func() (dinp, dw, db []float64) {
+			dinpD, _ := upload(t, dinp0)
+			dwD, dbD := buffer(t, C), buffer(t, C)
+			scratch := buffer(t, scratchN+guard)
+			syncAll(t)
+			if err := k.LayerNorm.Backward(dev.Stream, dinpD, dwD, dbD, scratch, doutD, inpD, wD, meanD, rstdD, N, C); err != nil {
+				t.Fatal(err)
+			}
+			s := download(t, scratch, scratchN+guard)
+			for i := scratchN; i < len(s); i++ {
+				if !math.IsNaN(s[i]) {
+					t.Fatalf("N=%d C=%d: layernorm_backward_input wrote scratch[%d], past its %d floats", N, C, i, scratchN)
+				}
+			}
+			return download(t, dinpD, N*C), download(t, dwD, C), download(t, dbD, C)
+		}
+		gotDinp, gotDw, gotDb := run()
+
+		wantDinp := append([]float64(nil), dinp0...)
+		wantDw, wantDb := make([]float64, C), make([]float64, C)
+		ref.LayerNormBackward(wantDinp, wantDw, wantDb, dout, inp, w, mean, rstd, N, C)
+		// dinp: per-row fp32 reductions over C plus elementwise work; dw, db:
+		// fp32 sums over N rows in chunks. Both stay within a few·sqrt(terms)
+		// ulps, under 1e-5.
+		checkClose(t, "layernorm_backward_input dinp", gotDinp, wantDinp, 1e-5)
+		checkClose(t, "layernorm_backward_params dw", gotDw, wantDw, 1e-5)
+		checkClose(t, "layernorm_backward_params db", gotDb, wantDb, 1e-5)
+
+		againDinp, againDw, againDb := run()
+		sameBits(t, "layernorm_backward_input dinp", gotDinp, againDinp)
+		sameBits(t, "layernorm_backward_params dw", gotDw, againDw)
+		sameBits(t, "layernorm_backward_params db", gotDb, againDb)
+	}
+}

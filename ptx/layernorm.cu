@@ -1,0 +1,186 @@
+// layernorm.cu: LayerNorm over the C channels of each of N rows.
+//
+// Forward: mean = Σx/C, var = Σ(x-mean)²/C (biased), rstd = 1/sqrt(var+1e-5),
+//   out = (x-mean)·rstd·w + b; mean and rstd (N) are saved for the backward.
+// Backward, with norm = (x-mean)·rstd and dnorm = w·dout:
+//   dinp += (dnorm - mean_c(dnorm) - norm·mean_c(dnorm·norm))·rstd   (ACCUMULATED:
+//           dinp is the residual stream's gradient)
+//   dw    = Σ_n dout·norm,  db = Σ_n dout                            (OVERWRITTEN)
+// The backward is two launches: layernorm_backward_input writes dinp and,
+// per chunk of LN_BWD_ROWS rows, the partial column sums of dw and db into a
+// scratch buffer; layernorm_backward_params adds the partials in a fixed
+// order. No atomics, so every result is bitwise repeatable.
+#include "common.cuh"
+
+#define LN_EPS 1e-5f
+
+// layernorm_forward: one warp per row (blockDim.x/32 rows per block), so the
+// row statistics need only warp shuffles, no shared memory or block syncs.
+// Two passes over the row for the variance (subtract the mean, then square)
+// avoid the cancellation of E[x²]-E[x]²; the second and third passes hit L1.
+// mean and rstd may be null.
+extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                             const float* weight, const float* bias, int N, int C) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
+    if (row >= N) return; // the whole warp leaves together; no block syncs follow
+    const float* x = inp + row * C;
+
+    float sum = 0.0f;
+    for (int c = lane; c < C; c += WARP_SIZE) sum += x[c];
+    const float m = warp_sum(sum) / (float)C;
+
+    float sq = 0.0f;
+    for (int c = lane; c < C; c += WARP_SIZE) {
+        const float d = x[c] - m;
+        sq += d * d;
+    }
+    const float var = warp_sum(sq) / (float)C;
+    const float s = 1.0f / sqrtf(var + LN_EPS); // IEEE sqrt and division, not rsqrtf
+
+    float* o = out + row * C;
+    for (int c = lane; c < C; c += WARP_SIZE) {
+        o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    }
+    if (lane == 0) {
+        if (mean != nullptr) mean[row] = m;
+        if (rstd != nullptr) rstd[row] = s;
+    }
+}
+
+// LN_BWD_ROWS rows make one chunk: one block of layernorm_backward_input and
+// one row of partial sums in the scratch buffer. 32 rows keep the scratch
+// small (2·ceil(N/32)·C floats) while leaving N/32 blocks of parallelism.
+// kernels/layernorm.go repeats this constant for the scratch size.
+#define LN_BWD_ROWS 32
+
+// layernorm_backward_input: block b handles rows [32b, 32b+32).
+//  1. Each warp takes rows (warp, warp+8, ...) and reduces mean(dnorm) and
+//     mean(dnorm·norm) over its row with shuffles, into shared memory.
+//  2. Then the threads go column-parallel: thread c walks the chunk's rows in
+//     increasing order, updates dinp[n,c] and sums dout·norm and dout for its
+//     column. Consecutive threads take consecutive c, so all loads and stores
+//     are coalesced, and the column sums come out in a fixed order.
+// Partials go to scratch: dw partials at scratch[chunk·C + c], db partials at
+// scratch[(chunks + chunk)·C + c], chunks = ceil(N/32).
+// The block must have a multiple of 32 threads.
+extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch, const float* dout,
+                                                    const float* inp, const float* weight,
+                                                    const float* mean, const float* rstd, int N, int C) {
+    __shared__ float s_mean[LN_BWD_ROWS];
+    __shared__ float s_rstd[LN_BWD_ROWS];
+    __shared__ float s_dmean[LN_BWD_ROWS];  // mean over c of dnorm
+    __shared__ float s_dnmean[LN_BWD_ROWS]; // mean over c of dnorm·norm
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int warp = threadIdx.x / WARP_SIZE;
+    const int warps = blockDim.x / WARP_SIZE;
+    const int chunk = blockIdx.x;
+    const int chunks = (N + LN_BWD_ROWS - 1) / LN_BWD_ROWS;
+    const int row0 = chunk * LN_BWD_ROWS;
+    if (row0 >= N) return; // uniform over the block
+    const int rows = min(LN_BWD_ROWS, N - row0);
+
+    for (int r = warp; r < rows; r += warps) {
+        const int n = row0 + r;
+        const float m = mean[n];
+        const float s = rstd[n];
+        const float* x = inp + n * C;
+        const float* d = dout + n * C;
+        float dsum = 0.0f, dnsum = 0.0f;
+        for (int c = lane; c < C; c += WARP_SIZE) {
+            const float norm = (x[c] - m) * s;
+            const float dn = weight[c] * d[c];
+            dsum += dn;
+            dnsum += dn * norm;
+        }
+        dsum = warp_sum(dsum);
+        dnsum = warp_sum(dnsum);
+        if (lane == 0) {
+            s_mean[r] = m;
+            s_rstd[r] = s;
+            s_dmean[r] = dsum / (float)C;
+            s_dnmean[r] = dnsum / (float)C;
+        }
+    }
+    __syncthreads();
+
+    float* pdw = scratch + chunk * C;
+    float* pdb = scratch + (chunks + chunk) * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        const float w = weight[c];
+        float dw = 0.0f, db = 0.0f;
+        int r = 0;
+        // Four rows at a time, all loads first: dinp is written through a
+        // pointer the compiler cannot prove distinct from dout and inp, so
+        // without the batch every load would wait for the previous store.
+        for (; r + 4 <= rows; r += 4) {
+            float d[4], x[4], di[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const int i = (row0 + r + k) * C + c;
+                d[k] = dout[i];
+                x[k] = inp[i];
+                di[k] = dinp[i];
+            }
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const int i = (row0 + r + k) * C + c;
+                const float s = s_rstd[r + k];
+                const float norm = (x[k] - s_mean[r + k]) * s;
+                dinp[i] = di[k] + (w * d[k] - s_dmean[r + k] - norm * s_dnmean[r + k]) * s;
+                dw += d[k] * norm;
+                db += d[k];
+            }
+        }
+        for (; r < rows; r++) {
+            const int i = (row0 + r) * C + c;
+            const float dd = dout[i];
+            const float s = s_rstd[r];
+            const float norm = (inp[i] - s_mean[r]) * s;
+            dinp[i] += (w * dd - s_dmean[r] - norm * s_dnmean[r]) * s;
+            dw += dd * norm;
+            db += dd;
+        }
+        pdw[c] = dw;
+        pdb[c] = db;
+    }
+}
+
+// Block shape of layernorm_backward_params: 32 columns × 16 chunk slices.
+#define LN_PARAMS_COLS 32
+#define LN_PARAMS_SLICES 16
+
+// layernorm_backward_params: dw[c] and db[c] = the sums of the chunk partials
+// of layernorm_backward_input. Block (32, 16) owns 32 columns: thread (x, y)
+// adds chunks y, y+16, y+32, ... of column x in increasing order, then thread
+// (x, 0) adds the 16 slice sums in slice order. A fixed tree, so the result
+// does not depend on scheduling; loads along x are coalesced.
+extern "C" __global__ void layernorm_backward_params(float* dw, float* db, const float* scratch, int N, int C) {
+    __shared__ float s_dw[LN_PARAMS_SLICES][LN_PARAMS_COLS];
+    __shared__ float s_db[LN_PARAMS_SLICES][LN_PARAMS_COLS];
+    const int chunks = (N + LN_BWD_ROWS - 1) / LN_BWD_ROWS;
+    const int x = threadIdx.x;
+    const int y = threadIdx.y;
+    const int c = blockIdx.x * LN_PARAMS_COLS + x;
+    float a = 0.0f, b = 0.0f;
+    if (c < C) {
+        for (int k = y; k < chunks; k += LN_PARAMS_SLICES) {
+            a += scratch[k * C + c];
+            b += scratch[(chunks + k) * C + c];
+        }
+    }
+    s_dw[y][x] = a;
+    s_db[y][x] = b;
+    __syncthreads();
+    if (y == 0 && c < C) {
+        a = s_dw[0][x];
+        b = s_db[0][x];
+#pragma unroll
+        for (int k = 1; k < LN_PARAMS_SLICES; k++) {
+            a += s_dw[k][x];
+            b += s_db[k][x];
+        }
+        dw[c] = a;
+        db[c] = b;
+    }
+}
