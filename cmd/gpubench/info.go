@@ -5,13 +5,12 @@ import (
 	"io"
 
 	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/telemetry"
+	"strings"
 )
 
 // info describes the GPU as the CUDA driver and NVML see it.
-func info(args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return usageError{fmt.Errorf("info takes no arguments, got %q", args[0])}
-	}
+func info(stdout io.Writer) error {
 	dev, err := gpu.Open(0)
 	if err != nil {
 		return err
@@ -30,7 +29,31 @@ func info(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "  L2 cache            %d MiB\n", i.L2Bytes>>20)
 	fmt.Fprintf(stdout, "  max SM clock        %d MHz\n", i.ClockMHz)
 	fmt.Fprintf(stdout, "  driver CUDA version %s\n", i.CUDAVersion())
-	return nvmlInfo(stdout, i.Ordinal)
+	return nvmlInfo(stdout, i)
 }
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
+
+// nvmlInfo adds what only NVML knows: current clocks, temperature, power
+// and why the clocks are held down, if they are. Without NVML it says so
+// and succeeds: the CUDA facts above stand on their own.
+func nvmlInfo(w io.Writer, i gpu.Info) error {
+	s, err := telemetry.OpenPCI(i.PCIDomain, i.PCIBus, i.PCIDevice)
+	if err != nil {
+		fmt.Fprintf(w, "  NVML                unavailable (%v)\n", err)
+		return nil
+	}
+	defer s.Close()
+	st, now := s.Static(), s.Sample()
+	reasons := "none"
+	if len(now.Reasons) > 0 {
+		reasons = strings.Join(now.Reasons, ", ")
+	}
+	fmt.Fprintf(w, "  driver              %s\n", st.DriverVersion)
+	fmt.Fprintf(w, "  SM clock            %d MHz (max %d)\n", now.SMClockMHz, st.MaxSMClockMHz)
+	fmt.Fprintf(w, "  memory clock        %d MHz (max %d)\n", now.MemClockMHz, st.MaxMemClockMHz)
+	fmt.Fprintf(w, "  temperature         %d C\n", now.TemperatureC)
+	fmt.Fprintf(w, "  power               %.0f W (limit %.0f W)\n", now.PowerW, st.PowerLimitW)
+	fmt.Fprintf(w, "  clock event reasons %s\n", reasons)
+	return nil
+}

@@ -15,10 +15,7 @@ import (
 // selftest proves the chain every run depends on, with the smallest kernel:
 // embedded PTX is JIT-compiled, launched from Go inside the template's NVTX
 // ranges and a profiler window, and computes the right numbers.
-func selftest(args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return usageError{fmt.Errorf("selftest takes no arguments, got %q", args[0])}
-	}
+func selftest(stdout io.Writer) error {
 	start := time.Now()
 	dev, err := gpu.Open(0)
 	if err != nil {

@@ -74,17 +74,33 @@ func newRunFlags(name string) *runFlags {
 // ParseRun parses and validates the flags of a run. Its errors are one line
 // that names the flag and what it allows.
 func ParseRun(args []string) (Run, error) {
+	r, _, err := ParseCommand(args, nil, 0)
+	return r, err
+}
+
+// ParseCommand parses the run flags plus the ones extra defines, and
+// expects exactly positional arguments after the flags, which it returns.
+// Commands such as plan and check describe a run with the same flags.
+func ParseCommand(args []string, extra func(*flag.FlagSet), positional int) (Run, []string, error) {
 	f := newRunFlags("gpubench")
+	if extra != nil {
+		extra(f.fs)
+	}
 	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return Run{}, ErrHelp
+			return Run{}, nil, ErrHelp
 		}
-		return Run{}, flagError(err)
+		return Run{}, nil, flagError(err)
 	}
-	if f.fs.NArg() > 0 {
-		return Run{}, fmt.Errorf("unexpected argument %q (flags come as --name=value; see gpubench --help)", f.fs.Arg(0))
+	rest := f.fs.Args()
+	if len(rest) > positional {
+		return Run{}, nil, fmt.Errorf("unexpected argument %q (flags come before it, as --name=value; see gpubench --help)", rest[positional])
 	}
-	return f.finish()
+	if len(rest) < positional {
+		return Run{}, nil, fmt.Errorf("missing argument: expected %d after the flags, got %d (see gpubench --help)", positional, len(rest))
+	}
+	r, err := f.finish()
+	return r, rest, err
 }
 
 // flagError rewrites the flag package's messages into gpubench's one-line

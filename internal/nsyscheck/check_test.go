@@ -244,7 +244,8 @@ func checkCases() []checkCase {
 			}
 			t.Fatal("no memset in the fixture")
 		}, want: func(f *fixture, p plan.Plan) []string {
-			return []string{fmt.Sprintf("iteration2/backward: 0 memsets launched, plan says %d", p.Iteration.Child(plan.Backward).Direct.Memsets)}
+			want := p.Iteration.Child(plan.Backward).Direct.Memsets
+			return []string{fmt.Sprintf("iteration2/backward: %s launched, plan says %d", plural(want-1, "memset"), want)}
 		}},
 		{name: "kernel between iterations", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
 			it := f.rangeOf(t, 0, "iteration")

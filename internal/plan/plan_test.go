@@ -127,14 +127,14 @@ func TestCountsPerRange(t *testing.T) {
 					if got, want := bwd.Direct.Kernels, 7+20*L; got != want {
 						t.Errorf("backward kernels = %d, want 7 + 20L = %d", got, want)
 					}
-					if got := bwd.MemsetCount(MemsetD32); got != 1 || bwd.Direct.Memsets != 1 {
-						t.Errorf("backward memsets = %d (%s: %d), want 1", bwd.Direct.Memsets, MemsetD32, got)
+					if got := bwd.MemsetCount(MemsetD32); got != 2 || bwd.Direct.Memsets != 2 {
+						t.Errorf("backward memsets = %d (%s: %d), want 2", bwd.Direct.Memsets, MemsetD32, got)
 					}
 					if got, want := countsMap(bwd.Kernels), wantBackward(L); !equalCounts(got, want) {
 						t.Errorf("backward counts\n got %v\nwant %v", got, want)
 					}
 					wantTotal.Kernels += 7 + 20*L
-					wantTotal.Memsets = 1
+					wantTotal.Memsets = 2
 				} else if root.Child(Backward) != nil {
 					t.Error("infer plan has a backward range")
 				}
@@ -192,14 +192,16 @@ func TestLaunchOrder(t *testing.T) {
 			}
 
 			bwd := p.Iteration.Child(Backward).Launches()
-			if bwd[0].Kind != Memset || bwd[0].Name != MemsetD32 {
-				t.Errorf("backward starts with %s %s, want memset %s", bwd[0].Kind, bwd[0].Name, MemsetD32)
+			for i := 0; i < 2; i++ {
+				if bwd[i].Kind != Memset || bwd[i].Name != MemsetD32 {
+					t.Errorf("backward launch %d is %s %s, want memset %s", i, bwd[i].Kind, bwd[i].Name, MemsetD32)
+				}
 			}
-			if bwd[1].Name != CrossEntropyBackward {
-				t.Errorf("backward launch 1 = %s, want %s", bwd[1].Name, CrossEntropyBackward)
+			if bwd[2].Name != CrossEntropyBackward {
+				t.Errorf("backward launch 2 = %s, want %s", bwd[2].Name, CrossEntropyBackward)
 			}
-			// Layers run downwards in backward, after memset, loss, lm head and final ln.
-			head := 1 + 1 + 2 + 2
+			// Layers run downwards in backward, after the memsets, loss, lm head and final ln.
+			head := 2 + 1 + 2 + 2
 			for i := 0; i < L; i++ {
 				got := bwd[head+20*i]
 				if got.Layer != L-1-i || got.Name != MatmulBackwardInput || got.Step != "fc proj" {
@@ -320,7 +322,7 @@ func TestWriteText(t *testing.T) {
 				}
 				if mode == config.Train {
 					mustContain = append(mustContain,
-						fmt.Sprintf("\n  %s: %d kernels, 1 memset\n", Backward, 7+20*d.L),
+						fmt.Sprintf("\n  %s: %d kernels, 2 memsets\n", Backward, 7+20*d.L),
 						MemsetD32+" (dresidual)",
 					)
 					if d.L > 0 {

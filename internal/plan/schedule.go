@@ -62,7 +62,9 @@ var forwardSchedule = []blockSpec{
 // backwardSchedule is what the "backward" range launches, in order.
 var backwardSchedule = []blockSpec{
 	once("head",
+		// Both gradients are accumulated into, so they start at zero.
 		step("zero dresidual", memset(MemsetD32, "dresidual")),
+		step("zero dwpe", memset(MemsetD32, "dwpe")),
 		step("loss", k(CrossEntropyBackward)),
 		step("lm head", k(MatmulBackwardInput), k(MatmulBackwardWeight)), // no bias
 		step("final ln", k(LayerNormBackwardInput), k(LayerNormBackwardParams)),

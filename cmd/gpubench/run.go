@@ -1,0 +1,354 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gpubench/gpubench/internal/cli"
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/cudrv"
+	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/memplan"
+	"github.com/gpubench/gpubench/internal/report"
+	"github.com/gpubench/gpubench/internal/telemetry"
+	"github.com/gpubench/gpubench/kernels"
+	"github.com/gpubench/gpubench/model"
+	"github.com/gpubench/gpubench/nvtx"
+	"gorgonia.org/cu"
+)
+
+// runBenchmark is the Nsight Systems template, natively:
+//
+//	cudaProfilerStart()
+//	for i in range(iters):
+//	    push("iteration{i}")
+//	    push("forward");  model(data);     pop()
+//	    push("backward"); loss.backward(); pop()
+//	    pop()
+//	cudaProfilerStop()
+//
+// with warm-up iterations before the window and CUDA events around every
+// forward and backward pass.
+func runBenchmark(args []string, stdout, stderr io.Writer) error {
+	r, err := config.ParseRun(args)
+	if err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			return err
+		}
+		return cli.UsageError{Err: err}
+	}
+	need, err := memplan.New(r.Dims, r.Mode)
+	if err != nil {
+		return cli.UsageError{Err: err}
+	}
+
+	// From here on every CUDA and NVTX call runs on this goroutine's
+	// thread (gpu.Open locks it): the context and the NVTX range stack
+	// belong to the thread.
+	dev, err := gpu.Open(r.Device)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	if err := preflight(dev, r, need); err != nil {
+		return err
+	}
+	nvtx.Initialize()
+	nvtx.NameOSThread("gpubench main")
+
+	k, err := kernels.Load()
+	if err != nil {
+		return err
+	}
+	defer k.Unload()
+	k.SyncEachLaunch = r.SyncLaunches
+	m, err := model.New(dev, k, r.Dims, r.Mode, r.Seed)
+	if err != nil {
+		return err
+	}
+	defer m.Free()
+
+	res := &report.Result{StartedAt: time.Now(), Config: report.ConfigOf(r), Device: deviceOf(dev.Info)}
+	sampler, terr := telemetry.OpenPCI(dev.Info.PCIDomain, dev.Info.PCIBus, dev.Info.PCIDevice)
+	if terr != nil {
+		res.TelemetryError = terr.Error()
+	} else {
+		defer sampler.Close()
+		res.Telemetry = &report.Telemetry{Static: sampler.Static()}
+		res.Device.DriverVersion = sampler.Static().DriverVersion
+	}
+
+	if r.Dump != "" {
+		if err := dump(m, r.Dump); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "gpubench: wrote one step's tensors to %s\n", r.Dump)
+	}
+
+	// Warm-up: module JIT, first-touch and clock ramp stay outside the
+	// window and the statistics.
+	for i := 0; i < r.Warmup; i++ {
+		if err := step(m, r.Mode); err != nil {
+			return fmt.Errorf("warm-up iteration %d: %w", i, err)
+		}
+	}
+	if err := dev.Synchronize(); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+
+	timer, err := newTimer(r.Iters)
+	if err != nil {
+		return err
+	}
+	defer timer.destroy()
+	ranges, err := newRangeNames(r.Iters)
+	if err != nil {
+		return err
+	}
+	defer ranges.free()
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(stop)
+
+	if sampler != nil {
+		before := sampler.Sample()
+		res.Telemetry.Before = &before
+		sampler.Start(100 * time.Millisecond)
+	}
+	progress := newProgress(stderr, r.Iters)
+	if r.Profile {
+		if err := cudrv.ProfilerStart(); err != nil {
+			return err
+		}
+	}
+	var (
+		loopErr error
+		caught  os.Signal
+		wall    = make([]time.Duration, 0, r.Iters)
+		losses  = make([]float32, 0, r.Iters)
+	)
+	for i := 0; i < r.Iters && loopErr == nil && caught == nil; i++ {
+		t0 := time.Now()
+		ranges.iteration[i].Payload = nvtx.Int64(int64(i))
+		nvtx.Push(&ranges.iteration[i])
+		loopErr = timedStep(m, r.Mode, dev.Stream, timer, i, &ranges)
+		nvtx.Pop() // iteration{i}
+		if loopErr == nil {
+			var loss float32
+			loss, loopErr = m.Loss() // waits for the iteration to finish
+			wall = append(wall, time.Since(t0))
+			losses = append(losses, loss)
+		}
+		if loopErr == nil && r.CheckNumerics {
+			loopErr = m.CheckNumerics()
+		}
+		progress.update(i + 1)
+		select {
+		case caught = <-stop:
+		default:
+		}
+	}
+	if r.Profile {
+		if err := cudrv.ProfilerStop(); err != nil && loopErr == nil {
+			loopErr = err
+		}
+	}
+	progress.done()
+	if sampler != nil {
+		res.Telemetry.During = sampler.Stop()
+		after := sampler.Sample()
+		res.Telemetry.After = &after
+	}
+	if loopErr != nil {
+		return loopErr
+	}
+
+	if err := timer.fill(res, wall, losses, r.Mode); err != nil {
+		return err
+	}
+	res.Partial = caught != nil
+	res.Memory.PeakBytes = dev.PeakAllocated()
+	if err := res.Finalize(); err != nil {
+		return err
+	}
+	if err := report.WriteTable(stdout, res); err != nil {
+		return err
+	}
+	if r.JSON != "" {
+		if err := report.WriteJSON(r.JSON, res); err != nil {
+			return err
+		}
+	}
+	if caught != nil {
+		return cli.Interrupted{Err: fmt.Errorf("interrupted by %v after %d of %d iterations; the statistics above are partial", caught, len(wall), r.Iters)}
+	}
+	return nil
+}
+
+// preflight refuses a run that would not fit before anything is allocated.
+func preflight(dev *gpu.Device, r config.Run, need memplan.Plan) error {
+	free, _, err := dev.MemInfo()
+	if err != nil {
+		return fmt.Errorf("cuMemGetInfo: %w", err)
+	}
+	if need.Fits(free) {
+		return nil
+	}
+	msg := fmt.Sprintf("--batch-size: %s at batch %d needs %s of device memory, %s is free",
+		r.Preset, r.Dims.B, report.HumanBytes(need.Required), report.HumanBytes(free))
+	if b := memplan.LargestBatchThatFits(r.Dims, r.Mode, free); b > 0 {
+		return cli.UsageError{Err: fmt.Errorf("%s (the largest batch that fits is %d)", msg, b)}
+	}
+	return cli.UsageError{Err: fmt.Errorf("%s (not even batch 1 fits)", msg)}
+}
+
+func deviceOf(i gpu.Info) report.Device {
+	return report.Device{Index: i.Ordinal, Name: i.Name, CCMajor: i.CCMajor, CCMinor: i.CCMinor, SMs: i.SMs,
+		MemoryBytes: i.TotalMemory, MaxSMClockMHz: i.ClockMHz, CUDAVersion: i.CUDAVersion()}
+}
+
+// step runs one untimed iteration.
+func step(m *model.Model, mode config.Mode) error {
+	if err := m.Forward(); err != nil {
+		return err
+	}
+	if mode == config.Train {
+		return m.Backward()
+	}
+	return nil
+}
+
+// rangeNames are the NVTX attributes of every range, made before the loop
+// so that a push converts no string.
+type rangeNames struct {
+	iteration         []nvtx.Attributes
+	forward, backward nvtx.Attributes
+	texts             []*nvtx.Text
+}
+
+// Range colors, so the phases stand apart in the Nsight Systems timeline.
+var (
+	colorIteration = nvtx.RGB(0x76, 0xb9, 0x00) // NVIDIA green
+	colorForward   = nvtx.RGB(0x1f, 0x77, 0xb4)
+	colorBackward  = nvtx.RGB(0xd6, 0x27, 0x28)
+)
+
+func newRangeNames(iters int) (rangeNames, error) {
+	var rn rangeNames
+	text := func(s string) (*nvtx.Text, error) {
+		t, err := nvtx.NewText(s)
+		if err == nil {
+			rn.texts = append(rn.texts, t)
+		}
+		return t, err
+	}
+	for i := 0; i < iters; i++ {
+		t, err := text(fmt.Sprintf("iteration%d", i))
+		if err != nil {
+			return rn, err
+		}
+		rn.iteration = append(rn.iteration, nvtx.Attributes{Message: t, Color: colorIteration})
+	}
+	fwd, err := text("forward")
+	if err != nil {
+		return rn, err
+	}
+	bwd, err := text("backward")
+	if err != nil {
+		return rn, err
+	}
+	rn.forward = nvtx.Attributes{Message: fwd, Color: colorForward}
+	rn.backward = nvtx.Attributes{Message: bwd, Color: colorBackward}
+	return rn, nil
+}
+
+func (rn *rangeNames) free() {
+	for _, t := range rn.texts {
+		t.Free()
+	}
+}
+
+// timedStep is one iteration of the template with its events recorded.
+// The caller pushes and pops the iteration range around it.
+func timedStep(m *model.Model, mode config.Mode, s cu.Stream, t *timer, i int, rn *rangeNames) error {
+	if err := t.start[i].Record(s); err != nil {
+		return err
+	}
+	nvtx.Push(&rn.forward)
+	err := m.Forward()
+	nvtx.Pop()
+	if err != nil {
+		return err
+	}
+	if err := t.forwardEnd[i].Record(s); err != nil {
+		return err
+	}
+	if mode != config.Train {
+		return nil
+	}
+	nvtx.Push(&rn.backward)
+	err = m.Backward()
+	nvtx.Pop()
+	if err != nil {
+		return err
+	}
+	return t.backwardEnd[i].Record(s)
+}
+
+// timer holds three CUDA events per iteration, created before the loop.
+type timer struct {
+	start, forwardEnd, backwardEnd []cu.Event
+}
+
+func newTimer(iters int) (*timer, error) {
+	t := &timer{}
+	for _, evs := range []*[]cu.Event{&t.start, &t.forwardEnd, &t.backwardEnd} {
+		for i := 0; i < iters; i++ {
+			e, err := cu.MakeEvent(cu.DefaultEvent)
+			if err != nil {
+				t.destroy()
+				return nil, fmt.Errorf("create CUDA event: %w", err)
+			}
+			*evs = append(*evs, e)
+		}
+	}
+	return t, nil
+}
+
+func (t *timer) destroy() {
+	for _, evs := range [][]cu.Event{t.start, t.forwardEnd, t.backwardEnd} {
+		for i := range evs {
+			cu.DestroyEvent(&evs[i])
+		}
+	}
+}
+
+// fill reads the events of the completed iterations into res.
+func (t *timer) fill(res *report.Result, wall []time.Duration, losses []float32, mode config.Mode) error {
+	for i := range wall {
+		fwd, err := t.start[i].Elapsed(t.forwardEnd[i])
+		if err != nil {
+			return fmt.Errorf("read forward events of iteration %d: %w", i, err)
+		}
+		it := report.Iteration{Index: i, ForwardMs: fwd, StepMs: fwd,
+			WallMs: float64(wall[i].Nanoseconds()) / 1e6, Loss: report.Float(losses[i])}
+		if mode == config.Train {
+			bwd, err := t.forwardEnd[i].Elapsed(t.backwardEnd[i])
+			if err != nil {
+				return fmt.Errorf("read backward events of iteration %d: %w", i, err)
+			}
+			it.BackwardMs = bwd
+			if it.StepMs, err = t.start[i].Elapsed(t.backwardEnd[i]); err != nil {
+				return err
+			}
+		}
+		res.Iterations = append(res.Iterations, it)
+	}
+	return nil
+}

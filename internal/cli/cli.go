@@ -1,0 +1,162 @@
+// Package cli is the part of the gpubench command that needs no GPU: the
+// usage text, the exit codes, flag validation and the plan command.
+//
+// It runs from package startup, before gorgonia.org/cu initialises the
+// driver, so it must import nothing that cu does not import too, except
+// packages whose paths sort before gorgonia.org/cu (see package startup; a
+// test here keeps it so). It is tested on CI.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/plan"
+)
+
+// Exit codes of gpubench.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1   // the run or a check failed
+	ExitUsage       = 2   // bad flags or arguments: nothing was touched
+	ExitInterrupted = 130 // SIGINT/SIGTERM: partial results were printed
+)
+
+// UsageError is an error in the command line.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Interrupted is a run stopped by a signal after it printed what it had
+// measured.
+type Interrupted struct{ Err error }
+
+func (e Interrupted) Error() string { return e.Err.Error() }
+func (e Interrupted) Unwrap() error { return e.Err }
+
+// Split returns the command named by args and the arguments after it; a
+// run needs no name.
+func Split(args []string) (cmd string, rest []string) {
+	if len(args) > 0 {
+		switch args[0] {
+		case "run", "info", "plan", "check", "selftest", "help":
+			return args[0], args[1:]
+		case "-h", "--help", "-help":
+			return "help", nil
+		}
+	}
+	return "run", args
+}
+
+// WithoutGPU runs whatever of the command line needs no GPU: help, plan,
+// and the rejection of bad arguments to run, info and selftest. It reports
+// whether it handled the command and the exit code. The rest is left to
+// main. (check needs no GPU either, but its SQLite driver cannot be
+// initialised before gorgonia.org/cu.)
+func WithoutGPU(args []string, stdout, stderr io.Writer) (handled bool, code int) {
+	cmd, rest := Split(args)
+	var err error
+	switch cmd {
+	case "help":
+		Usage(stdout)
+		return true, ExitOK
+	case "plan":
+		err = Plan(rest, stdout)
+	case "check":
+		return false, 0
+	case "run":
+		if _, perr := config.ParseRun(rest); perr != nil {
+			err = usageOrHelp(perr)
+		} else {
+			return false, 0
+		}
+	case "info", "selftest":
+		if len(rest) == 0 {
+			return false, 0
+		}
+		err = UsageError{fmt.Errorf("%s takes no arguments, got %q", cmd, rest[0])}
+	}
+	return true, ExitCode(err, stderr)
+}
+
+func usageOrHelp(err error) error {
+	if errors.Is(err, config.ErrHelp) {
+		return err
+	}
+	return UsageError{err}
+}
+
+// ExitCode prints err as one line on stderr and returns the exit code.
+func ExitCode(err error, stderr io.Writer) int {
+	var ue UsageError
+	var ie Interrupted
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, config.ErrHelp):
+		Usage(stderr)
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "gpubench: %v\n", err)
+		return ExitUsage
+	case errors.As(err, &ie):
+		fmt.Fprintf(stderr, "gpubench: %v\n", err)
+		return ExitInterrupted
+	default:
+		fmt.Fprintf(stderr, "gpubench: %v\n", err)
+		return ExitFailure
+	}
+}
+
+// Usage writes gpubench's help.
+func Usage(w io.Writer) {
+	fmt.Fprint(w, `gpubench: a GPT-2 training step from our own CUDA kernels, for profiling.
+
+Usage:
+  gpubench [run] [flags]              run the benchmark (the default command)
+  gpubench info                       describe the GPU (driver, clocks, power, throttling)
+  gpubench plan [flags] [--format=json]
+                                      the NVTX ranges and kernels one iteration launches
+  gpubench check [flags] REPORT.sqlite
+                                      check an nsys sqlite export against the plan
+  gpubench selftest                   launch one kernel inside NVTX ranges and a profiler window
+
+Profile it with Nsight Systems:
+  nsys profile -t cuda,nvtx --capture-range=cudaProfilerApi --capture-range-end=stop \
+      -o report gpubench --model=small --batch-size 8 --profile
+  nsys export --type sqlite report.nsys-rep
+  gpubench check --model=small --batch-size 8 report.sqlite
+
+Flags (plan and check take the same shape flags as a run):
+`)
+	config.Usage(w)
+}
+
+// Plan prints the schedule a run with the same flags follows: the NVTX
+// range tree of one iteration and the kernels inside each range.
+func Plan(args []string, stdout io.Writer) error {
+	var format string
+	r, _, err := config.ParseCommand(args, func(fs *flag.FlagSet) {
+		fs.StringVar(&format, "format", "text", "plan: text or json")
+	}, 0)
+	if err != nil {
+		return usageOrHelp(err)
+	}
+	p := plan.For(r.Dims, r.Mode)
+	switch format {
+	case "text":
+		return p.WriteText(stdout)
+	case "json":
+		b, err := p.MarshalIndentJSON()
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	return UsageError{fmt.Errorf("--format: unknown format %q (allowed: text, json)", format)}
+}

@@ -1,0 +1,220 @@
+//go:build gpu
+
+package kernels
+
+import (
+	"math"
+	"testing"
+
+	"github.com/gpubench/gpubench/model/ref"
+	"gorgonia.org/cu"
+)
+
+// attentionShapes covers a single token, odd T with tails in every tile size
+// (37, 130), head sizes 32, 20 (not a multiple of the float4 width's tile),
+// 64 and the gpt2-124m layer (T=1024, hs=64, NH=12).
+var attentionShapes = []struct{ b, t, c, nh int }{
+	{1, 1, 8, 1},
+	{2, 37, 96, 3},
+	{3, 64, 128, 4},
+	{1, 130, 60, 3},
+	{2, 256, 512, 8},
+	{1, 1024, 768, 12},
+}
+
+// Tolerances. Forward: every output element is a convex combination of v
+// values and lse is a log of a sum of positive terms, so there is no
+// cancellation; fp32 rounding over sums of up to T=1024 terms gives relative
+// errors of a few 1e-7, and 1e-5 leaves a wide margin while any masking or
+// indexing error gives O(1). Backward: dS = P∘(dP − D) subtracts two
+// similar numbers and dK, dV, dQ sum up to T such terms, so the relative
+// error is larger (a few 1e-7 to 1e-6 in practice); 1e-4 still catches any
+// wrong or missing term, each of which is O(1/T) of the norm or more.
+const (
+	attentionFwdTol = 1e-5
+	attentionBwdTol = 1e-4
+)
+
+func TestAttentionForward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, sh := range attentionShapes {
+		b, tt, c, nh := sh.b, sh.t, sh.c, sh.nh
+		qkvDev, qkv := upload(t, normal(r, b*tt*3*c, 1))
+		out, lse := buffer(t, b*tt*c), buffer(t, b*nh*tt)
+		if err := k.Attention.Forward(dev.Stream, out, lse, qkvDev, b, tt, c, nh); err != nil {
+			t.Fatal(err)
+		}
+		wantOut, wantLse := make([]float64, b*tt*c), make([]float64, b*nh*tt)
+		ref.AttentionForward(wantOut, wantLse, qkv, b, tt, c, nh)
+		gotOut, gotLse := download(t, out, b*tt*c), download(t, lse, b*nh*tt)
+		t.Logf("B=%d T=%d C=%d NH=%d", b, tt, c, nh)
+		checkClose(t, "attention out", gotOut, wantOut, attentionFwdTol)
+		checkClose(t, "attention lse", gotLse, wantLse, attentionFwdTol)
+
+		// The forward has no cross-block reduction; check it is
+		// bitwise repeatable all the same.
+		out2, lse2 := buffer(t, b*tt*c), buffer(t, b*nh*tt)
+		if err := k.Attention.Forward(dev.Stream, out2, lse2, qkvDev, b, tt, c, nh); err != nil {
+			t.Fatal(err)
+		}
+		attnCheckBitwise(t, "attention out", download(t, out2, b*tt*c), gotOut)
+		attnCheckBitwise(t, "attention lse", download(t, lse2, b*nh*tt), gotLse)
+	}
+}
+
+func TestAttentionBackward(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	for _, sh := range attentionShapes {
+		b, tt, c, nh := sh.b, sh.t, sh.c, sh.nh
+		n, nq, nl := b*tt*c, b*tt*3*c, b*nh*tt
+		t.Logf("B=%d T=%d C=%d NH=%d", b, tt, c, nh)
+		qkvDev, qkv := upload(t, normal(r, nq, 1))
+		doutDev, dout := upload(t, normal(r, n, 1))
+		// out and lse come from the GPU forward, as in the model.
+		out, lse := buffer(t, n), buffer(t, nl)
+		if err := k.Attention.Forward(dev.Stream, out, lse, qkvDev, b, tt, c, nh); err != nil {
+			t.Fatal(err)
+		}
+		d, dqkv := buffer(t, nl), buffer(t, nq)
+		if err := k.Attention.Backward(dev.Stream, dqkv, d, doutDev, qkvDev, out, lse, b, tt, c, nh); err != nil {
+			t.Fatal(err)
+		}
+		got := download(t, dqkv, nq)
+
+		// D = Σ dout·out per head row, from the GPU's own out.
+		gotOut := download(t, out, n)
+		hs := c / nh
+		wantD := make([]float64, nl)
+		for bi := 0; bi < b; bi++ {
+			for ti := 0; ti < tt; ti++ {
+				for h := 0; h < nh; h++ {
+					s := 0.0
+					for i := 0; i < hs; i++ {
+						j := (bi*tt+ti)*c + h*hs + i
+						s += dout[j] * gotOut[j]
+					}
+					wantD[(bi*nh+h)*tt+ti] = s
+				}
+			}
+		}
+		// A dot product of hs terms: fp32 rounding relative ~1e-7, but
+		// D can be near zero for a row, so compare as a whole vector.
+		checkClose(t, "attention D", download(t, d, nl), wantD, attentionFwdTol)
+
+		want := make([]float64, nq)
+		ref.AttentionBackward(want, dout, qkv, nil, nil, b, tt, c, nh)
+		// Each part separately, so a wrong or unwritten part is not hidden
+		// by the others' norm.
+		for p, name := range []string{"dq", "dk", "dv"} {
+			checkClose(t, "attention "+name, attnPart(got, tt*b, c, p), attnPart(want, tt*b, c, p), attentionBwdTol)
+		}
+
+		// Determinism: a second run into a fresh poisoned buffer must give
+		// the same bits.
+		dqkv2 := buffer(t, nq)
+		if err := k.Attention.Backward(dev.Stream, dqkv2, d, doutDev, qkvDev, out, lse, b, tt, c, nh); err != nil {
+			t.Fatal(err)
+		}
+		attnCheckBitwise(t, "attention dqkv", download(t, dqkv2, nq), got)
+	}
+}
+
+// TestAttentionBackwardParts checks that BackwardDKDV writes exactly the k
+// and v parts and BackwardDQ exactly the q part: each launched alone on a
+// poisoned dqkv must leave the other part(s) NaN.
+func TestAttentionBackwardParts(t *testing.T) {
+	dev, k := env(t)
+	r := rng(t)
+	b, tt, c, nh := 2, 37, 96, 3
+	n, nq, nl := b*tt*c, b*tt*3*c, b*nh*tt
+	qkvDev, _ := upload(t, normal(r, nq, 1))
+	doutDev, _ := upload(t, normal(r, n, 1))
+	out, lse, d := buffer(t, n), buffer(t, nl), buffer(t, nl)
+	if err := k.Attention.Forward(dev.Stream, out, lse, qkvDev, b, tt, c, nh); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Attention.BackwardPreprocess(dev.Stream, d, doutDev, out, b, tt, c, nh); err != nil {
+		t.Fatal(err)
+	}
+	launches := []struct {
+		name    string
+		launch  func(dqkv cu.DevicePtr) error
+		written [3]bool
+	}{
+		{"dkdv", func(p cu.DevicePtr) error {
+			return k.Attention.BackwardDKDV(dev.Stream, p, d, doutDev, qkvDev, lse, b, tt, c, nh)
+		}, [3]bool{false, true, true}},
+		{"dq", func(p cu.DevicePtr) error {
+			return k.Attention.BackwardDQ(dev.Stream, p, d, doutDev, qkvDev, lse, b, tt, c, nh)
+		}, [3]bool{true, false, false}},
+	}
+	for _, l := range launches {
+		p := buffer(t, nq)
+		if err := l.launch(p); err != nil {
+			t.Fatal(err)
+		}
+		got := download(t, p, nq)
+		for pi, name := range []string{"q", "k", "v"} {
+			v := attnPart(got, b*tt, c, pi)
+			nans := 0
+			for _, x := range v {
+				if math.IsNaN(x) {
+					nans++
+				}
+			}
+			switch {
+			case l.written[pi] && nans != 0:
+				t.Errorf("%s left %d of %d elements of the %s part unwritten", l.name, nans, len(v), name)
+			case !l.written[pi] && nans != len(v):
+				t.Errorf("%s wrote %d of %d elements of the %s part, which it must not touch", l.name, len(v)-nans, len(v), name)
+			}
+		}
+	}
+}
+
+// TestAttentionShapeErrors checks that unsupported shapes are refused before
+// any launch.
+func TestAttentionShapeErrors(t *testing.T) {
+	dev, k := env(t)
+	bad := []struct{ b, t, c, nh int }{
+		{1, 8, 129, 1},   // hs = 129 > AttentionMaxHeadSize
+		{1, 8, 512, 2},   // hs = 256
+		{1, 8, 100, 3},   // C not a multiple of NH
+		{0, 8, 64, 1},    // empty batch
+		{1, 8, 64, 0},    // no heads
+		{70000, 1, 8, 1}, // grid z
+	}
+	for _, s := range bad {
+		if err := k.Attention.Forward(dev.Stream, 0, 0, 0, s.b, s.t, s.c, s.nh); err == nil {
+			t.Errorf("Forward accepted B=%d T=%d C=%d NH=%d", s.b, s.t, s.c, s.nh)
+		}
+		if err := k.Attention.Backward(dev.Stream, 0, 0, 0, 0, 0, 0, s.b, s.t, s.c, s.nh); err == nil {
+			t.Errorf("Backward accepted B=%d T=%d C=%d NH=%d", s.b, s.t, s.c, s.nh)
+		}
+	}
+}
+
+// attnPart extracts part p (0 q, 1 k, 2 v) of a (rows, 3c) qkv-shaped array.
+func attnPart(v []float64, rows, c, p int) []float64 {
+	out := make([]float64, 0, rows*c)
+	for r := 0; r < rows; r++ {
+		out = append(out, v[r*3*c+p*c:][:c]...)
+	}
+	return out
+}
+
+// attnCheckBitwise fails unless got and want are identical bit for bit (both
+// are float32 values widened exactly to float64).
+func attnCheckBitwise(t *testing.T, what string, got, want []float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("%s: not deterministic: element %d is %g then %g", what, i, want[i], got[i])
+		}
+	}
+}
