@@ -10,7 +10,8 @@ GO ?= go
 
 # The toolkit script installs CUDA where it is missing and prints its root.
 CUDA_HOME := $(or $(CUDA_HOME),$(shell scripts/install-cuda.sh))
-export CGO_CFLAGS += -I$(CUDA_HOME)/include
+# go-nvml declares deprecated NVML calls; their warnings are not ours.
+export CGO_CFLAGS += -I$(CUDA_HOME)/include -Wno-deprecated-declarations
 export CGO_LDFLAGS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs
 export CUDA_HOME
 

@@ -99,7 +99,7 @@ func bad(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v
 func (m *Model) Dump() (ref.Dump, error) {
 	var dp ref.Dump
 	var err error
-	dp.Dims = refDims(m.Dims)
+	dp.Dims = m.Dims
 	if dp.Params, err = m.Params(); err != nil {
 		return dp, err
 	}
@@ -122,4 +122,21 @@ func (m *Model) Dump() (ref.Dump, error) {
 	}
 	dp.Grads, err = m.Grads()
 	return dp, err
+}
+
+// Poison fills every activation, gradient and scratch buffer with NaN, so
+// that a test after one step finds any element the step should have written
+// but did not. Parameters and inputs are left alone.
+func (m *Model) Poison() error {
+	keep := map[cu.DevicePtr]bool{m.params: true, m.tokens: true, m.targets: true,
+		m.wteBuckets.order: true, m.wteBuckets.start: true, m.wteBuckets.token: true}
+	for _, p := range m.all() {
+		if p == 0 || keep[p] {
+			continue
+		}
+		if err := gpu.Poison(p, int(m.dev.Size(p)/4)); err != nil {
+			return fmt.Errorf("poison: %w", err)
+		}
+	}
+	return nil
 }

@@ -77,30 +77,25 @@ type deviceBuckets struct {
 // New allocates the model for d, draws its parameters and one batch of
 // inputs from seed (as model/ref does, so both start from the same values)
 // and uploads them. Infer mode allocates no gradients.
-func New(dev *gpu.Device, k *kernels.Kernels, d config.Dims, mode config.Mode, seed uint64) (m *Model, err error) {
-	m = &Model{Dims: d, Mode: mode, dev: dev, k: k, s: dev.Stream, layout: ref.Layout(refDims(d))}
-	m.nParams = ref.NumParams(refDims(d))
+func New(dev *gpu.Device, k *kernels.Kernels, d config.Dims, mode config.Mode, seed uint64) (_ *Model, err error) {
+	m := &Model{Dims: d, Mode: mode, dev: dev, k: k, s: dev.Stream, layout: ref.Layout(d)}
+	m.nParams = ref.NumParams(d)
 	defer func() {
 		if err != nil {
-			m.Free()
-			m = nil
+			m.Free() // nothing is left half-allocated
 		}
 	}()
 	if err := m.allocate(); err != nil {
 		return nil, err
 	}
-	if err := gpu.Upload(m.params, ref.InitParams(refDims(d), seed)); err != nil {
+	if err := gpu.Upload(m.params, ref.InitParams(d, seed)); err != nil {
 		return nil, fmt.Errorf("upload parameters: %w", err)
 	}
-	tokens, targets := ref.Inputs(refDims(d), seed)
+	tokens, targets := ref.Inputs(d, seed)
 	if err := m.SetInputs(tokens, targets); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func refDims(d config.Dims) ref.Dims {
-	return ref.Dims{V: d.V, MaxT: d.MaxT, T: d.T, L: d.L, NH: d.NH, C: d.C, B: d.B}
 }
 
 // allocate makes every buffer the model will ever use.

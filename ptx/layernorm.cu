@@ -89,7 +89,10 @@ extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch,
         float dsum = 0.0f, dnsum = 0.0f;
         for (int c = lane; c < C; c += WARP_SIZE) {
             const float norm = (x[c] - m) * s;
-            const float dn = weight[c] * d[c];
+            // __fmul_rn: the same rounded dnorm as below, never fused into
+            // an FMA there, so that dnorm - mean(dnorm) is exactly 0 when C
+            // is 1 (rstd ~ 316 would magnify the FMA's residue).
+            const float dn = __fmul_rn(weight[c], d[c]);
             dsum += dn;
             dnsum += dn * norm;
         }
@@ -127,7 +130,7 @@ extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch,
                 const int i = (row0 + r + k) * C + c;
                 const float s = s_rstd[r + k];
                 const float norm = (x[k] - s_mean[r + k]) * s;
-                dinp[i] = di[k] + (w * d[k] - s_dmean[r + k] - norm * s_dnmean[r + k]) * s;
+                dinp[i] = di[k] + (__fmul_rn(w, d[k]) - s_dmean[r + k] - norm * s_dnmean[r + k]) * s;
                 dw += d[k] * norm;
                 db += d[k];
             }
@@ -137,7 +140,7 @@ extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch,
             const float dd = dout[i];
             const float s = s_rstd[r];
             const float norm = (inp[i] - s_mean[r]) * s;
-            dinp[i] += (w * dd - s_dmean[r] - norm * s_dnmean[r]) * s;
+            dinp[i] += (__fmul_rn(w, dd) - s_dmean[r] - norm * s_dnmean[r]) * s;
             dw += dd * norm;
             db += dd;
         }

@@ -210,3 +210,6 @@ var Float32NaN = math.Float32frombits(NaNBits)
 // Context returns the device's primary context, to make it current on
 // another locked thread (tests run each test on its own goroutine).
 func (d *Device) Context() (cu.CUContext, error) { return d.ctx, nil }
+
+// Size returns the bytes of a buffer from Alloc, or 0 for another pointer.
+func (d *Device) Size(p cu.DevicePtr) int64 { return d.buffers[p] }

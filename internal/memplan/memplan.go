@@ -3,12 +3,12 @@
 // preflight, for choosing the largest batch that fits, and for the report.
 //
 // The buffers are those of the GPU model (llm.c layout, fp32). They are
-// listed in three tables below (ParamTable, ActivationTable, ScratchTable)
-// that the model's allocation code mirrors; change a table and the model
-// together.
+// listed in two tables below (ActivationTable, ScratchTable) that the
+// model's allocation code mirrors: change a table and the model together
+// (a GPU test compares the two). The parameters are model/ref's Layout.
 //
 //   - params and grads: one flat buffer each of P floats, tensors in llm.c
-//     order (see ParamLayout). Infer allocates no grads.
+//     order (model/ref.Layout). Infer allocates no grads.
 //   - activations: what the forward pass writes and the backward pass
 //     reads. A "per layer" buffer is allocated once for all L layers
 //     (stacked, L × the size shown). logits are reused in place for
@@ -26,6 +26,7 @@ import (
 	"fmt"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/model/ref"
 )
 
 // ElemBytes is the size of every element: float32 or int32.
@@ -79,27 +80,6 @@ type Entry struct {
 	Size     func(s Shape) int64
 }
 
-// ParamTable is the parameter tensors in llm.c order, the layout of the flat
-// params (and grads) buffer. PerLayer tensors are stacked over L.
-var ParamTable = []Entry{
-	{"wte", false, false, func(s Shape) int64 { return s.V * s.C }},
-	{"wpe", false, false, func(s Shape) int64 { return s.MaxT * s.C }},
-	{"ln1w", true, false, func(s Shape) int64 { return s.C }},
-	{"ln1b", true, false, func(s Shape) int64 { return s.C }},
-	{"qkvw", true, false, func(s Shape) int64 { return 3 * s.C * s.C }},
-	{"qkvb", true, false, func(s Shape) int64 { return 3 * s.C }},
-	{"attprojw", true, false, func(s Shape) int64 { return s.C * s.C }},
-	{"attprojb", true, false, func(s Shape) int64 { return s.C }},
-	{"ln2w", true, false, func(s Shape) int64 { return s.C }},
-	{"ln2b", true, false, func(s Shape) int64 { return s.C }},
-	{"fcw", true, false, func(s Shape) int64 { return 4 * s.C * s.C }},
-	{"fcb", true, false, func(s Shape) int64 { return 4 * s.C }},
-	{"fcprojw", true, false, func(s Shape) int64 { return 4 * s.C * s.C }},
-	{"fcprojb", true, false, func(s Shape) int64 { return s.C }},
-	{"lnfw", false, false, func(s Shape) int64 { return s.C }},
-	{"lnfb", false, false, func(s Shape) int64 { return s.C }},
-}
-
 // ActivationTable is the forward pass's buffers, allocated in both modes.
 var ActivationTable = []Entry{
 	{"encoded", false, false, func(s Shape) int64 { return s.N * s.C }},
@@ -109,20 +89,22 @@ var ActivationTable = []Entry{
 	{"qkv", true, false, func(s Shape) int64 { return s.N * 3 * s.C }},
 	{"atty", true, false, func(s Shape) int64 { return s.N * s.C }},
 	{"att_lse", true, false, func(s Shape) int64 { return s.B * s.NH * s.T }},
-	{"attproj", true, false, func(s Shape) int64 { return s.N * s.C }},
 	{"residual2", true, false, func(s Shape) int64 { return s.N * s.C }},
 	{"ln2", true, false, func(s Shape) int64 { return s.N * s.C }},
 	{"ln2_mean", true, false, func(s Shape) int64 { return s.N }},
 	{"ln2_rstd", true, false, func(s Shape) int64 { return s.N }},
 	{"fch", true, false, func(s Shape) int64 { return s.N * 4 * s.C }},
 	{"fch_gelu", true, false, func(s Shape) int64 { return s.N * 4 * s.C }},
-	{"fcproj", true, false, func(s Shape) int64 { return s.N * s.C }},
 	{"residual3", true, false, func(s Shape) int64 { return s.N * s.C }},
 	{"lnf", false, false, func(s Shape) int64 { return s.N * s.C }},
 	{"lnf_mean", false, false, func(s Shape) int64 { return s.N }},
 	{"lnf_rstd", false, false, func(s Shape) int64 { return s.N }},
 	{"logits", false, false, func(s Shape) int64 { return s.N * s.V }}, // reused in place for dlogits
 	{"losses", false, false, func(s Shape) int64 { return s.N }},
+	{"lse", false, false, func(s Shape) int64 { return s.N }}, // logsumexp of each logits row
+	// A projection's output before its residual add; the backward does not
+	// need it, so one buffer serves every layer.
+	{"proj", false, false, func(s Shape) int64 { return s.N * s.C }},
 	{"loss", false, false, func(s Shape) int64 { return 1 }},
 	{"tokens", false, true, func(s Shape) int64 { return s.N }},
 	{"targets", false, true, func(s Shape) int64 { return s.N }},
@@ -132,12 +114,17 @@ var ActivationTable = []Entry{
 // only.
 var ScratchTable = []Entry{
 	{"dresidual", false, false, func(s Shape) int64 { return s.N * s.C }},
-	{"dscratch", false, false, func(s Shape) int64 { return s.N * 4 * s.C }}, // largest per-layer gradient (d fch)
-	{"dqkv", false, false, func(s Shape) int64 { return s.N * 3 * s.C }},
+	{"dC", false, false, func(s Shape) int64 { return s.N * s.C }},               // dlnf, dln2, datty, dln1 in turn
+	{"d4C", false, false, func(s Shape) int64 { return s.N * 4 * s.C }},          // dfch, then dqkv
 	{"att_delta", false, false, func(s Shape) int64 { return s.B * s.NH * s.T }}, // D = rowsum(dO∘O)
-	// Partial sums of bias gradients (up to 4C outputs, fcb) and of
-	// LayerNorm dweight+dbias (2C), one row per block of PartialRowsPerBlock rows.
-	{"dparam_partials", false, false, func(s Shape) int64 { return 4 * s.C * ceilDiv(s.N, PartialRowsPerBlock) }},
+	// LayerNorm dweight and dbias partial sums, one row of 2C per
+	// PartialRowsPerBlock rows (kernels.LayerNormPartialSize).
+	{"ln_partials", false, false, func(s Shape) int64 { return 2 * s.C * ceilDiv(s.N, PartialRowsPerBlock) }},
+	// Token positions grouped by token, for the embedding backward
+	// (internal/buckets): order, bucket starts, bucket tokens.
+	{"bucket_order", false, true, func(s Shape) int64 { return s.N }},
+	{"bucket_start", false, true, func(s Shape) int64 { return s.N + 1 }},
+	{"bucket_token", false, true, func(s Shape) int64 { return s.N }},
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
@@ -177,9 +164,7 @@ func New(d config.Dims, mode config.Mode) (Plan, error) {
 	}
 	s := newShape(d)
 	p := Plan{Dims: d, Mode: mode}
-	for _, e := range ParamTable {
-		p.ParamCount += count(e, s)
-	}
+	p.ParamCount = int64(ref.NumParams(d))
 	add := func(name string, g Group, layers int, elems int64) {
 		b := Buffer{Name: name, Group: g, Layers: layers, Elements: elems, Bytes: elems * ElemBytes}
 		p.Buffers = append(p.Buffers, b)
@@ -235,28 +220,6 @@ func (p Plan) Buffer(name string) (Buffer, bool) {
 
 // Fits reports whether the plan's Required bytes fit in freeBytes.
 func (p Plan) Fits(freeBytes int64) bool { return p.Required <= freeBytes }
-
-// ParamTensor is one tensor of the flat parameter buffer.
-type ParamTensor struct {
-	Name     string
-	Offset   int64 // in elements from the start of the buffer
-	Elements int64 // all layers
-	PerLayer int64 // elements of one layer's slice (= Elements if not per layer)
-}
-
-// ParamLayout returns the parameter tensors of d in llm.c order with their
-// offsets in elements; the last Offset+Elements is P.
-func ParamLayout(d config.Dims) []ParamTensor {
-	s := newShape(d)
-	var out []ParamTensor
-	var off int64
-	for _, e := range ParamTable {
-		n := count(e, s)
-		out = append(out, ParamTensor{Name: e.Name, Offset: off, Elements: n, PerLayer: e.Size(s)})
-		off += n
-	}
-	return out
-}
 
 // LargestBatchThatFits returns the largest batch size B for which the plan
 // of d (with d.B replaced) in mode fits in freeBytes and d passes

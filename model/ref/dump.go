@@ -61,7 +61,7 @@ func toFloat32(v []float64) []float32 {
 
 func (dp *Dump) check() error {
 	d := dp.Dims
-	if err := d.Validate(); err != nil {
+	if err := validate(d); err != nil {
 		return err
 	}
 	N, P := d.B*d.T, NumParams(d)
@@ -134,7 +134,7 @@ func ReadDump(dir string) (*Dump, error) {
 		return nil, fmt.Errorf("ref: %s: %w", DumpConfig, err)
 	}
 	d := dp.Dims
-	if err := d.Validate(); err != nil {
+	if err := validate(d); err != nil {
 		return nil, err
 	}
 	open := func(name string) (*safetensors.File, error) {

@@ -54,7 +54,7 @@ type Model struct {
 // NewModel builds a model with float64 copies of params (length NumParams(d)).
 // It panics if d is invalid or params has the wrong length.
 func NewModel(d Dims, params []float32) *Model {
-	if err := d.Validate(); err != nil {
+	if err := validate(d); err != nil {
 		panic(err)
 	}
 	if len(params) != NumParams(d) {

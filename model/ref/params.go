@@ -11,21 +11,18 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/gpubench/gpubench/internal/config"
 )
 
-// Dims are the model and batch dimensions.
-type Dims struct {
-	V    int // vocabulary size
-	MaxT int // context length: rows of wpe
-	T    int // sequence length used, T <= MaxT
-	L    int // number of transformer blocks
-	NH   int // number of attention heads
-	C    int // channels, C % NH == 0
-	B    int // batch size
-}
+// Dims are the model and batch dimensions (config.Dims: V, MaxT, T, L, NH,
+// C, B).
+type Dims = config.Dims
 
-// Validate reports whether d describes a usable model.
-func (d Dims) Validate() error {
+// validate reports whether d describes a model the reference can run. It
+// is looser than config.Dims.Validate (L may be 0, no index limits): the
+// reference's own tests use such shapes.
+func validate(d Dims) error {
 	switch {
 	case d.V <= 0, d.MaxT <= 0, d.T <= 0, d.L < 0, d.NH <= 0, d.C <= 0, d.B <= 0:
 		return fmt.Errorf("ref: invalid dims %+v: V, MaxT, T, NH, C, B must be > 0 and L >= 0", d)
@@ -158,7 +155,7 @@ const InitStd = 0.02
 // The result is float32 so that a GPU model and the reference start from
 // bit-identical values.
 func InitParams(d Dims, seed uint64) []float32 {
-	if err := d.Validate(); err != nil {
+	if err := validate(d); err != nil {
 		panic(err)
 	}
 	rng := rand.New(rand.NewPCG(seed, paramStream))
@@ -194,7 +191,7 @@ func InitParams(d Dims, seed uint64) []float32 {
 // drawn with IntN(V) from rand.New(rand.NewPCG(seed, 0xd1b54a32d192ed03)), a
 // stream independent of InitParams'. All tokens are drawn before the targets.
 func Inputs(d Dims, seed uint64) (tokens, targets []int32) {
-	if err := d.Validate(); err != nil {
+	if err := validate(d); err != nil {
 		panic(err)
 	}
 	rng := rand.New(rand.NewPCG(seed, inputStream))

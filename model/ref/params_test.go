@@ -65,7 +65,7 @@ func TestLayout(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	good := Dims{V: 5, MaxT: 4, T: 4, L: 0, NH: 2, C: 4, B: 1}
-	if err := good.Validate(); err != nil {
+	if err := validate(good); err != nil {
 		t.Errorf("%+v: %v", good, err)
 	}
 	for _, d := range []Dims{
@@ -75,7 +75,7 @@ func TestValidate(t *testing.T) {
 		{V: 5, MaxT: 4, T: 4, L: -1, NH: 2, C: 4, B: 1},
 		{V: 5, MaxT: 4, T: 4, L: 1, NH: 2, C: 4, B: 0},
 	} {
-		if d.Validate() == nil {
+		if validate(d) == nil {
 			t.Errorf("%+v accepted", d)
 		}
 	}

@@ -1,0 +1,264 @@
+//go:build gpu
+
+package model
+
+import (
+	"math"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/memplan"
+	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/kernels"
+	"github.com/gpubench/gpubench/model/ref"
+	"gorgonia.org/cu"
+)
+
+// These tests need a GPU; they are built with -tags gpu and run on the
+// device machine. They never skip.
+
+var (
+	testDev     *gpu.Device
+	testKernels *kernels.Kernels
+)
+
+func TestMain(m *testing.M) {
+	dev, err := gpu.Open(0)
+	if err != nil {
+		println("model GPU tests: open device:", err.Error())
+		os.Exit(1)
+	}
+	k, err := kernels.Load()
+	if err != nil {
+		println("model GPU tests: load kernels:", err.Error())
+		os.Exit(1)
+	}
+	testDev, testKernels = dev, k
+	code := m.Run()
+	k.Unload()
+	dev.Close()
+	os.Exit(code)
+}
+
+func bind(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	ctx, _ := testDev.Context()
+	if err := cu.SetCurrentContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seed is fresh for every run unless GPUBENCH_TEST_SEED replays one.
+func seed(t *testing.T) uint64 {
+	s := uint64(time.Now().UnixNano())
+	if env := os.Getenv("GPUBENCH_TEST_SEED"); env != "" {
+		var err error
+		if s, err = strconv.ParseUint(env, 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("seed %d", s)
+	return s
+}
+
+var shapes = []struct {
+	name string
+	d    config.Dims
+}{
+	{"tiny", config.Dims{V: 512, MaxT: 64, T: 64, L: 2, NH: 4, C: 128, B: 8}},
+	{"odd", config.Dims{V: 1000, MaxT: 40, T: 37, L: 2, NH: 3, C: 96, B: 3}},
+}
+
+func relNorm(got []float32, want []float64) float64 {
+	var num, den float64
+	for i := range got {
+		g := float64(got[i])
+		if math.IsNaN(g) || math.IsInf(g, 0) {
+			return math.Inf(1)
+		}
+		num += (g - want[i]) * (g - want[i])
+		den += want[i] * want[i]
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
+
+// TestStepMatchesReference runs one training step on the GPU, with every
+// output poisoned first, and compares the loss, the logits and every
+// gradient tensor with the float64 CPU reference on the same inputs.
+func TestStepMatchesReference(t *testing.T) {
+	for _, sh := range shapes {
+		t.Run(sh.name, func(t *testing.T) {
+			bind(t)
+			s := seed(t)
+			m, err := New(testDev, testKernels, sh.d, config.Train, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Free()
+			if err := m.Poison(); err != nil {
+				t.Fatal(err)
+			}
+			dp, err := m.Dump() // forward, logits, backward, grads
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			r := ref.NewModel(dp.Dims, dp.Params)
+			wantLoss := r.Forward(dp.Tokens, dp.Targets)
+			wantGrads := r.Backward()
+
+			lossErr := math.Abs(dp.Loss-wantLoss) / math.Abs(wantLoss)
+			t.Logf("loss %.7f (ref %.7f), relative error %.2e", dp.Loss, wantLoss, lossErr)
+			if !(lossErr <= 1e-5) {
+				t.Errorf("loss relative error %.3g > 1e-5", lossErr)
+			}
+			if e := relNorm(dp.Logits, r.Logits()); !(e <= 1e-5) {
+				t.Errorf("logits: ‖g−ref‖/‖ref‖ = %.3g > 1e-5", e)
+			}
+			for _, tn := range ref.Layout(dp.Dims) {
+				got := dp.Grads[tn.Offset : tn.Offset+tn.Size]
+				want := wantGrads[tn.Offset : tn.Offset+tn.Size]
+				e := relNorm(got, want)
+				t.Logf("grad %-9s ‖g−ref‖/‖ref‖ = %.2e", tn.Name, e)
+				if !(e <= 1e-4) {
+					t.Errorf("gradient %s: ‖g−ref‖/‖ref‖ = %.3g > 1e-4", tn.Name, e)
+				}
+			}
+		})
+	}
+}
+
+// TestDeterministic: the same seed gives bitwise-identical loss and
+// gradients, step after step and model after model.
+func TestDeterministic(t *testing.T) {
+	bind(t)
+	d := shapes[1].d
+	s := seed(t)
+	var first []float32
+	var firstLoss float64
+	for run := 0; run < 3; run++ {
+		m, err := New(testDev, testKernels, d, config.Train, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Poison(); err != nil {
+			t.Fatal(err)
+		}
+		dp, err := m.Dump()
+		m.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run == 0 {
+			first, firstLoss = dp.Grads, dp.Loss
+			continue
+		}
+		if dp.Loss != firstLoss {
+			t.Errorf("run %d: loss %v, first run %v", run, dp.Loss, firstLoss)
+		}
+		for i := range first {
+			if math.Float32bits(first[i]) != math.Float32bits(dp.Grads[i]) {
+				t.Fatalf("run %d: gradient element %d differs: %v vs %v", run, i, dp.Grads[i], first[i])
+			}
+		}
+	}
+}
+
+// TestLaunchesMatchPlan: one iteration launches exactly the kernels the
+// plan (and so gpubench plan and gpubench check) says, in both modes.
+func TestLaunchesMatchPlan(t *testing.T) {
+	for _, mode := range []config.Mode{config.Train, config.Infer} {
+		for _, sh := range shapes {
+			t.Run(string(mode)+"/"+sh.name, func(t *testing.T) {
+				bind(t) // a subtest runs on its own goroutine
+				m, err := New(testDev, testKernels, sh.d, mode, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Free()
+				p := plan.For(sh.d, mode)
+				for _, phase := range []string{plan.Forward, plan.Backward} {
+					r := p.Iteration.Child(phase)
+					if r == nil {
+						continue
+					}
+					testKernels.ResetCounts()
+					if phase == plan.Forward {
+						err = m.Forward()
+					} else {
+						err = m.Backward()
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := testKernels.LaunchCounts()
+					want := map[string]int{}
+					for _, c := range r.Kernels {
+						want[c.Name] = c.Count
+					}
+					for name, n := range want {
+						if got[name] != n {
+							t.Errorf("%s: %s launched %d times, plan says %d", phase, name, got[name], n)
+						}
+					}
+					for name, n := range got {
+						if _, ok := want[name]; !ok {
+							t.Errorf("%s: %s launched %d times, not in the plan", phase, name, n)
+						}
+					}
+				}
+				if _, err := m.Loss(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+// TestMemoryMatchesPlan: what the model allocates is what the memory
+// preflight counts, so the preflight's refusal is truthful.
+func TestMemoryMatchesPlan(t *testing.T) {
+	bind(t)
+	for _, mode := range []config.Mode{config.Train, config.Infer} {
+		for _, sh := range shapes {
+			before := testDev.Allocated()
+			m, err := New(testDev, testKernels, sh.d, mode, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := testDev.Allocated() - before
+			m.Free()
+			p, err := memplan.New(sh.d, mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s/%s: allocated %d bytes, planned %d (required with headroom %d)", mode, sh.name, got, p.Total, p.Required)
+			if got > p.Total || float64(got) < 0.9*float64(p.Total) {
+				t.Errorf("%s/%s: model allocates %d bytes, memplan counts %d", mode, sh.name, got, p.Total)
+			}
+		}
+	}
+}
+
+// TestInferHasNoBackward: an infer model refuses Backward with an error.
+func TestInferHasNoBackward(t *testing.T) {
+	bind(t)
+	m, err := New(testDev, testKernels, shapes[0].d, config.Infer, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	if err := m.Backward(); err == nil {
+		t.Fatal("Backward on an infer model returned no error")
+	}
+}
