@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,5 +261,44 @@ func TestInferHasNoBackward(t *testing.T) {
 	defer m.Free()
 	if err := m.Backward(); err == nil {
 		t.Fatal("Backward on an infer model returned no error")
+	}
+}
+
+// TestCheckNumericsNamesTensor: a NaN planted in one parameter reaches the
+// loss and the gradients, and CheckNumerics reports it.
+func TestCheckNumericsNamesTensor(t *testing.T) {
+	bind(t)
+	m, err := New(testDev, testKernels, shapes[1].d, config.Train, seed(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	if err := m.Forward(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CheckNumerics(); err != nil {
+		t.Fatalf("a healthy step failed the numerics check: %v", err)
+	}
+	// One NaN in the last layer's fc bias.
+	fcb := m.tensor(m.params, iFcb, m.Dims.L-1)
+	if err := gpu.Upload(fcb, []float32{float32(math.NaN())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	err = m.CheckNumerics()
+	if err == nil {
+		t.Fatal("a NaN parameter passed the numerics check")
+	}
+	t.Logf("numerics check: %v", err)
+	if !strings.Contains(err.Error(), "--check-numerics") {
+		t.Errorf("error %q does not name the check", err)
 	}
 }

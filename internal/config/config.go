@@ -75,25 +75,24 @@ func (d Dims) String() string {
 	return fmt.Sprintf("V=%d MaxT=%d T=%d L=%d H=%d C=%d B=%d", d.V, d.MaxT, d.T, d.L, d.NH, d.C, d.B)
 }
 
-// maxIndex bounds every element count that a kernel indexes with 32-bit
-// arithmetic. The kernels compute flat offsets such as row*V+col in int; the
-// largest buffers are the logits (B*T*V) and the MLP activations (B*T*4C).
+// maxIndex bounds the element count of every buffer a kernel indexes. The
+// kernels compute flat offsets such as row*V+col in 32-bit int; the largest
+// such buffers are the logits (B*T*V), the MLP activations (B*T*4C) and
+// one layer's MLP weight (4C*C). (Stacked per-layer tensors are addressed
+// layer by layer from Go, in 64 bits.)
 const maxIndex = 1<<31 - 1
 
-// LargestBuffer is the element count of the largest single buffer a step uses.
+// LargestBuffer is the element count of the largest buffer one kernel
+// indexes.
 func (d Dims) LargestBuffer() int64 {
 	rows := int64(d.B) * int64(d.T)
-	largest := rows * int64(d.V) // logits
-	for _, n := range []int64{
-		rows * 4 * int64(d.C),                    // MLP hidden activations
-		int64(d.L) * 4 * int64(d.C) * int64(d.C), // stacked fc weights
-		int64(d.V) * int64(d.C),                  // token embedding
-	} {
-		if n > largest {
-			largest = n
-		}
-	}
-	return largest
+	return max(
+		rows*int64(d.V),          // logits
+		rows*4*int64(d.C),        // MLP hidden activations
+		4*int64(d.C)*int64(d.C),  // one layer's fc weight
+		int64(d.V)*int64(d.C),    // token embedding
+		int64(d.MaxT)*int64(d.C), // position embedding
+	)
 }
 
 // Validate checks the shape and returns one error naming the first bad value,
@@ -120,10 +119,12 @@ func (d Dims) Validate() error {
 	if d.C%d.NH != 0 {
 		return fmt.Errorf("--channels: %d is not divisible by --heads %d (C must be a multiple of H)", d.C, d.NH)
 	}
+	if n := max(int64(d.V), 4*int64(d.C), int64(d.MaxT)) * int64(d.C); n > maxIndex {
+		return fmt.Errorf("--channels: %d makes a weight of %d elements, over the kernels' 32-bit index limit %d (lower --channels, --vocab or --context)", d.C, n, maxIndex)
+	}
 	if n := d.LargestBuffer(); n > maxIndex {
-		rows := int64(d.T) * int64(max(d.V, 4*d.C))
-		maxB := int64(maxIndex) / rows
-		return fmt.Errorf("--batch-size: %d makes a buffer of %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d at this shape)", d.B, n, maxIndex, maxB)
+		perSequence := int64(d.T) * int64(max(d.V, 4*d.C))
+		return fmt.Errorf("--batch-size: %d makes a buffer of %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d at this shape)", d.B, n, maxIndex, maxIndex/perSequence)
 	}
 	return nil
 }

@@ -70,6 +70,7 @@ func TestParseRunRejects(t *testing.T) {
 		{"iters under 1", []string{"--iters=0"}, []string{"--iters", "at least 1"}},
 		{"warmup under 0", []string{"--warmup=-1"}, []string{"--warmup", "at least 0"}},
 		{"batch too large for 32-bit indexing", []string{"--model=gpt2-124m", "--batch-size=100"}, []string{"--batch-size", "32-bit", "1..41"}},
+		{"weight too large for 32-bit indexing", []string{"--channels=32768", "--heads=1"}, []string{"--channels", "32-bit"}},
 		{"unknown mode", []string{"--mode=eval"}, []string{"--mode", "train, infer"}},
 		{"dump with infer", []string{"--mode=infer", "--dump=/tmp/x"}, []string{"--dump", "--mode=train"}},
 		{"check-numerics with infer", []string{"--mode=infer", "--check-numerics"}, []string{"--check-numerics", "--mode=train"}},
