@@ -72,7 +72,7 @@ func TestIllegalAddressNamesKernel(t *testing.T) {
 		t.Fatalf("the child reported no fault:\n%s", out)
 	}
 	t.Logf("child: %s", line)
-	for _, want := range []string{"kernel fill_f32", "grid (", "block (256,1,1)", "illegal address"} {
+	for _, want := range []string{"kernel fill_f32", "grid (", "block (256,1,1)", "CUDA_ERROR_ILLEGAL_ADDRESS"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("fault report %q lacks %q", line, want)
 		}

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"unsafe"
 
+	"github.com/gpubench/gpubench/internal/cudrv"
 	"github.com/gpubench/gpubench/ptx"
 	"gorgonia.org/cu"
 )
@@ -233,7 +234,7 @@ func (k *kernel) launch(s cu.Stream, grid, block dim3, sharedBytes int, args ...
 		err = s.Synchronize()
 	}
 	if err != nil {
-		return &LaunchError{Kernel: k.name, Grid: grid.String(), Block: block.String(), SharedBytes: sharedBytes, Err: err}
+		return &LaunchError{Kernel: k.name, Grid: grid.String(), Block: block.String(), SharedBytes: sharedBytes, Err: cudrv.Explain(err)}
 	}
 	k.launches++
 	return nil

@@ -54,6 +54,7 @@ func TestMatmulForward(t *testing.T) {
 		n, c, oc := sh[0], sh[1], sh[2]
 		for _, withBias := range []bool{true, false} {
 			t.Run(fmt.Sprintf("N%d_C%d_OC%d_bias%v", n, c, oc, withBias), func(t *testing.T) {
+				env(t) // a subtest runs on its own goroutine
 				inp, inpV := upload(t, normal(r, n*c, 1))
 				w, wV := upload(t, normal(r, oc*c, 1))
 				var bias cu.DevicePtr
@@ -97,6 +98,7 @@ func TestMatmulBackward(t *testing.T) {
 	for _, sh := range matmulShapes {
 		n, c, oc := sh[0], sh[1], sh[2]
 		t.Run(fmt.Sprintf("N%d_C%d_OC%d", n, c, oc), func(t *testing.T) {
+			env(t) // a subtest runs on its own goroutine
 			dout, doutV := upload(t, normal(r, n*oc, 1))
 			inp, inpV := upload(t, normal(r, n*c, 1))
 			w, wV := upload(t, normal(r, oc*c, 1))
@@ -210,6 +212,7 @@ func TestMatmulDeterminism(t *testing.T) {
 	for _, sh := range [][3]int{{111, 100, 1003}, {1000, 256, 384}, {4099, 64, 96}} {
 		n, c, oc := sh[0], sh[1], sh[2]
 		t.Run(fmt.Sprintf("N%d_C%d_OC%d", n, c, oc), func(t *testing.T) {
+			env(t) // a subtest runs on its own goroutine
 			dout, _ := upload(t, normal(r, n*oc, 1))
 			inp, _ := upload(t, normal(r, n*c, 1))
 			var dws, dbiases [2][]float64

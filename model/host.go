@@ -16,7 +16,13 @@ import (
 // Loss waits for the stream and returns the mean loss of the last Forward.
 func (m *Model) Loss() (float32, error) {
 	if err := m.dev.Synchronize(); err != nil {
-		return 0, fmt.Errorf("iteration: %w", err)
+		// Launches are asynchronous: a kernel's fault surfaces here, after
+		// the fact. SyncEachLaunch (--sync-launches) pins it on the kernel.
+		hint := ""
+		if !m.k.SyncEachLaunch {
+			hint = " (run again with --sync-launches to name the kernel that failed)"
+		}
+		return 0, fmt.Errorf("waiting for the iteration's kernels: %w%s", err, hint)
 	}
 	var loss [1]float32
 	if err := gpu.Download(loss[:], m.acts.loss); err != nil {

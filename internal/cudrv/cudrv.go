@@ -14,7 +14,10 @@ package cudrv
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
+	"reflect"
+)
 
 // Error is a CUDA driver result code with the call that returned it.
 type Error struct {
@@ -51,3 +54,24 @@ func ProfilerStop() error { return check("cuProfilerStop", C.cuProfilerStop()) }
 // gpubench calls it before gorgonia.org/cu's own package init does, so that
 // a machine without a GPU gets a clear sentence instead of cu's exit.
 func Init() error { return check("cuInit", C.cuInit(0)) }
+
+// Explain adds the driver's own name and description to a CUDA result
+// returned by gorgonia.org/cu, whose errors carry only a short Go name
+// ("IllegalAddress"). Other errors come back unchanged.
+func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	// cu's result type is an unexported int; its value is the CUresult.
+	v := reflect.ValueOf(err)
+	if v.Kind() != reflect.Int || v.Type().PkgPath() != "gorgonia.org/cu" {
+		return err
+	}
+	code := C.CUresult(v.Int())
+	var name, desc *C.char
+	if C.cuGetErrorName(code, &name) != C.CUDA_SUCCESS || name == nil {
+		return err
+	}
+	C.cuGetErrorString(code, &desc)
+	return fmt.Errorf("%w: %s (%s)", err, C.GoString(name), C.GoString(desc))
+}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/gpubench/gpubench/internal/cudrv"
 	"gorgonia.org/cu"
 )
 
@@ -202,7 +203,7 @@ func Poison(p cu.DevicePtr, n int) error {
 }
 
 // Synchronize waits for the stream's work and returns its first error.
-func (d *Device) Synchronize() error { return d.Stream.Synchronize() }
+func (d *Device) Synchronize() error { return cudrv.Explain(d.Stream.Synchronize()) }
 
 // Float32NaN is a float32 NaN, as Poison writes it.
 var Float32NaN = math.Float32frombits(NaNBits)
