@@ -548,15 +548,39 @@ var realExports = []struct {
 	iters int
 }{
 	{"selftest-h200.sqlite", func(testing.TB) plan.Plan { return selftestPlan() }, 3},
+	// gpubench --model=tiny --iters 3 --warmup 1 --profile, captured with
+	// --capture-range=cudaProfilerApi.
+	{"tiny-h200.sqlite", func(testing.TB) plan.Plan { return plan.For(tinyDims, config.Train) }, 3},
 }
 
-// RealExport returns the path of a file in testdata/nsys, skipping the test
-// when it is not there.
+var tinyDims = config.Dims{V: 512, MaxT: 64, T: 64, L: 2, NH: 4, C: 128, B: 8}
+
+// TestRealExportWithoutCaptureRange: the same run captured without
+// --capture-range (and without --profile) also holds the warm-up
+// iteration's kernels, outside every iteration range: check must fail and
+// say so.
+func TestRealExportWithoutCaptureRange(t *testing.T) {
+	_, err := Check(realExport(t, "tiny-nocapture-h200.sqlite"), plan.For(tinyDims, config.Train), 3)
+	if err == nil {
+		t.Fatal("a capture without the capture range passed the check")
+	}
+	var me *MismatchError
+	if !errors.As(err, &me) {
+		t.Fatalf("error %v is not a *MismatchError", err)
+	}
+	if !strings.Contains(err.Error(), "lies outside every iteration range") {
+		t.Errorf("error does not name the kernels outside the iterations:\n%v", err)
+	}
+	t.Logf("%v", err)
+}
+
+// realExport returns the path of a file in testdata/nsys; the files are
+// committed, so a missing one fails the test.
 func realExport(t *testing.T, name string) string {
 	t.Helper()
 	path := filepath.Join("..", "..", "testdata", "nsys", name)
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("no real export %s: %v", name, err)
+		t.Fatalf("no real export %s: %v", name, err)
 	}
 	return path
 }
