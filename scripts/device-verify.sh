@@ -5,7 +5,7 @@
 # then run it there with .device (and .nsys for the profiler steps) carried.
 # Logs and reports go to $OUT; a summary is printed last.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-/tmp/gpubench-verify}
 mkdir -p "$OUT"
 bin=.device/gpubench

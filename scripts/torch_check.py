@@ -24,42 +24,24 @@ The model (nanoGPT / llm.c GPT-2): x = wte[tok] + wpe[t]; L pre-LN blocks
 x += attproj(causal_attention(qkv(LN1(x)))); x += fcproj(gelu_tanh(fc(LN2(x))));
 logits = LNf(x) @ wte^T; loss = mean cross-entropy. Linear weights are
 (out, in) as in nn.Linear; the qkv output is [q | k | v], head h using columns
-h*hs:(h+1)*hs of each; LayerNorm eps is 1e-5.
+h*hs:(h+1)*hs of each; LayerNorm eps is 1e-5. The model itself is
+gpt2_torch.GPT2 (beside this script), with the explicit-softmax attention by
+default (--attention sdpa uses torch's scaled_dot_product_attention).
 
 Usage: python3 scripts/torch_check.py DUMP_DIR [--loss-tol 1e-5] [--grad-tol 1e-4]
 """
 
 import argparse
 import json
-import math
 import os
 import sys
 
-PARAM_NAMES = (
-    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb",
-)
-CONFIG_KEYS = ("V", "MaxT", "T", "L", "NH", "C", "B")
-LN_EPS = 1e-5
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpt2_torch import CONFIG_KEYS, GPT2, PARAM_NAMES, param_shapes  # noqa: E402  (imports without torch)
 
 
 class DumpError(Exception):
     """The dump directory is missing something or is inconsistent."""
-
-
-def param_shapes(cfg):
-    """The shape of each parameter tensor, in layout order."""
-    V, MaxT, L, C = cfg["V"], cfg["MaxT"], cfg["L"], cfg["C"]
-    return {
-        "wte": (V, C), "wpe": (MaxT, C),
-        "ln1w": (L, C), "ln1b": (L, C),
-        "qkvw": (L, 3 * C, C), "qkvb": (L, 3 * C),
-        "attprojw": (L, C, C), "attprojb": (L, C),
-        "ln2w": (L, C), "ln2b": (L, C),
-        "fcw": (L, 4 * C, C), "fcb": (L, 4 * C),
-        "fcprojw": (L, C, 4 * C), "fcprojb": (L, C),
-        "lnfw": (C,), "lnfb": (C,),
-    }
 
 
 def load_config(dump_dir):
@@ -124,41 +106,13 @@ def load_dump(dump_dir, torch, load_file):
     return cfg, params, tokens, targets, loss, logits, grads
 
 
-def gpt2_forward(p, tokens, cfg, torch, F):
-    """Logits (B,T,V) of the model with parameters p (name -> tensor)."""
-    B, T = tokens.shape
-    C, NH, L = cfg["C"], cfg["NH"], cfg["L"]
-    hs = C // NH
-    pos = torch.arange(T, device=tokens.device)
-    x = p["wte"][tokens] + p["wpe"][pos]
-    causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
-    for l in range(L):
-        h = F.layer_norm(x, (C,), p["ln1w"][l], p["ln1b"][l], eps=LN_EPS)
-        qkv = F.linear(h, p["qkvw"][l], p["qkvb"][l])
-        q, k, v = qkv.split(C, dim=-1)
-        q = q.view(B, T, NH, hs).transpose(1, 2)  # (B,NH,T,hs)
-        k = k.view(B, T, NH, hs).transpose(1, 2)
-        v = v.view(B, T, NH, hs).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + F.linear(y, p["attprojw"][l], p["attprojb"][l])
-        h = F.layer_norm(x, (C,), p["ln2w"][l], p["ln2b"][l], eps=LN_EPS)
-        h = F.gelu(F.linear(h, p["fcw"][l], p["fcb"][l]), approximate="tanh")
-        x = x + F.linear(h, p["fcprojw"][l], p["fcprojb"][l])
-    x = F.layer_norm(x, (C,), p["lnfw"], p["lnfb"], eps=LN_EPS)
-    return F.linear(x, p["wte"])
-
-
-def reference(params, tokens, targets, cfg, device, torch, F):
-    """Float64 loss, logits and gradients from autograd."""
-    p = {n: params[n].to(device=device, dtype=torch.float64).detach().requires_grad_(True) for n in PARAM_NAMES}
-    tokens, targets = tokens.to(device), targets.to(device)
-    logits = gpt2_forward(p, tokens, cfg, torch, F)
-    loss = F.cross_entropy(logits.reshape(-1, cfg["V"]), targets.reshape(-1))
+def reference(params, tokens, targets, cfg, device, torch, attention="manual"):
+    """Float64 loss, logits and gradients (gpubench's layout) from autograd."""
+    model = GPT2(cfg, attention=attention, device=device, dtype=torch.float64)
+    model.load_layout(params)
+    logits, loss = model(tokens.to(device), targets.to(device))
     loss.backward()
-    grads = {n: p[n].grad.detach() for n in PARAM_NAMES}
-    return float(loss.detach()), logits.detach(), grads
+    return float(loss.detach()), logits.detach(), model.layout_grads()
 
 
 def rel_norm_err(got, ref):
@@ -177,13 +131,14 @@ def parse_args(argv):
     ap.add_argument("--logits-tol", type=float, default=None,
                     help="max logits error, max|l - l_ref| / max|l_ref| (default: report only)")
     ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    ap.add_argument("--attention", default="manual", choices=("manual", "sdpa"),
+                    help="attention of the float64 model: manual (explicit softmax, default) or sdpa")
     return ap.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     import torch
-    import torch.nn.functional as F
     from safetensors.torch import load_file
 
     if args.device == "auto":
@@ -197,8 +152,8 @@ def main(argv=None):
         print(f"torch_check: bad dump: {e}", file=sys.stderr)
         return 2
 
-    ref_loss, ref_logits, ref_grads = reference(params, tokens, targets, cfg, device, torch, F)
-    print(f"config {cfg}, device {device}")
+    ref_loss, ref_logits, ref_grads = reference(params, tokens, targets, cfg, device, torch, args.attention)
+    print(f"config {cfg}, device {device}, attention {args.attention}")
 
     failed = []
     loss_err = abs(loss - ref_loss) / abs(ref_loss) if ref_loss != 0 else abs(loss)

@@ -9,13 +9,14 @@ import (
 	"os"
 
 	"github.com/gpubench/gpubench/internal/cli"
+	"github.com/gpubench/gpubench/internal/cudrv"
 	// startup handles the commands that need no GPU, and a missing GPU,
 	// before gorgonia.org/cu's init runs: see its package comment.
 	_ "github.com/gpubench/gpubench/internal/startup"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	cudrv.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run executes the commands that need a GPU; startup has already handled

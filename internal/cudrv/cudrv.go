@@ -11,6 +11,7 @@ package cudrv
 #cgo LDFLAGS: -lcuda
 #include <cuda.h>
 #include <cudaProfiler.h>
+#include <stdlib.h>
 */
 import "C"
 
@@ -74,4 +75,12 @@ func Explain(err error) error {
 	}
 	C.cuGetErrorString(code, &desc)
 	return fmt.Errorf("%w: %s (%s)", err, C.GoString(name), C.GoString(desc))
+}
+
+// Exit ends the process through the C library's exit, not os.Exit, so that
+// the atexit handlers of profilers injected into the process run: Nsight
+// Systems and CUPTI flush the events they still buffer there. os.Exit
+// skips them, and a capture without a cuProfilerStop loses its tail.
+func Exit(code int) {
+	C.exit(C.int(code))
 }
