@@ -108,7 +108,7 @@ func ParseCommand(args []string, extra func(*flag.FlagSet), positional int) (Run
 func flagError(err error) error {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-		return fmt.Errorf("unknown flag %s (see gpubench --help)", name)
+		return fmt.Errorf("unknown flag %q (see gpubench --help)", "-"+name)
 	}
 	// "invalid value "x" for flag -iters: parse error"
 	if strings.HasPrefix(msg, "invalid value") {
