@@ -166,6 +166,39 @@ __device__ __forceinline__ void store_row(float* dst, const float4 (&v)[OCV], fl
 // shared memory; key/value tiles stream through it up to the diagonal. Each
 // thread owns RM query rows × OCV·4 output columns and keeps the running max
 // m and sum l of its rows (identical in the 8 lanes of a row).
+// score_pair computes the two products both backward kernels need, over
+// the head dimension (n4 float4 columns) of shared-memory tiles with row
+// stride LD: s[i][j] = A_i·B_j and dp[i][j] = G_i·W_j, for this thread's
+// rows i of A and G (ty + ATT_TY·i) and rows j of B and W (tx + ATT_TX·j).
+// dkdv passes (K, V; Q, dO), dq passes (Q, dO; K, V).
+template <int R, int S, int LD>
+__device__ __forceinline__ void score_pair(float (&s)[R][S], float (&dp)[R][S], const float* A, const float* G,
+                                           const float* B, const float* W, int n4, int ty, int tx) {
+#pragma unroll
+    for (int i = 0; i < R; i++)
+#pragma unroll
+        for (int j = 0; j < S; j++) s[i][j] = dp[i][j] = 0.0f;
+#pragma unroll 2
+    for (int d4 = 0; d4 < n4; d4++) {
+        float4 av[R], gv[R];
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            av[i] = lds4(&A[(ty + ATT_TY * i) * LD + 4 * d4]);
+            gv[i] = lds4(&G[(ty + ATT_TY * i) * LD + 4 * d4]);
+        }
+#pragma unroll
+        for (int j = 0; j < S; j++) {
+            const float4 bv = lds4(&B[(tx + ATT_TX * j) * LD + 4 * d4]);
+            const float4 wv = lds4(&W[(tx + ATT_TX * j) * LD + 4 * d4]);
+#pragma unroll
+            for (int i = 0; i < R; i++) {
+                s[i][j] = dot4(s[i][j], av[i], bv);
+                dp[i][j] = dot4(dp[i][j], gv[i], wv);
+            }
+        }
+    }
+}
+
 template <int D>
 __device__ __forceinline__ void forward_tile(float* smem, float* out, float* lse, const float* qkv, int T, int C, int NH,
                                              int hs) {
@@ -390,29 +423,7 @@ __device__ __forceinline__ void dkdv_tile(float* smem, float* dqkv, const float*
         __syncthreads();
 
         float s[RK][SQ], dp[RK][SQ];
-#pragma unroll
-        for (int i = 0; i < RK; i++)
-#pragma unroll
-            for (int j = 0; j < SQ; j++) s[i][j] = dp[i][j] = 0.0f;
-#pragma unroll 2
-        for (int d4 = 0; d4 < n4; d4++) {
-            float4 kv[RK], vv[RK];
-#pragma unroll
-            for (int i = 0; i < RK; i++) {
-                kv[i] = lds4(&Ks[(ty + ATT_TY * i) * LD + 4 * d4]);
-                vv[i] = lds4(&Vs[(ty + ATT_TY * i) * LD + 4 * d4]);
-            }
-#pragma unroll
-            for (int j = 0; j < SQ; j++) {
-                const float4 qv = lds4(&Qs[(tx + ATT_TX * j) * LD + 4 * d4]);
-                const float4 gv = lds4(&Gs[(tx + ATT_TX * j) * LD + 4 * d4]);
-#pragma unroll
-                for (int i = 0; i < RK; i++) {
-                    s[i][j] = dot4(s[i][j], kv[i], qv);
-                    dp[i][j] = dot4(dp[i][j], vv[i], gv);
-                }
-            }
-        }
+        score_pair<RK, SQ, LD>(s, dp, Ks, Vs, Qs, Gs, n4, ty, tx); // S = K·Qᵀ, dP = V·dOᵀ
 #pragma unroll
         for (int i = 0; i < RK; i++) {
             const int k = k0 + ty + ATT_TY * i;
@@ -527,29 +538,7 @@ __device__ __forceinline__ void dq_tile(float* smem, float* dqkv, const float* d
         __syncthreads();
 
         float s[RM][SC], dp[RM][SC];
-#pragma unroll
-        for (int i = 0; i < RM; i++)
-#pragma unroll
-            for (int j = 0; j < SC; j++) s[i][j] = dp[i][j] = 0.0f;
-#pragma unroll 2
-        for (int d4 = 0; d4 < n4; d4++) {
-            float4 qv[RM], gv[RM];
-#pragma unroll
-            for (int i = 0; i < RM; i++) {
-                qv[i] = lds4(&Qs[(ty + ATT_TY * i) * LD + 4 * d4]);
-                gv[i] = lds4(&Gs[(ty + ATT_TY * i) * LD + 4 * d4]);
-            }
-#pragma unroll
-            for (int j = 0; j < SC; j++) {
-                const float4 kv = lds4(&Ks[(tx + ATT_TX * j) * LD + 4 * d4]);
-                const float4 vv = lds4(&Vs[(tx + ATT_TX * j) * LD + 4 * d4]);
-#pragma unroll
-                for (int i = 0; i < RM; i++) {
-                    s[i][j] = dot4(s[i][j], qv[i], kv);
-                    dp[i][j] = dot4(dp[i][j], gv[i], vv);
-                }
-            }
-        }
+        score_pair<RM, SC, LD>(s, dp, Qs, Gs, Ks, Vs, n4, ty, tx); // S = Q·Kᵀ, dP = dO·Vᵀ
 #pragma unroll
         for (int i = 0; i < RM; i++) {
             const int q = q0 + ty + ATT_TY * i;
