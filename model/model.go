@@ -62,11 +62,12 @@ type activations struct {
 
 // scratch holds the backward pass's temporaries, reused layer after layer.
 type scratch struct {
-	dresidual cu.DevicePtr // (N,C) gradient of the residual stream
-	dC        cu.DevicePtr // (N,C) dlnf, dln2, datty, dln1 in turn
-	d4C       cu.DevicePtr // (N,4C) dfch; also dqkv (N,3C)
-	attD      cu.DevicePtr // (B,NH,T) rowsum(dout∘out) for attention backward
-	lnPartial cu.DevicePtr // layernorm parameter-gradient partial sums
+	dresidual cu.DevicePtr          // (N,C) gradient of the residual stream
+	dC        cu.DevicePtr          // (N,C) dlnf, dln2, datty, dln1 in turn
+	d4C       cu.DevicePtr          // (N,4C) dfch; also dqkv (N,3C)
+	attD      cu.DevicePtr          // (B,NH,T) rowsum(dout∘out) for attention backward
+	lnPartial cu.DevicePtr          // layernorm parameter-gradient partial sums
+	matmul    kernels.MatmulScratch // weight gradients' split-K partials and tile counters
 }
 
 type deviceBuckets struct {
@@ -147,6 +148,21 @@ func (m *Model) allocate() error {
 		sc.d4C = alloc(N * 4 * C)
 		sc.attD = alloc(d.B * d.NH * d.T)
 		sc.lnPartial = alloc(kernels.LayerNormPartialSize(N, C))
+		// A weight gradient whose output has too few tiles for the GPU
+		// splits its sum over the N rows; one workspace, sized for the
+		// linear layer that needs most, serves them all in turn.
+		mm := &sc.matmul
+		mm.PartialFloats, mm.CounterInts = 1, 1
+		for _, l := range [][2]int{{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, d.V}} { // (in, out): qkv, attproj, fc, fcproj, lm head
+			f, c := kernels.MatmulScratchSize(N, l[0], l[1])
+			mm.PartialFloats, mm.CounterInts = max(mm.PartialFloats, f), max(mm.CounterInts, c)
+		}
+		mm.Partials, mm.Counters = alloc(mm.PartialFloats), alloc(mm.CounterInts)
+		if failed == nil {
+			// The tile counters start at zero, once: every launch leaves
+			// them so.
+			failed = cu.MemsetD32(mm.Counters, 0, int64(mm.CounterInts))
+		}
 	}
 	return failed
 }
@@ -212,7 +228,7 @@ func (m *Model) all() []cu.DevicePtr {
 	a, sc, wb := &m.acts, &m.scratch, &m.wteBuckets
 	ps := []cu.DevicePtr{m.params, m.grads, m.tokens, m.targets, a.encoded, a.lnf, a.lnfMean, a.lnfRstd,
 		a.logits, a.losses, a.lse, a.loss, a.proj, sc.dresidual, sc.dC, sc.d4C, sc.attD, sc.lnPartial,
-		wb.order, wb.start, wb.token}
+		sc.matmul.Partials, sc.matmul.Counters, wb.order, wb.start, wb.token}
 	for _, layer := range [][]cu.DevicePtr{a.ln1, a.ln1Mean, a.ln1Rstd, a.qkv, a.atty, a.attLSE, a.residual2,
 		a.ln2, a.ln2Mean, a.ln2Rstd, a.fch, a.fchGelu, a.residual3} {
 		ps = append(ps, layer...)
@@ -332,23 +348,23 @@ func (m *Model) Backward() error {
 	// loss → logits → final LayerNorm
 	q.do(k.CrossEntropy.Backward(s, a.logits, a.logits, a.lse, m.targets, N, V, 1/float32(N)))
 	dlogits := a.logits
-	q.do(k.Matmul.Backward(s, sc.dC, g(iWte, 0), 0, dlogits, a.lnf, p(iWte, 0), N, C, V))
+	q.do(k.Matmul.Backward(s, sc.dC, g(iWte, 0), 0, dlogits, a.lnf, p(iWte, 0), sc.matmul, N, C, V))
 	q.do(k.LayerNorm.Backward(s, sc.dresidual, g(iLnfw, 0), g(iLnfb, 0), sc.lnPartial, sc.dC,
 		m.blockInput(d.L), p(iLnfw, 0), a.lnfMean, a.lnfRstd, N, C))
 
 	for l := d.L - 1; l >= 0; l-- {
 		// MLP: dresidual is the gradient of residual3[l], and (through
 		// the residual add) of the MLP's output.
-		q.do(k.Matmul.Backward(s, sc.d4C, g(iFcprojw, l), g(iFcprojb, l), sc.dresidual, a.fchGelu[l], p(iFcprojw, l), N, 4*C, C))
+		q.do(k.Matmul.Backward(s, sc.d4C, g(iFcprojw, l), g(iFcprojb, l), sc.dresidual, a.fchGelu[l], p(iFcprojw, l), sc.matmul, N, 4*C, C))
 		q.do(k.GELU.Backward(s, sc.d4C, a.fch[l], sc.d4C, N*4*C))
-		q.do(k.Matmul.Backward(s, sc.dC, g(iFcw, l), g(iFcb, l), sc.d4C, a.ln2[l], p(iFcw, l), N, C, 4*C))
+		q.do(k.Matmul.Backward(s, sc.dC, g(iFcw, l), g(iFcb, l), sc.d4C, a.ln2[l], p(iFcw, l), sc.matmul, N, C, 4*C))
 		q.do(k.LayerNorm.Backward(s, sc.dresidual, g(iLn2w, l), g(iLn2b, l), sc.lnPartial, sc.dC,
 			a.residual2[l], p(iLn2w, l), a.ln2Mean[l], a.ln2Rstd[l], N, C))
 		// Attention: dresidual is now the gradient of residual2[l].
-		q.do(k.Matmul.Backward(s, sc.dC, g(iAttprojw, l), g(iAttprojb, l), sc.dresidual, a.atty[l], p(iAttprojw, l), N, C, C))
+		q.do(k.Matmul.Backward(s, sc.dC, g(iAttprojw, l), g(iAttprojb, l), sc.dresidual, a.atty[l], p(iAttprojw, l), sc.matmul, N, C, C))
 		dqkv := sc.d4C // free again: dfch was consumed above
 		q.do(k.Attention.Backward(s, dqkv, sc.attD, sc.dC, a.qkv[l], a.atty[l], a.attLSE[l], B, T, C, NH))
-		q.do(k.Matmul.Backward(s, sc.dC, g(iQkvw, l), g(iQkvb, l), dqkv, a.ln1[l], p(iQkvw, l), N, C, 3*C))
+		q.do(k.Matmul.Backward(s, sc.dC, g(iQkvw, l), g(iQkvb, l), dqkv, a.ln1[l], p(iQkvw, l), sc.matmul, N, C, 3*C))
 		q.do(k.LayerNorm.Backward(s, sc.dresidual, g(iLn1w, l), g(iLn1b, l), sc.lnPartial, sc.dC,
 			m.blockInput(l), p(iLn1w, l), a.ln1Mean[l], a.ln1Rstd[l], N, C))
 	}

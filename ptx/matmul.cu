@@ -18,9 +18,16 @@
 // 8×8 micro-tile held in registers, stepping K by BK=8. Whatever the tile,
 // every output element is the same chain of fmaf over k = 0, 1, ..., K-1
 // (tail k's add fmaf(0,0,acc) = acc), so the result does not depend on the
-// tile choice, and the weight gradient, a reduction over the N rows, is
-// deterministic without split-K or atomics: one block owns each output tile
-// and runs the whole reduction in its K loop.
+// tile choice.
+//
+// The weight gradient's K is the N rows, long next to its small output
+// (384×128 over 512 rows in the tiny model: 12 tiles for 132 SMs), so the
+// launcher may split it into S slices of K (split-K, grid tiles × S): each
+// block runs its tile's chain over one slice into a partial tile in a
+// scratch buffer, and the last block to finish a tile, elected with an
+// integer counter, adds the S partials in slice order and writes dW. See
+// split_epilogue for why that is deterministic. S = 1 is the plain path:
+// one block per tile, the whole chain, dW written directly.
 //
 // Reproducible PTX: TestFresh rebuilds this file elsewhere and wants the same
 // bytes, so nothing here has internal linkage (nvcc names such code, in the
@@ -157,6 +164,65 @@ __device__ __forceinline__ void stg4(float* p, float4 v) {
                  : "memory");
 }
 
+// The split-K epilogue's memory operations, inline PTX for the same
+// reason, and because the CUDA headers' atomicAdd has internal linkage.
+//
+// ldcg4 reads a partial tile through L2 only (ld.global.cg), predicated
+// like ldg4. The partials are written by other blocks of the same launch,
+// so the read-only path (ld.global.nc) is not allowed, and skipping L1
+// keeps a stale line out of the question. volatile keeps the reads after
+// the barrier that publishes the election.
+__device__ __forceinline__ float4 ldcg4(const float* p, bool pred) {
+    float4 v;
+    asm volatile("{\n\t"
+                 ".reg .pred q;\n\t"
+                 "setp.ne.b32 q, %5, 0;\n\t"
+                 "mov.f32 %0, 0f00000000;\n\t"
+                 "mov.f32 %1, 0f00000000;\n\t"
+                 "mov.f32 %2, 0f00000000;\n\t"
+                 "mov.f32 %3, 0f00000000;\n\t"
+                 "@q ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];\n\t"
+                 "}"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                 : "l"(p), "r"((int)pred)
+                 : "memory");
+    return v;
+}
+
+// fence_gpu is __threadfence(): this thread's earlier writes are visible
+// to the whole GPU before its later ones.
+__device__ __forceinline__ void fence_gpu() { asm volatile("membar.gl;" ::: "memory"); }
+
+// atom_add returns *p and adds v to it, atomically (atomicAdd).
+__device__ __forceinline__ unsigned atom_add(int* p, unsigned v) {
+    unsigned old;
+    asm volatile("atom.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+    return old;
+}
+
+__device__ __forceinline__ void stg_u32(int* p, unsigned v) {
+    asm volatile("st.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ void sts_u32(unsigned addr, unsigned v) {
+    asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ unsigned lds_u32(unsigned addr) {
+    unsigned v;
+    asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+// Split is the weight gradient's split-K: the slice count and the scratch.
+// splits = 1 (every other product, and a weight gradient the launcher does
+// not split) stores the tile directly and touches neither buffer.
+struct Split {
+    float* partials; // [splits][gridDim.x] tiles of BM·BN floats
+    int* counters;   // [gridDim.x], zero between launches
+    int splits;
+};
+
 // Operand is one input of the GEMM: a BR×BK tile (BR = BM for A, BN for B)
 // staged as s[k][r] (r contiguous) so that a thread's fragment is two
 // float4 reads. KCONTIG says the global matrix is row-major R×K (k
@@ -197,7 +263,11 @@ struct Operand {
     bool vec;
     float4 reg[LOADS]; // the stage in flight between fetch and stash
 
-    __device__ __forceinline__ void init(const float* p_, int R_, int K_, int r0, int tid) {
+    // init starts the operand at row (or column) r0 of the tile and at k =
+    // k0. K_ is where k ends; for a K-contiguous operand it is also the row
+    // length, so there k0 must be 0 (only the weight gradient, whose
+    // operands are both R-contiguous, starts later: split-K).
+    __device__ __forceinline__ void init(const float* p_, int R_, int K_, int r0, int k0, int tid) {
         const int ld = KCONTIG ? K_ : R_; // packed: a row is the contiguous extent
         p = p_;
         R = R_;
@@ -207,7 +277,7 @@ struct Operand {
             fix = r0 + tid / 2;
             idx = (tid % 2) * 4;
         } else {
-            fix = tid / (BR / 4);
+            fix = k0 + tid / (BR / 4);
             idx = r0 + (tid % (BR / 4)) * 4;
         }
         off = (unsigned)fix * (unsigned)ld + (unsigned)idx;
@@ -257,7 +327,193 @@ struct Operand {
     }
 };
 
-// gemm computes one BM×BN tile of C(M,Nc) = A(M,K)·B(K,Nc) (+ bias(Nc)).
+// Place is where a thread's outputs lie: its block's tile starts at row
+// m0, column n0 of C, and the thread (ty, tx) owns rows {ty·4+i,
+// BM/2+ty·4+i} and columns {tx·4+j, BN/2+tx·4+j} of it (see gemm).
+struct Place {
+    int m0, n0, ty, tx;
+};
+
+// place locates tile `block` in grouped order (see GROUP_M) and thread tid
+// in it.
+template <int BM, int BN>
+__device__ __forceinline__ Place place(int block, int tid, int M, int Nc) {
+    constexpr int WARPS_N = BN / 64;
+    const int tiles_m = (M + BM - 1) / BM;
+    const int tiles_n = (Nc + BN - 1) / BN;
+    const int per_group = GROUP_M * tiles_n;
+    const int group = block / per_group;
+    const int first_m = group * GROUP_M;
+    const int group_rows = min(tiles_m - first_m, GROUP_M);
+    const int in_group = block - group * per_group;
+    Place pl;
+    pl.m0 = (first_m + in_group % group_rows) * BM;
+    pl.n0 = (in_group / group_rows) * BN;
+    const int lane = tid % 32, warp = tid / 32;
+    pl.ty = (warp / WARPS_N) * 4 + lane / 8; // 0 .. BM/8-1
+    pl.tx = (warp % WARPS_N) * 8 + lane % 8; // 0 .. BN/8-1
+    return pl;
+}
+
+// ctaid_x and tid_x read blockIdx.x and threadIdx.x afresh (volatile), so
+// that the split epilogue recomputes its Place after the K loop instead of
+// keeping it in registers through the loop, where it would spill.
+__device__ __forceinline__ int ctaid_x() {
+    int v;
+    asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(v));
+    return v;
+}
+
+__device__ __forceinline__ int tid_x() {
+    int v;
+    asm volatile("mov.u32 %0, %%tid.x;" : "=r"(v));
+    return v;
+}
+
+__device__ __forceinline__ int ctaid_y() {
+    int v;
+    asm volatile("mov.u32 %0, %%ctaid.y;" : "=r"(v));
+    return v;
+}
+
+__device__ __forceinline__ int nctaid_x() {
+    int v;
+    asm volatile("mov.u32 %0, %%nctaid.x;" : "=r"(v));
+    return v;
+}
+
+// add4 is a + b, elementwise.
+__device__ __forceinline__ float4 add4(float4 a, float4 b) {
+    return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
+// store4 writes v[0..3] to crow[c..c+3], a row of C of length Nc: one
+// float4 where vec_c and the four are all inside, else the ones inside.
+__device__ __forceinline__ void store4(float* crow, int c, int Nc, bool vec_c, const float (&v)[4]) {
+    if (vec_c && c + 3 < Nc) {
+        stg4(crow + c, make_float4(v[0], v[1], v[2], v[3]));
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            if (c + j < Nc) crow[c + j] = v[j];
+    }
+}
+
+template <int BM, int BN>
+__device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float* partials, int splits);
+
+// split_epilogue finishes one block of a split weight gradient (splits > 1;
+// see gemm for the thread layout). blockIdx.x is the output tile,
+// blockIdx.y the slice, and acc the tile's sum over that slice's rows.
+//
+// Why the result is deterministic: each block's partial is a fixed fmaf
+// chain over its own slice, whatever the timing, and it goes to its own
+// slot of the scratch. Each thread then fences its stores (__threadfence)
+// and thread 0 increments the tile's counter; the block that finds S-1
+// arrivals is the last of the S, and all S partials are visible to it (the
+// CUDA threadFenceReduction pattern). That block adds the S partials in
+// slice order 0, 1, ..., S-1, re-reading its own like the others, so every
+// output is the same float sum whichever block comes last and in whatever
+// order the others finished. The integer atomic only elects the reducer and
+// adds no floats; float atomics into dW would add in arrival order, which
+// changes from run to run. The reducer then sets the counter back to 0: all
+// S blocks have counted, so nothing else touches it in this launch, and the
+// next launch on the stream finds it zero, as the model left it once at
+// allocation.
+//
+// Slot layout: the partial of (slice, tile) is BM·BN floats at partials +
+// (slice·tiles + tile)·BM·BN, stored as the thread's 16 float4 in [q][tid]
+// order (q = 2i + h: row i, column half h of the micro-tile), so that every
+// store and every reducer load of a warp covers 512 contiguous bytes, and a
+// reducer thread reads back exactly the outputs it owns in every slice.
+//
+// The reduction walks the thread's 8 rows and, for each, issues the loads
+// of 8 slices at once (16 float4 in flight) before adding them in order:
+// 8 rounds of L2 latency per 8 slices, in registers that the dead
+// accumulators leave free.
+template <int BM, int BN>
+__device__ __forceinline__ void split_epilogue(float* Cm, int M, int Nc, const float (&acc)[8][8], const Split& sp,
+                                               float* smem) {
+    constexpr int THREADS = BM * BN / 64;
+    constexpr int TILE = BM * BN;
+    const int tid = tid_x(), tile = ctaid_x();
+    const unsigned tiles = nctaid_x();
+    float* slot = sp.partials + ((size_t)ctaid_y() * tiles + tile) * TILE + 4 * tid;
+#pragma unroll
+    for (int q = 0; q < 16; ++q) {
+        const int i = q / 2, h = (q % 2) * 4;
+        stg4(slot + q * 4 * THREADS, make_float4(acc[i][h], acc[i][h + 1], acc[i][h + 2], acc[i][h + 3]));
+    }
+    fence_gpu();
+    // The K loop ended with a barrier, so the stages are free: their first
+    // word carries the election to the whole block.
+    const unsigned flag = smem_addr(smem);
+    __syncthreads(); // every thread's partial is fenced before the count
+    if (tid == 0) {
+        int* counter = sp.counters + tile;
+        const unsigned last = atom_add(counter, 1u) == (unsigned)(sp.splits - 1) ? 1u : 0u;
+        if (last) {
+            stg_u32(counter, 0u);
+            fence_gpu(); // order the partials' reads after the count
+        }
+        sts_u32(flag, last);
+    }
+    __syncthreads();
+    if (lds_u32(flag) != 0) split_reduce<BM, BN>(Cm, M, Nc, sp.partials, sp.splits);
+}
+
+// split_reduce is the last block's part of split_epilogue: dw's tile is
+// the sum of the S partials in slice order. It is a separate function
+// (not inlined) so that its registers are allocated on their own: inlined
+// into the six GEMM variants of matmul_backward_weight, it made ptxas
+// spill in their K loops.
+template <int BM, int BN>
+__device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float* partials, int splits) {
+    constexpr int THREADS = BM * BN / 64;
+    constexpr int TILE = BM * BN;
+    const int tid = tid_x(), tile = ctaid_x();
+    const unsigned tiles = nctaid_x();
+    const Place pl = place<BM, BN>(tile, tid, M, Nc);
+    const bool vec_c = aligned16(Cm, Nc);
+    const float* mine = partials + (size_t)tile * TILE + 4 * tid; // slice 0's slot
+    const size_t slice_stride = (size_t)tiles * TILE;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const int row = pl.m0 + (i / 4) * (BM / 2) + pl.ty * 4 + i % 4;
+        if (row >= M) continue;
+        // v = p_0 + p_1 + ... + p_{S-1}, left to right, for the row's two
+        // float4 (lo, hi).
+        const float* p = mine + 2 * i * 4 * THREADS;
+        float4 lo = ldcg4(p, true), hi = ldcg4(p + 4 * THREADS, true);
+        for (int s0 = 1; s0 < splits; s0 += 8) {
+            const float* q = p + (size_t)s0 * slice_stride;
+            float4 t[8][2];
+#pragma unroll
+            for (int u = 0; u < 8; ++u) {
+                const bool ok = s0 + u < splits;
+                t[u][0] = ldcg4(q + u * slice_stride, ok);
+                t[u][1] = ldcg4(q + u * slice_stride + 4 * THREADS, ok);
+            }
+#pragma unroll
+            for (int u = 0; u < 8; ++u) {
+                if (s0 + u < splits) {
+                    lo = add4(lo, t[u][0]);
+                    hi = add4(hi, t[u][1]);
+                }
+            }
+        }
+        float* crow = Cm + (size_t)row * Nc;
+        const float vlo[4] = {lo.x, lo.y, lo.z, lo.w};
+        const float vhi[4] = {hi.x, hi.y, hi.z, hi.w};
+        store4(crow, pl.n0 + pl.tx * 4, Nc, vec_c, vlo);
+        store4(crow, pl.n0 + BN / 2 + pl.tx * 4, Nc, vec_c, vhi);
+    }
+}
+
+// gemm computes one BM×BN tile of C(M,Nc) = A(M,K)·B(K,Nc) (+ bias(Nc)),
+// summing over k in [k0, K): k0 is 0 except in a split weight gradient's
+// slice, whose partial tile SPLIT hands to split_epilogue instead of
+// storing it.
 // A is (M,K) row-major when !TRANS_A, (K,M) row-major when TRANS_A; B is
 // (Nc,K) row-major when TRANS_B, (K,Nc) row-major when !TRANS_B. C is (M,Nc)
 // row-major. All three are packed (a row's length is its matrix's second
@@ -269,34 +525,21 @@ struct Operand {
 // every fragment read a float4 that a warp shares: a warp is 4 ty × 8 tx, so
 // per k it reads 4 distinct float4 of A (64 B) and 8 of B (128 B), each one
 // shared-memory wavefront with broadcast.
-template <int BM, int BN, bool TRANS_A, bool TRANS_B>
+template <int BM, int BN, bool TRANS_A, bool TRANS_B, bool SPLIT>
 __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __restrict__ A,
                                      const float* __restrict__ B, const float* __restrict__ bias,
-                                     int M, int Nc, int K, float* smem) {
+                                     int M, int Nc, int K, int k0, float* smem, const Split& sp) {
     constexpr int THREADS = BM * BN / 64;
-    constexpr int WARPS_N = BN / 64;
     static_assert(THREADS <= MAX_THREADS && BM <= MAX_TILE && BN <= MAX_TILE, "tile too large");
+    static_assert(!SPLIT || (TRANS_A && !TRANS_B), "only the weight gradient (TN: both operands R-contiguous) splits K");
     const int tid = threadIdx.x;
-
-    // Which tile: grouped order, see GROUP_M.
-    const int tiles_m = (M + BM - 1) / BM;
-    const int tiles_n = (Nc + BN - 1) / BN;
-    const int per_group = GROUP_M * tiles_n;
-    const int group = blockIdx.x / per_group;
-    const int first_m = group * GROUP_M;
-    const int group_rows = min(tiles_m - first_m, GROUP_M);
-    const int in_group = blockIdx.x - group * per_group;
-    const int m0 = (first_m + in_group % group_rows) * BM;
-    const int n0 = (in_group / group_rows) * BN;
-
-    const int lane = tid % 32, warp = tid / 32;
-    const int ty = (warp / WARPS_N) * 4 + lane / 8; // 0 .. BM/8-1
-    const int tx = (warp % WARPS_N) * 8 + lane % 8; // 0 .. BN/8-1
+    const Place pl = place<BM, BN>(blockIdx.x, tid, M, Nc);
+    const int m0 = pl.m0, n0 = pl.n0, ty = pl.ty, tx = pl.tx;
 
     Operand<BM, THREADS, !TRANS_A> a;
-    a.init(A, M, K, m0, tid);
+    a.init(A, M, K, m0, k0, tid);
     Operand<BN, THREADS, TRANS_B> b;
-    b.init(B, Nc, K, n0, tid);
+    b.init(B, Nc, K, n0, k0, tid);
 
     // Two stages each of A and B, as shared byte addresses: A stage s at
     // sa + s·STAGE_A, B stage s at sb + s·STAGE_B (offsets, not an array,
@@ -315,7 +558,7 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 
-    const int stages = (K + BK - 1) / BK;
+    const int stages = (K - k0 + BK - 1) / BK;
     a.fetch();
     b.fetch();
     a.stash(sa, tid);
@@ -355,6 +598,12 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
         __syncthreads();
     }
 
+    // A split weight gradient hands its partial tile to split_epilogue.
+    if (SPLIT) {
+        split_epilogue<BM, BN>(Cm, M, Nc, acc, sp, smem);
+        return;
+    }
+
     // Epilogue: add the bias and store, float4 where the row allows it.
     const bool vec_c = aligned16(Cm, Nc);
     int col[8];
@@ -371,37 +620,35 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
         float* crow = Cm + (size_t)row * Nc;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            const int c = col[h * 4];
             float v[4];
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 v[j] = acc[i][h * 4 + j];
                 if (bias != nullptr) v[j] += bv[h * 4 + j];
             }
-            if (vec_c && c + 3 < Nc) {
-                stg4(crow + c, make_float4(v[0], v[1], v[2], v[3]));
-            } else {
-#pragma unroll
-                for (int j = 0; j < 4; ++j)
-                    if (c + j < Nc) crow[c + j] = v[j];
-            }
+            store4(crow, col[h * 4], Nc, vec_c, v);
         }
     }
 }
 
 // dispatch runs gemm with the tile the launcher chose. The branch is uniform
 // over the grid; every variant shares the entry's static shared memory.
-template <bool TRANS_A, bool TRANS_B>
+// SPLIT (sp.splits > 1) is a template argument, so that the plain path
+// keeps no split state live through its K loop.
+template <bool TRANS_A, bool TRANS_B, bool SPLIT>
 __device__ __forceinline__ void dispatch(int tile, float* Cm, const float* A, const float* B, const float* bias,
-                                         int M, int Nc, int K, float* smem) {
+                                         int M, int Nc, int K, int k0, float* smem, const Split& sp) {
     if (tile == TILE_128x128) {
-        gemm<128, 128, TRANS_A, TRANS_B>(Cm, A, B, bias, M, Nc, K, smem);
+        gemm<128, 128, TRANS_A, TRANS_B, SPLIT>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
     } else if (tile == TILE_128x64) {
-        gemm<128, 64, TRANS_A, TRANS_B>(Cm, A, B, bias, M, Nc, K, smem);
+        gemm<128, 64, TRANS_A, TRANS_B, SPLIT>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
     } else {
-        gemm<64, 64, TRANS_A, TRANS_B>(Cm, A, B, bias, M, Nc, K, smem);
+        gemm<64, 64, TRANS_A, TRANS_B, SPLIT>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
     }
 }
+
+// unsplit is the Split of every product that stores its tile directly.
+__device__ __forceinline__ Split unsplit() { return Split{nullptr, nullptr, 1}; }
 
 } // namespace matmul
 
@@ -412,23 +659,41 @@ using namespace matmul;
 extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
     matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, int tile) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
-    dispatch<false, true>(tile, out, inp, w, bias, N, OC, C, smem);
+    dispatch<false, true, false>(tile, out, inp, w, bias, N, OC, C, 0, smem, unsplit());
 }
 
 // matmul_backward_input: dinp(N,C) = dout(N,OC)·w(OC,C), overwritten.
 extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
     matmul_backward_input(float* dinp, const float* dout, const float* w, int N, int C, int OC, int tile) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
-    dispatch<false, false>(tile, dinp, dout, w, nullptr, N, C, OC, smem);
+    dispatch<false, false, false>(tile, dinp, dout, w, nullptr, N, C, OC, 0, smem, unsplit());
 }
 
 // matmul_backward_weight: dw(OC,C) = dout(N,OC)ᵀ·inp(N,C), overwritten. The
-// sum over the N rows is the GEMM's K loop inside one block, in k order:
-// deterministic.
+// sum over the N rows is the GEMM's K loop. Launch: grid (tiles, splits),
+// block = tile threads. Block (x, y) runs rows [y·slice_k, (y+1)·slice_k)
+// of tile x; slice_k is a multiple of BK and every slice has rows (the
+// launcher's gemmplan.SplitOf). splits = 1 (slice_k = N) is the plain
+// GEMM: one block owns each tile and sums all N rows in order, and
+// partials and counters are not touched (they may be null). splits > 1
+// needs partials of splits·tiles·BM·BN floats and counters of tiles ints,
+// zero on entry and left zero (split_epilogue). Either way the sum's order
+// is fixed: deterministic.
 extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
-    matmul_backward_weight(float* dw, const float* dout, const float* inp, int N, int C, int OC, int tile) {
+    matmul_backward_weight(float* dw, const float* dout, const float* inp, float* partials, int* counters, int N,
+                           int C, int OC, int tile, int splits, int slice_k) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
-    dispatch<true, false>(tile, dw, dout, inp, nullptr, OC, C, N, smem);
+    // The slice is rows [k0, k_end) of dout and inp. The GEMM starts its
+    // operands' offsets there rather than offsetting the pointers, which
+    // would hold two more 64-bit registers through the K loop (and spill).
+    const Split sp{partials, counters, splits};
+    if (splits > 1) {
+        const int k0 = blockIdx.y * slice_k;
+        const int k_end = min(k0 + slice_k, N);
+        dispatch<true, false, true>(tile, dw, dout, inp, nullptr, OC, C, k_end, k0, smem, sp);
+    } else {
+        dispatch<true, false, false>(tile, dw, dout, inp, nullptr, OC, C, N, 0, smem, sp);
+    }
 }
 
 // bias_backward: dbias(OC) = Σ_n dout(n,oc), overwritten.

@@ -26,6 +26,7 @@ import (
 	"fmt"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/gemmplan"
 	"github.com/gpubench/gpubench/model/ref"
 )
 
@@ -120,6 +121,12 @@ var ScratchTable = []Entry{
 	// LayerNorm dweight and dbias partial sums, one row of 2C per
 	// PartialRowsPerBlock rows (kernels.LayerNormPartialSize).
 	{"ln_partials", false, false, func(s Shape) int64 { return 2 * s.C * ceilDiv(s.N, PartialRowsPerBlock) }},
+	// The weight gradients' split-K workspace (kernels.MatmulScratch):
+	// partial tiles and per-tile counters, one set for every linear layer
+	// in turn, sized for the one that needs most, at least one element
+	// each.
+	{"matmul_partials", false, false, func(s Shape) int64 { f, _ := MatmulScratch(s); return f }},
+	{"matmul_counters", false, true, func(s Shape) int64 { _, c := MatmulScratch(s); return c }},
 	// Token positions grouped by token, for the embedding backward
 	// (internal/buckets): order, bucket starts, bucket tokens.
 	{"bucket_order", false, true, func(s Shape) int64 { return s.N }},
@@ -128,6 +135,21 @@ var ScratchTable = []Entry{
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// MatmulScratch is the split-K workspace of the model's weight gradients,
+// in partial floats and int32 counters, as model.allocate sizes it: the
+// most that any linear layer (qkv, attention projection, fc, fc
+// projection, lm head) needs (gemmplan.WeightGradScratch, a bound for any
+// SM count that grows with N), and at least 1.
+func MatmulScratch(s Shape) (floats, counters int64) {
+	n, c := int(s.N), int(s.C)
+	floats, counters = 1, 1
+	for _, l := range [][2]int{{c, 3 * c}, {c, c}, {c, 4 * c}, {4 * c, c}, {c, int(s.V)}} { // (in, out)
+		f, k := gemmplan.WeightGradScratch(n, l[0], l[1])
+		floats, counters = max(floats, int64(f)), max(counters, int64(k))
+	}
+	return floats, counters
+}
 
 // Buffer is one allocation of the plan.
 type Buffer struct {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/flops"
+	"github.com/gpubench/gpubench/internal/gemmplan"
 )
 
 func mustNew(t *testing.T, d config.Dims, m config.Mode) Plan {
@@ -34,8 +35,15 @@ func TestPlanSizes(t *testing.T) {
 		// tokens and targets.
 		act := L*(16*N*C+4*N+lse) + 3*N*C + 2*N + N*V + 2*N + 1 + 2*N
 		// dresidual, dC, d4C (6 N·C), attention's D, LayerNorm partials,
-		// token buckets (3 N + 1).
-		scratch := 6*N*C + lse + 2*C*((N+PartialRowsPerBlock-1)/PartialRowsPerBlock) + 3*N + 1
+		// token buckets (3 N + 1), and the weight gradients' split-K
+		// partials and counters: the most that any of the five linear
+		// layers needs, at least 1 each.
+		mmF, mmC := int64(1), int64(1)
+		for _, l := range [][2]int{{d.C, 3 * d.C}, {d.C, d.C}, {d.C, 4 * d.C}, {4 * d.C, d.C}, {d.C, d.V}} {
+			f, c := gemmplan.WeightGradScratch(int(N), l[0], l[1])
+			mmF, mmC = max(mmF, int64(f)), max(mmC, int64(c))
+		}
+		scratch := 6*N*C + lse + 2*C*((N+PartialRowsPerBlock-1)/PartialRowsPerBlock) + 3*N + 1 + mmF + mmC
 
 		tr := mustNew(t, d, config.Train)
 		if tr.ParamCount != P || tr.Params != 4*P || tr.Grads != 4*P {
@@ -64,18 +72,42 @@ func TestPlanSizes(t *testing.T) {
 		if b, ok := tr.Buffer("logits"); !ok || b.Layers != 1 || b.Elements != N*V {
 			t.Errorf("%v: logits %+v", d, b)
 		}
+		if b, ok := tr.Buffer("matmul_partials"); !ok || b.Elements != mmF {
+			t.Errorf("%v: matmul_partials %+v, want %d", d, b, mmF)
+		}
+		if b, ok := tr.Buffer("matmul_counters"); !ok || b.Elements != mmC {
+			t.Errorf("%v: matmul_counters %+v, want %d", d, b, mmC)
+		}
 
 		in := mustNew(t, d, config.Infer)
 		if in.Grads != 0 || in.Scratch != 0 || in.Params != 4*P || in.Activations != 4*act {
 			t.Errorf("%v: infer plan %+v", d, in)
 		}
-		for _, name := range []string{"grads", "dresidual", "d4C", "att_delta"} {
+		for _, name := range []string{"grads", "dresidual", "d4C", "att_delta", "matmul_partials", "matmul_counters"} {
 			if _, ok := in.Buffer(name); ok {
 				t.Errorf("%v: infer plan has %s", d, name)
 			}
 		}
 		if in.Total >= tr.Total {
 			t.Errorf("%v: infer %d not below train %d", d, in.Total, tr.Total)
+		}
+	}
+}
+
+// TestMatmulScratchPresets pins the split-K workspace of the presets at
+// their default batch (gemmplan's TestWeightGradScratch has the reasons).
+func TestMatmulScratchPresets(t *testing.T) {
+	for _, tc := range []struct {
+		preset           int
+		floats, counters int64
+	}{
+		{0, 524288, 16},    // tiny: 2 MiB
+		{1, 8388608, 1024}, // small: 32 MiB
+		{2, 8388608, 1024}, // gpt2-124m: 32 MiB
+	} {
+		f, c := MatmulScratch(newShape(config.Presets[tc.preset].Dims(config.DefaultBatch)))
+		if f != tc.floats || c != tc.counters {
+			t.Errorf("%s: %d floats, %d counters; want %d, %d", config.Presets[tc.preset].Name, f, c, tc.floats, tc.counters)
 		}
 	}
 }
