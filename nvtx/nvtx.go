@@ -6,6 +6,16 @@ package nvtx
 #cgo CFLAGS: -I/usr/local/cuda/include
 // Only libdl: NVTX v3 loads its tool with dlopen and needs no libnvToolsExt.
 #cgo LDFLAGS: -ldl
+// The hot calls never call back into Go and keep no Go pointer (they take
+// only numbers), which lets the runtime skip part of a cgo call's work.
+#cgo nocallback gbnvtx_push
+#cgo nocallback gbnvtx_pop
+#cgo nocallback gbnvtx_domain_push
+#cgo nocallback gbnvtx_domain_pop
+#cgo noescape gbnvtx_push
+#cgo noescape gbnvtx_pop
+#cgo noescape gbnvtx_domain_push
+#cgo noescape gbnvtx_domain_pop
 #include <stdlib.h>
 #include "shim.h"
 */
