@@ -66,7 +66,7 @@ if has profile; then
 	$bin check --model=small --batch-size 8 "$OUT/profile_report_cpu.sqlite" >"$OUT/check-small.txt" 2>&1
 	note "gpubench check small rc=$?"
 	head -40 "$OUT/check-small.txt"
-	nsys stats -r nvtx_sum "$OUT/profile_report_cpu.nsys-rep" 2>/dev/null | grep -E 'Range|iteration|forward|backward' | head -20
+	nsys stats --force-export=true -r nvtx_sum "$OUT/profile_report_cpu.nsys-rep" 2>/dev/null | grep -E 'Range|iteration|forward|backward' | head -20
 	# Small exports for testdata/: one good, one made without the capture range.
 	nsys profile -t cuda,nvtx -s none --capture-range=cudaProfilerApi --capture-range-end=stop -f true \
 		-o "$OUT/tiny-good" $bin --model=tiny --iters 3 --warmup 1 --profile >/dev/null 2>&1
