@@ -61,6 +61,7 @@ func TestParseRunRejects(t *testing.T) {
 		{"negative batch", []string{"--batch-size=-4"}, []string{"--batch-size", "at least 1"}},
 		{"zero layers", []string{"--layers=0"}, []string{"--layers", "at least 1"}},
 		{"negative heads", []string{"--heads=-2"}, []string{"--heads", "at least 1"}},
+		{"minus one is a value, not unset", []string{"--vocab=-1"}, []string{"--vocab", "-1", "at least"}},
 		{"zero channels", []string{"--channels=0"}, []string{"--channels", "at least 1"}},
 		{"zero seq-len", []string{"--seq-len=0"}, []string{"--seq-len", "at least 1"}},
 		{"C not divisible by H", []string{"--channels=100", "--heads=3"}, []string{"--channels", "100", "--heads 3"}},

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -37,13 +38,37 @@ const (
 // ErrHelp is returned by ParseRun when the user asked for -h or --help.
 var ErrHelp = flag.ErrHelp
 
-// runFlags binds a FlagSet to the fields it fills; the shape flags start
-// unset (-1) so that only the ones given override the preset.
+// runFlags binds a FlagSet to the fields it fills. The shape flags other
+// than the batch size override the preset only when given.
 type runFlags struct {
-	fs                      *flag.FlagSet
-	model, mode             string
-	v, maxT, t, l, nh, c, b int
-	run                     Run
+	fs                   *flag.FlagSet
+	model, mode          string
+	v, maxT, t, l, nh, c optionalInt
+	b                    int
+	run                  Run
+}
+
+// optionalInt is an int flag that knows whether it was given, so that any
+// given value, -1 included, is validated rather than taken for "unset".
+type optionalInt struct {
+	v   int
+	set bool
+}
+
+func (o *optionalInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("parse error")
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+func (o *optionalInt) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.Itoa(o.v)
 }
 
 func newRunFlags(name string) *runFlags {
@@ -52,12 +77,12 @@ func newRunFlags(name string) *runFlags {
 	fs.SetOutput(io.Discard) // errors are returned, printed once by the caller
 	fs.StringVar(&f.model, "model", DefaultPreset, "model preset: "+strings.Join(PresetNames(), ", "))
 	fs.IntVar(&f.b, "batch-size", DefaultBatch, "sequences per batch (B)")
-	fs.IntVar(&f.t, "seq-len", -1, "tokens per sequence (T); default: the preset's context")
-	fs.IntVar(&f.maxT, "context", -1, "context length, rows of the position embedding; default: the preset's")
-	fs.IntVar(&f.v, "vocab", -1, "vocabulary size (V); default: the preset's")
-	fs.IntVar(&f.l, "layers", -1, "transformer blocks (L); default: the preset's")
-	fs.IntVar(&f.nh, "heads", -1, "attention heads (H); default: the preset's")
-	fs.IntVar(&f.c, "channels", -1, "channels (C), a multiple of --heads; default: the preset's")
+	fs.Var(&f.t, "seq-len", "tokens per sequence, `T`; default: the preset's context")
+	fs.Var(&f.maxT, "context", "context length, `MaxT`, the rows of the position embedding; default: the preset's")
+	fs.Var(&f.v, "vocab", "vocabulary size, `V`; default: the preset's")
+	fs.Var(&f.l, "layers", "transformer blocks, `L`; default: the preset's")
+	fs.Var(&f.nh, "heads", "attention heads, `H`; default: the preset's")
+	fs.Var(&f.c, "channels", "channels, `C`, a multiple of --heads; default: the preset's")
 	fs.StringVar(&f.mode, "mode", string(Train), "train (forward and backward) or infer (forward only)")
 	fs.IntVar(&f.run.Warmup, "warmup", DefaultWarmup, "iterations before the profiler window, not reported")
 	fs.IntVar(&f.run.Iters, "iters", DefaultIters, "iterations inside the profiler window, reported")
@@ -133,9 +158,9 @@ func (f *runFlags) finish() (Run, error) {
 		return Run{}, err
 	}
 	d := p.Dims(f.b)
-	override := func(dst *int, v int) {
-		if v != -1 {
-			*dst = v
+	override := func(dst *int, o optionalInt) {
+		if o.set {
+			*dst = o.v
 		}
 	}
 	override(&d.V, f.v)
@@ -145,8 +170,8 @@ func (f *runFlags) finish() (Run, error) {
 	override(&d.C, f.c)
 	d.T = d.MaxT
 	override(&d.T, f.t)
-	if f.t != -1 && f.maxT == -1 && f.t > d.MaxT {
-		return Run{}, fmt.Errorf("--seq-len: %d is over the %s preset's context %d (allowed: 1..%d, or raise --context)", f.t, p.Name, d.MaxT, d.MaxT)
+	if f.t.set && !f.maxT.set && f.t.v > d.MaxT {
+		return Run{}, fmt.Errorf("--seq-len: %d is over the %s preset's context %d (allowed: 1..%d, or raise --context)", f.t.v, p.Name, d.MaxT, d.MaxT)
 	}
 	if err := d.Validate(); err != nil {
 		return Run{}, err
