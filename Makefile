@@ -9,7 +9,8 @@ SHELL := /bin/bash
 GO ?= go
 
 # The toolkit script installs CUDA where it is missing and prints its root.
-CUDA_HOME := $(or $(CUDA_HOME),$(shell scripts/install-cuda.sh))
+# The script honours a CUDA_HOME set by the caller when it is usable.
+CUDA_HOME := $(shell scripts/install-cuda.sh)
 # go-nvml declares deprecated NVML calls; their warnings are not ours.
 export CGO_CFLAGS += -I$(CUDA_HOME)/include -Wno-deprecated-declarations
 export CGO_LDFLAGS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs

@@ -14,12 +14,27 @@ set -euo pipefail
 
 say() { echo "install-cuda: $*" >&2; }
 
+# cuda_version prints CUDA_VERSION from a cuda.h (12040 is CUDA 12.4).
+cuda_version() {
+	sed -n 's/^#define CUDA_VERSION \([0-9]*\).*/\1/p' "$1/include/cuda.h" | head -n 1
+}
+
+# gorgonia.org/cu v0.9.6 calls cuCtxCreate, which CUDA 13's headers renamed
+# (cuCtxCreate_v4): a toolkit from 13 on cannot build gpubench. The binary
+# built with older headers runs on CUDA 13 drivers all the same.
+too_new=""
+
 have_toolkit() {
-	local root
+	local root version
 	for root in "${CUDA_HOME:-}" /usr/local/cuda /usr; do
 		[ -n "$root" ] || continue
 		if [ -f "$root/include/cuda.h" ] && [ -f "$root/include/cudaProfiler.h" ] &&
 			[ -d "$root/include/nvtx3" ]; then
+			version=$(cuda_version "$root")
+			if [ -n "$version" ] && [ "$version" -ge 13000 ]; then
+				too_new="$root (CUDA_VERSION $version)"
+				continue
+			fi
 			echo "$root"
 			return 0
 		fi
@@ -33,9 +48,12 @@ if root=$(have_toolkit); then
 	exit 0
 fi
 
+if [ -n "$too_new" ]; then
+	say "the CUDA toolkit at $too_new is too new for gorgonia.org/cu v0.9.6 (it needs CUDA 12 or older headers)."
+fi
 if ! command -v apt-get >/dev/null; then
-	say "no CUDA toolkit found and no apt-get to install one."
-	say "install the CUDA toolkit (cuda.h, cudaProfiler.h, nvtx3/, nvcc) and set CUDA_HOME."
+	say "no usable CUDA toolkit found and no apt-get to install one."
+	say "install a CUDA toolkit from 11.8 to 12.x (cuda.h, cudaProfiler.h, nvtx3/, nvcc) and set CUDA_HOME."
 	exit 1
 fi
 
