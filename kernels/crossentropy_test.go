@@ -34,16 +34,7 @@ func crossEntropyData(r *rand.Rand, N, V int) ([]float64, []int32) {
 func refLogSumExp(logits []float64, N, V int) []float64 {
 	lse := make([]float64, N)
 	for n := range lse {
-		row := logits[n*V : (n+1)*V]
-		m := math.Inf(-1)
-		for _, x := range row {
-			m = max(m, x)
-		}
-		s := 0.0
-		for _, x := range row {
-			s += math.Exp(x - m)
-		}
-		lse[n] = m + math.Log(s)
+		lse[n] = ref.LogSumExp(logits[n*V : (n+1)*V])
 	}
 	return lse
 }

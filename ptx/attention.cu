@@ -166,6 +166,31 @@ __device__ __forceinline__ void store_row(float* dst, const float4 (&v)[OCV], fl
 // shared memory; key/value tiles stream through it up to the diagonal. Each
 // thread owns RM query rows × OCV·4 output columns and keeps the running max
 // m and sum l of its rows (identical in the 8 lanes of a row).
+// accumulate_rows adds P·M to this thread's output rows: for its rows i of
+// P (ty + ATT_TY·i, row stride LP, BC columns) and its float4 columns jo of
+// M (tx + ATT_TX·jo, row stride LD), acc[i][jo] += Σ_c P[i][c]·M[c][jo],
+// with c in order, 4 at a time. The forward uses it for o += P·V, the dq
+// kernel for dq += dS·K.
+template <int R, int OCV, int BC, int LP, int LD>
+__device__ __forceinline__ void accumulate_rows(float4 (&acc)[R][OCV], const float* P, const float* M, int ty,
+                                                int tx) {
+#pragma unroll 2
+    for (int c = 0; c < BC; c += 4) {
+        float4 pv[R];
+#pragma unroll
+        for (int i = 0; i < R; i++) pv[i] = lds4(&P[(ty + ATT_TY * i) * LP + c]);
+#pragma unroll
+        for (int cc = 0; cc < 4; cc++) {
+#pragma unroll
+            for (int jo = 0; jo < OCV; jo++) {
+                const float4 mv = lds4(&M[(c + cc) * LD + 4 * (tx + ATT_TX * jo)]);
+#pragma unroll
+                for (int i = 0; i < R; i++) axpy4(acc[i][jo], comp(pv[i], cc), mv);
+            }
+        }
+    }
+}
+
 // score_pair computes the two products both backward kernels need, over
 // the head dimension (n4 float4 columns) of shared-memory tiles with row
 // stride LD: s[i][j] = A_i·B_j and dp[i][j] = G_i·W_j, for this thread's
@@ -294,22 +319,8 @@ __device__ __forceinline__ void forward_tile(float* smem, float* out, float* lse
         }
         __syncthreads(); // Ps complete
 
-        // o += P·V over the tile's keys, 4 at a time.
-#pragma unroll 2
-        for (int c = 0; c < BC; c += 4) {
-            float4 pv[RM];
-#pragma unroll
-            for (int i = 0; i < RM; i++) pv[i] = lds4(&Ps[(ty + ATT_TY * i) * LP + c]);
-#pragma unroll
-            for (int cc = 0; cc < 4; cc++) {
-#pragma unroll
-                for (int jo = 0; jo < OCV; jo++) {
-                    const float4 vv = lds4(&Vs[(c + cc) * LD + 4 * (tx + ATT_TX * jo)]);
-#pragma unroll
-                    for (int i = 0; i < RM; i++) axpy4(o[i][jo], comp(pv[i], cc), vv);
-                }
-            }
-        }
+        // o += P·V over the tile's keys.
+        accumulate_rows<RM, OCV, BC, LP, LD>(o, Ps, Vs, ty, tx);
     }
 
 #pragma unroll
@@ -551,21 +562,7 @@ __device__ __forceinline__ void dq_tile(float* smem, float* dqkv, const float* d
         }
         __syncthreads(); // Ss complete
 
-#pragma unroll 2
-        for (int c = 0; c < BC; c += 4) {
-            float4 sv[RM];
-#pragma unroll
-            for (int i = 0; i < RM; i++) sv[i] = lds4(&Ss[(ty + ATT_TY * i) * LP + c]);
-#pragma unroll
-            for (int cc = 0; cc < 4; cc++) {
-#pragma unroll
-                for (int jo = 0; jo < OCV; jo++) {
-                    const float4 kv = lds4(&Ks[(c + cc) * LD + 4 * (tx + ATT_TX * jo)]);
-#pragma unroll
-                    for (int i = 0; i < RM; i++) axpy4(dq[i][jo], comp(sv[i], cc), kv);
-                }
-            }
-        }
+        accumulate_rows<RM, OCV, BC, LP, LD>(dq, Ss, Ks, ty, tx); // dq += dS·K
     }
 
 #pragma unroll

@@ -348,7 +348,7 @@ func AttentionBackward(dqkv, dout, qkv, out, lse []float64, B, T, C, NH int) {
 func CrossEntropyForward(losses, logits []float64, targets []int32, N, V int) {
 	for n := 0; n < N; n++ {
 		row := logits[n*V : (n+1)*V]
-		losses[n] = logSumExp(row) - row[targets[n]]
+		losses[n] = LogSumExp(row) - row[targets[n]]
 	}
 }
 
@@ -358,7 +358,7 @@ func CrossEntropyBackward(dlogits, logits []float64, targets []int32, N, V int, 
 	for n := 0; n < N; n++ {
 		row := logits[n*V : (n+1)*V]
 		d := dlogits[n*V : (n+1)*V]
-		l := logSumExp(row)
+		l := LogSumExp(row)
 		for v, x := range row {
 			d[v] = math.Exp(x-l) * scale
 		}
@@ -366,7 +366,9 @@ func CrossEntropyBackward(dlogits, logits []float64, targets []int32, N, V int, 
 	}
 }
 
-func logSumExp(x []float64) float64 {
+// LogSumExp is log Σ exp(x), computed around the maximum so that it
+// neither overflows nor underflows.
+func LogSumExp(x []float64) float64 {
 	m := math.Inf(-1)
 	for _, v := range x {
 		m = max(m, v)
