@@ -15,7 +15,6 @@ package kernels
 import (
 	"fmt"
 	"math"
-	"sort"
 	"unsafe"
 
 	"github.com/gpubench/gpubench/internal/cudrv"
@@ -89,16 +88,6 @@ func (k *Kernels) ResetCounts() {
 	for _, kn := range k.all {
 		kn.launches = 0
 	}
-}
-
-// Names lists the PTX entry names of all loaded kernels, sorted.
-func (k *Kernels) Names() []string {
-	names := make([]string, len(k.all))
-	for i, kn := range k.all {
-		names[i] = kn.name
-	}
-	sort.Strings(names)
-	return names
 }
 
 // loader loads each module once and collects the first error.

@@ -52,9 +52,6 @@ func (x *Matmul) SMs() int { return x.sms }
 // internal/gemmplan, which holds the tile table and the cost model).
 type gemmTile = gemmplan.Tile
 
-// gemmTiles are the tiles of matmul.cu, largest first.
-var gemmTiles = gemmplan.Tiles
-
 // tile picks the tile for an m×n output over k (internal/gemmplan.Pick):
 // any choice gives bitwise the same result.
 func (x *Matmul) tile(m, n, k int) gemmTile { return gemmplan.Pick(m, n, k, x.sms) }

@@ -38,6 +38,9 @@ const matmulTol = 1e-5
 // matmulWorkspaceFor allocates a split-K workspace that holds plan p:
 // partials poisoned with NaN (a reducer that read a slot no block wrote
 // would spread NaN into dw) and counters zeroed, as the model does once.
+// gemmTiles are the tiles of matmul.cu, largest first.
+var gemmTiles = gemmplan.Tiles
+
 func matmulWorkspaceFor(t *testing.T, p gemmplan.Split) MatmulScratch {
 	t.Helper()
 	return matmulWorkspaceSized(t, max(p.PartialFloats(), 1), max(p.Counters(), 1))

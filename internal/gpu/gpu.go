@@ -7,7 +7,6 @@ package gpu
 
 import (
 	"fmt"
-	"math"
 	"runtime"
 	"unsafe"
 
@@ -204,9 +203,6 @@ func Poison(p cu.DevicePtr, n int) error {
 
 // Synchronize waits for the stream's work and returns its first error.
 func (d *Device) Synchronize() error { return cudrv.Explain(d.Stream.Synchronize()) }
-
-// Float32NaN is a float32 NaN, as Poison writes it.
-var Float32NaN = math.Float32frombits(NaNBits)
 
 // Context returns the device's primary context, to make it current on
 // another locked thread (tests run each test on its own goroutine).
