@@ -58,8 +58,8 @@ func TestAttentionForward(t *testing.T) {
 		if err := k.Attention.Forward(dev.Stream, out2, lse2, qkvDev, b, tt, c, nh); err != nil {
 			t.Fatal(err)
 		}
-		attnCheckBitwise(t, "attention out", download(t, out2, b*tt*c), gotOut)
-		attnCheckBitwise(t, "attention lse", download(t, lse2, b*nh*tt), gotLse)
+		sameBits(t, "attention out", download(t, out2, b*tt*c), gotOut)
+		sameBits(t, "attention lse", download(t, lse2, b*nh*tt), gotLse)
 	}
 }
 
@@ -117,7 +117,7 @@ func TestAttentionBackward(t *testing.T) {
 		if err := k.Attention.Backward(dev.Stream, dqkv2, d, doutDev, qkvDev, out, lse, b, tt, c, nh); err != nil {
 			t.Fatal(err)
 		}
-		attnCheckBitwise(t, "attention dqkv", download(t, dqkv2, nq), got)
+		sameBits(t, "attention dqkv", download(t, dqkv2, nq), got)
 	}
 }
 
@@ -203,18 +203,4 @@ func attnPart(v []float64, rows, c, p int) []float64 {
 		out = append(out, v[r*3*c+p*c:][:c]...)
 	}
 	return out
-}
-
-// attnCheckBitwise fails unless got and want are identical bit for bit (both
-// are float32 values widened exactly to float64).
-func attnCheckBitwise(t *testing.T, what string, got, want []float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
-			t.Fatalf("%s: not deterministic: element %d is %g then %g", what, i, want[i], got[i])
-		}
-	}
 }

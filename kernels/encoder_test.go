@@ -12,20 +12,6 @@ import (
 	"gorgonia.org/cu"
 )
 
-// sameBits fails the test unless two downloads of the same kernel output
-// are bitwise identical (the determinism check of every reducing kernel).
-func sameBits(t *testing.T, what string, a, b []float64) {
-	t.Helper()
-	if len(a) != len(b) {
-		t.Fatalf("%s: lengths %d and %d", what, len(a), len(b))
-	}
-	for i := range a {
-		if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
-			t.Fatalf("%s: not deterministic: element %d is %g, then %g", what, i, a[i], b[i])
-		}
-	}
-}
-
 // syncAll waits for all of the context's work. The harness poisons and
 // uploads with the synchronous driver calls (cuMemsetD32, cuMemcpyHtoD from
 // pageable memory), which run on the legacy stream and may return before

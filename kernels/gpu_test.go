@@ -192,6 +192,22 @@ func checkClose(t *testing.T, what string, got, want []float64, tol float64) {
 	t.Logf("%s: relative error %.3g", what, e)
 }
 
+// sameBits fails the test unless two downloads of a kernel's output are
+// bitwise identical: the determinism check of every reducing kernel. (They
+// come from float32, so comparing the float64 bits compares the float32
+// bits.)
+func sameBits(t *testing.T, what string, a, b []float64) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: lengths %d and %d", what, len(a), len(b))
+	}
+	for i := range a {
+		if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
+			t.Fatalf("%s: not deterministic: element %d is %g, then %g", what, i, a[i], b[i])
+		}
+	}
+}
+
 func TestFill(t *testing.T) {
 	dev, k := env(t)
 	r := rng(t)

@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"fmt"
-	"math"
 	"runtime"
 	"testing"
 
@@ -81,18 +80,6 @@ func matmulCountersZero(t *testing.T, what string, ws MatmulScratch) {
 	}
 }
 
-// matmulSameBits fails the test unless got and want are bitwise equal (they come
-// from float32, so comparing the float64 bits compares the float32 bits).
-func matmulSameBits(t *testing.T, what string, got, want []float64) {
-	t.Helper()
-	for i := range want {
-		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
-			t.Fatalf("%s: element %d differs: %g (%#x) vs %g (%#x)", what, i,
-				got[i], math.Float32bits(float32(got[i])), want[i], math.Float32bits(float32(want[i])))
-		}
-	}
-}
-
 // TestMatmulForward checks matmul_forward against the reference with every
 // tile shape, with and without bias, and that all tiles give the same bits.
 func TestMatmulForward(t *testing.T) {
@@ -123,7 +110,7 @@ func TestMatmulForward(t *testing.T) {
 					if first == nil {
 						first = got
 					} else {
-						matmulSameBits(t, "out "+tile.String()+" vs "+gemmTiles[0].String(), got, first)
+						sameBits(t, "out "+tile.String()+" vs "+gemmTiles[0].String(), got, first)
 					}
 				}
 				// The launcher's own tile choice.
@@ -131,7 +118,7 @@ func TestMatmulForward(t *testing.T) {
 				if err := k.Matmul.Forward(dev.Stream, out, inp, w, bias, n, c, oc); err != nil {
 					t.Fatal(err)
 				}
-				matmulSameBits(t, "out (Forward)", download(t, out, n*oc), first)
+				sameBits(t, "out (Forward)", download(t, out, n*oc), first)
 			})
 		}
 	}
@@ -174,8 +161,8 @@ func TestMatmulBackward(t *testing.T) {
 				if firstDinp == nil {
 					firstDinp, firstDw = gotDinp, gotDw
 				} else {
-					matmulSameBits(t, "dinp "+tile.String()+" vs "+gemmTiles[0].String(), gotDinp, firstDinp)
-					matmulSameBits(t, "dw "+tile.String()+" vs "+gemmTiles[0].String(), gotDw, firstDw)
+					sameBits(t, "dinp "+tile.String()+" vs "+gemmTiles[0].String(), gotDinp, firstDinp)
+					sameBits(t, "dw "+tile.String()+" vs "+gemmTiles[0].String(), gotDw, firstDw)
 				}
 			}
 
@@ -300,7 +287,7 @@ func TestMatmulDeterminism(t *testing.T) {
 					t.Fatalf("dw %v: unwritten (NaN) elements", p)
 				}
 				for i := 1; i < len(dws); i++ {
-					matmulSameBits(t, fmt.Sprintf("dw %v run %d vs run 1", p, i+1), dws[i], dws[0])
+					sameBits(t, fmt.Sprintf("dw %v run %d vs run 1", p, i+1), dws[i], dws[0])
 				}
 			}
 			var dbiases [3][]float64
@@ -315,7 +302,7 @@ func TestMatmulDeterminism(t *testing.T) {
 				t.Fatal("dbias: unwritten (NaN) elements")
 			}
 			for i := 1; i < len(dbiases); i++ {
-				matmulSameBits(t, fmt.Sprintf("dbias run %d vs run 1", i+1), dbiases[i], dbiases[0])
+				sameBits(t, fmt.Sprintf("dbias run %d vs run 1", i+1), dbiases[i], dbiases[0])
 			}
 		})
 	}
@@ -383,7 +370,7 @@ func TestMatmulSplitK(t *testing.T) {
 					if first == nil {
 						first = got
 					} else {
-						matmulSameBits(t, "dw "+fp.String()+" vs "+gemmTiles[0].String(), got, first)
+						sameBits(t, "dw "+fp.String()+" vs "+gemmTiles[0].String(), got, first)
 					}
 				}
 			}

@@ -231,7 +231,13 @@ type loader struct {
 }
 
 func tableSet(ctx context.Context, db *sql.DB) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type IN ('table', 'view')`)
+	return nameSet(ctx, db, `SELECT name FROM sqlite_master WHERE type IN ('table', 'view')`)
+}
+
+// nameSet runs a query whose rows are single names and returns them as a
+// set.
+func nameSet(ctx context.Context, db *sql.DB, query string, args ...any) (map[string]bool, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -255,21 +261,12 @@ func (l *loader) columns(table string) (map[string]bool, error) {
 	if c, ok := l.cols[table]; ok {
 		return c, nil
 	}
-	rows, err := l.db.QueryContext(l.ctx, `SELECT name FROM pragma_table_info(?)`, table)
+	set, err := nameSet(l.ctx, l.db, `SELECT name FROM pragma_table_info(?)`, table)
 	if err != nil {
 		return nil, fmt.Errorf("reading the columns of %s: %w", table, err)
 	}
-	defer rows.Close()
-	set := map[string]bool{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, err
-		}
-		set[name] = true
-	}
 	l.cols[table] = set
-	return set, rows.Err()
+	return set, nil
 }
 
 // need checks that table has all the columns.
