@@ -47,10 +47,12 @@ test: vet
 	$(GO) build ./...
 	$(GO) test -count=1 ./...
 
-# nvcc names some internal symbols after the absolute path of the source
-# (in the -lineinfo debug strings), so every machine compiles in the same
-# folder; the .file directives are then cut to the file name. The PTX is
-# thus the same on every machine, and CI can check it is fresh.
+# nvcc names internal-linkage code (the CUDA headers' intrinsics too) with
+# the CRC-32 of the source's absolute path, and -lineinfo's .file directives
+# hold absolute paths. So every machine compiles in the same folder and the
+# .file directives are cut to the file name: the PTX is then byte for byte
+# the same wherever `make ptx` runs. (ptx/ptx_test.go's freshness check does
+# not need that: it builds anywhere and masks exactly those two parts.)
 PTX_BUILD := /tmp/gpubench-ptx
 ptx/%.ptx: ptx/%.cu ptx/common.cuh
 	mkdir -p $(PTX_BUILD) && cp ptx/*.cu ptx/*.cuh $(PTX_BUILD)/

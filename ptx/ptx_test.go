@@ -3,10 +3,12 @@ package ptx
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -60,7 +62,7 @@ func TestAssemble(t *testing.T) {
 }
 
 // makeVar reads a variable from the Makefile, so this test compiles
-// exactly as `make ptx` does: with the same flags, in the same folder.
+// exactly as `make ptx` does: with the same flags.
 func makeVar(t *testing.T, name string) string {
 	t.Helper()
 	mk, err := os.ReadFile("../Makefile")
@@ -74,15 +76,183 @@ func makeVar(t *testing.T, name string) string {
 	return strings.TrimSpace(string(m[1]))
 }
 
+// Freshness: is the committed PTX what nvcc makes of the committed .cu?
+//
+// nvcc 11.8 is deterministic: the same source compiled at the same absolute
+// path gives the same PTX, byte for byte. What the folder changes is exactly
+// two things, and normalizePTX makes both neutral, in the committed PTX and
+// in a fresh build alike:
+//
+//  1. The .file directives (-lineinfo) hold the absolute paths of the source
+//     and of every header it includes (/usr/include/cuda_bf16.hpp here,
+//     /usr/local/cuda/include/... elsewhere). They are cut to the file name.
+//
+//  2. Entities with internal linkage are named in a namespace
+//     _INTERNAL_<h>_<n>_<file>_cu_<...>, anonymous namespaces also
+//     _GLOBAL__N__<h>_..., where <h> is 8 hex digits: the CRC-32 of the
+//     absolute path of the source (crc32("/tmp/gpubench-ptx/attention.cu")
+//     is the 2577b5a7 of attention.ptx; TestFresh checks this on every
+//     build). That covers static and anonymous-namespace functions and
+//     variables, and every static inline function of the CUDA headers:
+//     __shfl_xor_sync, __ldg, __cvta_generic_to_shared, atomicAdd, all of
+//     cuda_bf16.h (__float2bfloat16, __hmul2, ...), the wmma calls of mma.h.
+//     Such names appear in the code when not inlined (.func, .global, call
+//     targets) and, inlined, in the -lineinfo .debug_str section, which
+//     spells each name as decimal .b8 bytes. Those bytes are decoded to a
+//     quoted string first; then <h> becomes xxxxxxxx everywhere.
+//
+// Nothing else is touched: code, register names, line numbers, the header's
+// compiler build, the other hash in the namespace (which does not depend on
+// the path) all still have to match. The .b8 decoding changes only the
+// layout of the strings, the same way on both sides.
+//
+// Before this the check had to compile in the one folder `make ptx` uses,
+// since any internal-linkage name compiled elsewhere made the PTX look
+// stale; matmul.cu avoids the headers' intrinsics for that reason. Now the
+// check builds in a new folder each time, so the masking is exercised on
+// every run. Compiling the same source 8 to 10 times, each in a different
+// folder, gave no other difference (all of ptx/*.cu, and matmul.cu with
+// its inline PTX loads and stores rewritten as plain C with __ldg).
+// TestFreshCheckBF16 shows an ordinary CUDA C kernel with cuda_bf16.h and
+// mma.h passing from another folder, and failing once its body changes.
 var (
 	fileDirective = regexp.MustCompile(`\.file(\s+\d+) "[^"]*/([^/"]+)"`)
+	pathHash      = regexp.MustCompile(`(_INTERNAL_|_GLOBAL__N__)([0-9a-f]{8})_`)
 	releaseLine   = regexp.MustCompile(`release (\d+\.\d+)`)
+	b8Line        = regexp.MustCompile(`^\.b8 \d+(,\d+)*$`)
 )
 
-// TestFresh recompiles every .cu file and compares the result with the
-// committed PTX, so that a source edited without `make ptx` fails CI.
-func TestFresh(t *testing.T) {
-	nvcc := tool(t, "nvcc")
+// decodeB8 rewrites every run of bare `.b8 n,n,...` lines (the .debug_str
+// strings) as one line `.b8 "text"`.
+func decodeB8(ptx []byte) []byte {
+	var out, run []byte
+	flush := func() {
+		if run != nil {
+			out = append(out, ".b8 "...)
+			out = strconv.AppendQuote(out, string(run))
+			out = append(out, '\n')
+			run = nil
+		}
+	}
+	for _, line := range strings.SplitAfter(string(ptx), "\n") {
+		if b, ok := b8Bytes(strings.TrimRight(line, "\r\n")); ok {
+			run = append(run, b...)
+			continue
+		}
+		flush()
+		out = append(out, line...)
+	}
+	flush()
+	return out
+}
+
+// b8Bytes reads the bytes of a bare `.b8 n,n,...` line.
+func b8Bytes(line string) ([]byte, bool) {
+	if !b8Line.MatchString(line) {
+		return nil, false
+	}
+	var b []byte
+	for _, n := range strings.Split(strings.TrimPrefix(line, ".b8 "), ",") {
+		v, err := strconv.Atoi(n)
+		if err != nil || v > 255 {
+			return nil, false
+		}
+		b = append(b, byte(v))
+	}
+	return b, true
+}
+
+// normalizePTX makes the folder-dependent parts of nvcc's PTX neutral (see
+// above) and returns the result and the path hashes it replaced.
+func normalizePTX(ptx []byte) ([]byte, map[string]bool) {
+	ptx = fileDirective.ReplaceAll(ptx, []byte(`.file$1 "$2"`))
+	ptx = decodeB8(ptx)
+	hashes := map[string]bool{}
+	for _, m := range pathHash.FindAllSubmatch(ptx, -1) {
+		hashes[string(m[2])] = true
+	}
+	return pathHash.ReplaceAll(ptx, []byte("${1}xxxxxxxx_")), hashes
+}
+
+// comparePTX is the freshness check: nil if the two PTX texts are the same
+// once normalised, else an error naming the first line that differs.
+func comparePTX(committed, fresh []byte) error {
+	a, _ := normalizePTX(committed)
+	b, _ := normalizePTX(fresh)
+	if bytes.Equal(a, b) {
+		return nil
+	}
+	al, bl := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
+	for i := 0; ; i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y || i >= len(al) || i >= len(bl) {
+			return fmt.Errorf("normalised line %d differs: committed %q, fresh %q", i+1, cut(x), cut(y))
+		}
+	}
+}
+
+func cut(s string) string {
+	if len(s) > 160 {
+		return s[:160] + "..."
+	}
+	return s
+}
+
+// compile runs nvcc with flags on src in dir and returns the PTX. The
+// folder is resolved first, as nvcc sees it (its hash is of that path).
+func compile(t *testing.T, nvcc string, flags []string, dir, src string) []byte {
+	t.Helper()
+	out := strings.TrimSuffix(src, ".cu") + ".ptx"
+	args := append(append([]string{}, flags...), src, "-o", out)
+	cmd := exec.Command(nvcc, args...)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nvcc %s (in %s): %v\n%s", strings.Join(args, " "), dir, err, b)
+	}
+	ptx, err := os.ReadFile(filepath.Join(dir, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ptx
+}
+
+// checkPathHash checks that the only path hash in PTX compiled from
+// dir/src is the CRC-32 of that absolute path, which is what normalizePTX
+// relies on to mask it and nothing else.
+func checkPathHash(t *testing.T, ptx []byte, dir, src string) {
+	t.Helper()
+	abs := filepath.Join(dir, src)
+	want := fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte(abs)))
+	_, hashes := normalizePTX(ptx)
+	for h := range hashes {
+		if h != want {
+			t.Errorf("PTX of %s names internal-linkage code with hash %s, not crc32(%q) = %s: normalizePTX's premise no longer holds", src, h, abs, want)
+		}
+	}
+}
+
+// buildDir is a fresh folder, symlinks resolved as nvcc resolves them.
+func buildDir(t *testing.T, parts ...string) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = filepath.Join(append([]string{dir}, parts...)...)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func nvccRelease(t *testing.T, nvcc string) string {
+	t.Helper()
 	version, err := exec.Command(nvcc, "--version").Output()
 	if err != nil {
 		t.Fatalf("nvcc --version: %v", err)
@@ -91,14 +261,20 @@ func TestFresh(t *testing.T) {
 	if release == nil {
 		t.Fatalf("cannot read the release from nvcc --version:\n%s", version)
 	}
+	return string(release[1])
+}
+
+// TestFresh recompiles every .cu file, in a new folder, and compares the
+// result with the committed PTX (comparePTX), so that a source edited
+// without `make ptx` fails CI.
+func TestFresh(t *testing.T) {
+	nvcc := tool(t, "nvcc")
+	release := nvccRelease(t, nvcc)
 	sources, _ := filepath.Glob("*.cu")
 	if len(sources) == 0 {
 		t.Fatal("no .cu sources")
 	}
-	tmp := makeVar(t, "PTX_BUILD")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	tmp := buildDir(t, "ptx")
 	headers, _ := filepath.Glob("*.cuh")
 	for _, f := range append(sources, headers...) {
 		b, err := os.ReadFile(f)
@@ -113,32 +289,24 @@ func TestFresh(t *testing.T) {
 	for _, src := range sources {
 		ptxName := strings.TrimSuffix(src, ".cu") + ".ptx"
 		t.Run(src, func(t *testing.T) {
+			t.Parallel()
 			committed, err := os.ReadFile(ptxName)
 			if err != nil {
 				t.Fatalf("%s has no %s: run make ptx", src, ptxName)
 			}
 			// PTX from another nvcc release differs in its header and code;
 			// only the release the PTX was made with can judge it.
-			if want := "release " + string(release[1]); !bytes.Contains(committed, []byte("Cuda compilation tools, "+want)) {
-				msg := fmt.Sprintf("%s was not made by nvcc %s (this toolkit's): cannot compare", ptxName, release[1])
+			if want := "release " + release; !bytes.Contains(committed, []byte("Cuda compilation tools, "+want)) {
+				msg := fmt.Sprintf("%s was not made by nvcc %s (this toolkit's): cannot compare", ptxName, release)
 				if os.Getenv("CI") != "" {
 					t.Fatal(msg)
 				}
 				t.Skip(msg)
 			}
-			args := append(append([]string{}, flags...), src, "-o", ptxName)
-			cmd := exec.Command(nvcc, args...)
-			cmd.Dir = tmp
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("nvcc %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			fresh, err := os.ReadFile(filepath.Join(tmp, ptxName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			fresh = fileDirective.ReplaceAll(fresh, []byte(`.file$1 "$2"`))
-			if !bytes.Equal(fresh, committed) {
-				t.Errorf("%s is stale against %s: run make ptx and commit the result", ptxName, src)
+			fresh := compile(t, nvcc, flags, tmp, src)
+			checkPathHash(t, fresh, tmp, src)
+			if err := comparePTX(committed, fresh); err != nil {
+				t.Errorf("%s is stale against %s (%v): run make ptx and commit the result", ptxName, src, err)
 			}
 		})
 	}
@@ -146,6 +314,83 @@ func TestFresh(t *testing.T) {
 		if _, err := os.Stat(strings.TrimSuffix(f, ".ptx") + ".cu"); err != nil {
 			t.Errorf("%s has no source %s", f, strings.TrimSuffix(f, ".ptx")+".cu")
 		}
+	}
+}
+
+// bf16Kernel is ordinary CUDA C of the kind the bf16 kernels will be:
+// cuda_bf16.h arithmetic and an mma.h tensor-core product, all of it
+// static inline header code with internal linkage. bf16 arithmetic and
+// bf16 wmma need compute_80.
+const bf16Kernel = `#include <cuda_bf16.h>
+#include <mma.h>
+
+extern "C" __global__ void bf16_scale_mma(const float* a, const __nv_bfloat16* x, const __nv_bfloat16* w,
+                                          float* c, __nv_bfloat16* o, float s, int n) {
+    using namespace nvcuda;
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(a[i], s);
+        __nv_bfloat162 p = __hmul2(v, v);
+        o[i] = __hadd(__low2bfloat16(p), __float2bfloat16(s));
+    }
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.0f);
+    wmma::load_matrix_sync(fa, x, 16);
+    wmma::load_matrix_sync(fb, w, 16);
+    wmma::mma_sync(acc, fa, fb, acc);
+    wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
+}
+`
+
+// TestFreshCheckBF16 is the experiment behind comparePTX, kept so that it
+// keeps holding: bf16Kernel compiled in two folders gives PTX that differs
+// byte for byte (the .file paths and the path hash in its internal-linkage
+// names) yet passes the check, and fails it once its body changes.
+func TestFreshCheckBF16(t *testing.T) {
+	nvcc := tool(t, "nvcc")
+	if r := nvccRelease(t, nvcc); r != "11.8" {
+		t.Skipf("nvcc %s: the experiment is about nvcc 11.8", r)
+	}
+	flags := strings.Fields(makeVar(t, "NVCCFLAGS"))
+	for i, f := range flags {
+		if strings.HasPrefix(f, "-arch=") {
+			flags[i] = "-arch=compute_80"
+		}
+	}
+	build := func(dir, body string) []byte {
+		if err := os.WriteFile(filepath.Join(dir, "bf16.cu"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ptx := compile(t, nvcc, flags, dir, "bf16.cu")
+		checkPathHash(t, ptx, dir, "bf16.cu")
+		return ptx
+	}
+	dirA := buildDir(t, "a")
+	dirB := buildDir(t, "b", "a-longer-folder")
+	a := build(dirA, bf16Kernel)
+	b := build(dirB, bf16Kernel)
+	if !bytes.Contains(a, []byte("mma.sync")) {
+		t.Fatal("bf16.cu compiled without a tensor-core mma.sync: not the experiment intended")
+	}
+	if _, hashes := normalizePTX(a); len(hashes) != 1 {
+		t.Fatalf("bf16.cu's PTX has path hashes %v, want exactly one (its internal-linkage header code)", hashes)
+	}
+	if bytes.Equal(a, b) {
+		t.Error("bf16.cu compiled in two folders gave identical PTX: the normalisation would not be needed")
+	}
+	if err := comparePTX(a, b); err != nil {
+		t.Errorf("bf16.cu compiled in two folders fails the freshness check: %v", err)
+	}
+	changed := strings.Replace(bf16Kernel, "__hmul2(v, v)", "__hmul2(v, __floats2bfloat162_rn(s, s))", 1)
+	if changed == bf16Kernel {
+		t.Fatal("the body change did not apply")
+	}
+	if err := comparePTX(a, build(dirB, changed)); err == nil {
+		t.Error("bf16.cu with a changed body passes the freshness check against the old PTX")
+	} else {
+		t.Logf("changed body, as wanted: %v", err)
 	}
 }
 
