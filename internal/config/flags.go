@@ -11,7 +11,7 @@ import (
 
 // Run is everything one gpubench run needs to know, after validation.
 type Run struct {
-	Preset string
+	Preset string // the preset the shape started from (--model); see Model
 	Dims   Dims
 	Mode   Mode
 
@@ -25,6 +25,27 @@ type Run struct {
 	Dump          string // write one step's tensors as safetensors here
 	CheckNumerics bool   // fail on NaN/Inf after each iteration
 	SyncLaunches  bool   // synchronise after every launch (debugging)
+}
+
+// Custom is the model name of a run whose model is none of the presets.
+const Custom = "custom"
+
+// Model is the name of the run's model: its preset's, or Custom when
+// --vocab, --context, --layers, --heads or --channels made its shape differ
+// from the preset's (the shape flags override the preset, see finish).
+// --seq-len and --batch-size change the work of a step, not the model, so
+// they keep the preset's name; the report's dims say what they were.
+func (r Run) Model() string {
+	p, err := LookupPreset(r.Preset)
+	if err != nil {
+		return Custom
+	}
+	want := p.Dims(r.Dims.B)
+	got := r.Dims
+	if got.V != want.V || got.MaxT != want.MaxT || got.L != want.L || got.NH != want.NH || got.C != want.C {
+		return Custom
+	}
+	return p.Name
 }
 
 // Defaults of the run flags.

@@ -52,7 +52,8 @@ func (d Dims) Config() config.Dims {
 
 // Config is how the run was set up.
 type Config struct {
-	Model         string      `json:"model"` // preset name, or "custom"
+	Model         string      `json:"model"`  // preset name, or "custom" (config.Run.Model)
+	Preset        string      `json:"preset"` // the preset the shape started from (--model)
 	Dims          Dims        `json:"dims"`
 	Mode          config.Mode `json:"mode"`
 	Iters         int         `json:"iters"`  // measured iterations asked for
@@ -63,13 +64,10 @@ type Config struct {
 	SyncLaunches  bool        `json:"sync_launches"`  // synchronised after every launch: timings not representative
 }
 
-// ConfigOf copies the run's settings.
+// ConfigOf copies the run's settings. A preset whose shape the flags
+// changed is model "custom", started from that preset.
 func ConfigOf(r config.Run) Config {
-	model := r.Preset
-	if model == "" {
-		model = "custom"
-	}
-	return Config{Model: model, Dims: DimsOf(r.Dims), Mode: r.Mode, Iters: r.Iters, Warmup: r.Warmup,
+	return Config{Model: r.Model(), Preset: r.Preset, Dims: DimsOf(r.Dims), Mode: r.Mode, Iters: r.Iters, Warmup: r.Warmup,
 		Seed: r.Seed, Profile: r.Profile, CheckNumerics: r.CheckNumerics, SyncLaunches: r.SyncLaunches}
 }
 

@@ -349,6 +349,11 @@ func TestJSONNames(t *testing.T) {
 	if m["config"].(map[string]any)["mode"] != "train" || m["config"].(map[string]any)["profile"] != false {
 		t.Error("config.mode/profile")
 	}
+	for _, k := range []string{"model", "preset"} {
+		if _, ok := m["config"].(map[string]any)[k].(string); !ok {
+			t.Errorf("JSON lacks the string config.%s", k)
+		}
+	}
 }
 
 func TestHumanBytes(t *testing.T) {
@@ -376,6 +381,58 @@ func TestConfigOf(t *testing.T) {
 	run.Preset = ""
 	if ConfigOf(run).Model != "custom" {
 		t.Error("empty preset is not custom")
+	}
+}
+
+// TestModelLabel runs the flags through config.ParseRun, as gpubench does:
+// a preset whose model shape the flags changed is reported as "custom",
+// from that preset, in the JSON and in the table's header.
+func TestModelLabel(t *testing.T) {
+	for _, tc := range []struct {
+		args          string
+		model, preset string
+		header        string
+	}{
+		{"", "small", "small", "gpubench  small  train  V=8192 MaxT=256 T=256 L=6 H=8 C=512 B=8\n"},
+		{"--model=tiny", "tiny", "tiny", "gpubench  tiny  train  "},
+		{"--model=tiny --batch-size=3 --mode=infer", "tiny", "tiny", "gpubench  tiny  infer  "},
+		{"--model=tiny --seq-len=37", "tiny", "tiny", "gpubench  tiny  train  V=512 MaxT=64 T=37 "},
+		{"--model=tiny --layers=2 --heads=4", "tiny", "tiny", "gpubench  tiny  train  "}, // the preset's own values
+		{"--model=tiny --layers=3", "custom", "tiny", "gpubench  custom (from tiny)  train  V=512 MaxT=64 T=64 L=3 H=4 C=128 B=8\n"},
+		{"--model=tiny --heads=8", "custom", "tiny", "gpubench  custom (from tiny)  train  "},
+		{"--model=tiny --channels=256", "custom", "tiny", "gpubench  custom (from tiny)  train  "},
+		{"--model=small --vocab=1000", "custom", "small", "gpubench  custom (from small)  train  V=1000 "},
+		{"--model=tiny --context=128", "custom", "tiny", "gpubench  custom (from tiny)  train  V=512 MaxT=128 T=128 "},
+		{"--model=tiny --vocab=1000 --seq-len=37 --layers=2 --heads=3 --channels=96 --batch-size=3", "custom", "tiny",
+			"gpubench  custom (from tiny)  train  V=1000 MaxT=64 T=37 L=2 H=3 C=96 B=3\n"},
+	} {
+		t.Run(tc.args, func(t *testing.T) {
+			run, err := config.ParseRun(strings.Fields(tc.args))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := run.Model(); got != tc.model {
+				t.Errorf("Run.Model() = %q, want %q", got, tc.model)
+			}
+			r := &Result{Config: ConfigOf(run), Iterations: []Iteration{{ForwardMs: 1, BackwardMs: 2, StepMs: 3, WallMs: 3, Loss: 1}}}
+			if run.Mode == config.Infer {
+				r.Iterations[0].BackwardMs = 0
+			}
+			if err := r.Finalize(); err != nil {
+				t.Fatal(err)
+			}
+			c := decode(t, r)["config"].(map[string]any)
+			if c["model"] != tc.model || c["preset"] != tc.preset {
+				t.Errorf("JSON config model %v preset %v, want %q %q", c["model"], c["preset"], tc.model, tc.preset)
+			}
+			var buf bytes.Buffer
+			if err := WriteTable(&buf, r); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(buf.String(), tc.header) {
+				t.Errorf("table header %q, want it to start %q", strings.SplitN(buf.String(), "\n", 2)[0], tc.header)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/stats"
 )
 
@@ -70,7 +71,10 @@ func WriteTable(w io.Writer, r *Result) error {
 	d := c.Dims.Config()
 	model := c.Model
 	if model == "" {
-		model = "custom"
+		model = config.Custom
+	}
+	if model == config.Custom && c.Preset != "" {
+		model += " (from " + c.Preset + ")"
 	}
 	fmt.Fprintf(&b, "gpubench  %s  %s  %s\n", model, c.Mode, d)
 	dev := r.Device
