@@ -75,12 +75,26 @@ func (d Dims) String() string {
 	return fmt.Sprintf("V=%d MaxT=%d T=%d L=%d H=%d C=%d B=%d", d.V, d.MaxT, d.T, d.L, d.NH, d.C, d.B)
 }
 
-// maxIndex bounds the element count of every buffer a kernel indexes. The
-// kernels compute flat offsets such as row*V+col in 32-bit int; the largest
-// such buffers are the logits (B*T*V), the MLP activations (B*T*4C) and
-// one layer's MLP weight (4C*C). (Stacked per-layer tensors are addressed
-// layer by layer from Go, in 64 bits.)
-const maxIndex = 1<<31 - 1
+// The kernel limits Validate checks, restated from package ptx, whose
+// constants.go is tested against the .cu sources. Config cannot import ptx
+// (yet): ptx.go imports sort, which gorgonia.org/cu does not, and config is
+// among package startup's imports, all of which must initialise before cu
+// (internal/cli's TestStartupInitialisesBeforeCu). TestKernelLimitsMatchPtx
+// holds each of these to its ptx constant.
+const (
+	// maxIndex bounds the element count of every buffer a kernel indexes
+	// (ptx.MaxIndex). The kernels compute flat offsets such as row*V+col in
+	// 32-bit int; the largest such buffers are the logits (B*T*V), the MLP
+	// activations (B*T*4C) and one layer's MLP weight (4C*C). (Stacked
+	// per-layer tensors are addressed layer by layer from Go, in 64 bits.)
+	maxIndex = 1<<31 - 1
+	// maxHeadSize is the attention kernels' largest head size C/NH
+	// (ptx.AttentionMaxHeadSize, ATT_HS_MAX in attention.cu).
+	maxHeadSize = 128
+	// maxGridYZ is CUDA's limit on gridDim.y and gridDim.z
+	// (ptx.MaxGridYZ); the attention kernels' grid is (T/tile, NH, B).
+	maxGridYZ = 65535
+)
 
 // LargestBuffer is the element count of the largest buffer one kernel
 // indexes.
@@ -95,8 +109,35 @@ func (d Dims) LargestBuffer() int64 {
 	)
 }
 
-// Validate checks the shape and returns one error naming the first bad value,
-// the flag that sets it and what is allowed.
+// Validate checks the shape against every limit of the kernels, so that a
+// shape they cannot run fails here, before a GPU is touched, rather than
+// after allocation. It returns one error naming the first bad value, the
+// flag that sets it and what is allowed. The limits, in the order checked:
+//
+//   - every dimension at least 1, and V at least 2;
+//   - T ≤ MaxT (the position embedding has MaxT rows);
+//   - NH divides C;
+//   - head size C/NH ≤ ptx.AttentionMaxHeadSize (ATT_HS_MAX): the
+//     attention kernels have tiles for no larger head;
+//   - the 32-bit indexing (ptx.MaxIndex): each weight (V×C, MaxT×C, 4C×C)
+//     and each activation (B·T·V logits, B·T·4C) within 2^31−1 elements;
+//   - B ≤ ptx.MaxGridYZ: the attention kernels' grid is (T/tile, NH, B).
+//
+// Limits that the ones above imply, so that no shape reaches them (the
+// tests check each implication):
+//
+//   - NH ≤ ptx.MaxGridYZ (attention grid y): NH ≤ C, and 4C·C ≤ 2^31−1
+//     keeps C ≤ 23170;
+//   - ceil(C/ptx.EncoderWTECols) ≤ ptx.MaxGridYZ (encoder_backward_wte's
+//     grid y), by the same bound on C;
+//   - every 1-D grid (N = B·T blocks of the cross-entropy, ceil(T/tile),
+//     N/LayerNormBwdRows, ...) ≤ ptx.MaxGridX = 2^31−1: N ≤ B·T·V ≤ 2^31−1.
+//
+// There is no alignment limit: every float4 path falls back to scalar
+// code when C (or a pointer) is not a multiple of 4 (encoder_forward,
+// the GEMM's loads and stores, gelu and residual), and the attention
+// kernels pad any head size to their tile. Nor does any shared-memory
+// size depend on the shape: every kernel's is static.
 func (d Dims) Validate() error {
 	positive := []struct {
 		flag string
@@ -119,12 +160,106 @@ func (d Dims) Validate() error {
 	if d.C%d.NH != 0 {
 		return fmt.Errorf("--channels: %d is not divisible by --heads %d (C must be a multiple of H)", d.C, d.NH)
 	}
-	if n := max(int64(d.V), 4*int64(d.C), int64(d.MaxT)) * int64(d.C); n > maxIndex {
-		return fmt.Errorf("--channels: %d makes a weight of %d elements, over the kernels' 32-bit index limit %d (lower --channels, --vocab or --context)", d.C, n, maxIndex)
+	if err := d.validateHeadSize(); err != nil {
+		return err
 	}
-	if n := d.LargestBuffer(); n > maxIndex {
-		perSequence := int64(d.T) * int64(max(d.V, 4*d.C))
-		return fmt.Errorf("--batch-size: %d makes a buffer of %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d at this shape)", d.B, n, maxIndex, maxIndex/perSequence)
+	if err := d.validateWeights(); err != nil {
+		return err
+	}
+	return d.validateBatch()
+}
+
+// validateHeadSize checks C/NH against the attention kernels' largest
+// head size, and says which --heads would do at this --channels (a divisor
+// of C, since NH must divide it) and which --channels at this --heads.
+func (d Dims) validateHeadSize() error {
+	const limit = maxHeadSize
+	hs := d.HeadSize()
+	if hs <= limit {
+		return nil
+	}
+	least := (d.C + limit - 1) / limit // the fewest heads with hs ≤ limit
+	smallest := smallestDivisorFrom(d.C, least)
+	heads := fmt.Sprintf("--heads ≥ %d that divides %d", least, d.C)
+	if smallest != least {
+		heads += fmt.Sprintf(", the smallest being %d", smallest)
+	}
+	return fmt.Errorf("--heads: %d makes head size %d/%d = %d, over the attention kernels' limit %d (allowed at --channels=%d: %s; or, at --heads=%d, --channels ≤ %d)",
+		d.NH, d.C, d.NH, hs, limit, d.C, heads, d.NH, limit*d.NH)
+}
+
+// smallestDivisorFrom is the smallest divisor of n that is at least k
+// (n itself at the latest), found through the divisor pairs (i, n/i) with
+// i ≤ √n, so that a large prime n costs √n steps rather than n.
+func smallestDivisorFrom(n, k int) int {
+	best := n
+	for i := 1; i*i <= n; i++ {
+		if n%i != 0 {
+			continue
+		}
+		for _, q := range []int{i, n / i} {
+			if q >= k && q < best {
+				best = q
+			}
+		}
+	}
+	return best
+}
+
+// validateWeights checks the weights against the 32-bit indexing. Each is
+// blamed on the flag that makes it large: the token embedding (V×C) on
+// --vocab, the position embedding (MaxT×C) on --context, the MLP weight
+// (4C×C) on --channels.
+func (d Dims) validateWeights() error {
+	c := int64(d.C)
+	if n := 4 * c * c; n > maxIndex {
+		return fmt.Errorf("--channels: %d makes the MLP weight 4C×C = %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d)",
+			d.C, n, maxIndex, maxChannels())
+	}
+	if n := int64(d.V) * c; n > maxIndex {
+		return fmt.Errorf("--vocab: %d makes the token embedding V×C = %d×%d = %d elements, over the kernels' 32-bit index limit %d (allowed: 2..%d at --channels=%d)",
+			d.V, d.V, d.C, n, maxIndex, maxIndex/c, d.C)
+	}
+	if n := int64(d.MaxT) * c; n > maxIndex {
+		return fmt.Errorf("--context: %d makes the position embedding MaxT×C = %d×%d = %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d at --channels=%d)",
+			d.MaxT, d.MaxT, d.C, n, maxIndex, maxIndex/c, d.C)
+	}
+	return nil
+}
+
+// maxChannels is the largest C whose MLP weight 4C×C the kernels can index.
+func maxChannels() int {
+	c := 1
+	for 4*int64(c+1)*int64(c+1) <= maxIndex {
+		c++
+	}
+	return c
+}
+
+// validateBatch checks the activations, which grow with B·T, against the
+// 32-bit indexing, and B against the attention kernels' grid z. The
+// largest activation of one sequence is its logits (T×V) or its MLP
+// hidden rows (T×4C); when even one sequence is too large, --seq-len is
+// at fault, otherwise --batch-size.
+func (d Dims) validateBatch() error {
+	width := int64(max(d.V, 4*d.C))
+	what, one := "logits B·T·V", "logits T·V"
+	if int64(d.V) < 4*int64(d.C) {
+		what, one = "MLP activations B·T·4C", "MLP activations T·4C"
+	}
+	perSequence := int64(d.T) * width
+	if perSequence > maxIndex {
+		return fmt.Errorf("--seq-len: %d makes one sequence's %s = %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d at this --vocab and --channels)",
+			d.T, one, perSequence, maxIndex, maxIndex/width)
+	}
+	maxB := min(maxIndex/perSequence, maxGridYZ)
+	if n := int64(d.B) * perSequence; n > maxIndex {
+		return fmt.Errorf("--batch-size: %d makes the %s = %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d at this shape)",
+			d.B, what, n, maxIndex, maxB)
+	}
+	if d.B > maxGridYZ {
+		return fmt.Errorf("--batch-size: %d is over the attention kernels' grid limit %d (B is their grid z; allowed: 1..%d at this shape)",
+			d.B, maxGridYZ, maxB)
 	}
 	return nil
 }

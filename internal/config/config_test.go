@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpubench/gpubench/ptx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -71,7 +72,9 @@ func TestParseRunRejects(t *testing.T) {
 		{"iters under 1", []string{"--iters=0"}, []string{"--iters", "at least 1"}},
 		{"warmup under 0", []string{"--warmup=-1"}, []string{"--warmup", "at least 0"}},
 		{"batch too large for 32-bit indexing", []string{"--model=gpt2-124m", "--batch-size=100"}, []string{"--batch-size", "32-bit", "1..41"}},
-		{"weight too large for 32-bit indexing", []string{"--channels=32768", "--heads=1"}, []string{"--channels", "32-bit"}},
+		{"weight too large for 32-bit indexing", []string{"--channels=32768", "--heads=256"}, []string{"--channels", "32-bit", "1..23170"}},
+		{"head size over the attention kernels' limit", []string{"--channels=512", "--heads=2"}, []string{"--heads", "512/2 = 256", "limit 128", "--heads ≥ 4"}},
+		{"batch over the attention grid", []string{"--model=tiny", "--seq-len=1", "--batch-size=65536"}, []string{"--batch-size", "grid limit 65535", "1..65535"}},
 		{"unknown mode", []string{"--mode=eval"}, []string{"--mode", "train, infer"}},
 		{"dump with infer", []string{"--mode=infer", "--dump=/tmp/x"}, []string{"--dump", "--mode=train"}},
 		{"check-numerics with infer", []string{"--mode=infer", "--check-numerics"}, []string{"--check-numerics", "--mode=train"}},
@@ -133,5 +136,171 @@ func FuzzParseRun(f *testing.F) {
 		if r.Iters < 1 || r.Warmup < 0 {
 			t.Errorf("accepted iters %d warmup %d", r.Iters, r.Warmup)
 		}
+		checkLaunchable(t, r.Dims)
 	})
+}
+
+// TestValidateLimits: one row per limit of Validate, each with the last
+// shape that passes and the first that fails, whose error must be one line
+// naming the flag and what it allows.
+func TestValidateLimits(t *testing.T) {
+	// base is the smallest valid shape; each row changes what it tests.
+	base := Dims{V: 2, MaxT: 1, T: 1, L: 1, NH: 1, C: 1, B: 1}
+	with := func(f func(*Dims)) Dims {
+		d := base
+		f(&d)
+		return d
+	}
+	gpt2, _ := LookupPreset("gpt2-124m")
+	tiny, _ := LookupPreset("tiny")
+	tinyT1 := func(b int) Dims { d := tiny.Dims(b); d.T = 1; return d }
+	cases := []struct {
+		name       string
+		pass, fail Dims
+		flag       string
+		want       []string
+	}{
+		{"vocab at least 1", base, with(func(d *Dims) { d.V = 0 }), "--vocab", []string{"at least 1"}},
+		{"vocab at least 2", base, with(func(d *Dims) { d.V = 1 }), "--vocab", []string{"1", "at least 2"}},
+		{"context at least 1", base, with(func(d *Dims) { d.MaxT, d.T = 0, 0 }), "--context", []string{"at least 1"}},
+		{"seq-len at least 1", base, with(func(d *Dims) { d.T = 0 }), "--seq-len", []string{"at least 1"}},
+		{"layers at least 1", base, with(func(d *Dims) { d.L = 0 }), "--layers", []string{"at least 1"}},
+		{"heads at least 1", base, with(func(d *Dims) { d.NH = 0 }), "--heads", []string{"at least 1"}},
+		{"channels at least 1", base, with(func(d *Dims) { d.C = 0 }), "--channels", []string{"at least 1"}},
+		{"batch-size at least 1", base, with(func(d *Dims) { d.B = 0 }), "--batch-size", []string{"at least 1"}},
+		{"seq-len within the context",
+			with(func(d *Dims) { d.MaxT, d.T = 8, 8 }), with(func(d *Dims) { d.MaxT, d.T = 8, 9 }),
+			"--seq-len", []string{"9", "context length 8", "1..8"}},
+		{"heads divide channels",
+			with(func(d *Dims) { d.C, d.NH = 6, 3 }), with(func(d *Dims) { d.C, d.NH = 6, 4 }),
+			"--channels", []string{"6", "--heads 4"}},
+		{"head size at most ATT_HS_MAX",
+			with(func(d *Dims) { d.C = ptx.AttentionMaxHeadSize }), with(func(d *Dims) { d.C = ptx.AttentionMaxHeadSize + 1 }),
+			"--heads", []string{"head size 129/1 = 129", "limit 128", "--heads ≥ 2 that divides 129, the smallest being 3", "--channels ≤ 128"}},
+		{"head size, at fewer heads",
+			with(func(d *Dims) { d.C, d.NH = 512, 4 }), with(func(d *Dims) { d.C, d.NH = 512, 2 }),
+			"--heads", []string{"2 makes head size 512/2 = 256", "limit 128", "--channels=512: --heads ≥ 4 that divides 512;", "--heads=2, --channels ≤ 256"}},
+		// 4·23170² ≤ 2^31−1 < 4·23171²; the heads keep each head size ≤ 128.
+		{"MLP weight within 32-bit indexing",
+			with(func(d *Dims) { d.C, d.NH = 23170, 331 }), with(func(d *Dims) { d.C, d.NH = 23171, 493 }),
+			"--channels", []string{"23171", "4C×C", "32-bit", "1..23170"}},
+		{"token embedding within 32-bit indexing",
+			with(func(d *Dims) { d.C, d.V = 4, ptx.MaxIndex/4 }), with(func(d *Dims) { d.C, d.V = 4, ptx.MaxIndex/4+1 }),
+			"--vocab", []string{"V×C", "32-bit", "2..536870911 at --channels=4"}},
+		{"position embedding within 32-bit indexing",
+			with(func(d *Dims) { d.C, d.MaxT = 4, ptx.MaxIndex/4 }), with(func(d *Dims) { d.C, d.MaxT = 4, ptx.MaxIndex/4+1 }),
+			"--context", []string{"MaxT×C", "32-bit", "1..536870911 at --channels=4"}},
+		// 2047·2^20 ≤ 2^31−1 < 2048·2^20: one sequence's logits.
+		{"one sequence's logits within 32-bit indexing",
+			with(func(d *Dims) { d.V, d.C, d.MaxT, d.T = 1<<20, 4, 4096, 2047 }),
+			with(func(d *Dims) { d.V, d.C, d.MaxT, d.T = 1<<20, 4, 4096, 2048 }),
+			"--seq-len", []string{"2048", "one sequence's logits T·V", "32-bit", "1..2047"}},
+		// 32767·4·16384 ≤ 2^31−1 < 32768·4·16384: one sequence's MLP rows.
+		{"one sequence's MLP activations within 32-bit indexing",
+			with(func(d *Dims) { d.C, d.NH, d.MaxT, d.T = 16384, 128, 32768, 32767 }),
+			with(func(d *Dims) { d.C, d.NH, d.MaxT, d.T = 16384, 128, 32768, 32768 }),
+			"--seq-len", []string{"32768", "one sequence's MLP activations T·4C", "32-bit", "1..32767"}},
+		{"batch's logits within 32-bit indexing", gpt2.Dims(41), gpt2.Dims(42),
+			"--batch-size", []string{"42", "logits", "32-bit", "1..41"}},
+		{"batch's MLP activations within 32-bit indexing",
+			with(func(d *Dims) { d.C, d.NH, d.B = 16384, 128, 32767 }), with(func(d *Dims) { d.C, d.NH, d.B = 16384, 128, 32768 }),
+			"--batch-size", []string{"32768", "MLP activations", "32-bit", "1..32767"}},
+		{"batch within the attention grid's z", tinyT1(ptx.MaxGridYZ), tinyT1(ptx.MaxGridYZ + 1),
+			"--batch-size", []string{"65536", "grid limit 65535", "grid z", "1..65535"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			require.NoError(t, c.pass.Validate(), "last passing shape %v", c.pass)
+			checkLaunchable(t, c.pass)
+			err := c.fail.Validate()
+			require.Error(t, err, "first failing shape %v", c.fail)
+			msg := err.Error()
+			assert.NotContains(t, msg, "\n", "the error must be one line")
+			assert.True(t, strings.HasPrefix(msg, c.flag+": "), "%q does not start with the flag %s", msg, c.flag)
+			for _, w := range c.want {
+				assert.Contains(t, msg, w)
+			}
+		})
+	}
+}
+
+// TestValidateImpliedLimits: the kernel limits that Validate does not
+// check itself are implied by those it does, as its comment says. The
+// largest C it accepts bounds NH (attention grid y) and ceil(C/WTE_COLS)
+// (encoder_backward_wte grid y); B·T·V ≤ 2^31−1 with V ≥ 2 bounds every
+// 1-D grid.
+func TestValidateImpliedLimits(t *testing.T) {
+	largest := Dims{V: 2, MaxT: 1, T: 1, L: 1, NH: 331, C: 23170, B: 1}
+	require.NoError(t, largest.Validate())
+	for _, nh := range []int{1, 7, 17, 29, 47, 493, 23171} { // divisors of 23171 = 17·29·47 and others
+		d := largest
+		d.C, d.NH = 23171, nh
+		assert.Error(t, d.Validate(), "C = 23171 must fail whatever --heads (%d)", nh)
+	}
+	assert.Equal(t, 23170, maxChannels())
+	assert.LessOrEqual(t, maxChannels(), ptx.MaxGridYZ, "NH ≤ C must keep the attention grid's y in range")
+	assert.LessOrEqual(t, (maxChannels()+ptx.EncoderWTECols-1)/ptx.EncoderWTECols, ptx.MaxGridYZ, "encoder_backward_wte's grid y")
+	assert.LessOrEqual(t, ptx.MaxIndex/2, ptx.MaxGridX, "B·T rows at V ≥ 2 must keep every 1-D grid in range")
+}
+
+// checkLaunchable fails t when a shape that Validate accepted would not
+// launch: a grid dimension out of range, a head size without tiles, or a
+// buffer past the 32-bit indexing. It restates the launchers' grids (see
+// package kernels) from the ptx constants, so it checks Validate's
+// reasoning, not a copy of it.
+func checkLaunchable(t *testing.T, d Dims) {
+	t.Helper()
+	if d.Validate() != nil {
+		return
+	}
+	ceil := func(a, b int) int { return (a + b - 1) / b }
+	hs := d.HeadSize()
+	if hs < 1 || hs > ptx.AttentionMaxHeadSize {
+		t.Errorf("%v: head size %d has no attention tiles", d, hs)
+		return
+	}
+	fwd, dkdv, dq := ptx.AttentionTiles(hs)
+	N := d.B * d.T
+	grids := []struct {
+		kernel  string
+		x, y, z int
+	}{
+		{"attention_forward", ceil(d.T, fwd), d.NH, d.B},
+		{"attention_backward_dkdv", ceil(d.T, dkdv), d.NH, d.B},
+		{"attention_backward_dq", ceil(d.T, dq), d.NH, d.B},
+		{"attention_backward_preprocess", ceil(N*d.NH, ptx.AttentionPreprocessBlock/ptx.WarpSize), 1, 1},
+		{"encoder_backward_wte", min(N, d.V), ceil(d.C, ptx.EncoderWTECols), 1},
+		{"encoder_forward", ceil(N*d.C, ptx.EncoderBlock), 1, 1},
+		{"layernorm_forward", ceil(N, ptx.LayerNormBlock/ptx.WarpSize), 1, 1},
+		{"layernorm_backward_input", ceil(N, ptx.LayerNormBwdRows), 1, 1},
+		{"layernorm_backward_params", ceil(d.C, ptx.LayerNormParamsCols), 1, 1},
+		{"crossentropy_forward", N, 1, 1},
+		{"bias_backward", ceil(max(d.V, 4*d.C), ptx.BiasBackwardCols), 1, 1},
+		{"gelu_forward", ceil(ceil(N*4*d.C, 4), ptx.GELUBlock), 1, 1},
+	}
+	for _, g := range grids {
+		if g.x < 1 || g.x > ptx.MaxGridX || g.y < 1 || g.y > ptx.MaxGridYZ || g.z < 1 || g.z > ptx.MaxGridYZ {
+			t.Errorf("%v: %s's grid (%d, %d, %d) is out of range", d, g.kernel, g.x, g.y, g.z)
+		}
+	}
+	if n := d.LargestBuffer(); n > ptx.MaxIndex {
+		t.Errorf("%v: a buffer of %d elements is past the 32-bit indexing", d, n)
+	}
+}
+
+// TestKernelLimitsMatchPtx: config's restated kernel limits are ptx's,
+// which ptx's own tests hold to the .cu sources.
+func TestKernelLimitsMatchPtx(t *testing.T) {
+	assert.Equal(t, ptx.MaxIndex, maxIndex, "maxIndex vs ptx.MaxIndex")
+	assert.Equal(t, ptx.AttentionMaxHeadSize, maxHeadSize, "maxHeadSize vs ptx.AttentionMaxHeadSize")
+	assert.Equal(t, ptx.MaxGridYZ, maxGridYZ, "maxGridYZ vs ptx.MaxGridYZ")
+}
+
+func TestSmallestDivisorFrom(t *testing.T) {
+	for _, c := range []struct{ n, k, want int }{
+		{512, 4, 4}, {129, 2, 3}, {23170, 182, 331}, {23171, 182, 493}, {257, 3, 257},
+		{12, 1, 1}, {12, 5, 6}, {12, 12, 12}, {1<<31 - 1, 1 << 24, 1<<31 - 1},
+	} {
+		assert.Equal(t, c.want, smallestDivisorFrom(c.n, c.k), "smallest divisor of %d from %d", c.n, c.k)
+	}
 }
