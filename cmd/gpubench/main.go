@@ -31,8 +31,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = info(stdout)
 	case "selftest":
 		err = selftest(stdout)
-	case "check":
-		err = check(rest, stdout)
 	}
 	return cli.ExitCode(err, stderr)
 }

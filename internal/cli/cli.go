@@ -1,10 +1,10 @@
 // Package cli is the part of the gpubench command that needs no GPU: the
-// usage text, the exit codes, flag validation and the plan command.
+// usage text, the exit codes, flag validation and the plan and check
+// commands.
 //
-// It runs from package startup, before gorgonia.org/cu initialises the
-// driver, so it must import nothing that cu does not import too, except
-// packages whose paths sort before gorgonia.org/cu (see package startup; a
-// test here keeps it so). It is tested on CI.
+// It runs from package startup's init, before gpubench calls cuInit (see
+// package startup), and does not import gorgonia.org/cu, so these commands
+// never touch the driver (a test here keeps it so). It is tested on CI.
 package cli
 
 import (
@@ -53,10 +53,9 @@ func Split(args []string) (cmd string, rest []string) {
 }
 
 // WithoutGPU runs whatever of the command line needs no GPU: help, plan,
-// and the rejection of bad arguments to run, info and selftest. It reports
-// whether it handled the command and the exit code. The rest is left to
-// main. (check needs no GPU either, but its SQLite driver cannot be
-// initialised before gorgonia.org/cu.)
+// check, and the rejection of bad arguments to run, info and selftest. It
+// reports whether it handled the command and the exit code. The rest is
+// left to main.
 func WithoutGPU(args []string, stdout, stderr io.Writer) (handled bool, code int) {
 	cmd, rest := Split(args)
 	var err error
@@ -67,7 +66,7 @@ func WithoutGPU(args []string, stdout, stderr io.Writer) (handled bool, code int
 	case "plan":
 		err = Plan(rest, stdout)
 	case "check":
-		return false, 0
+		err = Check(rest, stdout)
 	case "run":
 		if _, perr := config.ParseRun(rest); perr != nil {
 			err = usageOrHelp(perr)

@@ -3,47 +3,39 @@ package cli
 import (
 	"bytes"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 )
 
-// TestStartupInitialisesBeforeCu keeps package startup's promise: its init
-// runs before gorgonia.org/cu's only while every package it depends on is
-// either a dependency of cu too or has an import path that sorts before
-// gorgonia.org/cu (Go initialises packages in path order where
-// dependencies allow). One import too many here, and a machine without a
-// GPU gets cu's exit instead of gpubench's message.
-func TestStartupInitialisesBeforeCu(t *testing.T) {
-	deps := func(pkg string) map[string]bool {
-		out, err := exec.Command("go", "list", "-deps", pkg).Output()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v", pkg, err)
-		}
-		set := map[string]bool{}
-		for _, p := range strings.Fields(string(out)) {
-			set[p] = true
-		}
-		return set
+// TestNeedsNoDriver keeps the commands of this package off the CUDA
+// driver: they run from package startup's init, before gpubench calls
+// cuInit, on machines that may have no GPU, so nothing here may reach
+// gorgonia.org/cu or the driver binding of package cudrv.
+func TestNeedsNoDriver(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
 	}
-	const cu = "gorgonia.org/cu"
-	cuDeps := deps(cu)
-	startup := deps("github.com/gpubench/gpubench/internal/startup")
-	if startup[cu] {
-		t.Fatal("package startup depends on gorgonia.org/cu")
-	}
-	var late []string
-	for p := range startup {
-		if !cuDeps[p] && p > cu {
-			late = append(late, p)
+	var bad []string
+	for _, p := range strings.Fields(string(out)) {
+		if p == "gorgonia.org/cu" || strings.HasPrefix(p, "gorgonia.org/cu/") ||
+			p == "github.com/gpubench/gpubench/internal/cudrv" {
+			bad = append(bad, p)
 		}
 	}
-	sort.Strings(late)
-	if len(late) > 0 {
-		t.Errorf("package startup would initialise after gorgonia.org/cu: it needs %s, which cu does not import and which sort after %s",
-			strings.Join(late, ", "), cu)
+	sort.Strings(bad)
+	if len(bad) > 0 {
+		t.Errorf("package cli depends on the CUDA driver binding: %s", strings.Join(bad, ", "))
 	}
 }
+
+// Real exports of gpubench --model=tiny --iters 3 (see testdata/nsys).
+var (
+	tinyExport      = filepath.Join("..", "..", "testdata", "nsys", "tiny-h200.sqlite")
+	noCaptureExport = filepath.Join("..", "..", "testdata", "nsys", "tiny-nocapture-h200.sqlite")
+)
 
 func TestWithoutGPU(t *testing.T) {
 	cases := []struct {
@@ -66,7 +58,10 @@ func TestWithoutGPU(t *testing.T) {
 		{"info with argument", []string{"info", "x"}, true, ExitUsage, "", "info takes no arguments"},
 		{"valid run left to main", []string{"--model=tiny"}, false, 0, "", ""},
 		{"info left to main", []string{"info"}, false, 0, "", ""},
-		{"check left to main", []string{"check", "x.sqlite"}, false, 0, "", ""},
+		{"check", []string{"check", "--model=tiny", "--iters=3", tinyExport}, true, ExitOK, "all iterations", ""},
+		{"check without capture range", []string{"check", "--model=tiny", "--iters=3", noCaptureExport}, true, ExitFailure, "", "lies outside every iteration range"},
+		{"check missing file", []string{"check", "--model=tiny", "no-such-report.sqlite"}, true, ExitFailure, "", "no-such-report.sqlite"},
+		{"check no report", []string{"check", "--model=tiny"}, true, ExitUsage, "", "expected 1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

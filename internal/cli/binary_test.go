@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBinaryWithoutGPU builds the real gpubench binary, which links
+// gorgonia.org/cu, and runs the commands that need no GPU: they must work
+// on a machine without one (CI), where cu's own init would exit, and just
+// the same on a machine with one. Building it needs the CUDA headers and
+// libcuda to link against; make test exports the cgo flags that find them.
+func TestBinaryWithoutGPU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds gpubench")
+	}
+	bin := filepath.Join(t.TempDir(), "gpubench")
+	build := exec.Command("go", "build", "-o", bin, "github.com/gpubench/gpubench/cmd/gpubench")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/gpubench (it needs the CUDA toolkit; make test sets the cgo flags): %v\n%s", err, out)
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, args ...string) (code int, stdout, stderr string) {
+		t.Helper()
+		var o, e bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = root
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		default:
+			t.Fatalf("gpubench %s: %v", strings.Join(args, " "), err)
+		}
+		// cu's init prints this to stdout before it exits.
+		if strings.Contains(o.String()+e.String(), "Error in initialization") {
+			t.Errorf("gpubench %s: gorgonia.org/cu's init ran cuInit and exited:\n%s%s", strings.Join(args, " "), o.String(), e.String())
+		}
+		return code, o.String(), e.String()
+	}
+
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // a piece of stdout
+		stderr string // a piece of stderr
+		line   bool   // stderr is one line
+	}{
+		{"help", []string{"help"}, ExitOK, "gpubench check", "", false},
+		{"plan", []string{"plan"}, ExitOK, "per iteration", "", false},
+		{"plan bad format", []string{"plan", "--format=bogus"}, ExitUsage, "", "--format", true},
+		{"check", []string{"check", "--model=tiny", "--iters", "3", "testdata/nsys/tiny-h200.sqlite"}, ExitOK, "all iterations", "", false},
+		{"check without capture range", []string{"check", "--model=tiny", "--iters", "3", "testdata/nsys/tiny-nocapture-h200.sqlite"},
+			ExitFailure, "all iterations", "lies outside every iteration range", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, c.args...)
+			if code != c.code {
+				t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, c.code, stdout, stderr)
+			}
+			if !strings.Contains(stdout, c.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", c.stdout, stdout)
+			}
+			if !strings.Contains(stderr, c.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", c.stderr, stderr)
+			}
+			if c.code == ExitOK && stderr != "" {
+				t.Errorf("stderr is not empty:\n%s", stderr)
+			}
+			if c.line && strings.Count(stderr, "\n") != 1 {
+				t.Errorf("stderr is not one line: %q", stderr)
+			}
+		})
+	}
+
+	// info needs a GPU: with one it describes it, without one it says so
+	// in one line of its own (not cu's).
+	t.Run("info", func(t *testing.T) {
+		code, stdout, stderr := run(t, "info")
+		switch code {
+		case ExitOK:
+		case ExitFailure:
+			if !strings.HasPrefix(stderr, "gpubench: no usable NVIDIA GPU: ") || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("without a GPU info must say so in one line, got:\n%s", stderr)
+			}
+		default:
+			t.Errorf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+	})
+}
