@@ -23,7 +23,7 @@ NVCCFLAGS := -arch=compute_70 -ptx -O3 -lineinfo
 
 PTX_SRC := $(wildcard ptx/*.cu)
 PTX_OUT := $(PTX_SRC:.cu=.ptx)
-GPU_TEST_PKGS := kernels model
+GPU_TEST_PKGS := kernels model/cuda
 
 .PHONY: all build run test vet ptx device clean toolkit
 
@@ -64,7 +64,7 @@ ptx: $(PTX_OUT)
 device:
 	mkdir -p .device
 	$(GO) build -o .device/gpubench ./cmd/gpubench
-	for p in $(GPU_TEST_PKGS); do $(GO) test -c -tags gpu -o .device/$$p.test ./$$p || exit 1; done
+	for p in $(GPU_TEST_PKGS); do $(GO) test -c -tags gpu -o .device/$${p//\//-}.test ./$$p || exit 1; done
 
 clean:
 	rm -rf bin .device

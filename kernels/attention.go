@@ -1,14 +1,13 @@
 package kernels
 
 import (
-	"fmt"
-
-	"gorgonia.org/cu"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/ptx"
 )
 
-// Attention holds the kernels of ptx/attention.cu: causal multi-head
-// self-attention in the flash-attention-2 style, fp32, on qkv (B,T,3C) rows
-// [q | k | v], head h in columns h*hs..(h+1)*hs of each part, hs = C/NH.
+// The kernels of ptx/attention.cu: causal multi-head self-attention in the
+// flash-attention-2 style, fp32, on qkv (B,T,3C) rows [q | k | v], head h
+// in columns h*hs..(h+1)*hs of each part, hs = C/NH.
 //
 // The forward stores only the output and the logsumexp of each query row;
 // no T×T matrix is ever written. The backward recomputes the probabilities
@@ -16,125 +15,103 @@ import (
 // dK and dV, one over keys for dQ) so that every gradient element is summed
 // by one thread in a fixed order: deterministic, with no atomics.
 //
-// Attention forward = 1 launch (attention_forward). Attention backward = 3
-// launches: attention_backward_preprocess, attention_backward_dkdv,
-// attention_backward_dq.
-type Attention struct {
-	forward    *kernel
-	preprocess *kernel
-	dkdv       *kernel
-	dq         *kernel
-}
-
-func (x *Attention) load(l *loader) {
-	x.forward = l.kernel("attention", "attention_forward")
-	x.preprocess = l.kernel("attention", "attention_backward_preprocess")
-	x.dkdv = l.kernel("attention", "attention_backward_dkdv")
-	x.dq = l.kernel("attention", "attention_backward_dq")
-}
+// Their shapes are validated by config.Dims.Validate before any program is
+// built (head size at most AttentionMaxHeadSize, B and NH within the grid).
 
 // AttentionMaxHeadSize is the largest head size C/NH the attention kernels
-// support (ATT_HS_MAX in ptx/attention.cu): the tiles of one head's rows must
-// fit in 48 KB of static shared memory.
-const AttentionMaxHeadSize = 128
+// support (ATT_HS_MAX in ptx/attention.cu, ptx.AttentionMaxHeadSize).
+const AttentionMaxHeadSize = ptx.AttentionMaxHeadSize
 
-// attentionThreads is ATT_THREADS in ptx/attention.cu.
-const attentionThreads = 128
-
-// attentionTiles returns the rows of the tile each block owns in the
-// forward, dkdv and dq kernels for head size hs. It mirrors FwdTiles,
-// DkdvTiles and DqTiles (the R members) in ptx/attention.cu, where hs picks
-// the compiled maximum head size D = 32, 64 or 128.
-func attentionTiles(hs int) (fwd, dkdv, dq int) {
-	switch {
-	case hs <= 32:
-		return 64, 32, 64
-	case hs <= 64:
-		return 64, 32, 32
-	default:
-		return 32, 16, 16
-	}
+// attentionWork counts, over all B·NH heads, the live (causal) scores
+// T(T+1)/2 per head, and one causal-size product: 2·hs FLOPs per live score.
+func attentionWork(B, T, C, NH int) (live, product int64) {
+	hs := int64(C / NH)
+	live = int64(B*NH) * int64(T) * int64(T+1) / 2
+	return live, 2 * hs * live
 }
 
-// attentionShape checks the shape the kernels support and returns hs.
-func attentionShape(b, t, c, nh int) (int, error) {
-	if b <= 0 || t <= 0 || c <= 0 || nh <= 0 {
-		return 0, fmt.Errorf("attention: B=%d, T=%d, C=%d, NH=%d must all be positive", b, t, c, nh)
-	}
-	if c%nh != 0 {
-		return 0, fmt.Errorf("attention: C=%d is not a multiple of NH=%d", c, nh)
-	}
-	hs := c / nh
-	if hs > AttentionMaxHeadSize {
-		return 0, fmt.Errorf("attention: head size C/NH = %d/%d = %d is not supported (at most %d)", c, nh, hs, AttentionMaxHeadSize)
-	}
-	if b > 65535 || nh > 65535 {
-		return 0, fmt.Errorf("attention: B=%d and NH=%d must be at most 65535 (grid z and y)", b, nh)
-	}
-	return hs, nil
+// Softmax FLOPs of attention (see internal/flops): forward 5 per live score
+// (scale, running max, subtract, exp, sum) plus hs+2 per query row
+// (normalise the output row, log and add for the logsumexp); backward 6
+// per live score in each kernel that rebuilds P and dS (scale, subtract
+// lse, exp; subtract D, multiply by P, scale), and 2·hs per query row for
+// D = rowsum(dO∘O).
+const (
+	attnScoreFwdFLOPs = 5
+	attnRowFwdFLOPs   = 2
+	attnScoreBwdFLOPs = 6
+)
+
+func attentionArgs(B, T, C, NH int) []program.Arg {
+	return []program.Arg{program.Int("B", B), program.Int("T", T), program.Int("C", C), program.Int("NH", NH)}
 }
 
-// Forward computes out (B,T,C), the causal softmax(q·kᵀ/sqrt(hs))·v of every
-// head with the heads concatenated, and lse (B,NH,T), the natural-log
+// AttentionForward computes out (B,T,C), the causal softmax(q·kᵀ/√hs)·v of
+// every head with the heads concatenated, and lse (B,NH,T), the natural-log
 // logsumexp of each query row's scaled scores, from qkv (B,T,3C). Both
-// outputs are overwritten. hs = C/NH must be at most AttentionMaxHeadSize.
-func (x *Attention) Forward(s cu.Stream, out, lse, qkv cu.DevicePtr, b, t, c, nh int) error {
-	hs, err := attentionShape(b, t, c, nh)
-	if err != nil {
-		return err
-	}
-	rows, _, _ := attentionTiles(hs)
-	return x.forward.launch(s, grid3(ceilDiv(t, rows), nh, b), grid1(attentionThreads), 0,
-		ptr(out), ptr(lse), ptr(qkv), i32(b), i32(t), i32(c), i32(nh))
+// outputs are overwritten. Two products: S = QKᵀ and O = PV.
+func AttentionForward(out, lse, qkv program.View, B, T, C, NH int) program.Op {
+	rows, _, _ := ptx.AttentionTiles(C / NH)
+	N := int64(B * T)
+	op := kernel("attention", "attention_forward", program.D3(ceilDiv(T, rows), NH, B), program.D1(ptx.AttentionThreads),
+		append([]program.Arg{program.Out("out", out, N*int64(C)), program.Out("lse", lse, int64(B*NH*T)),
+			program.In("qkv", qkv, 3*N*int64(C))}, attentionArgs(B, T, C, NH)...)...)
+	live, product := attentionWork(B, T, C, NH)
+	op.MatmulFLOPs = 2 * product
+	op.FLOPs = op.MatmulFLOPs + attnScoreFwdFLOPs*live + int64(B*NH*T)*int64(C/NH+attnRowFwdFLOPs)
+	return op
 }
 
-// BackwardPreprocess computes d (B,NH,T) = Σ over each head row of
-// dout·out, the per-row term of the softmax backward. d is overwritten.
-func (x *Attention) BackwardPreprocess(s cu.Stream, d, dout, out cu.DevicePtr, b, t, c, nh int) error {
-	if _, err := attentionShape(b, t, c, nh); err != nil {
-		return err
-	}
-	const block = 256 // 8 warps, one (b,t,h) row each
-	return x.preprocess.launch(s, grid1(ceilDiv(b*t*nh, block/32)), grid1(block), 0,
-		ptr(d), ptr(dout), ptr(out), i32(b), i32(t), i32(c), i32(nh))
+// AttentionBackwardPreprocess computes d (B,NH,T) = Σ over each head row
+// of dout·out, the per-row term of the softmax backward. d is overwritten.
+func AttentionBackwardPreprocess(d, dout, out program.View, B, T, C, NH int) program.Op {
+	const block = ptx.AttentionPreprocessBlock // one warp a (b,t,h) row
+	N := int64(B * T)
+	op := kernel("attention", "attention_backward_preprocess", program.D1(ceilDiv(B*T*NH, block/ptx.WarpSize)), program.D1(block),
+		append([]program.Arg{program.Out("d", d, int64(B*NH*T)), program.In("dout", dout, N*int64(C)),
+			program.In("out", out, N*int64(C))}, attentionArgs(B, T, C, NH)...)...)
+	op.FLOPs = 2 * N * int64(C)
+	return op
 }
 
-// BackwardDKDV overwrites the k and v parts of dqkv (B,T,3C) with their
-// gradients, given d from BackwardPreprocess, dout (B,T,C), qkv and lse from
-// Forward. The q part is not touched.
-func (x *Attention) BackwardDKDV(s cu.Stream, dqkv, d, dout, qkv, lse cu.DevicePtr, b, t, c, nh int) error {
-	hs, err := attentionShape(b, t, c, nh)
-	if err != nil {
-		return err
-	}
-	_, rows, _ := attentionTiles(hs)
-	return x.dkdv.launch(s, grid3(ceilDiv(t, rows), nh, b), grid1(attentionThreads), 0,
-		ptr(dqkv), ptr(d), ptr(dout), ptr(qkv), ptr(lse), i32(b), i32(t), i32(c), i32(nh))
+// AttentionBackwardDKDV overwrites the k and v parts of dqkv (B,T,3C) with
+// their gradients, given d from the preprocess, dout (B,T,C), qkv and lse
+// from the forward. The q part is not touched. Four products: it
+// recomputes S = QKᵀ and dP = dO·Vᵀ, and forms dV = PᵀdO and dK = dSᵀQ.
+func AttentionBackwardDKDV(dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
+	_, rows, _ := ptx.AttentionTiles(C / NH)
+	return attentionBackward("attention_backward_dkdv", rows, 4, dqkv, d, dout, qkv, lse, B, T, C, NH)
 }
 
-// BackwardDQ overwrites the q part of dqkv (B,T,3C) with its gradient, given
-// d from BackwardPreprocess, dout (B,T,C), qkv and lse from Forward. The k
-// and v parts are not touched.
-func (x *Attention) BackwardDQ(s cu.Stream, dqkv, d, dout, qkv, lse cu.DevicePtr, b, t, c, nh int) error {
-	hs, err := attentionShape(b, t, c, nh)
-	if err != nil {
-		return err
-	}
-	_, _, rows := attentionTiles(hs)
-	return x.dq.launch(s, grid3(ceilDiv(t, rows), nh, b), grid1(attentionThreads), 0,
-		ptr(dqkv), ptr(d), ptr(dout), ptr(qkv), ptr(lse), i32(b), i32(t), i32(c), i32(nh))
+// AttentionBackwardDQ overwrites the q part of dqkv (B,T,3C) with its
+// gradient, given d from the preprocess, dout (B,T,C), qkv and lse from the
+// forward. The k and v parts are not touched. Three products: it
+// recomputes S = QKᵀ and dP = dO·Vᵀ, and forms dQ = dS·K.
+func AttentionBackwardDQ(dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
+	_, _, rows := ptx.AttentionTiles(C / NH)
+	return attentionBackward("attention_backward_dq", rows, 3, dqkv, d, dout, qkv, lse, B, T, C, NH)
 }
 
-// Backward overwrites dqkv (B,T,3C) with the gradient of the attention
-// output with respect to qkv, given dout (B,T,C) and qkv, out and lse from
-// Forward. d is scratch of B·NH·T floats (overwritten). It launches
-// BackwardPreprocess, BackwardDKDV and BackwardDQ: 3 launches.
-func (x *Attention) Backward(s cu.Stream, dqkv, d, dout, qkv, out, lse cu.DevicePtr, b, t, c, nh int) error {
-	if err := x.BackwardPreprocess(s, d, dout, out, b, t, c, nh); err != nil {
-		return err
+func attentionBackward(entry string, rows int, products int64, dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
+	N := int64(B * T)
+	op := kernel("attention", entry, program.D3(ceilDiv(T, rows), NH, B), program.D1(ptx.AttentionThreads),
+		append([]program.Arg{program.Out("dqkv", dqkv, 3*N*int64(C)), program.In("d", d, int64(B*NH*T)),
+			program.In("dout", dout, N*int64(C)), program.In("qkv", qkv, 3*N*int64(C)),
+			program.In("lse", lse, int64(B*NH*T))}, attentionArgs(B, T, C, NH)...)...)
+	live, product := attentionWork(B, T, C, NH)
+	op.MatmulFLOPs = products * product
+	op.FLOPs = op.MatmulFLOPs + attnScoreBwdFLOPs*live
+	return op
+}
+
+// AttentionBackward overwrites dqkv (B,T,3C) with the gradient of the
+// attention output with respect to qkv, given dout (B,T,C) and qkv, out and
+// lse from the forward. d is scratch of B·NH·T floats (overwritten). Three
+// launches: the preprocess, dK and dV, dQ.
+func AttentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH int) []program.Op {
+	return []program.Op{
+		AttentionBackwardPreprocess(d, dout, out, B, T, C, NH),
+		AttentionBackwardDKDV(dqkv, d, dout, qkv, lse, B, T, C, NH),
+		AttentionBackwardDQ(dqkv, d, dout, qkv, lse, B, T, C, NH),
 	}
-	if err := x.BackwardDKDV(s, dqkv, d, dout, qkv, lse, b, t, c, nh); err != nil {
-		return err
-	}
-	return x.BackwardDQ(s, dqkv, d, dout, qkv, lse, b, t, c, nh)
 }

@@ -6,13 +6,15 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model/ref"
-	"gorgonia.org/cu"
 )
 
 // attentionShapes covers a single token, odd T with tails in every tile size
 // (37, 130), head sizes 32, 20 (not a multiple of the float4 width's tile),
-// 64 and the gpt2-124m layer (T=1024, hs=64, NH=12).
+// 64 and the gpt2-124m layer (T=1024, hs=64, NH=12). Shapes the kernels do
+// not support are refused by config.Dims.Validate before any program is
+// built, and tested there.
 var attentionShapes = []struct{ b, t, c, nh int }{
 	{1, 1, 8, 1},
 	{2, 37, 96, 3},
@@ -36,15 +38,13 @@ const (
 )
 
 func TestAttentionForward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range attentionShapes {
 		b, tt, c, nh := sh.b, sh.t, sh.c, sh.nh
-		qkvDev, qkv := upload(t, normal(r, b*tt*3*c, 1))
-		out, lse := buffer(t, b*tt*c), buffer(t, b*nh*tt)
-		if err := k.Attention.Forward(dev.Stream, out, lse, qkvDev, b, tt, c, nh); err != nil {
-			t.Fatal(err)
-		}
+		qkvDev, qkv := upload(t, "qkv", normal(r, b*tt*3*c, 1))
+		out, lse := buffer(t, "out", b*tt*c), buffer(t, "lse", b*nh*tt)
+		run(t, AttentionForward(out, lse, qkvDev, b, tt, c, nh))
 		wantOut, wantLse := make([]float64, b*tt*c), make([]float64, b*nh*tt)
 		ref.AttentionForward(wantOut, wantLse, qkv, b, tt, c, nh)
 		gotOut, gotLse := download(t, out, b*tt*c), download(t, lse, b*nh*tt)
@@ -54,33 +54,31 @@ func TestAttentionForward(t *testing.T) {
 
 		// The forward has no cross-block reduction; check it is
 		// bitwise repeatable all the same.
-		out2, lse2 := buffer(t, b*tt*c), buffer(t, b*nh*tt)
-		if err := k.Attention.Forward(dev.Stream, out2, lse2, qkvDev, b, tt, c, nh); err != nil {
-			t.Fatal(err)
-		}
+		out2, lse2 := buffer(t, "out", b*tt*c), buffer(t, "lse", b*nh*tt)
+		run(t, AttentionForward(out2, lse2, qkvDev, b, tt, c, nh))
 		sameBits(t, "attention out", download(t, out2, b*tt*c), gotOut)
 		sameBits(t, "attention lse", download(t, lse2, b*nh*tt), gotLse)
 	}
 }
 
 func TestAttentionBackward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range attentionShapes {
 		b, tt, c, nh := sh.b, sh.t, sh.c, sh.nh
 		n, nq, nl := b*tt*c, b*tt*3*c, b*nh*tt
 		t.Logf("B=%d T=%d C=%d NH=%d", b, tt, c, nh)
-		qkvDev, qkv := upload(t, normal(r, nq, 1))
-		doutDev, dout := upload(t, normal(r, n, 1))
+		qkvDev, qkv := upload(t, "qkv", normal(r, nq, 1))
+		doutDev, dout := upload(t, "dout", normal(r, n, 1))
 		// out and lse come from the GPU forward, as in the model.
-		out, lse := buffer(t, n), buffer(t, nl)
-		if err := k.Attention.Forward(dev.Stream, out, lse, qkvDev, b, tt, c, nh); err != nil {
-			t.Fatal(err)
+		out, lse := buffer(t, "out", n), buffer(t, "lse", nl)
+		run(t, AttentionForward(out, lse, qkvDev, b, tt, c, nh))
+		d, dqkv := buffer(t, "d", nl), buffer(t, "dqkv", nq)
+		bwd := AttentionBackward(dqkv, d, doutDev, qkvDev, out, lse, b, tt, c, nh)
+		if len(bwd) != 3 {
+			t.Fatalf("AttentionBackward: %d ops, want 3 (preprocess, dK and dV, dQ)", len(bwd))
 		}
-		d, dqkv := buffer(t, nl), buffer(t, nq)
-		if err := k.Attention.Backward(dev.Stream, dqkv, d, doutDev, qkvDev, out, lse, b, tt, c, nh); err != nil {
-			t.Fatal(err)
-		}
+		run(t, bwd...)
 		got := download(t, dqkv, nq)
 
 		// D = Σ dout·out per head row, from the GPU's own out.
@@ -113,48 +111,40 @@ func TestAttentionBackward(t *testing.T) {
 
 		// Determinism: a second run into a fresh poisoned buffer must give
 		// the same bits.
-		dqkv2 := buffer(t, nq)
-		if err := k.Attention.Backward(dev.Stream, dqkv2, d, doutDev, qkvDev, out, lse, b, tt, c, nh); err != nil {
-			t.Fatal(err)
-		}
+		dqkv2 := buffer(t, "dqkv", nq)
+		run(t, AttentionBackward(dqkv2, d, doutDev, qkvDev, out, lse, b, tt, c, nh)...)
 		sameBits(t, "attention dqkv", download(t, dqkv2, nq), got)
 	}
 }
 
-// TestAttentionBackwardParts checks that BackwardDKDV writes exactly the k
-// and v parts and BackwardDQ exactly the q part: each launched alone on a
-// poisoned dqkv must leave the other part(s) NaN.
+// TestAttentionBackwardParts checks that AttentionBackwardDKDV writes
+// exactly the k and v parts and AttentionBackwardDQ exactly the q part:
+// each launched alone on a poisoned dqkv must leave the other part(s) NaN.
 func TestAttentionBackwardParts(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	b, tt, c, nh := 2, 37, 96, 3
 	n, nq, nl := b*tt*c, b*tt*3*c, b*nh*tt
-	qkvDev, _ := upload(t, normal(r, nq, 1))
-	doutDev, _ := upload(t, normal(r, n, 1))
-	out, lse, d := buffer(t, n), buffer(t, nl), buffer(t, nl)
-	if err := k.Attention.Forward(dev.Stream, out, lse, qkvDev, b, tt, c, nh); err != nil {
-		t.Fatal(err)
-	}
-	if err := k.Attention.BackwardPreprocess(dev.Stream, d, doutDev, out, b, tt, c, nh); err != nil {
-		t.Fatal(err)
-	}
+	qkvDev, _ := upload(t, "qkv", normal(r, nq, 1))
+	doutDev, _ := upload(t, "dout", normal(r, n, 1))
+	out, lse, d := buffer(t, "out", n), buffer(t, "lse", nl), buffer(t, "d", nl)
+	run(t, AttentionForward(out, lse, qkvDev, b, tt, c, nh),
+		AttentionBackwardPreprocess(d, doutDev, out, b, tt, c, nh))
 	launches := []struct {
 		name    string
-		launch  func(dqkv cu.DevicePtr) error
+		op      func(dqkv program.View) program.Op
 		written [3]bool
 	}{
-		{"dkdv", func(p cu.DevicePtr) error {
-			return k.Attention.BackwardDKDV(dev.Stream, p, d, doutDev, qkvDev, lse, b, tt, c, nh)
+		{"dkdv", func(p program.View) program.Op {
+			return AttentionBackwardDKDV(p, d, doutDev, qkvDev, lse, b, tt, c, nh)
 		}, [3]bool{false, true, true}},
-		{"dq", func(p cu.DevicePtr) error {
-			return k.Attention.BackwardDQ(dev.Stream, p, d, doutDev, qkvDev, lse, b, tt, c, nh)
+		{"dq", func(p program.View) program.Op {
+			return AttentionBackwardDQ(p, d, doutDev, qkvDev, lse, b, tt, c, nh)
 		}, [3]bool{true, false, false}},
 	}
 	for _, l := range launches {
-		p := buffer(t, nq)
-		if err := l.launch(p); err != nil {
-			t.Fatal(err)
-		}
+		p := buffer(t, "dqkv", nq)
+		run(t, l.op(p))
 		got := download(t, p, nq)
 		for pi, name := range []string{"q", "k", "v"} {
 			v := attnPart(got, b*tt, c, pi)
@@ -170,28 +160,6 @@ func TestAttentionBackwardParts(t *testing.T) {
 			case !l.written[pi] && nans != len(v):
 				t.Errorf("%s wrote %d of %d elements of the %s part, which it must not touch", l.name, len(v)-nans, len(v), name)
 			}
-		}
-	}
-}
-
-// TestAttentionShapeErrors checks that unsupported shapes are refused before
-// any launch.
-func TestAttentionShapeErrors(t *testing.T) {
-	dev, k := env(t)
-	bad := []struct{ b, t, c, nh int }{
-		{1, 8, 129, 1},   // hs = 129 > AttentionMaxHeadSize
-		{1, 8, 512, 2},   // hs = 256
-		{1, 8, 100, 3},   // C not a multiple of NH
-		{0, 8, 64, 1},    // empty batch
-		{1, 8, 64, 0},    // no heads
-		{70000, 1, 8, 1}, // grid z
-	}
-	for _, s := range bad {
-		if err := k.Attention.Forward(dev.Stream, 0, 0, 0, s.b, s.t, s.c, s.nh); err == nil {
-			t.Errorf("Forward accepted B=%d T=%d C=%d NH=%d", s.b, s.t, s.c, s.nh)
-		}
-		if err := k.Attention.Backward(dev.Stream, 0, 0, 0, 0, 0, 0, s.b, s.t, s.c, s.nh); err == nil {
-			t.Errorf("Backward accepted B=%d T=%d C=%d NH=%d", s.b, s.t, s.c, s.nh)
 		}
 	}
 }

@@ -1,19 +1,13 @@
 package kernels
 
-import "gorgonia.org/cu"
+import (
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/ptx"
+)
 
-// Common holds the kernels of ptx/common.cu.
-type Common struct {
-	fill *kernel
-}
-
-func (c *Common) load(l *loader) {
-	c.fill = l.kernel("common", "fill_f32")
-}
-
-// Fill sets n floats at dst to value.
-func (c *Common) Fill(s cu.Stream, dst cu.DevicePtr, n int, value float32) error {
-	const block = 256
-	blocks := min(ceilDiv(n, block), 65535)
-	return c.fill.launch(s, grid1(max(blocks, 1)), grid1(block), 0, ptr(dst), i32(n), f32(value))
+// Fill (ptx/common.cu, fill_f32) writes value into the n floats of dst.
+func Fill(dst program.View, n int, value float32) program.Op {
+	blocks := max(min(ceilDiv(n, ptx.FillBlock), ptx.FillMaxBlocks), 1)
+	return kernel("common", "fill_f32", program.D1(blocks), program.D1(ptx.FillBlock),
+		program.Out("dst", dst, int64(n)), program.Int("n", n), program.Float("value", value))
 }

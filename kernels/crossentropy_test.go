@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model/ref"
-	"gorgonia.org/cu"
 )
 
 // crossEntropyShapes are the (N, V) of the cross-entropy tests: the smallest
@@ -40,30 +40,27 @@ func refLogSumExp(logits []float64, N, V int) []float64 {
 }
 
 func TestCrossEntropyForward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range crossEntropyShapes {
 		N, V := sh[0], sh[1]
 		l64, targets := crossEntropyData(r, N, V)
-		logitsD, logits := upload(t, l64)
-		targetsD := uploadInt(t, targets)
-		run := func(withLSE bool) (losses, lse []float64) {
-			lossesD := buffer(t, N)
-			var lseD cu.DevicePtr
+		logitsD, logits := upload(t, "logits", l64)
+		targetsD := uploadInt(t, "targets", targets)
+		forward := func(withLSE bool) (losses, lse []float64) {
+			lossesD := buffer(t, "losses", N)
+			var lseD program.View // null: not saved
 			if withLSE {
-				lseD = buffer(t, N)
+				lseD = buffer(t, "lse", N)
 			}
-			syncAll(t)
-			if err := k.CrossEntropy.Forward(dev.Stream, lossesD, lseD, logitsD, targetsD, N, V); err != nil {
-				t.Fatal(err)
-			}
+			run(t, CrossEntropyForward(lossesD, lseD, logitsD, targetsD, N, V))
 			losses = download(t, lossesD, N)
 			if withLSE {
 				lse = download(t, lseD, N)
 			}
 			return losses, lse
 		}
-		gotLosses, gotLSE := run(true)
+		gotLosses, gotLSE := forward(true)
 		want := make([]float64, N)
 		ref.CrossEntropyForward(want, logits, targets, N, V)
 		// fp32 logsumexp over V terms (accurate expf/logf, fixed tree) has
@@ -81,33 +78,30 @@ func TestCrossEntropyForward(t *testing.T) {
 		}
 		checkClose(t, "crossentropy_forward lse", gotLSE, wantLSE, 1e-5)
 
-		againLosses, againLSE := run(true)
+		againLosses, againLSE := forward(true)
 		sameBits(t, "crossentropy_forward losses", gotLosses, againLosses)
 		sameBits(t, "crossentropy_forward lse", gotLSE, againLSE)
 		// Without lse (null) the losses are the same bits.
-		noLSE, _ := run(false)
+		noLSE, _ := forward(false)
 		sameBits(t, "crossentropy_forward losses without lse", gotLosses, noLSE)
 	}
 }
 
 func TestLossReduce(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, N := range []int{1, 37, 111, 1024, 1025, 2048, 65536} {
 		v := make([]float64, N)
 		for i := range v {
 			v[i] = -math.Log(r.Float64() + 1e-9) // loss-like: positive, spread out
 		}
-		lossesD, losses := upload(t, v)
-		run := func() []float64 {
-			loss := buffer(t, 1)
-			syncAll(t)
-			if err := k.CrossEntropy.LossReduce(dev.Stream, loss, lossesD, N); err != nil {
-				t.Fatal(err)
-			}
+		lossesD, losses := upload(t, "losses", v)
+		reduce := func() []float64 {
+			loss := buffer(t, "loss", 1)
+			run(t, LossReduce(loss, lossesD, N))
 			return download(t, loss, 1)
 		}
-		got := run()
+		got := reduce()
 		sum := 0.0
 		for _, x := range losses {
 			sum += x
@@ -115,18 +109,18 @@ func TestLossReduce(t *testing.T) {
 		// An fp32 sum of N positive terms by 1024 strided partials and a
 		// shuffle tree: error ≲ (N/1024 + 10)·2^-24 relative, under 1e-5.
 		checkClose(t, "loss_reduce", got, []float64{sum / float64(N)}, 1e-5)
-		sameBits(t, "loss_reduce", got, run())
+		sameBits(t, "loss_reduce", got, reduce())
 	}
 }
 
 func TestCrossEntropyBackward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range crossEntropyShapes {
 		N, V := sh[0], sh[1]
 		l64, targets := crossEntropyData(r, N, V)
-		_, logits := upload(t, l64) // the float32-rounded logits, for the reference
-		targetsD := uploadInt(t, targets)
+		_, logits := upload(t, "logits", l64) // the float32-rounded logits, for the reference
+		targetsD := uploadInt(t, "targets", targets)
 		scale := float32(1) / float32(N)
 		want := make([]float64, N*V)
 		ref.CrossEntropyBackward(want, logits, targets, N, V, float64(scale))
@@ -143,32 +137,26 @@ func TestCrossEntropyBackward(t *testing.T) {
 				if !saved {
 					name += " recomputing lse"
 				}
-				run := func() []float64 {
-					logitsD, _ := upload(t, l64)
-					var lseD cu.DevicePtr
+				backward := func() []float64 {
+					logitsD, _ := upload(t, "logits", l64)
+					var lseD program.View // null: recomputed
 					if saved {
-						lseD = buffer(t, N)
-						syncAll(t)
-						if err := k.CrossEntropy.Forward(dev.Stream, buffer(t, N), lseD, logitsD, targetsD, N, V); err != nil {
-							t.Fatal(err)
-						}
+						lseD = buffer(t, "lse", N)
+						run(t, CrossEntropyForward(buffer(t, "losses", N), lseD, logitsD, targetsD, N, V))
 					}
 					dlogitsD := logitsD
 					if !inPlace {
-						dlogitsD = buffer(t, N*V)
+						dlogitsD = buffer(t, "dlogits", N*V)
 					}
-					syncAll(t)
-					if err := k.CrossEntropy.Backward(dev.Stream, dlogitsD, logitsD, lseD, targetsD, N, V, scale); err != nil {
-						t.Fatal(err)
-					}
+					run(t, CrossEntropyBackward(dlogitsD, logitsD, lseD, targetsD, N, V, scale))
 					return download(t, dlogitsD, N*V)
 				}
-				got := run()
+				got := backward()
 				// Elementwise exp(x − lse)·scale: the fp32 lse's absolute
 				// error (~1e-7·|lse|) becomes a relative error of the
 				// probabilities: a few 1e-6 at most for |lse| ≤ ~40.
 				checkClose(t, name, got, want, 1e-5)
-				sameBits(t, name, got, run())
+				sameBits(t, name, got, backward())
 			}
 		}
 	}

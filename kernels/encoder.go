@@ -1,58 +1,62 @@
 package kernels
 
-import "gorgonia.org/cu"
-
-// Encoder holds the kernels of ptx/encoder.cu: the token and position
-// embedding and their gradients.
-type Encoder struct {
-	forward     *kernel
-	backwardWPE *kernel
-	backwardWTE *kernel
-}
-
-func (x *Encoder) load(l *loader) {
-	x.forward = l.kernel("encoder", "encoder_forward")
-	x.backwardWPE = l.kernel("encoder", "encoder_backward_wpe")
-	x.backwardWTE = l.kernel("encoder", "encoder_backward_wte")
-}
-
-const (
-	// encoderBlock is the block size of the elementwise encoder kernels.
-	encoderBlock = 256
-	// encoderWTECols and encoderWTEThreads are WTE_COLS and
-	// WTE_WARPS*32 of ptx/encoder.cu: the columns one block of
-	// encoder_backward_wte owns, and its (fixed) block size.
-	encoderWTECols    = 128
-	encoderWTEThreads = 128
+import (
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/ptx"
 )
 
-// Forward writes out (B,T,C) = wte[tokens[b,t],:] + wpe[t,:]. tokens holds
-// B*T int32 ids in [0, V); wte is (V,C), wpe has at least T rows of C.
-func (x *Encoder) Forward(s cu.Stream, out, tokens, wte, wpe cu.DevicePtr, B, T, C int) error {
-	work := B * T * C
+// The kernels of ptx/encoder.cu: the token and position embedding and their
+// gradients.
+
+// Block shapes are ptx.EncoderBlock, ptx.EncoderWTECols and
+// ptx.EncoderWTEThreads.
+
+// EncoderForward writes out (B,T,C) = wte[tokens[b,t],:] + wpe[t,:].
+// tokens holds B*T int32 ids in [0, V); wte is (V,C), wpe has at least T
+// rows of C.
+func EncoderForward(out, tokens, wte, wpe program.View, B, T, C int) program.Op {
+	N := B * T
+	work := N * C
 	if C%4 == 0 {
 		work /= 4 // the kernel moves float4s when it can; it grid-strides otherwise
 	}
-	blocks := max(ceilDiv(work, encoderBlock), 1)
-	return x.forward.launch(s, grid1(blocks), grid1(encoderBlock), 0,
-		ptr(out), ptr(tokens), ptr(wte), ptr(wpe), i32(B), i32(T), i32(C))
+	op := kernel("encoder", "encoder_forward", program.D1(max(ceilDiv(work, ptx.EncoderBlock), 1)), program.D1(ptx.EncoderBlock),
+		program.Out("out", out, int64(N*C)), program.In("tokens", tokens, int64(N)),
+		program.In("wte", wte, wte.Elems), program.In("wpe", wpe, int64(T*C)),
+		program.Int("B", B), program.Int("T", T), program.Int("C", C))
+	op.FLOPs = int64(N*C) * EncoderFwdFLOPs
+	// The rows of wte it reads are at most N·C elements.
+	op.Bytes = int64(4 * (N*C + N + min(N*C, int(wte.Elems)) + T*C))
+	return op
 }
 
-// BackwardWPE accumulates dwpe[t,:] += Σ_b dout[b,t,:] for t < T, summing
-// over b in increasing order (deterministic). dout is (B,T,C).
-func (x *Encoder) BackwardWPE(s cu.Stream, dwpe, dout cu.DevicePtr, B, T, C int) error {
-	blocks := max(ceilDiv(T*C, encoderBlock), 1)
-	return x.backwardWPE.launch(s, grid1(blocks), grid1(encoderBlock), 0,
-		ptr(dwpe), ptr(dout), i32(B), i32(T), i32(C))
+// EncoderBackwardWPE accumulates dwpe[t,:] += Σ_b dout[b,t,:] for t < T,
+// summing over b in increasing order (deterministic). dout is (B,T,C).
+func EncoderBackwardWPE(dwpe, dout program.View, B, T, C int) program.Op {
+	op := kernel("encoder", "encoder_backward_wpe", program.D1(max(ceilDiv(T*C, ptx.EncoderBlock), 1)), program.D1(ptx.EncoderBlock),
+		program.InOut("dwpe", dwpe, int64(T*C)), program.In("dout", dout, int64(B*T*C)),
+		program.Int("B", B), program.Int("T", T), program.Int("C", C))
+	op.FLOPs = int64(B*T*C) * EncoderBwdWPEFLOPs
+	return op
 }
 
-// BackwardWTE accumulates dwte[v,:] += Σ dout[p,:] over the positions p of
-// token v, deterministically and without atomics. order, segStart and
-// segToken are the int32 arrays of buckets.Build for this batch's tokens
-// (Order, Start and Token; Start has numBuckets+1 entries), uploaded once per
-// batch. dout is (B*T, C), dwte (V, C).
-func (x *Encoder) BackwardWTE(s cu.Stream, dwte, dout, order, segStart, segToken cu.DevicePtr, numBuckets, C int) error {
-	grid := grid2(max(numBuckets, 1), max(ceilDiv(C, encoderWTECols), 1))
-	return x.backwardWTE.launch(s, grid, grid1(encoderWTEThreads), 0,
-		ptr(dwte), ptr(dout), ptr(order), ptr(segStart), ptr(segToken), i32(numBuckets), i32(C))
+// EncoderBackwardWTE accumulates dwte[v,:] += Σ dout[p,:] over the
+// positions p of token v, deterministically and without atomics, one block
+// row per bucket of internal/buckets. order, segStart and segToken are the
+// int32 arrays of a buckets.Padded grouping with numBuckets buckets of N
+// positions (segStart has numBuckets+1 entries); dout is (N, C), dwte (V, C).
+//
+// The grid has one row per bucket. Since the padded grouping always has
+// min(N, V) buckets, the launch is the same for every batch of a shape.
+func EncoderBackwardWTE(dwte, dout, order, segStart, segToken program.View, numBuckets, N, C int) program.Op {
+	op := kernel("encoder", "encoder_backward_wte",
+		program.D2(max(numBuckets, 1), max(ceilDiv(C, ptx.EncoderWTECols), 1)), program.D1(ptx.EncoderWTEThreads),
+		program.InOut("dwte", dwte, dwte.Elems), program.In("dout", dout, int64(N*C)),
+		program.In("order", order, int64(N)), program.In("seg_start", segStart, int64(numBuckets+1)),
+		program.In("seg_token", segToken, int64(numBuckets)),
+		program.Int("num_buckets", numBuckets), program.Int("C", C))
+	op.FLOPs = int64(N*C) * EncoderBwdWTEFLOPs
+	// It reads and writes only the rows of the batch's tokens.
+	op.Bytes = int64(4 * (N*C + 2*min(N, int(dwte.Elems)/max(C, 1))*C + 3*N))
+	return op
 }

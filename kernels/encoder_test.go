@@ -8,22 +8,9 @@ import (
 	"testing"
 
 	"github.com/gpubench/gpubench/internal/buckets"
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model/ref"
-	"gorgonia.org/cu"
 )
-
-// syncAll waits for all of the context's work. The harness poisons and
-// uploads with the synchronous driver calls (cuMemsetD32, cuMemcpyHtoD from
-// pageable memory), which run on the legacy stream and may return before
-// the device has finished them, while the kernels run on the device's
-// non-blocking stream, which does not wait for the legacy stream. A context
-// synchronisation before each launch orders the two.
-func syncAll(t *testing.T) {
-	t.Helper()
-	if err := cu.Synchronize(); err != nil {
-		t.Fatalf("synchronize context: %v", err)
-	}
-}
 
 // randomTokens returns n ids in [0, V).
 func randomTokens(r *rand.Rand, n, V int) []int32 {
@@ -45,7 +32,7 @@ func distinctTokens(r *rand.Rand, n, V int) []int32 {
 }
 
 func TestEncoderForward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, c := range []struct{ B, T, C, V int }{
 		{1, 1, 1, 2},
@@ -59,14 +46,11 @@ func TestEncoderForward(t *testing.T) {
 		N := c.B * c.T
 		maxT := c.T + 3 // wpe has more rows than a batch uses
 		tokens := randomTokens(r, N, c.V)
-		wteD, wte := upload(t, normal(r, c.V*c.C, 1))
-		wpeD, wpe := upload(t, normal(r, maxT*c.C, 1))
-		tokD := uploadInt(t, tokens)
-		out := buffer(t, N*c.C)
-		syncAll(t)
-		if err := k.Encoder.Forward(dev.Stream, out, tokD, wteD, wpeD, c.B, c.T, c.C); err != nil {
-			t.Fatal(err)
-		}
+		wteD, wte := upload(t, "wte", normal(r, c.V*c.C, 1))
+		wpeD, wpe := upload(t, "wpe", normal(r, maxT*c.C, 1))
+		tokD := uploadInt(t, "tokens", tokens)
+		out := buffer(t, "out", N*c.C)
+		run(t, EncoderForward(out, tokD, wteD, wpeD, c.B, c.T, c.C))
 		got := download(t, out, N*c.C)
 		want := make([]float64, N*c.C)
 		ref.EncoderForward(want, tokens, wte, wpe, c.B, c.T, c.C)
@@ -80,21 +64,18 @@ func TestEncoderForward(t *testing.T) {
 }
 
 // TestEncoderForwardUnaligned runs the scalar path with C%4 == 0 by handing
-// the kernel pointers that are not 16-byte aligned.
+// the kernel views that do not start on a 16-byte boundary.
 func TestEncoderForwardUnaligned(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	const B, T, C, V = 3, 37, 96, 50
 	N := B * T
 	tokens := randomTokens(r, N, V)
-	wteD, wte := upload(t, normal(r, V*C+1, 1))
-	wpeD, wpe := upload(t, normal(r, T*C, 1))
-	tokD := uploadInt(t, tokens)
-	out := buffer(t, N*C+1)
-	syncAll(t)
-	if err := k.Encoder.Forward(dev.Stream, out+floatOffset(1), tokD, wteD+floatOffset(1), wpeD, B, T, C); err != nil {
-		t.Fatal(err)
-	}
+	wteD, wte := upload(t, "wte", normal(r, V*C+1, 1))
+	wpeD, wpe := upload(t, "wpe", normal(r, T*C, 1))
+	tokD := uploadInt(t, "tokens", tokens)
+	out := buffer(t, "out", N*C+1)
+	run(t, EncoderForward(out.At(1), tokD, wteD.At(1), wpeD, B, T, C))
 	got := download(t, out, N*C+1)
 	if !math.IsNaN(got[0]) {
 		t.Fatalf("encoder_forward wrote before out: %g", got[0])
@@ -108,31 +89,36 @@ func TestEncoderForwardUnaligned(t *testing.T) {
 }
 
 // encoderBackward runs both embedding backward kernels from the given
-// starting gradients and returns dwte and dwpe.
-func encoderBackward(t *testing.T, tokens []int32, dwte0, dwpe0 []float64, dout cu.DevicePtr, B, T, C, V int) (dwte, dwpe []float64) {
-	t.Helper()
-	dev, k := testDev, testKernels // the caller holds the context (env)
-	bk, err := buckets.Build(tokens, V)
+// starting gradients and returns dwte and dwpe. The positions are grouped
+// as the model groups them: buckets.Padded, min(N, V) buckets, so that the
+// grid is the same for every batch of a shape.
+func encoderBackward(t *testing.T, tokens []int32, dwte0, dwpe0 []float64, dout program.View, B, T, C, V int) (dwte, dwpe []float64) {
+	t.Helper() // the caller holds the context (env)
+	N := B * T
+	bk, err := buckets.Padded(tokens, V)
 	if err != nil {
 		t.Fatal(err)
 	}
-	order := uploadInt(t, bk.Order)
-	start := uploadInt(t, bk.Start)
-	token := uploadInt(t, bk.Token)
-	dwteD, _ := upload(t, dwte0)
-	dwpeD, _ := upload(t, dwpe0)
-	syncAll(t)
-	if err := k.Encoder.BackwardWTE(dev.Stream, dwteD, dout, order, start, token, bk.Len(), C); err != nil {
-		t.Fatal(err)
+	numBuckets := min(N, V)
+	if bk.Len() != numBuckets || len(bk.Start) != numBuckets+1 || len(bk.Order) != N {
+		t.Fatalf("buckets.Padded of %d tokens of %d: %d buckets, %d starts, %d positions; want %d, %d, %d",
+			N, V, bk.Len(), len(bk.Start), len(bk.Order), numBuckets, numBuckets+1, N)
 	}
-	if err := k.Encoder.BackwardWPE(dev.Stream, dwpeD, dout, B, T, C); err != nil {
-		t.Fatal(err)
+	order := uploadInt(t, "order", bk.Order)
+	start := uploadInt(t, "seg_start", bk.Start)
+	token := uploadInt(t, "seg_token", bk.Token)
+	dwteD, _ := upload(t, "dwte", dwte0)
+	dwpeD, _ := upload(t, "dwpe", dwpe0)
+	wte := EncoderBackwardWTE(dwteD, dout, order, start, token, numBuckets, N, C)
+	if wte.Grid.X != numBuckets {
+		t.Errorf("encoder_backward_wte grid %v: want one row per bucket, %d", wte.Grid, numBuckets)
 	}
+	run(t, wte, EncoderBackwardWPE(dwpeD, dout, B, T, C))
 	return download(t, dwteD, V*C), download(t, dwpeD, T*C)
 }
 
 func TestEncoderBackward(t *testing.T) {
-	_, _ = env(t)
+	env(t)
 	r := rng(t)
 	cases := []struct {
 		name       string
@@ -157,10 +143,11 @@ func TestEncoderBackward(t *testing.T) {
 	for _, c := range cases {
 		N := c.B * c.T
 		tokens := c.tokens(N, c.V)
-		doutD, dout := upload(t, normal(r, N*c.C, 1))
-		// Both gradients accumulate, so they start from random values.
-		_, dwte0 := upload(t, normal(r, c.V*c.C, 1))
-		_, dwpe0 := upload(t, normal(r, c.T*c.C, 1))
+		doutD, dout := upload(t, "dout", normal(r, N*c.C, 1))
+		// Both gradients accumulate, so they start from random values
+		// (rounded to float32 by a throwaway upload).
+		_, dwte0 := upload(t, "dwte0", normal(r, c.V*c.C, 1))
+		_, dwpe0 := upload(t, "dwpe0", normal(r, c.T*c.C, 1))
 		gotWTE, gotWPE := encoderBackward(t, tokens, dwte0, dwpe0, doutD, c.B, c.T, c.C, c.V)
 
 		wantWTE := append([]float64(nil), dwte0...)

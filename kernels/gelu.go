@@ -1,32 +1,29 @@
 package kernels
 
-import "gorgonia.org/cu"
+import (
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/ptx"
+)
 
-// GELU holds the kernels of ptx/gelu.cu: the tanh-approximation GELU.
-type GELU struct {
-	forward  *kernel
-	backward *kernel
-}
-
-func (x *GELU) load(l *loader) {
-	x.forward = l.kernel("gelu", "gelu_forward")
-	x.backward = l.kernel("gelu", "gelu_backward")
-}
-
-// geluBlock is the block size of the GELU kernels.
-const geluBlock = 256
+// The kernels of ptx/gelu.cu: the tanh-approximation GELU.
 
 // geluGrid covers n elements at four per thread (the kernels move float4s
 // when aligned, and grid-stride otherwise).
-func geluGrid(n int) dim3 { return grid1(max(ceilDiv(ceilDiv(n, 4), geluBlock), 1)) }
+func geluGrid(n int) program.Dim3 { return program.D1(max(ceilDiv(ceilDiv(n, 4), ptx.GELUBlock), 1)) }
 
-// Forward writes out[i] = gelu(inp[i]) for i < n. out may equal inp.
-func (x *GELU) Forward(s cu.Stream, out, inp cu.DevicePtr, n int) error {
-	return x.forward.launch(s, geluGrid(n), grid1(geluBlock), 0, ptr(out), ptr(inp), i32(n))
+// GELUForward writes out[i] = gelu(inp[i]) for i < n. out may equal inp.
+func GELUForward(out, inp program.View, n int) program.Op {
+	op := kernel("gelu", "gelu_forward", geluGrid(n), program.D1(ptx.GELUBlock),
+		program.Out("out", out, int64(n)), program.In("inp", inp, int64(n)), program.Int("n", n))
+	op.FLOPs = int64(n) * GELUFwdFLOPs
+	return op
 }
 
-// Backward OVERWRITES dinp[i] = gelu'(inp[i])·dout[i] for i < n. dinp may
-// equal dout.
-func (x *GELU) Backward(s cu.Stream, dinp, inp, dout cu.DevicePtr, n int) error {
-	return x.backward.launch(s, geluGrid(n), grid1(geluBlock), 0, ptr(dinp), ptr(inp), ptr(dout), i32(n))
+// GELUBackward OVERWRITES dinp[i] = gelu'(inp[i])·dout[i] for i < n. dinp
+// may equal dout.
+func GELUBackward(dinp, inp, dout program.View, n int) program.Op {
+	op := kernel("gelu", "gelu_backward", geluGrid(n), program.D1(ptx.GELUBlock),
+		program.Out("dinp", dinp, int64(n)), program.In("inp", inp, int64(n)), program.In("dout", dout, int64(n)), program.Int("n", n))
+	op.FLOPs = int64(n) * GELUBwdFLOPs
+	return op
 }

@@ -28,23 +28,20 @@ func geluInputs(r *rand.Rand, n int) []float64 {
 }
 
 func TestGeluForward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, n := range geluSizes {
 		// offset 0 takes the float4 path; offset 1 float (4 bytes) makes
-		// both pointers unaligned and takes the scalar path.
-		for _, off := range []int{0, 1} {
-			x := geluInputs(r, n+off)
-			inpD, inp := upload(t, x)
-			out := buffer(t, n+off)
-			syncAll(t)
-			if err := k.GELU.Forward(dev.Stream, out+floatOffset(off), inpD+floatOffset(off), n); err != nil {
-				t.Fatal(err)
-			}
+		// both views unaligned and takes the scalar path.
+		for _, off := range []int64{0, 1} {
+			x := geluInputs(r, n+int(off))
+			inpD, inp := upload(t, "inp", x)
+			out := buffer(t, "out", n+int(off))
+			run(t, GELUForward(out.At(off), inpD.At(off), n))
 			want := make([]float64, n)
 			ref.GeluForward(want, inp[off:], n)
 			// Elementwise, a few ulps: 1e-5 leaves a wide margin.
-			got := download(t, out, n+off)
+			got := download(t, out, n+int(off))
 			checkClose(t, "gelu_forward", got[off:], want, 1e-5)
 			if off == 1 && !math.IsNaN(got[0]) {
 				t.Fatalf("gelu_forward wrote before out: %g", got[0])
@@ -55,35 +52,28 @@ func TestGeluForward(t *testing.T) {
 
 // TestGeluForwardInPlace runs out == inp.
 func TestGeluForwardInPlace(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	const n = 1003
-	p, inp := upload(t, geluInputs(r, n))
-	syncAll(t)
-	if err := k.GELU.Forward(dev.Stream, p, p, n); err != nil {
-		t.Fatal(err)
-	}
+	p, inp := upload(t, "act", geluInputs(r, n))
+	run(t, GELUForward(p, p, n))
 	want := make([]float64, n)
 	ref.GeluForward(want, inp, n)
 	checkClose(t, "gelu_forward in place", download(t, p, n), want, 1e-5)
 }
 
 func TestGeluBackward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, n := range geluSizes {
-		for _, off := range []int{0, 1} {
-			inpD, inp := upload(t, geluInputs(r, n+off))
-			doutD, dout := upload(t, normal(r, n+off, 1))
-			dinp := buffer(t, n+off)
-			o := floatOffset(off)
-			syncAll(t)
-			if err := k.GELU.Backward(dev.Stream, dinp+o, inpD+o, doutD+o, n); err != nil {
-				t.Fatal(err)
-			}
+		for _, off := range []int64{0, 1} {
+			inpD, inp := upload(t, "inp", geluInputs(r, n+int(off)))
+			doutD, dout := upload(t, "dout", normal(r, n+int(off), 1))
+			dinp := buffer(t, "dinp", n+int(off))
+			run(t, GELUBackward(dinp.At(off), inpD.At(off), doutD.At(off), n))
 			want := make([]float64, n)
 			ref.GeluBackward(want, inp[off:], dout[off:], n)
-			got := download(t, dinp, n+off)
+			got := download(t, dinp, n+int(off))
 			checkClose(t, "gelu_backward", got[off:], want, 1e-5)
 			if off == 1 && !math.IsNaN(got[0]) {
 				t.Fatalf("gelu_backward wrote before dinp: %g", got[0])
@@ -94,15 +84,12 @@ func TestGeluBackward(t *testing.T) {
 
 // TestGeluBackwardInPlace runs dinp == dout, as a model may to save memory.
 func TestGeluBackwardInPlace(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, n := range []int{37, 4*111*100 + 1} {
-		inpD, inp := upload(t, geluInputs(r, n))
-		doutD, dout := upload(t, normal(r, n, 1))
-		syncAll(t)
-		if err := k.GELU.Backward(dev.Stream, doutD, inpD, doutD, n); err != nil {
-			t.Fatal(err)
-		}
+		inpD, inp := upload(t, "inp", geluInputs(r, n))
+		doutD, dout := upload(t, "dout", normal(r, n, 1))
+		run(t, GELUBackward(doutD, inpD, doutD, n))
 		want := make([]float64, n)
 		ref.GeluBackward(want, inp, dout, n)
 		checkClose(t, "gelu_backward in place", download(t, doutD, n), want, 1e-5)

@@ -10,16 +10,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/program"
 	"gorgonia.org/cu"
 )
 
 // These tests need a GPU. They are built with -tags gpu and run on the
 // device machine; they never skip: no device is a failure.
+//
+// The functions of this package only describe launches (program.Op); the
+// tests run them with the CUDA executor, one op at a time, each validated
+// (program.Validate) and, with SyncEachLaunch, synchronised so that a fault
+// names its kernel.
 
 var (
-	testDev     *gpu.Device
-	testKernels *Kernels
+	testDev  *gpu.Device
+	testExec *cuexec.Executor
 )
 
 func TestMain(m *testing.M) {
@@ -28,23 +35,23 @@ func TestMain(m *testing.M) {
 		println("kernels GPU tests: open device:", err.Error())
 		os.Exit(1)
 	}
-	k, err := Load()
+	x, err := cuexec.New(dev)
 	if err != nil {
 		println("kernels GPU tests: load kernels:", err.Error())
 		os.Exit(1)
 	}
 	// Every launch is checked right away, so a fault names its kernel.
-	k.SyncEachLaunch = true
-	testDev, testKernels = dev, k
+	x.SyncEachLaunch = true
+	testDev, testExec = dev, x
 	code := m.Run()
-	k.Unload()
+	x.Close()
 	dev.Close()
 	os.Exit(code)
 }
 
 // env makes the device's context current on the test's goroutine, which it
-// locks to its thread for the test's duration.
-func env(t *testing.T) (*gpu.Device, *Kernels) {
+// locks to its thread for the test's duration, and returns the executor.
+func env(t testing.TB) *cuexec.Executor {
 	t.Helper()
 	runtime.LockOSThread()
 	t.Cleanup(runtime.UnlockOSThread)
@@ -55,7 +62,48 @@ func env(t *testing.T) (*gpu.Device, *Kernels) {
 	if err := cu.SetCurrentContext(ctx); err != nil {
 		t.Fatalf("set context: %v", err)
 	}
-	return testDev, testKernels
+	return testExec
+}
+
+// sms is the device's multiprocessor count, for the launchers' tile and
+// split choices.
+func sms() int { return testDev.Info.SMs }
+
+// syncAll waits for all of the context's work. The harness poisons and
+// uploads with the synchronous driver calls (cuMemsetD32, cuMemcpyHtoD from
+// pageable memory), which run on the legacy stream and may return before
+// the device has finished them, while the kernels run on the executor's
+// non-blocking stream, which does not wait for the legacy stream. A context
+// synchronisation before each launch orders the two.
+func syncAll(t testing.TB) {
+	t.Helper()
+	if err := cu.Synchronize(); err != nil {
+		t.Fatalf("synchronize context: %v", err)
+	}
+}
+
+// launch runs ops in order on the executor's stream, after the harness's
+// own copies and memsets, and returns the first error (a Validate error
+// before any launch, or a *cuexec.LaunchError). Each op is copied first:
+// the executor caches what it prepared by the op's address.
+func launch(t testing.TB, ops ...program.Op) error {
+	t.Helper()
+	syncAll(t)
+	for i := range ops {
+		op := ops[i]
+		if err := testExec.Do(&op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run is launch that fails the test on an error.
+func run(t testing.TB, ops ...program.Op) {
+	t.Helper()
+	if err := launch(t, ops...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // rng returns a generator with a fresh seed, logged so a failure can be
@@ -84,23 +132,43 @@ func parseUint(s string) (uint64, error) {
 	return v, nil
 }
 
-// buffer is a device float32 buffer poisoned with NaN at allocation.
-func buffer(t *testing.T, n int) cu.DevicePtr {
+// alloc allocates a new buffer of n elements in the executor, freed at the
+// end of the test.
+func alloc(t testing.TB, name string, e program.Elem, n int) *program.Buffer {
 	t.Helper()
-	p, err := testDev.AllocF32(n)
-	if err != nil {
+	b := &program.Buffer{Name: name, Layer: -1, Elem: e, Elems: int64(n), Group: program.Scratch}
+	if err := testExec.Alloc(b); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { testDev.Free(p) })
-	if err := gpu.Poison(p, n); err != nil {
+	t.Cleanup(func() { testExec.Free(b) })
+	return b
+}
+
+// buffer is a device float32 buffer of n elements poisoned with NaN at
+// allocation; it returns the view of all of it.
+func buffer(t testing.TB, name string, n int) program.View {
+	t.Helper()
+	v := alloc(t, name, program.F32, n).All()
+	if err := gpu.Poison(testExec.Ptr(v), n); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return v
+}
+
+// intBuffer is a device int32 buffer of n elements, poisoned with the NaN
+// bit pattern (a large positive int32) so that a value never written shows.
+func intBuffer(t testing.TB, name string, n int) program.View {
+	t.Helper()
+	v := alloc(t, name, program.I32, n).All()
+	if err := gpu.Poison(testExec.Ptr(v), n); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // upload allocates a buffer holding the float64 values rounded to float32,
 // and returns the values as the GPU sees them (in float64) for the reference.
-func upload(t *testing.T, v []float64) (cu.DevicePtr, []float64) {
+func upload(t testing.TB, name string, v []float64) (program.View, []float64) {
 	t.Helper()
 	f := make([]float32, len(v))
 	seen := make([]float64, len(v))
@@ -108,40 +176,44 @@ func upload(t *testing.T, v []float64) (cu.DevicePtr, []float64) {
 		f[i] = float32(x)
 		seen[i] = float64(f[i])
 	}
-	p := buffer(t, len(v))
-	if err := gpu.Upload(p, f); err != nil {
+	p := buffer(t, name, len(v))
+	if err := cuexec.Upload(testExec, p, f); err != nil {
 		t.Fatal(err)
 	}
 	return p, seen
 }
 
 // uploadInt allocates and fills an int32 buffer.
-func uploadInt(t *testing.T, v []int32) cu.DevicePtr {
+func uploadInt(t testing.TB, name string, v []int32) program.View {
 	t.Helper()
-	p, err := testDev.Alloc(int64(len(v)) * 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { testDev.Free(p) })
-	if err := gpu.Upload(p, v); err != nil {
+	p := alloc(t, name, program.I32, len(v)).All()
+	if err := cuexec.Upload(testExec, p, v); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-// download synchronises and copies n floats back as float64.
-func download(t *testing.T, p cu.DevicePtr, n int) []float64 {
+// download synchronises the stream and copies the first n floats of v back
+// as float64.
+func download(t testing.TB, v program.View, n int) []float64 {
 	t.Helper()
-	if err := testDev.Synchronize(); err != nil {
-		t.Fatalf("synchronize: %v", err)
-	}
 	f := make([]float32, n)
-	if err := gpu.Download(f, p); err != nil {
-		t.Fatal(err)
+	if err := cuexec.Download(testExec, f, v); err != nil {
+		t.Fatalf("download %s: %v", v, err)
 	}
 	out := make([]float64, n)
 	for i, x := range f {
 		out[i] = float64(x)
+	}
+	return out
+}
+
+// downloadInt synchronises the stream and copies the int32 view v back.
+func downloadInt(t testing.TB, v program.View) []int32 {
+	t.Helper()
+	out := make([]int32, v.Elems)
+	if err := cuexec.Download(testExec, out, v); err != nil {
+		t.Fatalf("download %s: %v", v, err)
 	}
 	return out
 }
@@ -209,14 +281,12 @@ func sameBits(t *testing.T, what string, a, b []float64) {
 }
 
 func TestFill(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, n := range []int{1, 31, 257, 1000003} {
-		p := buffer(t, n)
+		p := buffer(t, "dst", n)
 		v := float32(r.NormFloat64())
-		if err := k.Common.Fill(dev.Stream, p, n, v); err != nil {
-			t.Fatal(err)
-		}
+		run(t, Fill(p, n, v))
 		got := download(t, p, n)
 		want := make([]float64, n)
 		for i := range want {

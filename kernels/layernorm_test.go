@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model/ref"
 )
 
@@ -23,7 +24,7 @@ func layerNormShapes() [][2]int {
 }
 
 func TestLayerNormForward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range layerNormShapes() {
 		N, C := sh[0], sh[1]
@@ -36,18 +37,15 @@ func TestLayerNormForward(t *testing.T) {
 				x[n*C+c] = shift + spread*x[n*C+c]
 			}
 		}
-		inpD, inp := upload(t, x)
-		wD, w := upload(t, normal(r, C, 1))
-		bD, b := upload(t, normal(r, C, 1))
-		run := func() (out, mean, rstd []float64) {
-			outD, meanD, rstdD := buffer(t, N*C), buffer(t, N), buffer(t, N)
-			syncAll(t)
-			if err := k.LayerNorm.Forward(dev.Stream, outD, meanD, rstdD, inpD, wD, bD, N, C); err != nil {
-				t.Fatal(err)
-			}
+		inpD, inp := upload(t, "inp", x)
+		wD, w := upload(t, "weight", normal(r, C, 1))
+		bD, b := upload(t, "bias", normal(r, C, 1))
+		forward := func() (out, mean, rstd []float64) {
+			outD, meanD, rstdD := buffer(t, "out", N*C), buffer(t, "mean", N), buffer(t, "rstd", N)
+			run(t, LayerNormForward(outD, meanD, rstdD, inpD, wD, bD, N, C))
 			return download(t, outD, N*C), download(t, meanD, N), download(t, rstdD, N)
 		}
-		gotOut, gotMean, gotRstd := run()
+		gotOut, gotMean, gotRstd := forward()
 
 		wantOut, wantMean, wantRstd := make([]float64, N*C), make([]float64, N), make([]float64, N)
 		ref.LayerNormForward(wantOut, wantMean, wantRstd, inp, w, b, N, C)
@@ -66,7 +64,7 @@ func TestLayerNormForward(t *testing.T) {
 
 		// The row reductions are fixed shuffle trees: a second run must give
 		// the same bits.
-		againOut, againMean, againRstd := run()
+		againOut, againMean, againRstd := forward()
 		sameBits(t, "layernorm_forward out", gotOut, againOut)
 		sameBits(t, "layernorm_forward mean", gotMean, againMean)
 		sameBits(t, "layernorm_forward rstd", gotRstd, againRstd)
@@ -75,54 +73,53 @@ func TestLayerNormForward(t *testing.T) {
 
 // TestLayerNormForwardNoStats passes null mean and rstd.
 func TestLayerNormForwardNoStats(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	const N, C = 37, 100
-	inpD, inp := upload(t, normal(r, N*C, 1))
-	wD, w := upload(t, normal(r, C, 1))
-	bD, b := upload(t, normal(r, C, 1))
-	out := buffer(t, N*C)
-	syncAll(t)
-	if err := k.LayerNorm.Forward(dev.Stream, out, 0, 0, inpD, wD, bD, N, C); err != nil {
-		t.Fatal(err)
-	}
+	inpD, inp := upload(t, "inp", normal(r, N*C, 1))
+	wD, w := upload(t, "weight", normal(r, C, 1))
+	bD, b := upload(t, "bias", normal(r, C, 1))
+	out := buffer(t, "out", N*C)
+	run(t, LayerNormForward(out, program.View{}, program.View{}, inpD, wD, bD, N, C))
 	want := make([]float64, N*C)
 	ref.LayerNormForward(want, nil, nil, inp, w, b, N, C)
 	checkClose(t, "layernorm_forward out", download(t, out, N*C), want, 1e-5)
 }
 
 func TestLayerNormBackward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	const guard = 64
 	for _, sh := range layerNormShapes() {
 		N, C := sh[0], sh[1]
 		x := normal(r, N*C, 1)
-		inpD, inp := upload(t, x)
-		wD, w := upload(t, normal(r, C, 1))
+		inpD, inp := upload(t, "inp", x)
+		wD, w := upload(t, "weight", normal(r, C, 1))
 		bias := normal(r, C, 1)
 		// mean and rstd as the forward saves them, rounded to float32 like
 		// everything the GPU sees.
 		fwdOut, m64, s64 := make([]float64, N*C), make([]float64, N), make([]float64, N)
 		ref.LayerNormForward(fwdOut, m64, s64, inp, w, bias, N, C)
-		meanD, mean := upload(t, m64)
-		rstdD, rstd := upload(t, s64)
-		doutD, dout := upload(t, normal(r, N*C, 1))
-		// dinp accumulates, so it starts from random values.
-		_, dinp0 := upload(t, normal(r, N*C, 1))
+		meanD, mean := upload(t, "mean", m64)
+		rstdD, rstd := upload(t, "rstd", s64)
+		doutD, dout := upload(t, "dout", normal(r, N*C, 1))
+		// dinp accumulates, so it starts from random values (rounded to
+		// float32 by a throwaway upload).
+		_, dinp0 := upload(t, "dinp0", normal(r, N*C, 1))
 
 		scratchN := LayerNormPartialSize(N, C)
 		if want := 2 * ((N + 31) / 32) * C; scratchN != want {
 			t.Fatalf("LayerNormPartialSize(%d, %d) = %d, want %d", N, C, scratchN, want)
 		}
-		run := func() (dinp, dw, db []float64) {
-			dinpD, _ := upload(t, dinp0)
-			dwD, dbD := buffer(t, C), buffer(t, C)
-			scratch := buffer(t, scratchN+guard)
-			syncAll(t)
-			if err := k.LayerNorm.Backward(dev.Stream, dinpD, dwD, dbD, scratch, doutD, inpD, wD, meanD, rstdD, N, C); err != nil {
-				t.Fatal(err)
+		backward := func() (dinp, dw, db []float64) {
+			dinpD, _ := upload(t, "dinp", dinp0)
+			dwD, dbD := buffer(t, "dweight", C), buffer(t, "dbias", C)
+			scratch := buffer(t, "scratch", scratchN+guard)
+			ops := LayerNormBackward(dinpD, dwD, dbD, scratch, doutD, inpD, wD, meanD, rstdD, N, C)
+			if len(ops) != 2 {
+				t.Fatalf("LayerNormBackward: %d ops, want 2 (input, params)", len(ops))
 			}
+			run(t, ops...)
 			s := download(t, scratch, scratchN+guard)
 			for i := scratchN; i < len(s); i++ {
 				if !math.IsNaN(s[i]) {
@@ -131,7 +128,7 @@ func TestLayerNormBackward(t *testing.T) {
 			}
 			return download(t, dinpD, N*C), download(t, dwD, C), download(t, dbD, C)
 		}
-		gotDinp, gotDw, gotDb := run()
+		gotDinp, gotDw, gotDb := backward()
 
 		wantDinp := append([]float64(nil), dinp0...)
 		wantDw, wantDb := make([]float64, C), make([]float64, C)
@@ -143,7 +140,7 @@ func TestLayerNormBackward(t *testing.T) {
 		checkClose(t, "layernorm_backward_params dw", gotDw, wantDw, 1e-5)
 		checkClose(t, "layernorm_backward_params db", gotDb, wantDb, 1e-5)
 
-		againDinp, againDw, againDb := run()
+		againDinp, againDw, againDb := backward()
 		sameBits(t, "layernorm_backward_input dinp", gotDinp, againDinp)
 		sameBits(t, "layernorm_backward_params dw", gotDw, againDw)
 		sameBits(t, "layernorm_backward_params db", gotDb, againDb)

@@ -3,12 +3,14 @@
 package kernels
 
 import (
+	"errors"
 	"fmt"
-	"runtime"
+	"strings"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/gemmplan"
-	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model/ref"
 	"gorgonia.org/cu"
 )
@@ -40,25 +42,26 @@ const matmulTol = 1e-5
 // gemmTiles are the tiles of matmul.cu, largest first.
 var gemmTiles = gemmplan.Tiles
 
-func matmulWorkspaceFor(t *testing.T, p gemmplan.Split) MatmulScratch {
+func matmulWorkspaceFor(t testing.TB, p gemmplan.Split) MatmulScratch {
 	t.Helper()
 	return matmulWorkspaceSized(t, max(p.PartialFloats(), 1), max(p.Counters(), 1))
 }
 
 // matmulWorkspace allocates the workspace MatmulScratchSize asks for
 // dw(oc,c) over n rows (at least one element each, as the model does).
-func matmulWorkspace(t *testing.T, n, c, oc int) MatmulScratch {
+func matmulWorkspace(t testing.TB, n, c, oc int) MatmulScratch {
 	t.Helper()
 	f, k := MatmulScratchSize(n, c, oc)
 	return matmulWorkspaceSized(t, max(f, 1), max(k, 1))
 }
 
-func matmulWorkspaceSized(t *testing.T, floats, counters int) MatmulScratch {
+// matmulWorkspaceSized allocates floats partials, poisoned, and counters
+// int32 counters, which it zeroes with the model's setup memset (Memset).
+func matmulWorkspaceSized(t testing.TB, floats, counters int) MatmulScratch {
 	t.Helper()
-	ws := MatmulScratch{Partials: buffer(t, floats), Counters: buffer(t, counters), PartialFloats: floats, CounterInts: counters}
-	if err := cu.MemsetD32(ws.Counters, 0, int64(counters)); err != nil {
-		t.Fatal(err)
-	}
+	ws := MatmulScratch{Partials: buffer(t, "partials", floats), Counters: intBuffer(t, "counters", counters)}
+	ws.Counters.Buf.State = true
+	run(t, Memset(ws.Counters))
 	return ws
 }
 
@@ -66,14 +69,7 @@ func matmulWorkspaceSized(t *testing.T, floats, counters int) MatmulScratch {
 // back at zero, as each launch must leave them.
 func matmulCountersZero(t *testing.T, what string, ws MatmulScratch) {
 	t.Helper()
-	if err := testDev.Synchronize(); err != nil {
-		t.Fatalf("synchronize: %v", err)
-	}
-	c := make([]int32, ws.CounterInts)
-	if err := gpu.Download(c, ws.Counters); err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range c {
+	for i, v := range downloadInt(t, ws.Counters) {
 		if v != 0 {
 			t.Fatalf("%s: tile counter %d is %d after the launch, want 0", what, i, v)
 		}
@@ -83,28 +79,26 @@ func matmulCountersZero(t *testing.T, what string, ws MatmulScratch) {
 // TestMatmulForward checks matmul_forward against the reference with every
 // tile shape, with and without bias, and that all tiles give the same bits.
 func TestMatmulForward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range matmulShapes {
 		n, c, oc := sh[0], sh[1], sh[2]
 		for _, withBias := range []bool{true, false} {
 			t.Run(fmt.Sprintf("N%d_C%d_OC%d_bias%v", n, c, oc, withBias), func(t *testing.T) {
 				env(t) // a subtest runs on its own goroutine
-				inp, inpV := upload(t, normal(r, n*c, 1))
-				w, wV := upload(t, normal(r, oc*c, 1))
-				var bias cu.DevicePtr
+				inp, inpV := upload(t, "inp", normal(r, n*c, 1))
+				w, wV := upload(t, "w", normal(r, oc*c, 1))
+				var bias program.View // null: no bias
 				var biasV []float64
 				if withBias {
-					bias, biasV = upload(t, normal(r, oc, 1))
+					bias, biasV = upload(t, "bias", normal(r, oc, 1))
 				}
 				want := make([]float64, n*oc)
 				ref.MatmulForward(want, inpV, wV, biasV, n, c, oc)
 				var first []float64
 				for _, tile := range gemmTiles {
-					out := buffer(t, n*oc)
-					if err := k.Matmul.forwardTile(dev.Stream, out, inp, w, bias, n, c, oc, tile); err != nil {
-						t.Fatal(err)
-					}
+					out := buffer(t, "out", n*oc)
+					run(t, MatmulForwardTile(out, inp, w, bias, n, c, oc, tile))
 					got := download(t, out, n*oc)
 					checkClose(t, "out "+tile.String(), got, want, matmulTol)
 					if first == nil {
@@ -114,11 +108,9 @@ func TestMatmulForward(t *testing.T) {
 					}
 				}
 				// The launcher's own tile choice.
-				out := buffer(t, n*oc)
-				if err := k.Matmul.Forward(dev.Stream, out, inp, w, bias, n, c, oc); err != nil {
-					t.Fatal(err)
-				}
-				sameBits(t, "out (Forward)", download(t, out, n*oc), first)
+				out := buffer(t, "out", n*oc)
+				run(t, MatmulForward(out, inp, w, bias, n, c, oc, sms()))
+				sameBits(t, "out (MatmulForward)", download(t, out, n*oc), first)
 			})
 		}
 	}
@@ -126,18 +118,18 @@ func TestMatmulForward(t *testing.T) {
 
 // TestMatmulBackward checks the input and weight gradients with every tile
 // shape (the weight gradient unsplit, S = 1, where every tile gives the
-// same bits), the bias gradient, and the Backward convenience with and
-// without a bias, whose weight gradient takes the launcher's split.
+// same bits), the bias gradient, and the MatmulBackward convenience with
+// and without a bias, whose weight gradient takes the launcher's split.
 func TestMatmulBackward(t *testing.T) {
-	dev, k := env(t)
+	x := env(t)
 	r := rng(t)
 	for _, sh := range matmulShapes {
 		n, c, oc := sh[0], sh[1], sh[2]
 		t.Run(fmt.Sprintf("N%d_C%d_OC%d", n, c, oc), func(t *testing.T) {
 			env(t) // a subtest runs on its own goroutine
-			dout, doutV := upload(t, normal(r, n*oc, 1))
-			inp, inpV := upload(t, normal(r, n*c, 1))
-			w, wV := upload(t, normal(r, oc*c, 1))
+			dout, doutV := upload(t, "dout", normal(r, n*oc, 1))
+			inp, inpV := upload(t, "inp", normal(r, n*c, 1))
+			w, wV := upload(t, "w", normal(r, oc*c, 1))
 			wantDinp := make([]float64, n*c)
 			wantDw := make([]float64, oc*c)
 			wantDbias := make([]float64, oc)
@@ -145,15 +137,10 @@ func TestMatmulBackward(t *testing.T) {
 
 			var firstDinp, firstDw []float64
 			for _, tile := range gemmTiles {
-				dinp := buffer(t, n*c)
-				dw := buffer(t, oc*c)
-				if err := k.Matmul.backwardInputTile(dev.Stream, dinp, dout, w, n, c, oc, tile); err != nil {
-					t.Fatal(err)
-				}
-				if err := k.Matmul.backwardWeightPlan(dev.Stream, dw, dout, inp, MatmulScratch{}, n, c, oc,
-					gemmplan.SplitOf(tile, oc, c, n, 1)); err != nil {
-					t.Fatal(err)
-				}
+				dinp := buffer(t, "dinp", n*c)
+				dw := buffer(t, "dw", oc*c)
+				run(t, MatmulBackwardInputTile(dinp, dout, w, n, c, oc, tile),
+					MatmulBackwardWeightPlan(dw, dout, inp, MatmulScratch{}, n, c, oc, gemmplan.SplitOf(tile, oc, c, n, 1)))
 				gotDinp := download(t, dinp, n*c)
 				gotDw := download(t, dw, oc*c)
 				checkClose(t, "dinp "+tile.String(), gotDinp, wantDinp, matmulTol)
@@ -166,56 +153,58 @@ func TestMatmulBackward(t *testing.T) {
 				}
 			}
 
-			dbias := buffer(t, oc)
-			if err := k.Matmul.BiasBackward(dev.Stream, dbias, dout, n, oc); err != nil {
-				t.Fatal(err)
-			}
+			dbias := buffer(t, "dbias", oc)
+			run(t, BiasBackward(dbias, dout, n, oc))
 			checkClose(t, "dbias", download(t, dbias, oc), wantDbias, matmulTol)
 
-			// Backward: 3 launches with a bias gradient, 2 without.
+			// MatmulBackward: 3 launches with a bias gradient, 2 without.
 			ws := matmulWorkspace(t, n, c, oc)
-			t.Logf("weight gradient plan on %d SMs: %v", k.Matmul.SMs(), k.Matmul.weightPlan(n, c, oc, ws))
-			dinp, dw, dbias2 := buffer(t, n*c), buffer(t, oc*c), buffer(t, oc)
-			k.ResetCounts()
-			if err := k.Matmul.Backward(dev.Stream, dinp, dw, dbias2, dout, inp, w, ws, n, c, oc); err != nil {
-				t.Fatal(err)
+			t.Logf("weight gradient plan on %d SMs: %v", sms(), MatmulWeightPlan(n, c, oc, sms(), ws))
+			dinp, dw, dbias2 := buffer(t, "dinp", n*c), buffer(t, "dw", oc*c), buffer(t, "dbias", oc)
+			withBias := MatmulBackward(dinp, dw, dbias2, dout, inp, w, ws, n, c, oc, sms())
+			if len(withBias) != 3 {
+				t.Errorf("MatmulBackward with a bias gradient: %d ops, want 3", len(withBias))
 			}
-			checkClose(t, "Backward dinp", download(t, dinp, n*c), wantDinp, matmulTol)
-			checkClose(t, "Backward dw", download(t, dw, oc*c), wantDw, matmulTol)
-			checkClose(t, "Backward dbias", download(t, dbias2, oc), wantDbias, matmulTol)
-			dinp, dw = buffer(t, n*c), buffer(t, oc*c)
-			if err := k.Matmul.Backward(dev.Stream, dinp, dw, 0, dout, inp, w, ws, n, c, oc); err != nil {
-				t.Fatal(err)
+			x.ResetCounts()
+			run(t, withBias...)
+			checkClose(t, "MatmulBackward dinp", download(t, dinp, n*c), wantDinp, matmulTol)
+			checkClose(t, "MatmulBackward dw", download(t, dw, oc*c), wantDw, matmulTol)
+			checkClose(t, "MatmulBackward dbias", download(t, dbias2, oc), wantDbias, matmulTol)
+			dinp, dw = buffer(t, "dinp", n*c), buffer(t, "dw", oc*c)
+			noBias := MatmulBackward(dinp, dw, program.View{}, dout, inp, w, ws, n, c, oc, sms())
+			if len(noBias) != 2 {
+				t.Errorf("MatmulBackward without a bias gradient: %d ops, want 2", len(noBias))
 			}
-			checkClose(t, "Backward (no bias) dinp", download(t, dinp, n*c), wantDinp, matmulTol)
-			checkClose(t, "Backward (no bias) dw", download(t, dw, oc*c), wantDw, matmulTol)
-			matmulCountersZero(t, "Backward", ws)
-			counts := k.LaunchCounts()
+			run(t, noBias...)
+			checkClose(t, "MatmulBackward (no bias) dinp", download(t, dinp, n*c), wantDinp, matmulTol)
+			checkClose(t, "MatmulBackward (no bias) dw", download(t, dw, oc*c), wantDw, matmulTol)
+			matmulCountersZero(t, "MatmulBackward", ws)
+			counts := x.LaunchCounts()
 			if counts["matmul_backward_input"] != 2 || counts["matmul_backward_weight"] != 2 || counts["bias_backward"] != 1 {
-				t.Errorf("Backward launch counts %v, want 2 input, 2 weight, 1 bias", counts)
+				t.Errorf("MatmulBackward launch counts %v, want 2 input, 2 weight, 1 bias", counts)
 			}
 		})
 	}
 }
 
-// TestMatmulUnaligned runs every entry on buffers that start one float past
+// TestMatmulUnaligned runs every entry on views that start one float past
 // a 16-byte boundary, with sizes that are multiples of 4: the kernels must
 // notice the misalignment and take the scalar path (a float4 access there
 // would fault). The weight gradient runs unsplit and split in 3.
 func TestMatmulUnaligned(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	const n, c, oc = 130, 132, 136
 	// offset uploads v one float into a fresh buffer.
-	offset := func(v []float64) (cu.DevicePtr, []float64) {
-		p, seen := upload(t, append([]float64{0}, v...))
-		return p + 4, seen[1:]
+	offset := func(name string, v []float64) (program.View, []float64) {
+		p, seen := upload(t, name, append([]float64{0}, v...))
+		return p.At(1), seen[1:]
 	}
-	out1 := func(size int) cu.DevicePtr { return buffer(t, size+1) + 4 }
-	inp, inpV := offset(normal(r, n*c, 1))
-	w, wV := offset(normal(r, oc*c, 1))
-	bias, biasV := offset(normal(r, oc, 1))
-	dout, doutV := offset(normal(r, n*oc, 1))
+	out1 := func(name string, size int) program.View { return buffer(t, name, size+1).At(1) }
+	inp, inpV := offset("inp", normal(r, n*c, 1))
+	w, wV := offset("w", normal(r, oc*c, 1))
+	bias, biasV := offset("bias", normal(r, oc, 1))
+	dout, doutV := offset("dout", normal(r, n*oc, 1))
 
 	want := make([]float64, n*oc)
 	ref.MatmulForward(want, inpV, wV, biasV, n, c, oc)
@@ -223,30 +212,19 @@ func TestMatmulUnaligned(t *testing.T) {
 	ref.MatmulBackward(wantDinp, wantDw, wantDbias, doutV, inpV, wV, n, c, oc)
 
 	for _, tile := range gemmTiles {
-		out, dinp, dw, dw3 := out1(n*oc), out1(n*c), out1(oc*c), out1(oc*c)
-		if err := k.Matmul.forwardTile(dev.Stream, out, inp, w, bias, n, c, oc, tile); err != nil {
-			t.Fatal(err)
-		}
-		if err := k.Matmul.backwardInputTile(dev.Stream, dinp, dout, w, n, c, oc, tile); err != nil {
-			t.Fatal(err)
-		}
-		if err := k.Matmul.backwardWeightPlan(dev.Stream, dw, dout, inp, MatmulScratch{}, n, c, oc,
-			gemmplan.SplitOf(tile, oc, c, n, 1)); err != nil {
-			t.Fatal(err)
-		}
+		out, dinp, dw, dw3 := out1("out", n*oc), out1("dinp", n*c), out1("dw", oc*c), out1("dw3", oc*c)
 		p3 := gemmplan.SplitOf(tile, oc, c, n, 3)
-		if err := k.Matmul.backwardWeightPlan(dev.Stream, dw3, dout, inp, matmulWorkspaceFor(t, p3), n, c, oc, p3); err != nil {
-			t.Fatal(err)
-		}
+		run(t, MatmulForwardTile(out, inp, w, bias, n, c, oc, tile),
+			MatmulBackwardInputTile(dinp, dout, w, n, c, oc, tile),
+			MatmulBackwardWeightPlan(dw, dout, inp, MatmulScratch{}, n, c, oc, gemmplan.SplitOf(tile, oc, c, n, 1)),
+			MatmulBackwardWeightPlan(dw3, dout, inp, matmulWorkspaceFor(t, p3), n, c, oc, p3))
 		checkClose(t, "out "+tile.String(), download(t, out, n*oc), want, matmulTol)
 		checkClose(t, "dinp "+tile.String(), download(t, dinp, n*c), wantDinp, matmulTol)
 		checkClose(t, "dw "+tile.String(), download(t, dw, oc*c), wantDw, matmulTol)
 		checkClose(t, "dw "+p3.String(), download(t, dw3, oc*c), wantDw, matmulTol)
 	}
-	dbias := out1(oc)
-	if err := k.Matmul.BiasBackward(dev.Stream, dbias, dout, n, oc); err != nil {
-		t.Fatal(err)
-	}
+	dbias := out1("dbias", oc)
+	run(t, BiasBackward(dbias, dout, n, oc))
 	checkClose(t, "dbias", download(t, dbias, oc), wantDbias, matmulTol)
 }
 
@@ -256,30 +234,28 @@ func TestMatmulUnaligned(t *testing.T) {
 // in 5 (so that S > 1 is tested on any GPU); the tile counters must be zero
 // after every launch.
 func TestMatmulDeterminism(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range [][3]int{{111, 100, 1003}, {1000, 256, 384}, {4099, 64, 96}, {2048, 512, 512}, {512, 128, 384}} {
 		n, c, oc := sh[0], sh[1], sh[2]
 		t.Run(fmt.Sprintf("N%d_C%d_OC%d", n, c, oc), func(t *testing.T) {
 			env(t) // a subtest runs on its own goroutine
-			dout, _ := upload(t, normal(r, n*oc, 1))
-			inp, _ := upload(t, normal(r, n*c, 1))
+			dout, _ := upload(t, "dout", normal(r, n*oc, 1))
+			inp, _ := upload(t, "inp", normal(r, n*c, 1))
 			ws := matmulWorkspace(t, n, c, oc)
 			forced := gemmplan.SplitOf(gemmTiles[1], oc, c, n, 5)
 			if forced.Slices < 2 {
 				t.Fatalf("forced plan %v does not split", forced)
 			}
-			for _, p := range []gemmplan.Split{k.Matmul.weightPlan(n, c, oc, ws), forced} {
+			for _, p := range []gemmplan.Split{MatmulWeightPlan(n, c, oc, sms(), ws), forced} {
 				pws := ws
-				if p.PartialFloats() > ws.PartialFloats || p.Counters() > ws.CounterInts {
+				if int64(p.PartialFloats()) > ws.Partials.Elems || int64(p.Counters()) > ws.Counters.Elems {
 					pws = matmulWorkspaceFor(t, p)
 				}
 				var dws [3][]float64
 				for i := range dws {
-					dw := buffer(t, oc*c)
-					if err := k.Matmul.backwardWeightPlan(dev.Stream, dw, dout, inp, pws, n, c, oc, p); err != nil {
-						t.Fatal(err)
-					}
+					dw := buffer(t, "dw", oc*c)
+					run(t, MatmulBackwardWeightPlan(dw, dout, inp, pws, n, c, oc, p))
 					dws[i] = download(t, dw, oc*c)
 					matmulCountersZero(t, fmt.Sprintf("dw %v run %d", p, i+1), pws)
 				}
@@ -292,10 +268,8 @@ func TestMatmulDeterminism(t *testing.T) {
 			}
 			var dbiases [3][]float64
 			for i := range dbiases {
-				dbias := buffer(t, oc)
-				if err := k.Matmul.BiasBackward(dev.Stream, dbias, dout, n, oc); err != nil {
-					t.Fatal(err)
-				}
+				dbias := buffer(t, "dbias", oc)
+				run(t, BiasBackward(dbias, dout, n, oc))
 				dbiases[i] = download(t, dbias, oc)
 			}
 			if relErr(dbiases[0], dbiases[0]) != 0 {
@@ -319,7 +293,7 @@ func TestMatmulDeterminism(t *testing.T) {
 // the partials are poisoned, and the counters must be zero after each
 // launch.
 func TestMatmulSplitK(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, sh := range []struct {
 		n, c, oc int
@@ -335,22 +309,20 @@ func TestMatmulSplitK(t *testing.T) {
 		n, c, oc := sh.n, sh.c, sh.oc
 		t.Run(fmt.Sprintf("N%d_C%d_OC%d", n, c, oc), func(t *testing.T) {
 			env(t) // a subtest runs on its own goroutine
-			dout, doutV := upload(t, normal(r, n*oc, 1))
-			inp, inpV := upload(t, normal(r, n*c, 1))
+			dout, doutV := upload(t, "dout", normal(r, n*oc, 1))
+			inp, inpV := upload(t, "inp", normal(r, n*c, 1))
 			want := make([]float64, oc*c)
 			ref.MatmulBackward(make([]float64, n*c), want, nil, doutV, inpV, make([]float64, oc*c), n, c, oc)
 
 			// The launcher's plan, in the workspace MatmulScratchSize asks for.
 			ws := matmulWorkspace(t, n, c, oc)
-			p := k.Matmul.weightPlan(n, c, oc, ws)
-			t.Logf("plan on %d SMs: %v", k.Matmul.SMs(), p)
+			p := MatmulWeightPlan(n, c, oc, sms(), ws)
+			t.Logf("plan on %d SMs: %v", sms(), p)
 			if sh.splits && p.Slices < 2 {
-				t.Errorf("the launcher does not split dw (%d×%d over %d rows) on %d SMs: %v", oc, c, n, k.Matmul.SMs(), p)
+				t.Errorf("the launcher does not split dw (%d×%d over %d rows) on %d SMs: %v", oc, c, n, sms(), p)
 			}
-			dw := buffer(t, oc*c)
-			if err := k.Matmul.BackwardWeight(dev.Stream, dw, dout, inp, ws, n, c, oc); err != nil {
-				t.Fatal(err)
-			}
+			dw := buffer(t, "dw", oc*c)
+			run(t, MatmulBackwardWeight(dw, dout, inp, ws, n, c, oc, sms()))
 			checkClose(t, "dw "+p.String(), download(t, dw, oc*c), want, matmulTol)
 			matmulCountersZero(t, "dw "+p.String(), ws)
 
@@ -360,10 +332,8 @@ func TestMatmulSplitK(t *testing.T) {
 				for _, tile := range gemmTiles {
 					fp := gemmplan.SplitOf(tile, oc, c, n, s)
 					fws := matmulWorkspaceFor(t, fp)
-					dw := buffer(t, oc*c)
-					if err := k.Matmul.backwardWeightPlan(dev.Stream, dw, dout, inp, fws, n, c, oc, fp); err != nil {
-						t.Fatal(err)
-					}
+					dw := buffer(t, "dw", oc*c)
+					run(t, MatmulBackwardWeightPlan(dw, dout, inp, fws, n, c, oc, fp))
 					got := download(t, dw, oc*c)
 					checkClose(t, "dw "+fp.String(), got, want, matmulTol)
 					matmulCountersZero(t, "dw "+fp.String(), fws)
@@ -379,29 +349,55 @@ func TestMatmulSplitK(t *testing.T) {
 }
 
 // TestMatmulSplitKRefuses: a plan that does not fit its workspace is an
-// error, not an out-of-bounds write.
+// error before any launch, not an out-of-bounds write. A split plan with no
+// workspace is only checked by program.Validate, never launched: if
+// Validate let it through, the kernel would write its partials through a
+// null pointer and ruin the context of every later test.
 func TestMatmulSplitKRefuses(t *testing.T) {
-	dev, k := env(t)
+	x := env(t)
 	const n, c, oc = 512, 128, 384
-	dw, dout, inp := buffer(t, oc*c), buffer(t, n*oc), buffer(t, n*c)
+	dw, dout, inp := buffer(t, "dw", oc*c), buffer(t, "dout", n*oc), buffer(t, "inp", n*c)
 	p := gemmplan.SplitOf(gemmTiles[2], oc, c, n, 8)
+	if p.Slices < 2 {
+		t.Fatalf("plan %v does not split", p)
+	}
+	before := x.LaunchCounts()["matmul_backward_weight"]
 	small := matmulWorkspaceSized(t, p.PartialFloats()-1, p.Counters())
-	if err := k.Matmul.backwardWeightPlan(dev.Stream, dw, dout, inp, small, n, c, oc, p); err == nil {
+	if err := launch(t, MatmulBackwardWeightPlan(dw, dout, inp, small, n, c, oc, p)); err == nil {
 		t.Error("a plan one float larger than its workspace was launched")
+	} else {
+		var le *cuexec.LaunchError
+		if errors.As(err, &le) {
+			t.Errorf("a plan one float larger than its workspace reached the driver: %v", err)
+		}
+		if !strings.Contains(err.Error(), "partials") {
+			t.Errorf("error %q does not name the partials", err)
+		}
+		t.Logf("refused: %v", err)
 	}
-	if err := k.Matmul.backwardWeightPlan(dev.Stream, dw, dout, inp, MatmulScratch{}, n, c, oc, p); err == nil {
-		t.Error("a split plan was launched without a workspace")
+	small = matmulWorkspaceSized(t, p.PartialFloats(), p.Counters()-1)
+	if err := launch(t, MatmulBackwardWeightPlan(dw, dout, inp, small, n, c, oc, p)); err == nil {
+		t.Error("a plan one counter larger than its workspace was launched")
+	} else if !strings.Contains(err.Error(), "counters") {
+		t.Errorf("error %q does not name the counters", err)
 	}
-	if got := k.Matmul.weightPlan(n, c, oc, MatmulScratch{}); got.Slices != 1 {
+	if got := x.LaunchCounts()["matmul_backward_weight"]; got != before {
+		t.Errorf("matmul_backward_weight launched %d times by refused plans", got-before)
+	}
+	none := MatmulBackwardWeightPlan(dw, dout, inp, MatmulScratch{}, n, c, oc, p)
+	if err := program.Validate(&none); err == nil {
+		t.Errorf("a split plan (%v) without a workspace passes program.Validate: launched, it would write its partials through a null pointer", p)
+	}
+	if got := MatmulWeightPlan(n, c, oc, sms(), MatmulScratch{}); got.Slices != 1 {
 		t.Errorf("plan without a workspace: %v, want no split", got)
 	}
 }
 
-// TestMatmulTileChoice pins the launcher's choices on a 132-SM GPU
+// TestMatmulTileChoice pins the launchers' choices on a 132-SM GPU
 // (H100/H200) for some of the model's products (see docs/matmul.md; the
-// full tables are internal/gemmplan's tests).
+// full tables are internal/gemmplan's tests). It needs no device.
 func TestMatmulTileChoice(t *testing.T) {
-	x := Matmul{sms: 132}
+	const sms = 132
 	for _, tc := range []struct {
 		m, n, k int
 		want    string
@@ -412,9 +408,21 @@ func TestMatmulTileChoice(t *testing.T) {
 		{2048, 8192, 512, "128x128"}, // small lm head forward
 		{1, 1, 1, "64x64"},
 	} {
-		if got := x.tile(tc.m, tc.n, tc.k).String(); got != tc.want {
-			t.Errorf("tile(%d, %d, %d) = %s, want %s", tc.m, tc.n, tc.k, got, tc.want)
+		if got := gemmplan.Pick(tc.m, tc.n, tc.k, sms).String(); got != tc.want {
+			t.Errorf("Pick(%d, %d, %d) = %s, want %s", tc.m, tc.n, tc.k, got, tc.want)
 		}
+	}
+	// The forward launcher uses that tile: out(n,oc) is m×n over k = c.
+	noBuf := func(name string, e program.Elem, n int) program.View {
+		return (&program.Buffer{Name: name, Layer: -1, Elem: e, Elems: int64(n)}).All()
+	}
+	const n, c, oc = 2048, 512, 1536
+	op := MatmulForward(noBuf("out", program.F32, n*oc), noBuf("inp", program.F32, n*c), noBuf("w", program.F32, oc*c),
+		program.View{}, n, c, oc, sms)
+	tile := gemmplan.Pick(n, oc, c, sms)
+	if op.Block != program.D1(tile.Threads()) || op.Grid != program.D1(tile.Blocks(n, oc)) {
+		t.Errorf("MatmulForward(%d, %d, %d) launches grid %v block %v, want the %v tile's %v and %v",
+			n, c, oc, op.Grid, op.Block, tile, program.D1(tile.Blocks(n, oc)), program.D1(tile.Threads()))
 	}
 	for _, tc := range []struct {
 		n, c, oc int
@@ -425,10 +433,10 @@ func TestMatmulTileChoice(t *testing.T) {
 		{8192, 768, 768, "128x128×36 S=11/752"}, // gpt2-124m attproj
 		{8192, 768, 50257, "128x128×2358 S=1/8192"},
 	} {
-		f, c := MatmulScratchSize(tc.n, tc.c, tc.oc)
-		ws := MatmulScratch{Partials: 1, Counters: 1, PartialFloats: f, CounterInts: c}
-		if got := x.weightPlan(tc.n, tc.c, tc.oc, ws).String(); got != tc.want {
-			t.Errorf("weightPlan(%d, %d, %d) = %s, want %s", tc.n, tc.c, tc.oc, got, tc.want)
+		f, k := MatmulScratchSize(tc.n, tc.c, tc.oc)
+		ws := MatmulScratch{Partials: noBuf("partials", program.F32, f), Counters: noBuf("counters", program.I32, k)}
+		if got := MatmulWeightPlan(tc.n, tc.c, tc.oc, sms, ws).String(); got != tc.want {
+			t.Errorf("MatmulWeightPlan(%d, %d, %d) = %s, want %s", tc.n, tc.c, tc.oc, got, tc.want)
 		}
 	}
 }
@@ -458,45 +466,32 @@ var matmulBenchShapes = []struct {
 }
 
 // matmulBenchEnv is env for benchmarks; launches are not synchronised one by one.
-func matmulBenchEnv(b *testing.B) *Kernels {
+func matmulBenchEnv(b *testing.B) *cuexec.Executor {
 	b.Helper()
-	runtime.LockOSThread()
-	b.Cleanup(runtime.UnlockOSThread)
-	ctx, err := testDev.Context()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cu.SetCurrentContext(ctx); err != nil {
-		b.Fatalf("set context: %v", err)
-	}
-	k := testKernels
-	sync := k.SyncEachLaunch
-	k.SyncEachLaunch = false
-	b.Cleanup(func() { k.SyncEachLaunch = sync })
-	return k
+	x := env(b)
+	sync := x.SyncEachLaunch
+	x.SyncEachLaunch = false
+	b.Cleanup(func() { x.SyncEachLaunch = sync })
+	return x
 }
 
 // matmulBenchBuffer allocates n floats set to v.
-func matmulBenchBuffer(b *testing.B, k *Kernels, n int, v float32) cu.DevicePtr {
+func matmulBenchBuffer(b *testing.B, name string, n int, v float32) program.View {
 	b.Helper()
-	p, err := testDev.AllocF32(n)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { testDev.Free(p) })
-	if err := k.Common.Fill(testDev.Stream, p, n, v); err != nil {
-		b.Fatal(err)
-	}
+	p := alloc(b, name, program.F32, n).All()
+	run(b, Fill(p, n, v))
 	return p
 }
 
-// matmulTimeLaunches returns the mean seconds per launch over b.N launches,
-// timed with CUDA events on the test stream.
-func matmulTimeLaunches(b *testing.B, launch func() error) float64 {
+// matmulTimeLaunches returns the mean seconds per launch of op over b.N
+// launches, timed with CUDA events on the executor's stream. The op is
+// prepared by its first launch; the timed ones allocate nothing.
+func matmulTimeLaunches(b *testing.B, x *cuexec.Executor, op program.Op) float64 {
 	b.Helper()
-	s := testDev.Stream
+	s := x.Stream()
+	syncAll(b)
 	for range 3 { // warm-up: JIT, caches, clocks
-		if err := launch(); err != nil {
+		if err := x.Do(&op); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -518,7 +513,7 @@ func matmulTimeLaunches(b *testing.B, launch func() error) float64 {
 		b.Fatal(err)
 	}
 	for range b.N {
-		if err := launch(); err != nil {
+		if err := x.Do(&op); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -544,17 +539,15 @@ func matmulReportGEMM(b *testing.B, sec float64, n, c, oc int) {
 func BenchmarkMatmulForward(b *testing.B) {
 	for _, sh := range matmulBenchShapes {
 		b.Run(sh.name, func(b *testing.B) {
-			k := matmulBenchEnv(b)
-			inp := matmulBenchBuffer(b, k, sh.n*sh.c, 0.01)
-			w := matmulBenchBuffer(b, k, sh.oc*sh.c, 0.01)
-			out := matmulBenchBuffer(b, k, sh.n*sh.oc, 0)
-			var bias cu.DevicePtr
+			x := matmulBenchEnv(b)
+			inp := matmulBenchBuffer(b, "inp", sh.n*sh.c, 0.01)
+			w := matmulBenchBuffer(b, "w", sh.oc*sh.c, 0.01)
+			out := matmulBenchBuffer(b, "out", sh.n*sh.oc, 0)
+			var bias program.View
 			if sh.bias {
-				bias = matmulBenchBuffer(b, k, sh.oc, 0.01)
+				bias = matmulBenchBuffer(b, "bias", sh.oc, 0.01)
 			}
-			sec := matmulTimeLaunches(b, func() error {
-				return k.Matmul.Forward(testDev.Stream, out, inp, w, bias, sh.n, sh.c, sh.oc)
-			})
+			sec := matmulTimeLaunches(b, x, MatmulForward(out, inp, w, bias, sh.n, sh.c, sh.oc, sms()))
 			matmulReportGEMM(b, sec, sh.n, sh.c, sh.oc)
 		})
 	}
@@ -563,13 +556,11 @@ func BenchmarkMatmulForward(b *testing.B) {
 func BenchmarkMatmulBackwardInput(b *testing.B) {
 	for _, sh := range matmulBenchShapes {
 		b.Run(sh.name, func(b *testing.B) {
-			k := matmulBenchEnv(b)
-			dout := matmulBenchBuffer(b, k, sh.n*sh.oc, 0.01)
-			w := matmulBenchBuffer(b, k, sh.oc*sh.c, 0.01)
-			dinp := matmulBenchBuffer(b, k, sh.n*sh.c, 0)
-			sec := matmulTimeLaunches(b, func() error {
-				return k.Matmul.BackwardInput(testDev.Stream, dinp, dout, w, sh.n, sh.c, sh.oc)
-			})
+			x := matmulBenchEnv(b)
+			dout := matmulBenchBuffer(b, "dout", sh.n*sh.oc, 0.01)
+			w := matmulBenchBuffer(b, "w", sh.oc*sh.c, 0.01)
+			dinp := matmulBenchBuffer(b, "dinp", sh.n*sh.c, 0)
+			sec := matmulTimeLaunches(b, x, MatmulBackwardInput(dinp, dout, w, sh.n, sh.c, sh.oc, sms()))
 			matmulReportGEMM(b, sec, sh.n, sh.c, sh.oc)
 		})
 	}
@@ -605,22 +596,20 @@ var matmulTinyBenchShapes = []struct {
 func matmulBenchWeight(b *testing.B, split bool) {
 	for _, sh := range append(append(matmulBenchShapes[:0:0], matmulBenchShapes...), matmulTinyBenchShapes...) {
 		b.Run(sh.name, func(b *testing.B) {
-			k := matmulBenchEnv(b)
-			dout := matmulBenchBuffer(b, k, sh.n*sh.oc, 0.01)
-			inp := matmulBenchBuffer(b, k, sh.n*sh.c, 0.01)
-			dw := matmulBenchBuffer(b, k, sh.oc*sh.c, 0)
+			x := matmulBenchEnv(b)
+			dout := matmulBenchBuffer(b, "dout", sh.n*sh.oc, 0.01)
+			inp := matmulBenchBuffer(b, "inp", sh.n*sh.c, 0.01)
+			dw := matmulBenchBuffer(b, "dw", sh.oc*sh.c, 0)
 			var ws MatmulScratch
 			if split {
 				f, c := MatmulScratchSize(sh.n, sh.c, sh.oc)
-				f, c = max(f, 1), max(c, 1)
-				// A float 0 is an int32 0: the counters start at zero.
-				ws = MatmulScratch{Partials: matmulBenchBuffer(b, k, f, 0), Counters: matmulBenchBuffer(b, k, c, 0),
-					PartialFloats: f, CounterInts: c}
+				ws = MatmulScratch{Partials: matmulBenchBuffer(b, "partials", max(f, 1), 0),
+					Counters: alloc(b, "counters", program.I32, max(c, 1)).All()}
+				ws.Counters.Buf.State = true
+				run(b, Memset(ws.Counters)) // the counters start at zero
 			}
-			b.ReportMetric(float64(k.Matmul.weightPlan(sh.n, sh.c, sh.oc, ws).Slices), "slices")
-			sec := matmulTimeLaunches(b, func() error {
-				return k.Matmul.BackwardWeight(testDev.Stream, dw, dout, inp, ws, sh.n, sh.c, sh.oc)
-			})
+			b.ReportMetric(float64(MatmulWeightPlan(sh.n, sh.c, sh.oc, sms(), ws).Slices), "slices")
+			sec := matmulTimeLaunches(b, x, MatmulBackwardWeight(dw, dout, inp, ws, sh.n, sh.c, sh.oc, sms()))
 			matmulReportGEMM(b, sec, sh.n, sh.c, sh.oc)
 		})
 	}
@@ -632,12 +621,10 @@ func BenchmarkMatmulBiasBackward(b *testing.B) {
 			continue
 		}
 		b.Run(sh.name, func(b *testing.B) {
-			k := matmulBenchEnv(b)
-			dout := matmulBenchBuffer(b, k, sh.n*sh.oc, 0.01)
-			dbias := matmulBenchBuffer(b, k, sh.oc, 0)
-			sec := matmulTimeLaunches(b, func() error {
-				return k.Matmul.BiasBackward(testDev.Stream, dbias, dout, sh.n, sh.oc)
-			})
+			x := matmulBenchEnv(b)
+			dout := matmulBenchBuffer(b, "dout", sh.n*sh.oc, 0.01)
+			dbias := matmulBenchBuffer(b, "dbias", sh.oc, 0)
+			sec := matmulTimeLaunches(b, x, BiasBackward(dbias, dout, sh.n, sh.oc))
 			b.ReportMetric(4*float64(sh.n)*float64(sh.oc)/sec/1e9, "GB/s")
 			b.ReportMetric(sec*1e6, "us/launch")
 		})

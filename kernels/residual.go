@@ -1,23 +1,19 @@
 package kernels
 
-import "gorgonia.org/cu"
+import (
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/ptx"
+)
 
-// Residual holds the kernel of ptx/residual.cu: the residual connection.
-type Residual struct {
-	forward *kernel
-}
+// The kernel of ptx/residual.cu.
 
-func (x *Residual) load(l *loader) {
-	x.forward = l.kernel("residual", "residual_forward")
-}
+// Each thread of residual_forward adds four elements (float4s when
+// aligned).
 
-// residualBlock is the block size of residual_forward.
-const residualBlock = 256
-
-// Forward writes out[i] = a[i] + b[i] for i < n. out may equal a or b.
-func (x *Residual) Forward(s cu.Stream, out, a, b cu.DevicePtr, n int) error {
-	// Four elements per thread: the kernel moves float4s when all three
-	// pointers are 16-byte aligned, and grid-strides otherwise.
-	blocks := max(ceilDiv(ceilDiv(n, 4), residualBlock), 1)
-	return x.forward.launch(s, grid1(blocks), grid1(residualBlock), 0, ptr(out), ptr(a), ptr(b), i32(n))
+// ResidualForward writes out[i] = a[i] + b[i] for i < n.
+func ResidualForward(out, a, b program.View, n int) program.Op {
+	op := kernel("residual", "residual_forward", program.D1(max(ceilDiv(ceilDiv(n, 4), ptx.ResidualBlock), 1)), program.D1(ptx.ResidualBlock),
+		program.Out("out", out, int64(n)), program.In("a", a, int64(n)), program.In("b", b, int64(n)), program.Int("n", n))
+	op.FLOPs = int64(n) * ResidualFwdFLOPs
+	return op
 }

@@ -7,29 +7,21 @@ import (
 	"testing"
 
 	"github.com/gpubench/gpubench/model/ref"
-	"gorgonia.org/cu"
 )
 
-// floatOffset is the byte offset of n floats, to hand a kernel a pointer
-// into the middle of a buffer (not 16-byte aligned unless n%4 == 0).
-func floatOffset(n int) cu.DevicePtr { return cu.DevicePtr(4 * n) }
-
 func TestResidualForward(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
-	// Offsets (in floats) of out, a and b: all aligned (float4 path), and
-	// each one unaligned in turn (scalar path).
+	// Offsets (in floats) of the views out, a and b into their buffers
+	// (not 16-byte aligned unless a multiple of 4): all aligned (float4
+	// path), and each one unaligned in turn (scalar path).
 	offsets := [][3]int{{0, 0, 0}, {1, 0, 0}, {0, 2, 0}, {0, 0, 3}, {1, 1, 1}}
 	for _, n := range []int{1, 3, 4, 5, 37, 1003, 1000003} {
 		for _, off := range offsets {
-			aD, a := upload(t, normal(r, n+off[1], 1))
-			bD, b := upload(t, normal(r, n+off[2], 1))
-			out := buffer(t, n+off[0])
-			syncAll(t)
-			err := k.Residual.Forward(dev.Stream, out+floatOffset(off[0]), aD+floatOffset(off[1]), bD+floatOffset(off[2]), n)
-			if err != nil {
-				t.Fatal(err)
-			}
+			aD, a := upload(t, "a", normal(r, n+off[1], 1))
+			bD, b := upload(t, "b", normal(r, n+off[2], 1))
+			out := buffer(t, "out", n+off[0])
+			run(t, ResidualForward(out.At(int64(off[0])), aD.At(int64(off[1])), bD.At(int64(off[2])), n))
 			want := make([]float64, n)
 			ref.ResidualForward(want, a[off[1]:], b[off[2]:], n)
 			// One correctly rounded float32 addition: exact against the
@@ -50,15 +42,12 @@ func TestResidualForward(t *testing.T) {
 
 // TestResidualForwardInPlace runs out == a.
 func TestResidualForwardInPlace(t *testing.T) {
-	dev, k := env(t)
+	env(t)
 	r := rng(t)
 	for _, n := range []int{37, 1003} {
-		aD, a := upload(t, normal(r, n, 1))
-		bD, b := upload(t, normal(r, n, 1))
-		syncAll(t)
-		if err := k.Residual.Forward(dev.Stream, aD, aD, bD, n); err != nil {
-			t.Fatal(err)
-		}
+		aD, a := upload(t, "a", normal(r, n, 1))
+		bD, b := upload(t, "b", normal(r, n, 1))
+		run(t, ResidualForward(aD, aD, bD, n))
 		want := make([]float64, n)
 		ref.ResidualForward(want, a, b, n)
 		for i := range want {

@@ -11,7 +11,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -35,6 +35,65 @@ func Modules() []string {
 	for i, e := range entries {
 		names[i] = strings.TrimSuffix(e, ".ptx")
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	return names
+}
+
+// entries parses the kernel entries of a PTX text: for each, its name and
+// its parameters' PTX types (u64, u32, s32, f32, ...), in file order. It
+// uses package strings alone, not regexp: package kernels imports ptx, and
+// everything that startup (which must initialise before gorgonia.org/cu)
+// reaches may only import what cu imports too.
+func entries(text string) (names []string, params [][]string) {
+	const decl = ".visible .entry "
+	for {
+		i := strings.Index(text, decl)
+		if i < 0 {
+			return names, params
+		}
+		text = text[i+len(decl):]
+		open := strings.IndexByte(text, '(')
+		end := strings.IndexByte(text, ')')
+		if open < 0 || end < open {
+			return names, params
+		}
+		names = append(names, strings.TrimSpace(text[:open]))
+		types := []string{}
+		for _, p := range strings.Split(text[open+1:end], ",") {
+			f := strings.Fields(p)
+			if len(f) >= 2 && f[0] == ".param" {
+				types = append(types, strings.TrimPrefix(f[1], "."))
+			}
+		}
+		params = append(params, types)
+		text = text[end:]
+	}
+}
+
+// Entries lists the kernel entry points of the named module, in file order.
+func Entries(module string) []string {
+	b, err := files.ReadFile(module + ".ptx")
+	if err != nil {
+		return nil
+	}
+	names, _ := entries(string(b))
+	return names
+}
+
+// Params returns the PTX types (u64, u32, s32, f32, ...) of the parameters
+// of kernel entry in module, and whether the entry exists. Launches pass
+// untyped 8-byte slots, so the compiler cannot catch an argument list that
+// does not match the kernel; tests compare every launch with this.
+func Params(module, entry string) ([]string, bool) {
+	b, err := files.ReadFile(module + ".ptx")
+	if err != nil {
+		return nil, false
+	}
+	names, params := entries(string(b))
+	for i, n := range names {
+		if n == entry {
+			return params[i], true
+		}
+	}
+	return nil, false
 }

@@ -135,7 +135,7 @@ finish() {
 has() { [[ " $steps " == *" $1 "* ]]; }
 
 if has tests; then
-	for t in kernels model; do
+	for t in kernels model-cuda; do
 		.device/$t.test -test.count=1 -test.v >"$OUT/$t.log" 2>&1
 		rc=$?
 		check "$t.test" $rc 0 "pass=$(grep -c '^--- PASS' "$OUT/$t.log") fail=$(grep -c -- '--- FAIL' "$OUT/$t.log")"

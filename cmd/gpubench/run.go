@@ -12,12 +12,13 @@ import (
 	"github.com/gpubench/gpubench/internal/cli"
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/cudrv"
+	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/gpu"
 	"github.com/gpubench/gpubench/internal/memplan"
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/internal/report"
 	"github.com/gpubench/gpubench/internal/telemetry"
-	"github.com/gpubench/gpubench/kernels"
-	"github.com/gpubench/gpubench/model"
+	"github.com/gpubench/gpubench/model/cuda"
 	"github.com/gpubench/gpubench/nvtx"
 	"gorgonia.org/cu"
 )
@@ -61,13 +62,13 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	nvtx.Initialize()
 	nvtx.NameOSThread("gpubench main")
 
-	k, err := kernels.Load()
+	x, err := cuexec.New(dev)
 	if err != nil {
 		return err
 	}
-	defer k.Unload()
-	k.SyncEachLaunch = r.SyncLaunches
-	m, err := model.New(dev, k, r.Dims, r.Mode, r.Seed)
+	defer x.Close()
+	x.SyncEachLaunch = r.SyncLaunches
+	m, err := cuda.New(x, r.Dims, r.Mode, dev.Info.SMs, r.Seed)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer timer.destroy()
-	ranges, err := newRangeNames(r.Iters)
+	ranges, err := newIterationNames(r.Iters)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		t0 := time.Now()
 		ranges.iteration[i].Payload = nvtx.Int64(int64(i))
 		nvtx.Push(&ranges.iteration[i])
-		loopErr = timedStep(m, r.Mode, dev.Stream, timer, i, &ranges)
+		loopErr = timedStep(m, dev.Stream, timer, i)
 		nvtx.Pop() // iteration{i}
 		if loopErr == nil {
 			var loss float32
@@ -201,7 +202,7 @@ func preflight(dev *gpu.Device, r config.Run, need memplan.Plan) error {
 		return nil
 	}
 	msg := fmt.Sprintf("--batch-size: %s at batch %d needs %s of device memory, %s is free",
-		r.Preset, r.Dims.B, report.HumanBytes(need.Required), report.HumanBytes(free))
+		r.Model(), r.Dims.B, report.HumanBytes(need.Required), report.HumanBytes(free))
 	if b := memplan.LargestBatchThatFits(r.Dims, r.Mode, free); b > 0 {
 		return cli.UsageError{Err: fmt.Errorf("%s (the largest batch that fits is %d)", msg, b)}
 	}
@@ -214,7 +215,7 @@ func deviceOf(i gpu.Info) report.Device {
 }
 
 // step runs one untimed iteration.
-func step(m *model.Model, mode config.Mode) error {
+func step(m *cuda.Model, mode config.Mode) error {
 	if err := m.Forward(); err != nil {
 		return err
 	}
@@ -224,78 +225,51 @@ func step(m *model.Model, mode config.Mode) error {
 	return nil
 }
 
-// rangeNames are the NVTX attributes of every range, made before the loop
-// so that a push converts no string.
-type rangeNames struct {
-	iteration         []nvtx.Attributes
-	forward, backward nvtx.Attributes
-	texts             []*nvtx.Text
+// iterationNames are the NVTX attributes of every iteration range, made
+// before the loop so that a push converts no string. (The program's own
+// ranges, forward and backward, are the executor's.)
+type iterationNames struct {
+	iteration []nvtx.Attributes
+	texts     []*nvtx.Text
 }
 
-// Range colors, so the phases stand apart in the Nsight Systems timeline.
-var (
-	colorIteration = nvtx.RGB(0x76, 0xb9, 0x00) // NVIDIA green
-	colorForward   = nvtx.RGB(0x1f, 0x77, 0xb4)
-	colorBackward  = nvtx.RGB(0xd6, 0x27, 0x28)
-)
-
-func newRangeNames(iters int) (rangeNames, error) {
-	var rn rangeNames
-	text := func(s string) (*nvtx.Text, error) {
-		t, err := nvtx.NewText(s)
-		if err == nil {
-			rn.texts = append(rn.texts, t)
-		}
-		return t, err
-	}
+func newIterationNames(iters int) (iterationNames, error) {
+	var rn iterationNames
 	for i := 0; i < iters; i++ {
-		t, err := text(fmt.Sprintf("iteration%d", i))
+		t, err := nvtx.NewText(program.IterationName(i))
 		if err != nil {
+			rn.free()
 			return rn, err
 		}
-		rn.iteration = append(rn.iteration, nvtx.Attributes{Message: t, Color: colorIteration})
+		rn.texts = append(rn.texts, t)
+		rn.iteration = append(rn.iteration, nvtx.Attributes{Message: t, Color: cuexec.ColorIteration})
 	}
-	fwd, err := text("forward")
-	if err != nil {
-		return rn, err
-	}
-	bwd, err := text("backward")
-	if err != nil {
-		return rn, err
-	}
-	rn.forward = nvtx.Attributes{Message: fwd, Color: colorForward}
-	rn.backward = nvtx.Attributes{Message: bwd, Color: colorBackward}
 	return rn, nil
 }
 
-func (rn *rangeNames) free() {
+func (rn *iterationNames) free() {
 	for _, t := range rn.texts {
 		t.Free()
 	}
 }
 
-// timedStep is one iteration of the template with its events recorded.
-// The caller pushes and pops the iteration range around it.
-func timedStep(m *model.Model, mode config.Mode, s cu.Stream, t *timer, i int, rn *rangeNames) error {
+// timedStep is one iteration of the template with its events recorded:
+// the program's forward range, then its backward range in train mode. The
+// caller pushes and pops the iteration range around it.
+func timedStep(m *cuda.Model, s cu.Stream, t *timer, i int) error {
 	if err := t.start[i].Record(s); err != nil {
 		return err
 	}
-	nvtx.Push(&rn.forward)
-	err := m.Forward()
-	nvtx.Pop()
-	if err != nil {
+	if err := m.Forward(); err != nil {
 		return err
 	}
 	if err := t.forwardEnd[i].Record(s); err != nil {
 		return err
 	}
-	if mode != config.Train {
+	if m.Mode != config.Train {
 		return nil
 	}
-	nvtx.Push(&rn.backward)
-	err = m.Backward()
-	nvtx.Pop()
-	if err != nil {
+	if err := m.Backward(); err != nil {
 		return err
 	}
 	return t.backwardEnd[i].Record(s)

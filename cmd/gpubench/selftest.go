@@ -7,14 +7,16 @@ import (
 	"time"
 
 	"github.com/gpubench/gpubench/internal/cudrv"
+	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/kernels"
 	"github.com/gpubench/gpubench/nvtx"
 )
 
 // selftest proves the chain every run depends on, with the smallest kernel:
-// embedded PTX is JIT-compiled, launched from Go inside the template's NVTX
-// ranges and a profiler window, and computes the right numbers.
+// embedded PTX is JIT-compiled, a program with the template's NVTX ranges
+// is run from Go inside a profiler window, and computes the right numbers.
 func selftest(stdout io.Writer) error {
 	start := time.Now()
 	dev, err := gpu.Open(0)
@@ -25,52 +27,42 @@ func selftest(stdout io.Writer) error {
 	if err := nvtx.NameOSThread("gpubench main"); err != nil {
 		return err
 	}
-	k, err := kernels.Load()
+	x, err := cuexec.New(dev)
 	if err != nil {
 		return err
 	}
-	defer k.Unload()
+	defer x.Close()
 	fmt.Fprintf(stdout, "device: %s (sm_%d%d), PTX modules JIT-compiled in %v\n",
 		dev.Info.Name, dev.Info.CCMajor, dev.Info.CCMinor, time.Since(start).Round(time.Millisecond))
 
 	const n, iters = 1 << 20, 3
-	buf, err := dev.AllocF32(n)
-	if err != nil {
+	var p program.Program
+	buf := p.Buffer("buf", -1, program.F32, n, program.Scratch)
+	if err := x.Alloc(p.Buffers...); err != nil {
 		return err
 	}
-	if err := gpu.Poison(buf, n); err != nil {
+	if err := gpu.Poison(x.Ptr(buf.All()), n); err != nil {
 		return err
 	}
 	if err := cudrv.ProfilerStart(); err != nil {
 		return err
 	}
 	for i := 0; i < iters; i++ {
-		name, err := nvtx.NewText(fmt.Sprintf("iteration%d", i))
-		if err != nil {
+		// One fill a phase, of the iteration's own value.
+		it := program.Range{Name: program.IterationName(i)}
+		for _, phase := range []string{program.Forward, program.Backward} {
+			it.Nest(phase).Add(kernels.Fill(buf.All(), n, float32(i)+0.5))
+		}
+		if err := x.Run(&it); err != nil {
 			return err
 		}
-		nvtx.Push(&nvtx.Attributes{Message: name, Payload: nvtx.Int64(int64(i))})
-		for _, phase := range []string{"forward", "backward"} {
-			text, _ := nvtx.NewText(phase)
-			nvtx.Push(&nvtx.Attributes{Message: text})
-			if err := k.Common.Fill(dev.Stream, buf, n, float32(i)+0.5); err != nil {
-				return err
-			}
-			nvtx.Pop()
-			text.Free()
-		}
-		nvtx.Pop()
-		name.Free()
 	}
 	if err := cudrv.ProfilerStop(); err != nil {
 		return err
 	}
-	if err := dev.Synchronize(); err != nil {
-		return fmt.Errorf("fill_f32: %w", err)
-	}
 	got := make([]float32, n)
-	if err := gpu.Download(got, buf); err != nil {
-		return err
+	if err := cuexec.Download(x, got, buf.All()); err != nil {
+		return fmt.Errorf("fill_f32: %w", err)
 	}
 	want := float32(iters-1) + 0.5
 	for i, v := range got {
@@ -79,6 +71,6 @@ func selftest(stdout io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "fill_f32: %d launches in %d NVTX iterations inside cuProfilerStart/Stop; all %d elements correct\n",
-		k.LaunchCounts()["fill_f32"], iters, n)
+		x.LaunchCounts()["fill_f32"], iters, n)
 	return nil
 }

@@ -75,3 +75,31 @@ func Build(tokens []int32, vocab int) (Buckets, error) {
 	}
 	return b, nil
 }
+
+// Padded is Build with the buckets padded to min(len(tokens), vocab): the
+// extra buckets are empty and belong to tokens the batch does not use, one
+// each. The embedding backward then launches one grid row per bucket of a
+// grid that depends on the shape alone, never on the batch: an empty
+// bucket's block adds nothing to a row no other block touches.
+func Padded(tokens []int32, vocab int) (Buckets, error) {
+	b, err := Build(tokens, vocab)
+	if err != nil {
+		return b, err
+	}
+	want := min(len(tokens), vocab)
+	if b.Len() == want {
+		return b, nil
+	}
+	used := make([]bool, vocab)
+	for _, t := range b.Token {
+		used[t] = true
+	}
+	end := b.Start[b.Len()]
+	for v := 0; v < vocab && b.Len() < want; v++ {
+		if !used[v] {
+			b.Token = append(b.Token, int32(v))
+			b.Start = append(b.Start, end)
+		}
+	}
+	return b, nil
+}

@@ -141,3 +141,45 @@ func TestBuildRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestPadded: the padded grouping has min(N, V) buckets whatever the
+// tokens, the real ones first and unchanged, and the padding empty and on
+// distinct tokens the batch does not use.
+func TestPadded(t *testing.T) {
+	for _, tc := range []struct {
+		tokens []int32
+		vocab  int
+	}{
+		{[]int32{3, 3, 3, 3}, 8},       // one real bucket, 3 padded
+		{[]int32{0, 1, 2, 3}, 4},       // already full
+		{[]int32{1, 1, 0, 1, 0, 1}, 3}, // N > V: V buckets
+		{[]int32{5}, 9},
+	} {
+		real, err := Build(tc.tokens, tc.vocab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Padded(tc.tokens, tc.vocab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := min(len(tc.tokens), tc.vocab)
+		if b.Len() != want || len(b.Start) != want+1 {
+			t.Fatalf("%v: %d buckets and %d starts, want %d and %d", tc.tokens, b.Len(), len(b.Start), want, want+1)
+		}
+		seen := map[int32]bool{}
+		for i, tok := range b.Token {
+			if seen[tok] {
+				t.Errorf("%v: token %d owns two buckets", tc.tokens, tok)
+			}
+			seen[tok] = true
+			if i < real.Len() {
+				if tok != real.Token[i] || b.Start[i] != real.Start[i] || b.Start[i+1] != real.Start[i+1] {
+					t.Errorf("%v: real bucket %d changed", tc.tokens, i)
+				}
+			} else if b.Start[i] != b.Start[i+1] || b.Start[i] != int32(len(tc.tokens)) {
+				t.Errorf("%v: padding bucket %d covers [%d, %d), want empty at %d", tc.tokens, i, b.Start[i], b.Start[i+1], len(tc.tokens))
+			}
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/model"
 )
 
 // Exit codes of gpubench.
@@ -118,7 +119,7 @@ func Usage(w io.Writer) {
 Usage:
   gpubench [run] [flags]              run the benchmark (the default command)
   gpubench info                       describe the GPU (driver, clocks, power, throttling)
-  gpubench plan [flags] [--format=json]
+  gpubench plan [flags] [--format=json] [--sms=N]
                                       the NVTX ranges and kernels one iteration launches
   gpubench check [flags] REPORT.sqlite
                                       check an nsys sqlite export against the plan
@@ -139,13 +140,21 @@ Flags (plan and check take the same shape flags as a run):
 // range tree of one iteration and the kernels inside each range.
 func Plan(args []string, stdout io.Writer) error {
 	var format string
+	var sms int
 	r, _, err := config.ParseCommand(args, func(fs *flag.FlagSet) {
 		fs.StringVar(&format, "format", "text", "plan: text or json")
+		fs.IntVar(&sms, "sms", model.DefaultSMs, "plan: the GPU's multiprocessor count, for the launch shapes (gpubench info says it)")
 	}, 0)
 	if err != nil {
 		return usageOrHelp(err)
 	}
-	p := plan.For(r.Dims, r.Mode)
+	if sms < 1 || sms > 1024 {
+		return UsageError{fmt.Errorf("--sms: %d is not allowed (allowed: 1..1024; an H100 or H200 has 132)", sms)}
+	}
+	if format != "text" && format != "json" {
+		return UsageError{fmt.Errorf("--format: unknown format %q (allowed: text, json)", format)}
+	}
+	p := plan.Of(model.Program(r.Dims, r.Mode, model.Options{SMs: sms}))
 	switch format {
 	case "text":
 		return p.WriteText(stdout)
@@ -157,5 +166,5 @@ func Plan(args []string, stdout io.Writer) error {
 		_, err = fmt.Fprintf(stdout, "%s\n", b)
 		return err
 	}
-	return UsageError{fmt.Errorf("--format: unknown format %q (allowed: text, json)", format)}
+	return nil
 }

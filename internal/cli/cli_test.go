@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -82,3 +83,28 @@ func TestWithoutGPU(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanSMs: --sms changes the launch shapes plan prints, is refused
+// outside 1..1024, and defaults to the H100/H200's 132.
+func TestPlanSMs(t *testing.T) {
+	var def, few, bad bytes.Buffer
+	if err := Plan([]string{"--model=small"}, &def); err != nil {
+		t.Fatal(err)
+	}
+	if err := Plan([]string{"--model=small", "--sms=20"}, &few); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(def.String(), "launch shapes for 132 SMs") || !strings.Contains(few.String(), "launch shapes for 20 SMs") {
+		t.Errorf("plan headers: %q / %q", firstLine(def.String()), firstLine(few.String()))
+	}
+	if def.String() == strings.Replace(few.String(), "for 20 SMs", "for 132 SMs", 1) {
+		t.Error("--sms=20 printed the same launch shapes as 132")
+	}
+	err := Plan([]string{"--sms=0"}, &bad)
+	var ue UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--sms: 0 is not allowed") {
+		t.Errorf("--sms=0: %v", err)
+	}
+}
+
+func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }

@@ -6,6 +6,7 @@ import (
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/flops"
 	"github.com/gpubench/gpubench/internal/gemmplan"
+	"github.com/gpubench/gpubench/kernels"
 )
 
 func mustNew(t *testing.T, d config.Dims, m config.Mode) Plan {
@@ -31,26 +32,29 @@ func TestPlanSizes(t *testing.T) {
 		// Per layer: ln1 1, qkv 3, atty 1, residual2 1, ln2 1, fch 4,
 		// fch_gelu 4, residual3 1 = 16 N·C; 4 N of LN statistics; one
 		// logsumexp per (b, h, t). Once: encoded, lnf, proj (3 N·C), lnf
-		// statistics (2 N), logits, losses and their logsumexp, the loss,
-		// tokens and targets.
-		act := L*(16*N*C+4*N+lse) + 3*N*C + 2*N + N*V + 2*N + 1 + 2*N
+		// statistics (2 N), logits, losses and their logsumexp, the loss.
+		act := L*(16*N*C+4*N+lse) + 3*N*C + 2*N + N*V + 2*N + 1
+		// Inputs: tokens and targets (2 N); in train mode also the token
+		// buckets: order (N), starts and tokens of min(N, V) buckets.
+		buckets := min(N, V)
+		inputs := 2*N + N + 2*buckets + 1
 		// dresidual, dC, d4C (6 N·C), attention's D, LayerNorm partials,
-		// token buckets (3 N + 1), and the weight gradients' split-K
-		// partials and counters: the most that any of the five linear
-		// layers needs, at least 1 each.
+		// and the weight gradients' split-K partials and counters: the
+		// most that any of the five linear layers needs, at least 1 each.
 		mmF, mmC := int64(1), int64(1)
 		for _, l := range [][2]int{{d.C, 3 * d.C}, {d.C, d.C}, {d.C, 4 * d.C}, {4 * d.C, d.C}, {d.C, d.V}} {
 			f, c := gemmplan.WeightGradScratch(int(N), l[0], l[1])
 			mmF, mmC = max(mmF, int64(f)), max(mmC, int64(c))
 		}
-		scratch := 6*N*C + lse + 2*C*((N+PartialRowsPerBlock-1)/PartialRowsPerBlock) + 3*N + 1 + mmF + mmC
+		rows := int64(kernels.LayerNormBwdRows)
+		scratch := 6*N*C + lse + 2*C*((N+rows-1)/rows) + mmF + mmC
 
 		tr := mustNew(t, d, config.Train)
 		if tr.ParamCount != P || tr.Params != 4*P || tr.Grads != 4*P {
 			t.Errorf("%v: params %d/%d/%d, want P=%d", d, tr.ParamCount, tr.Params, tr.Grads, P)
 		}
-		if tr.Activations != 4*act || tr.Scratch != 4*scratch {
-			t.Errorf("%v: activations %d scratch %d, want %d %d", d, tr.Activations, tr.Scratch, 4*act, 4*scratch)
+		if tr.Activations != 4*act || tr.Scratch != 4*scratch || tr.Inputs != 4*inputs {
+			t.Errorf("%v: activations %d scratch %d inputs %d, want %d %d %d", d, tr.Activations, tr.Scratch, tr.Inputs, 4*act, 4*scratch, 4*inputs)
 		}
 		var sum, req int64
 		for _, b := range tr.Buffers {
@@ -58,9 +62,10 @@ func TestPlanSizes(t *testing.T) {
 				t.Errorf("%v: buffer %+v", d, b)
 			}
 			sum += b.Bytes
-			req += (b.Bytes + AllocGranularity - 1) / AllocGranularity * AllocGranularity
+			perLayer := b.Bytes / int64(b.Layers)
+			req += int64(b.Layers) * ((perLayer + AllocGranularity - 1) / AllocGranularity * AllocGranularity)
 		}
-		if tr.Total != sum || tr.Total != tr.Params+tr.Grads+tr.Activations+tr.Scratch {
+		if tr.Total != sum || tr.Total != tr.Params+tr.Grads+tr.Activations+tr.Inputs+tr.Scratch {
 			t.Errorf("%v: total %d, buffers sum to %d", d, tr.Total, sum)
 		}
 		if tr.Required != req+Headroom {
@@ -80,7 +85,7 @@ func TestPlanSizes(t *testing.T) {
 		}
 
 		in := mustNew(t, d, config.Infer)
-		if in.Grads != 0 || in.Scratch != 0 || in.Params != 4*P || in.Activations != 4*act {
+		if in.Grads != 0 || in.Scratch != 0 || in.Params != 4*P || in.Activations != 4*act || in.Inputs != 4*2*N {
 			t.Errorf("%v: infer plan %+v", d, in)
 		}
 		for _, name := range []string{"grads", "dresidual", "d4C", "att_delta", "matmul_partials", "matmul_counters"} {
@@ -105,9 +110,11 @@ func TestMatmulScratchPresets(t *testing.T) {
 		{1, 8388608, 1024}, // small: 32 MiB
 		{2, 8388608, 1024}, // gpt2-124m: 32 MiB
 	} {
-		f, c := MatmulScratch(newShape(config.Presets[tc.preset].Dims(config.DefaultBatch)))
-		if f != tc.floats || c != tc.counters {
-			t.Errorf("%s: %d floats, %d counters; want %d, %d", config.Presets[tc.preset].Name, f, c, tc.floats, tc.counters)
+		p := mustNew(t, config.Presets[tc.preset].Dims(config.DefaultBatch), config.Train)
+		pf, _ := p.Buffer("matmul_partials")
+		pc, _ := p.Buffer("matmul_counters")
+		if f, c := pf.Elements, pc.Elements; f != tc.floats || c != tc.counters {
+			t.Errorf("%s: %d floats, %d counters; want %d, %d", config.Presets[tc.preset].Name, pf.Elements, pc.Elements, tc.floats, tc.counters)
 		}
 	}
 }

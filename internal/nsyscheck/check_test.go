@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/kernels"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,10 +171,10 @@ func checkCases() []checkCase {
 			}
 		}},
 		{name: "one kernel launched from another thread", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
-			f.launches[f.findLaunch(t, 0, plan.Backward, plan.GeluBackward, 0)].tid = gtid(fxOtherTID)
+			f.launches[f.findLaunch(t, 0, plan.Backward, "gelu_backward", 0)].tid = gtid(fxOtherTID)
 		}, want: func(f *fixture, p plan.Plan) []string {
-			l := f.launches[f.findLaunch(nil, 0, plan.Backward, plan.GeluBackward, 0)]
-			n := bwdCount(p, plan.GeluBackward)
+			l := f.launches[f.findLaunch(nil, 0, plan.Backward, "gelu_backward", 0)]
+			n := bwdCount(p, "gelu_backward")
 			return []string{
 				fmt.Sprintf("iteration0/backward: kernel gelu_backward launched %s, plan says %d", times(n-1), n),
 				fmt.Sprintf("kernel gelu_backward at %s lies outside every iteration range (its cuLaunchKernel call ran on thread %s during iteration0", ms(l.gpuStart), otherLabel()),
@@ -205,23 +207,23 @@ func checkCases() []checkCase {
 		}},
 
 		{name: "missing kernel", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
-			f.remove(f.findLaunch(t, 1, plan.Backward, plan.MatmulBackwardWeight, 3))
+			f.remove(f.findLaunch(t, 1, plan.Backward, "matmul_backward_weight", 3))
 		}, want: func(f *fixture, p plan.Plan) []string {
-			n := bwdCount(p, plan.MatmulBackwardWeight)
+			n := bwdCount(p, "matmul_backward_weight")
 			return []string{fmt.Sprintf("iteration1/backward: kernel matmul_backward_weight launched %d times, plan says %d", n-1, n)}
 		}},
 		{name: "extra kernel", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
-			l := f.launches[f.findLaunch(t, 0, plan.Forward, plan.GeluForward, 0)]
+			l := f.launches[f.findLaunch(t, 0, plan.Forward, "gelu_forward", 0)]
 			l.corr, l.apiStart, l.apiEnd = f.corr(), l.apiStart+1*us, l.apiEnd+1*us
 			f.launches = append(f.launches, l)
 		}, want: func(f *fixture, p plan.Plan) []string {
-			n := fwdCount(p, plan.GeluForward)
+			n := fwdCount(p, "gelu_forward")
 			return []string{fmt.Sprintf("iteration0/forward: kernel gelu_forward launched %d times, plan says %d", n+1, n)}
 		}},
 		{name: "kernel not in the plan", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
-			f.launches[f.findLaunch(t, 2, plan.Forward, plan.LayerNormForward, 0)].kernel = "mystery_kernel"
+			f.launches[f.findLaunch(t, 2, plan.Forward, "layernorm_forward", 0)].kernel = "mystery_kernel"
 		}, want: func(f *fixture, p plan.Plan) []string {
-			n := fwdCount(p, plan.LayerNormForward)
+			n := fwdCount(p, "layernorm_forward")
 			return []string{
 				fmt.Sprintf("iteration2/forward: kernel layernorm_forward launched %d times, plan says %d", n-1, n),
 				"iteration2/forward: kernel mystery_kernel launched 1 time, plan says 0",
@@ -251,7 +253,7 @@ func checkCases() []checkCase {
 			it := f.rangeOf(t, 0, "iteration")
 			start := it.end + 50*us
 			f.launches = append(f.launches, fxLaunch{api: "cuLaunchKernel", apiStart: start, apiEnd: start + fxAPIDur, tid: fxMainThread, corr: f.corr(),
-				kind: plan.Kernel, kernel: plan.LayerNormForward, gpuStart: start + fxQueue, gpuEnd: start + fxQueue + fxOpDur, iter: -1})
+				kind: plan.Kernel, kernel: "layernorm_forward", gpuStart: start + fxQueue, gpuEnd: start + fxQueue + fxOpDur, iter: -1})
 		}, want: func(f *fixture, p plan.Plan) []string {
 			it := f.rangeOf(nil, 0, "iteration")
 			return []string{fmt.Sprintf("kernel layernorm_forward at %s lies outside every iteration range", ms(it.end+50*us+fxQueue))}
@@ -263,20 +265,20 @@ func checkCases() []checkCase {
 			return []string{fmt.Sprintf("memset of 512 bytes at %s lies outside every iteration range", ms(110*us))}
 		}},
 		{name: "kernel without launch record", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
-			f.launches[f.findLaunch(t, 1, plan.Forward, plan.EncoderForward, 0)].noAPI = true
+			f.launches[f.findLaunch(t, 1, plan.Forward, "encoder_forward", 0)].noAPI = true
 		}, want: func(f *fixture, p plan.Plan) []string {
-			l := f.launches[f.findLaunch(nil, 1, plan.Forward, plan.EncoderForward, 0)]
+			l := f.launches[f.findLaunch(nil, 1, plan.Forward, "encoder_forward", 0)]
 			return []string{
 				fmt.Sprintf("kernel encoder_forward at %s has no CUDA API launch record (correlationId %d), so it cannot be placed in any range", ms(l.gpuStart), l.corr),
 				"iteration1/forward: kernel encoder_forward launched 0 times, plan says 1",
 			}
 		}},
 		{name: "kernel of another process reusing a correlation id", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
-			l := f.launches[f.findLaunch(t, 0, plan.Forward, plan.EncoderForward, 0)]
+			l := f.launches[f.findLaunch(t, 0, plan.Forward, "encoder_forward", 0)]
 			f.launches = append(f.launches, fxLaunch{kind: plan.Kernel, kernel: "stray_kernel", corr: l.corr, noAPI: true,
 				gpuStart: l.gpuStart + 1*us, gpuEnd: l.gpuEnd + 1*us, globalPidOverride: 777 << 24, iter: -1})
 		}, want: func(f *fixture, p plan.Plan) []string {
-			l := f.launches[f.findLaunch(nil, 0, plan.Forward, plan.EncoderForward, 0)]
+			l := f.launches[f.findLaunch(nil, 0, plan.Forward, "encoder_forward", 0)]
 			return []string{fmt.Sprintf("kernel stray_kernel at %s has no CUDA API launch record (correlationId %d)", ms(l.gpuStart+1*us), l.corr)}
 		}},
 		{name: "no CUDA API table", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
@@ -459,7 +461,7 @@ func TestLoadTrace(t *testing.T) {
 	for _, l := range tr.Launches {
 		if l.Op.Kind == plan.Memset {
 			memsets++
-			if l.API != plan.MemsetD32 || l.Op.Bytes != 4096 {
+			if l.API != plan.MemsetD32 || (l.Op.Bytes != 4*int64(p.Dims.Rows()*p.Dims.C) && l.Op.Bytes != 4*int64(p.Dims.MaxT*p.Dims.C)) {
 				t.Errorf("memset launch %+v", l)
 			}
 		} else if l.API != "cuLaunchKernel" || l.Op.Stream != fxStream || l.Op.GlobalPid != fxPID<<24 {
@@ -533,11 +535,13 @@ func TestLoadRejectsOtherFiles(t *testing.T) {
 // selftestPlan is the schedule of `gpubench selftest`: three iterations,
 // each with forward and backward ranges that launch one fill_f32 kernel.
 func selftestPlan() plan.Plan {
-	one := []plan.Block{{Label: "selftest", Repeat: 1, Steps: []plan.Step{{Label: "fill", Ops: []plan.Op{{Kind: plan.Kernel, Name: "fill_f32"}}}}}}
-	return plan.Build(config.Train, config.Dims{}, plan.Range{Name: plan.IterationTemplate, Children: []plan.Range{
-		{Name: plan.Forward, Blocks: one},
-		{Name: plan.Backward, Blocks: one},
-	}})
+	var p program.Program
+	buf := p.Buffer("buf", -1, program.F32, 1<<20, program.Scratch)
+	p.Iteration.Name = program.IterationTemplate
+	for _, phase := range []string{program.Forward, program.Backward} {
+		p.Iteration.Nest(phase).Add(kernels.Fill(buf.All(), 1<<20, 0.5))
+	}
+	return plan.FromProgram(&p)
 }
 
 // realExports are the exports in testdata/nsys (see the README there) with

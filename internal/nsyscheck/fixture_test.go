@@ -105,7 +105,7 @@ func runFixture(p plan.Plan, iters int) *fixture {
 					iter: i, rng: child.Name, seq: k,
 				}
 				if l.Kind == plan.Memset {
-					fl.api, fl.bytes = plan.MemsetD32, 4096
+					fl.api, fl.bytes = plan.MemsetD32, l.Bytes
 				} else {
 					fl.api, fl.kernel = "cuLaunchKernel", l.Name
 				}

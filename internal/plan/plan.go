@@ -1,11 +1,12 @@
-// Package plan is the schedule a gpubench run follows: the NVTX range tree of
-// one iteration and, for each range, the GPU operations launched directly
-// inside it, in launch order and counted per kernel.
+// Package plan is a program (internal/program) as `gpubench plan` prints it
+// and `gpubench check` reads it: the NVTX range tree of one iteration and,
+// for each range, the GPU operations launched directly inside it, in launch
+// order, with everything about them but device addresses.
 //
-// The launch sequence itself lives in one table (schedule.go); everything
-// here is derived from it and from the model shape. The package imports
-// nothing that touches CUDA, so it is tested everywhere; internal/nsyscheck
-// compares an Nsight Systems report against a Plan.
+// Nothing here is written by hand: For builds the model's program and
+// FromProgram copies it out. The package imports nothing that touches
+// CUDA, so it is tested everywhere; internal/nsyscheck compares an Nsight
+// Systems report against a Plan.
 package plan
 
 import (
@@ -14,19 +15,20 @@ import (
 	"strings"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/model"
 )
 
-// NVTX range names. The iteration range's name carries the iteration index:
-// "iteration0", "iteration1", ...; the plan calls it IterationTemplate.
+// NVTX range names (see package program).
 const (
-	IterationPrefix   = "iteration"
-	IterationTemplate = "iteration{i}"
-	Forward           = "forward"
-	Backward          = "backward"
+	IterationPrefix   = program.IterationPrefix
+	IterationTemplate = program.IterationTemplate
+	Forward           = program.Forward
+	Backward          = program.Backward
 )
 
 // IterationName is the NVTX name of iteration i, e.g. "iteration3".
-func IterationName(i int) string { return IterationPrefix + strconv.Itoa(i) }
+func IterationName(i int) string { return program.IterationName(i) }
 
 // ParseIterationName returns i for a name "iteration{i}" (i a decimal
 // number without sign or leading zeros) and reports whether name has that
@@ -48,55 +50,61 @@ func ParseIterationName(name string) (int, bool) {
 	return i, true
 }
 
-// OpKind tells kernels from memsets; profilers list them in different tables.
-type OpKind string
+// OpKind is the kind of an operation (program.OpKind).
+type OpKind = program.OpKind
 
-// The kinds of GPU operation.
+// The kinds of operation a profiler lists as GPU work.
 const (
-	Kernel OpKind = "kernel"
-	Memset OpKind = "memset"
+	Kernel = program.Kernel
+	Memset = program.Memset
 )
 
-// Op is one GPU operation.
+// MemsetD32 is the driver call of the program's memsets.
+const MemsetD32 = program.MemsetD32
+
+// Arg is a kernel argument without its address: the buffer (or tensor) it
+// points at, or the scalar's value.
+type Arg struct {
+	Param  string          `json:"param"`
+	Kind   program.ArgKind `json:"kind"`
+	Buffer string          `json:"buffer,omitempty"` // "null" for a null pointer
+	Elem   program.Elem    `json:"elem,omitempty"`
+	Elems  int64           `json:"elems,omitempty"` // the view's size
+	Access program.Access  `json:"access,omitempty"`
+	Value  string          `json:"value,omitempty"` // a scalar's value
+}
+
+// Op is one operation of the program.
 type Op struct {
 	Kind OpKind `json:"kind"`
-	// Name is the PTX entry point of a kernel, or the driver call of a
-	// memset (cuMemsetD32Async).
+	// Name is the PTX entry point of a kernel, or the driver call of any
+	// other operation (cuMemsetD32Async).
 	Name string `json:"name"`
 	// Target names the buffer a memset clears; empty for kernels.
-	Target string `json:"target,omitempty"`
+	Target      string       `json:"target,omitempty"`
+	Grid        program.Dim3 `json:"grid"`
+	Block       program.Dim3 `json:"block"`
+	SharedBytes int          `json:"shared_bytes"`
+	Args        []Arg        `json:"args,omitempty"`
+	FLOPs       int64        `json:"flops"`
+	Bytes       int64        `json:"bytes"`
 }
 
-// Step is a group of operations that implement one piece of the model, such
-// as the qkv projection of a layer, launched in order.
-type Step struct {
-	Label string `json:"label"`
-	Ops   []Op   `json:"ops"`
+// Launch is one operation with its place in the model.
+type Launch struct {
+	Op
+	Part  string `json:"part"`
+	Layer int    `json:"layer"` // -1 outside per-layer parts
+	Step  string `json:"step"`
 }
 
-// Block is a run of steps launched once, or once per transformer layer.
-type Block struct {
-	Label string `json:"label"`
-	// PerLayer blocks run once per layer: for l = 0..L-1, or for
-	// l = L-1..0 when Descending.
-	PerLayer   bool `json:"per_layer"`
-	Descending bool `json:"descending,omitempty"`
-	// Repeat is how often the steps run: 1, or L for a per-layer block.
-	Repeat int    `json:"repeat"`
-	Steps  []Step `json:"steps"`
-}
-
-// Layer returns the layer index of the rep-th repetition of a per-layer
-// block (rep counts from 0 in launch order), or -1 for other blocks.
-func (b Block) Layer(rep int) int {
-	switch {
-	case !b.PerLayer:
-		return -1
-	case b.Descending:
-		return b.Repeat - 1 - rep
-	default:
-		return rep
+// Where describes the launch's place in the model, e.g. "layer 3 / fc" or
+// "head / lm head".
+func (l Launch) Where() string {
+	if l.Layer >= 0 {
+		return fmt.Sprintf("%s %d / %s", l.Part, l.Layer, l.Step)
 	}
+	return l.Part + " / " + l.Step
 }
 
 // Count is how many times one kernel (or memset call) is launched.
@@ -105,69 +113,45 @@ type Count struct {
 	Count int    `json:"count"`
 }
 
-// Totals count launches.
+// Totals count launches and their annotations.
 type Totals struct {
-	Kernels  int `json:"kernels"`
-	Memsets  int `json:"memsets"`
-	Launches int `json:"launches"` // Kernels + Memsets
+	Kernels  int   `json:"kernels"`
+	Memsets  int   `json:"memsets"`
+	Launches int   `json:"launches"` // Kernels + Memsets
+	FLOPs    int64 `json:"flops"`
+	Bytes    int64 `json:"bytes"`
 }
 
 func (t *Totals) add(o Totals) {
 	t.Kernels += o.Kernels
 	t.Memsets += o.Memsets
 	t.Launches += o.Launches
+	t.FLOPs += o.FLOPs
+	t.Bytes += o.Bytes
 }
 
 // Range is one NVTX range of an iteration.
 type Range struct {
 	// Name is the NVTX range name; IterationTemplate for the iteration.
 	Name string `json:"name"`
-	// Blocks are the operations launched directly inside the range (not
+	// Ops are the operations launched directly inside the range (not
 	// inside a child range), in launch order.
-	Blocks []Block `json:"blocks"`
-	// Kernels and Memsets count Blocks per name, in order of first launch.
+	Ops []Launch `json:"ops"`
+	// Kernels and Memsets count Ops per name, in order of first launch.
 	Kernels []Count `json:"kernels"`
 	Memsets []Count `json:"memsets"`
 	// Direct counts the launches directly inside the range; Inclusive adds
 	// those of all child ranges.
 	Direct    Totals `json:"direct"`
 	Inclusive Totals `json:"inclusive"`
-	// Children are the nested ranges, in the order they run.
+	// Children are the nested ranges, in the order they run. (Operations
+	// and child ranges of one range do not interleave in gpubench's
+	// programs; FromProgram refuses a program where they do.)
 	Children []Range `json:"children"`
 }
 
-// Launch is one operation of a range's launch sequence.
-type Launch struct {
-	Op
-	Block string `json:"block"`
-	Layer int    `json:"layer"` // -1 outside per-layer blocks
-	Step  string `json:"step"`
-}
-
-// Where describes the launch's place in the schedule, e.g. "layer 3 / fc"
-// or "head / lm head".
-func (l Launch) Where() string {
-	if l.Layer >= 0 {
-		return fmt.Sprintf("%s %d / %s", l.Block, l.Layer, l.Step)
-	}
-	return l.Block + " / " + l.Step
-}
-
-// Launches expands the range's blocks into its launch sequence, without
-// those of child ranges.
-func (r Range) Launches() []Launch {
-	var out []Launch
-	for _, b := range r.Blocks {
-		for rep := 0; rep < b.Repeat; rep++ {
-			for _, s := range b.Steps {
-				for _, op := range s.Ops {
-					out = append(out, Launch{Op: op, Block: b.Label, Layer: b.Layer(rep), Step: s.Label})
-				}
-			}
-		}
-	}
-	return out
-}
+// Launches is the range's launch sequence, without those of child ranges.
+func (r Range) Launches() []Launch { return r.Ops }
 
 // KernelCount is how many times the range launches kernel name directly.
 func (r Range) KernelCount(name string) int { return countOf(r.Kernels, name) }
@@ -195,10 +179,16 @@ func countOf(cs []Count, name string) int {
 	return 0
 }
 
-// Plan is the schedule of one iteration.
+// Plan is one iteration of a program.
 type Plan struct {
 	Mode config.Mode `json:"mode"`
 	Dims config.Dims `json:"dims"`
+	// SMs is the multiprocessor count the program was built for; it
+	// changes launch shapes, never which kernels run.
+	SMs int `json:"sms"`
+	// Setup is what runs once before the first iteration, outside every
+	// range and the profiler window.
+	Setup []Launch `json:"setup"`
 	// Iteration is the root range, named IterationTemplate; in a run it is
 	// IterationName(i) for the i-th iteration.
 	Iteration Range `json:"iteration"`
@@ -208,81 +198,44 @@ type Plan struct {
 	Ranges int `json:"ranges"`
 }
 
-// For returns the plan of one iteration of a model of shape d in mode
-// (config.Train: forward then backward; config.Infer: forward only). The
-// forward pass is the same in both modes, loss included. For panics on a mode
-// that config.ParseMode would reject.
+// For returns the plan of one iteration of the GPT-2 of shape d in mode,
+// built for DefaultSMs (model.Program). d must pass config.Dims.Validate.
 func For(d config.Dims, mode config.Mode) Plan {
-	L := max(d.L, 0)
-	root := Range{Name: IterationTemplate}
-	switch mode {
-	case config.Train:
-		root.Children = []Range{
-			newRange(Forward, forwardSchedule, L),
-			newRange(Backward, backwardSchedule, L),
-		}
-	case config.Infer:
-		root.Children = []Range{newRange(Forward, forwardSchedule, L)}
-	default:
-		panic(fmt.Sprintf("plan.For: unknown mode %q (allowed: %s, %s)", mode, config.Train, config.Infer))
-	}
-	return Build(mode, d, root)
+	return Of(model.Program(d, mode, model.Options{}))
 }
 
-// Build completes a plan from its range tree: it fills in the counts and
-// totals of every range from the ranges' Blocks (with Repeat as given). For
-// uses it for the model; tests and small tools use it for custom schedules,
-// such as `gpubench selftest`'s one kernel per range.
-func Build(mode config.Mode, d config.Dims, iteration Range) Plan {
-	root := cloneRange(iteration)
-	root.finish()
-	return Plan{
-		Mode:         mode,
-		Dims:         d,
-		Iteration:    root,
-		PerIteration: root.Inclusive,
-		Ranges:       root.count(),
-	}
+// Of is the plan of a model's program.
+func Of(m *model.GPT2) Plan {
+	p := FromProgram(m.Program)
+	p.Mode, p.Dims, p.SMs = m.Mode, m.Dims, m.SMs
+	return p
 }
 
-func cloneRange(r Range) Range {
-	out := Range{Name: r.Name}
-	for _, b := range r.Blocks {
-		b.Steps = cloneSteps(b.Steps)
-		out.Blocks = append(out.Blocks, b)
-	}
-	for _, c := range r.Children {
-		out.Children = append(out.Children, cloneRange(c))
+// FromProgram copies a program out as a plan (Mode, Dims and SMs left
+// zero). It panics on a range that mixes operations and child ranges in
+// an order its Ops and Children cannot say (an operation after a child).
+func FromProgram(p *program.Program) Plan {
+	root := fromRange(&p.Iteration)
+	out := Plan{Iteration: root, PerIteration: root.Inclusive, Ranges: root.count()}
+	out.Setup = []Launch{}
+	for i := range p.Setup {
+		out.Setup = append(out.Setup, launchOf(&p.Setup[i]))
 	}
 	return out
 }
 
-func newRange(name string, specs []blockSpec, L int) Range {
-	r := Range{Name: name}
-	for _, s := range specs {
-		b := Block{Label: s.label, Repeat: 1, Steps: cloneSteps(s.steps)}
-		if s.order != noLayers {
-			b.PerLayer, b.Descending, b.Repeat = true, s.order == descending, L
+func fromRange(pr *program.Range) Range {
+	r := Range{Name: pr.Name, Ops: []Launch{}, Kernels: []Count{}, Memsets: []Count{}, Children: []Range{}}
+	for _, it := range pr.Items {
+		if it.Range != nil {
+			r.Children = append(r.Children, fromRange(it.Range))
+			continue
 		}
-		r.Blocks = append(r.Blocks, b)
-	}
-	return r
-}
-
-// cloneSteps copies the table so a caller editing a Plan cannot change it.
-func cloneSteps(steps []Step) []Step {
-	out := make([]Step, len(steps))
-	for i, s := range steps {
-		out[i] = Step{Label: s.Label, Ops: append([]Op(nil), s.Ops...)}
-	}
-	return out
-}
-
-// finish fills in the counts and totals of r and its children.
-func (r *Range) finish() {
-	r.Kernels, r.Memsets = []Count{}, []Count{}
-	r.Direct = Totals{}
-	for _, l := range r.Launches() {
+		if len(r.Children) > 0 {
+			panic(fmt.Sprintf("plan: range %s launches %s after a child range", pr.Name, it.Op.Name))
+		}
+		l := launchOf(it.Op)
+		r.Ops = append(r.Ops, l)
 		switch l.Kind {
 		case Kernel:
 			r.Kernels = bump(r.Kernels, l.Name)
@@ -292,18 +245,37 @@ func (r *Range) finish() {
 			r.Direct.Memsets++
 		}
 		r.Direct.Launches++
-	}
-	if r.Blocks == nil {
-		r.Blocks = []Block{}
-	}
-	if r.Children == nil {
-		r.Children = []Range{}
+		r.Direct.FLOPs += l.FLOPs
+		r.Direct.Bytes += l.Bytes
 	}
 	r.Inclusive = r.Direct
-	for i := range r.Children {
-		r.Children[i].finish()
-		r.Inclusive.add(r.Children[i].Inclusive)
+	for _, c := range r.Children {
+		r.Inclusive.add(c.Inclusive)
 	}
+	return r
+}
+
+func launchOf(op *program.Op) Launch {
+	l := Launch{Op: Op{Kind: op.Kind, Name: op.Name, Target: op.Target(), Grid: op.Grid, Block: op.Block,
+		SharedBytes: op.SharedBytes, FLOPs: op.FLOPs, Bytes: op.Bytes}, Part: op.Part, Layer: op.Layer, Step: op.Step}
+	for _, a := range op.Args {
+		pa := Arg{Param: a.Param, Kind: a.Kind, Access: a.Access}
+		switch {
+		case a.Kind != program.Ptr:
+			pa.Access = ""
+			if a.Kind == program.I32Arg {
+				pa.Value = strconv.Itoa(int(a.Int))
+			} else {
+				pa.Value = strconv.FormatFloat(float64(a.Float), 'g', -1, 32)
+			}
+		case a.View.IsNull():
+			pa.Buffer = "null"
+		default:
+			pa.Buffer, pa.Elem, pa.Elems = a.View.String(), a.View.Buf.Elem, a.View.Elems
+		}
+		l.Args = append(l.Args, pa)
+	}
+	return l
 }
 
 func bump(cs []Count, name string) []Count {

@@ -6,19 +6,73 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/gpubench/gpubench/internal/program"
 )
 
 // WriteText writes the plan as a readable tree: for each NVTX range its
-// launch order (per-layer blocks shown once, with their layer order) and its
-// per-kernel counts, then the totals of one iteration.
+// launch order (a part repeated layer after layer shown once, with its
+// layer order) and its per-kernel counts, then the totals of one iteration.
 func (p Plan) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "plan: mode %s, %s\n", p.Mode, p.Dims)
-	fmt.Fprintf(bw, "per iteration: %s in %d NVTX ranges\n", describe(p.PerIteration, true), p.Ranges)
-	fmt.Fprintf(bw, "(the range %s is named %s, %s, ... in a run)\n\n",
-		IterationTemplate, IterationName(0), IterationName(1))
+	fmt.Fprintf(bw, "plan: mode %s, %s, launch shapes for %d SMs\n", p.Mode, p.Dims, p.SMs)
+	fmt.Fprintf(bw, "per iteration: %s in %d NVTX ranges, %s\n", describe(p.PerIteration, true), p.Ranges, flopsBytes(p.PerIteration))
+	fmt.Fprintf(bw, "(the range %s is named %s, %s, ... in a run)\n", IterationTemplate, IterationName(0), IterationName(1))
+	if len(p.Setup) > 0 {
+		fmt.Fprintf(bw, "once before the first iteration, outside the ranges: %s\n", strings.Join(opNames(p.Setup), ", "))
+	}
+	fmt.Fprintln(bw)
 	writeRange(bw, p.Iteration, 0)
 	return bw.Flush()
+}
+
+// group is a run of launches of one part: once, or repeated over layers.
+type group struct {
+	part   string
+	layers []int // the layers in launch order; nil outside the blocks
+	ops    []Launch
+}
+
+// groups compresses a launch sequence: consecutive launches of one part
+// and layer make a repetition, and consecutive repetitions of the same
+// part that launch the same steps and kernels are shown once.
+func groups(ls []Launch) []group {
+	var reps []group
+	for _, l := range ls {
+		n := len(reps)
+		if n > 0 && reps[n-1].part == l.Part && (l.Layer < 0) == (reps[n-1].layers == nil) &&
+			(l.Layer < 0 || reps[n-1].layers[0] == l.Layer) {
+			reps[n-1].ops = append(reps[n-1].ops, l)
+			continue
+		}
+		g := group{part: l.Part, ops: []Launch{l}}
+		if l.Layer >= 0 {
+			g.layers = []int{l.Layer}
+		}
+		reps = append(reps, g)
+	}
+	var out []group
+	for _, g := range reps {
+		n := len(out)
+		if n > 0 && g.layers != nil && out[n-1].layers != nil && out[n-1].part == g.part && sameSteps(out[n-1].ops, g.ops) {
+			out[n-1].layers = append(out[n-1].layers, g.layers[0])
+			continue
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func sameSteps(a, b []Launch) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Step != b[i].Step || a[i].Kind != b[i].Kind || a[i].Name != b[i].Name || a[i].Grid != b[i].Grid || a[i].Block != b[i].Block {
+			return false
+		}
+	}
+	return true
 }
 
 func writeRange(w *bufio.Writer, r Range, depth int) {
@@ -26,7 +80,7 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 	if r.Direct.Launches == 0 {
 		fmt.Fprintf(w, "%s%s: nothing launched directly", ind, r.Name)
 	} else {
-		fmt.Fprintf(w, "%s%s: %s", ind, r.Name, describe(r.Direct, false))
+		fmt.Fprintf(w, "%s%s: %s, %s", ind, r.Name, describe(r.Direct, false), flopsBytes(r.Direct))
 	}
 	if len(r.Children) > 0 {
 		fmt.Fprintf(w, " (with nested ranges: %s)", describe(r.Inclusive, false))
@@ -34,27 +88,22 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 	fmt.Fprintln(w)
 	if r.Direct.Launches > 0 {
 		fmt.Fprintf(w, "%s  launch order:\n", ind)
-		for _, b := range r.Blocks {
-			if b.Repeat == 0 {
-				continue
-			}
-			switch {
-			case !b.PerLayer:
-				fmt.Fprintf(w, "%s    %s:\n", ind, b.Label)
-			case b.Descending:
-				fmt.Fprintf(w, "%s    %s l = %d..0 (x%d):\n", ind, b.Label, b.Repeat-1, b.Repeat)
+		for _, g := range groups(r.Ops) {
+			switch n := len(g.layers); {
+			case n == 0:
+				fmt.Fprintf(w, "%s    %s:\n", ind, g.part)
+			case n == 1:
+				fmt.Fprintf(w, "%s    %s %d:\n", ind, g.part, g.layers[0])
 			default:
-				fmt.Fprintf(w, "%s    %s l = 0..%d (x%d):\n", ind, b.Label, b.Repeat-1, b.Repeat)
+				fmt.Fprintf(w, "%s    %s l = %d..%d (x%d):\n", ind, g.part, g.layers[0], g.layers[n-1], n)
 			}
-			for _, s := range b.Steps {
-				names := make([]string, len(s.Ops))
-				for i, op := range s.Ops {
-					names[i] = op.Name
-					if op.Target != "" {
-						names[i] += " (" + op.Target + ")"
-					}
+			for i := 0; i < len(g.ops); {
+				j := i
+				for j < len(g.ops) && g.ops[j].Step == g.ops[i].Step {
+					j++
 				}
-				fmt.Fprintf(w, "%s      %s: %s\n", ind, s.Label, strings.Join(names, ", "))
+				fmt.Fprintf(w, "%s      %s: %s\n", ind, g.ops[i].Step, strings.Join(opNames(g.ops[i:j]), ", "))
+				i = j
 			}
 		}
 		writeCounts(w, ind, "kernels", r.Kernels)
@@ -63,6 +112,31 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 	for _, c := range r.Children {
 		writeRange(w, c, depth+1)
 	}
+}
+
+// opNames names each launch: "matmul_forward<<<48, 256>>>" for a
+// kernel, "cuMemsetD32Async (dresidual)" for a memset.
+func opNames(ls []Launch) []string {
+	names := make([]string, len(ls))
+	for i, l := range ls {
+		if l.Kind == Kernel {
+			names[i] = fmt.Sprintf("%s<<<%s, %s>>>", l.Name, dim(l.Grid), dim(l.Block))
+		} else {
+			names[i] = fmt.Sprintf("%s (%s)", l.Name, l.Target)
+		}
+	}
+	return names
+}
+
+// dim formats a shape without its trailing 1s: "48", "(4,8)".
+func dim(d program.Dim3) string {
+	switch {
+	case d.Y == 1 && d.Z == 1:
+		return fmt.Sprint(d.X)
+	case d.Z == 1:
+		return fmt.Sprintf("(%d,%d)", d.X, d.Y)
+	}
+	return d.String()
 }
 
 func writeCounts(w *bufio.Writer, ind, title string, cs []Count) {
@@ -91,6 +165,23 @@ func describe(t Totals, launches bool) string {
 	return s
 }
 
+// flopsBytes formats the counted work as "1.23 GFLOP, 45.6 MB moved".
+func flopsBytes(t Totals) string {
+	return fmt.Sprintf("%s, %s moved", si(float64(t.FLOPs), "FLOP"), si(float64(t.Bytes), "B"))
+}
+
+func si(v float64, unit string) string {
+	for _, p := range []struct {
+		f float64
+		s string
+	}{{1e12, "T"}, {1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if v >= p.f {
+			return fmt.Sprintf("%.3g %s%s", v/p.f, p.s, unit)
+		}
+	}
+	return fmt.Sprintf("%.0f %s", v, unit)
+}
+
 func plural(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
@@ -102,7 +193,7 @@ func plural(n int, word string) string {
 }
 
 // MarshalIndentJSON returns the plan as indented JSON, the form
-// `gpubench plan --json` prints; it is json.MarshalIndent(p, "", "  ").
+// `gpubench plan --format=json` prints; it is json.MarshalIndent(p, "", "  ").
 func (p Plan) MarshalIndentJSON() ([]byte, error) {
 	return json.MarshalIndent(p, "", "  ")
 }

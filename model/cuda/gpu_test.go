@@ -1,6 +1,6 @@
 //go:build gpu
 
-package model
+package cuda
 
 import (
 	"math"
@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/gpu"
 	"github.com/gpubench/gpubench/internal/memplan"
 	"github.com/gpubench/gpubench/internal/plan"
-	"github.com/gpubench/gpubench/kernels"
 	"github.com/gpubench/gpubench/model/ref"
 	"gorgonia.org/cu"
 )
@@ -24,8 +24,8 @@ import (
 // device machine. They never skip.
 
 var (
-	testDev     *gpu.Device
-	testKernels *kernels.Kernels
+	testDev  *gpu.Device
+	testExec *cuexec.Executor
 )
 
 func TestMain(m *testing.M) {
@@ -34,16 +34,25 @@ func TestMain(m *testing.M) {
 		println("model GPU tests: open device:", err.Error())
 		os.Exit(1)
 	}
-	k, err := kernels.Load()
+	x, err := cuexec.New(dev)
 	if err != nil {
 		println("model GPU tests: load kernels:", err.Error())
 		os.Exit(1)
 	}
-	testDev, testKernels = dev, k
+	testDev, testExec = dev, x
 	code := m.Run()
-	k.Unload()
+	x.Close()
 	dev.Close()
 	os.Exit(code)
+}
+
+func newModel(t *testing.T, d config.Dims, mode config.Mode, seed uint64) *Model {
+	t.Helper()
+	m, err := New(testExec, d, mode, testDev.Info.SMs, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func bind(t *testing.T) {
@@ -101,10 +110,7 @@ func TestStepMatchesReference(t *testing.T) {
 		t.Run(sh.name, func(t *testing.T) {
 			bind(t)
 			s := seed(t)
-			m, err := New(testDev, testKernels, sh.d, config.Train, s)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newModel(t, sh.d, config.Train, s)
 			defer m.Free()
 			if err := m.Poison(); err != nil {
 				t.Fatal(err)
@@ -148,10 +154,7 @@ func TestDeterministic(t *testing.T) {
 	var first []float32
 	var firstLoss float64
 	for run := 0; run < 3; run++ {
-		m, err := New(testDev, testKernels, d, config.Train, s)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := newModel(t, d, config.Train, s)
 		if err := m.Poison(); err != nil {
 			t.Fatal(err)
 		}
@@ -175,26 +178,22 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-// TestLaunchesMatchPlan: one iteration launches exactly the kernels the
-// plan (and so gpubench plan and gpubench check) says, in both modes.
+// TestLaunchesMatchPlan: one iteration on the GPU launches exactly the
+// operations the plan (and so gpubench plan and gpubench check) lists, in
+// both modes: every launch the CUDA executor made, counted per kernel and
+// memset, against the plan built for this GPU's SM count.
 func TestLaunchesMatchPlan(t *testing.T) {
 	for _, mode := range []config.Mode{config.Train, config.Infer} {
 		for _, sh := range shapes {
 			t.Run(string(mode)+"/"+sh.name, func(t *testing.T) {
 				bind(t) // a subtest runs on its own goroutine
-				m, err := New(testDev, testKernels, sh.d, mode, 1)
-				if err != nil {
-					t.Fatal(err)
-				}
+				m := newModel(t, sh.d, mode, 1)
 				defer m.Free()
-				p := plan.For(sh.d, mode)
-				for _, phase := range []string{plan.Forward, plan.Backward} {
-					r := p.Iteration.Child(phase)
-					if r == nil {
-						continue
-					}
-					testKernels.ResetCounts()
-					if phase == plan.Forward {
+				p := plan.Of(m.GPT2)
+				for _, r := range p.Iteration.Children {
+					testExec.ResetCounts()
+					var err error
+					if r.Name == plan.Forward {
 						err = m.Forward()
 					} else {
 						err = m.Backward()
@@ -202,19 +201,19 @@ func TestLaunchesMatchPlan(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					got := testKernels.LaunchCounts()
+					got := testExec.LaunchCounts()
 					want := map[string]int{}
-					for _, c := range r.Kernels {
+					for _, c := range append(append([]plan.Count{}, r.Kernels...), r.Memsets...) {
 						want[c.Name] = c.Count
 					}
 					for name, n := range want {
 						if got[name] != n {
-							t.Errorf("%s: %s launched %d times, plan says %d", phase, name, got[name], n)
+							t.Errorf("%s: %s launched %d times, plan says %d", r.Name, name, got[name], n)
 						}
 					}
 					for name, n := range got {
 						if _, ok := want[name]; !ok {
-							t.Errorf("%s: %s launched %d times, not in the plan", phase, name, n)
+							t.Errorf("%s: %s launched %d times, not in the plan", r.Name, name, n)
 						}
 					}
 				}
@@ -226,17 +225,14 @@ func TestLaunchesMatchPlan(t *testing.T) {
 	}
 }
 
-// TestMemoryMatchesPlan: what the model allocates is what the memory
-// preflight counts, so the preflight's refusal is truthful.
+// TestMemoryMatchesPlan: what the model allocates is exactly what the
+// memory preflight counts, so the preflight's refusal is truthful.
 func TestMemoryMatchesPlan(t *testing.T) {
 	bind(t)
 	for _, mode := range []config.Mode{config.Train, config.Infer} {
 		for _, sh := range shapes {
 			before := testDev.Allocated()
-			m, err := New(testDev, testKernels, sh.d, mode, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := newModel(t, sh.d, mode, 1)
 			got := testDev.Allocated() - before
 			m.Free()
 			p, err := memplan.New(sh.d, mode)
@@ -244,7 +240,7 @@ func TestMemoryMatchesPlan(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%s/%s: allocated %d bytes, planned %d (required with headroom %d)", mode, sh.name, got, p.Total, p.Required)
-			if got > p.Total || float64(got) < 0.9*float64(p.Total) {
+			if got != p.Total {
 				t.Errorf("%s/%s: model allocates %d bytes, memplan counts %d", mode, sh.name, got, p.Total)
 			}
 		}
@@ -254,51 +250,65 @@ func TestMemoryMatchesPlan(t *testing.T) {
 // TestInferHasNoBackward: an infer model refuses Backward with an error.
 func TestInferHasNoBackward(t *testing.T) {
 	bind(t)
-	m, err := New(testDev, testKernels, shapes[0].d, config.Infer, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, shapes[0].d, config.Infer, 1)
 	defer m.Free()
 	if err := m.Backward(); err == nil {
 		t.Fatal("Backward on an infer model returned no error")
 	}
 }
 
-// TestCheckNumericsNamesTensor: a NaN planted in one parameter reaches the
-// loss and the gradients, and CheckNumerics reports it.
+// TestCheckNumericsNamesTensor: a NaN planted in one gradient is reported
+// with the tensor's name; a NaN planted in a parameter reaches the loss and
+// is reported as such.
 func TestCheckNumericsNamesTensor(t *testing.T) {
 	bind(t)
-	m, err := New(testDev, testKernels, shapes[1].d, config.Train, seed(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModel(t, shapes[1].d, config.Train, seed(t))
 	defer m.Free()
-	if err := m.Forward(); err != nil {
-		t.Fatal(err)
+	step := func() {
+		t.Helper()
+		if err := m.Forward(); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Backward(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := m.Backward(); err != nil {
-		t.Fatal(err)
-	}
+	step()
 	if err := m.CheckNumerics(); err != nil {
 		t.Fatalf("a healthy step failed the numerics check: %v", err)
 	}
-	// One NaN in the last layer's fc bias.
-	fcb := m.tensor(m.params, iFcb, m.Dims.L-1)
-	if err := gpu.Upload(fcb, []float32{float32(math.NaN())}); err != nil {
+	// A NaN in one element of the last layer's fc bias gradient, after
+	// the step wrote it: the loss is healthy, so only the gradient scan
+	// can find it, and it must name the tensor.
+	fcb := m.Grad(layoutIndex(t, m, ref.NameFcb), m.Dims.L-1)
+	if err := cuexec.Upload(testExec, fcb.At(3), []float32{float32(math.NaN())}); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Forward(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Backward(); err != nil {
-		t.Fatal(err)
-	}
-	err = m.CheckNumerics()
+	err := m.CheckNumerics()
 	if err == nil {
-		t.Fatal("a NaN parameter passed the numerics check")
+		t.Fatal("a NaN gradient passed the numerics check")
 	}
 	t.Logf("numerics check: %v", err)
-	if !strings.Contains(err.Error(), "--check-numerics") {
-		t.Errorf("error %q does not name the check", err)
+	if !strings.Contains(err.Error(), "--check-numerics: gradient "+ref.NameFcb+" holds NaN") {
+		t.Errorf("error %q does not name the gradient %s", err, ref.NameFcb)
 	}
+	// A NaN in a parameter reaches the loss.
+	if err := cuexec.Upload(testExec, m.Param(layoutIndex(t, m, ref.NameFcb), m.Dims.L-1), []float32{float32(math.NaN())}); err != nil {
+		t.Fatal(err)
+	}
+	step()
+	if err := m.CheckNumerics(); err == nil || !strings.Contains(err.Error(), "--check-numerics: the loss is NaN") {
+		t.Errorf("a NaN parameter gave %v, want the loss named", err)
+	}
+}
+
+func layoutIndex(t *testing.T, m *Model, name string) int {
+	t.Helper()
+	for i, tn := range m.Layout {
+		if tn.Name == name {
+			return i
+		}
+	}
+	t.Fatalf("no parameter %s", name)
+	return -1
 }

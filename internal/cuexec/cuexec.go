@@ -1,0 +1,371 @@
+// Package cuexec is the CUDA executor of gpubench's programs
+// (internal/program): it allocates a program's buffers on a device,
+// JIT-compiles the embedded PTX modules, and runs ranges of operations on
+// one stream, each NVTX range pushed around its operations.
+//
+// An operation is prepared the first time it runs (its function looked up,
+// its arguments resolved to device addresses and packed); after that a
+// launch allocates nothing and converts no string. All calls must come
+// from the goroutine, locked to its OS thread, that holds the device's
+// context (gpu.Open does the locking).
+package cuexec
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/gpubench/gpubench/internal/cudrv"
+	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/nvtx"
+	"github.com/gpubench/gpubench/ptx"
+	"gorgonia.org/cu"
+)
+
+// Executor runs programs on one device and stream.
+type Executor struct {
+	dev *gpu.Device
+	s   cu.Stream
+
+	// SyncEachLaunch makes every operation wait for the GPU to finish it
+	// and report its fault, if any, under its own name. It serialises
+	// host and device, so it is for debugging, never for timing.
+	SyncEachLaunch bool
+
+	modules   []cu.Module
+	functions map[string]cu.Function // "module/entry"
+	ptrs      map[*program.Buffer]cu.DevicePtr
+	prepared  map[*program.Op]*prepared
+	ranges    map[string]*nvtx.Attributes
+	texts     []*nvtx.Text
+	launches  map[string]int
+}
+
+// Colours of the NVTX ranges, so the phases stand apart in the timeline.
+var (
+	ColorIteration = nvtx.RGB(0x76, 0xb9, 0x00) // NVIDIA green
+	colorForward   = nvtx.RGB(0x1f, 0x77, 0xb4)
+	colorBackward  = nvtx.RGB(0xd6, 0x27, 0x28)
+	colorOther     = nvtx.RGB(0x7f, 0x7f, 0x7f)
+)
+
+// New loads every embedded PTX module for the device of the current
+// context.
+func New(dev *gpu.Device) (*Executor, error) {
+	x := &Executor{dev: dev, s: dev.Stream, functions: map[string]cu.Function{},
+		ptrs: map[*program.Buffer]cu.DevicePtr{}, prepared: map[*program.Op]*prepared{},
+		ranges: map[string]*nvtx.Attributes{}, launches: map[string]int{}}
+	for _, name := range ptx.Modules() {
+		if err := x.load(name); err != nil {
+			x.Close()
+			return nil, err
+		}
+	}
+	return x, nil
+}
+
+// jitLogSize bounds the JIT's error log; PTX errors are a few lines each.
+const jitLogSize = 16 << 10
+
+func (x *Executor) load(name string) error {
+	src, err := ptx.Module(name)
+	if err != nil {
+		return err
+	}
+	// The error log buffer makes a JIT failure print the JIT's own message
+	// (the PTX line and what it did not accept), not only a result code.
+	errLog := &cu.JITErrorLogBuffer{Buffer: make([]byte, jitLogSize)}
+	m, err := cu.LoadDataEx(src, errLog)
+	if err != nil {
+		msg := cString(errLog.Buffer)
+		if msg == "" {
+			msg = "(the JIT left no log)"
+		}
+		return fmt.Errorf("JIT-compile PTX module %s.ptx: %w\n%s", name, err, msg)
+	}
+	x.modules = append(x.modules, m)
+	for _, entry := range ptx.Entries(name) {
+		fn, err := m.Function(entry)
+		if err != nil {
+			return fmt.Errorf("kernel %s in %s.ptx: %w", entry, name, err)
+		}
+		x.functions[name+"/"+entry] = fn
+	}
+	return nil
+}
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// Close frees every buffer the executor allocated and unloads the modules.
+func (x *Executor) Close() {
+	x.FreeAll()
+	for _, m := range x.modules {
+		m.Unload()
+	}
+	x.modules = nil
+	for _, t := range x.texts {
+		t.Free()
+	}
+	x.texts, x.ranges = nil, map[string]*nvtx.Attributes{}
+}
+
+// Alloc allocates the buffers (each once; a buffer already allocated is
+// left alone). On an error, the buffers of this call are freed again.
+func (x *Executor) Alloc(bufs ...*program.Buffer) error {
+	var made []*program.Buffer
+	for _, b := range bufs {
+		if _, ok := x.ptrs[b]; ok {
+			continue
+		}
+		p, err := x.dev.Alloc(b.Bytes())
+		if err != nil {
+			x.Free(made...)
+			return fmt.Errorf("allocate %s (%d B): %w", b, b.Bytes(), err)
+		}
+		x.ptrs[b] = p
+		made = append(made, b)
+	}
+	return nil
+}
+
+// Free frees the buffers, and forgets every operation prepared with them.
+func (x *Executor) Free(bufs ...*program.Buffer) {
+	for _, b := range bufs {
+		if p, ok := x.ptrs[b]; ok {
+			x.dev.Free(p)
+			delete(x.ptrs, b)
+		}
+	}
+	clear(x.prepared)
+}
+
+// FreeAll frees every buffer the executor allocated.
+func (x *Executor) FreeAll() {
+	for b, p := range x.ptrs {
+		x.dev.Free(p)
+		delete(x.ptrs, b)
+	}
+	clear(x.prepared)
+}
+
+// Ptr is the device address of view v, or 0 for a null view or a buffer
+// not allocated here.
+func (x *Executor) Ptr(v program.View) cu.DevicePtr {
+	if v.IsNull() {
+		return 0
+	}
+	p, ok := x.ptrs[v.Buf]
+	if !ok {
+		return 0
+	}
+	return p + cu.DevicePtr(v.Offset*v.Buf.Elem.Size())
+}
+
+// Stream is the stream operations run on.
+func (x *Executor) Stream() cu.Stream { return x.s }
+
+// Run runs range r: its NVTX range around its operations and children.
+func (x *Executor) Run(r *program.Range) error { return program.Run(r, x) }
+
+// Setup runs a program's setup operations, outside every range.
+func (x *Executor) Setup(p *program.Program) error {
+	for i := range p.Setup {
+		if err := x.Do(&p.Setup[i]); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+	}
+	return nil
+}
+
+// Push opens the NVTX range called name; its attributes are made once.
+func (x *Executor) Push(name string) error {
+	a, ok := x.ranges[name]
+	if !ok {
+		t, err := nvtx.NewText(name)
+		if err != nil {
+			return err
+		}
+		x.texts = append(x.texts, t)
+		color := colorOther
+		switch name {
+		case program.Forward:
+			color = colorForward
+		case program.Backward:
+			color = colorBackward
+		}
+		a = &nvtx.Attributes{Message: t, Color: color}
+		x.ranges[name] = a
+	}
+	nvtx.Push(a)
+	return nil
+}
+
+// Pop closes the innermost NVTX range.
+func (x *Executor) Pop() error {
+	nvtx.Pop()
+	return nil
+}
+
+// LaunchCounts returns how often each kernel was launched (by PTX entry
+// name) and each other operation run (by driver call), since New or the
+// last ResetCounts.
+func (x *Executor) LaunchCounts() map[string]int {
+	out := make(map[string]int, len(x.launches))
+	for k, v := range x.launches {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetCounts sets every launch count to zero.
+func (x *Executor) ResetCounts() { clear(x.launches) }
+
+// arg is one kernel parameter in 8-byte storage. cu's Launch copies 8 bytes
+// from every parameter pointer, so 4-byte scalars live in the low half (the
+// driver reads only the size the PTX declares; x86-64 and arm64 are little
+// endian).
+type arg uint64
+
+// maxParams bounds the parameters of any gpubench kernel.
+const maxParams = 16
+
+// prepared is an operation ready to launch: its function and its packed
+// arguments.
+type prepared struct {
+	fn    cu.Function
+	slots [maxParams]arg
+	ptrs  [maxParams]unsafe.Pointer // ptrs[i] = &slots[i]
+	n     int
+	dst   cu.DevicePtr // memset target
+}
+
+func (x *Executor) prepare(op *program.Op) (*prepared, error) {
+	if p, ok := x.prepared[op]; ok {
+		return p, nil
+	}
+	if err := program.Validate(op); err != nil {
+		return nil, err
+	}
+	p := &prepared{}
+	switch op.Kind {
+	case program.Kernel:
+		fn, ok := x.functions[op.Module+"/"+op.Name]
+		if !ok {
+			return nil, fmt.Errorf("kernel %s: no such entry in %s.ptx", op.Name, op.Module)
+		}
+		if len(op.Args) > maxParams {
+			return nil, fmt.Errorf("kernel %s: %d arguments, at most %d", op.Name, len(op.Args), maxParams)
+		}
+		p.fn, p.n = fn, len(op.Args)
+		for i, a := range op.Args {
+			switch a.Kind {
+			case program.Ptr:
+				ptr := x.Ptr(a.View)
+				if ptr == 0 && !a.View.IsNull() {
+					return nil, fmt.Errorf("kernel %s argument %s: buffer %s is not allocated", op.Name, a.Param, a.View.Buf)
+				}
+				p.slots[i] = arg(ptr)
+			case program.I32Arg:
+				p.slots[i] = arg(uint32(a.Int))
+			case program.F32Arg:
+				p.slots[i] = arg(math.Float32bits(a.Float))
+			}
+			p.ptrs[i] = unsafe.Pointer(&p.slots[i])
+		}
+	case program.Memset:
+		if p.dst = x.Ptr(op.Dst); p.dst == 0 {
+			return nil, fmt.Errorf("%s: buffer %s is not allocated", op.Name, op.Dst.Buf)
+		}
+	case program.Sync:
+	default:
+		return nil, fmt.Errorf("%s %s: the CUDA executor does not run this kind of operation yet", op.Kind, op.Name)
+	}
+	x.prepared[op] = p
+	return p, nil
+}
+
+// LaunchError is a failed operation, with what was launched and how.
+type LaunchError struct {
+	Kernel      string
+	Grid, Block string
+	SharedBytes int
+	Err         error
+}
+
+func (e *LaunchError) Error() string {
+	if e.Grid == "" {
+		return fmt.Sprintf("%s: %v", e.Kernel, e.Err)
+	}
+	return fmt.Sprintf("kernel %s (grid %s, block %s, %d B shared): %v", e.Kernel, e.Grid, e.Block, e.SharedBytes, e.Err)
+}
+
+func (e *LaunchError) Unwrap() error { return e.Err }
+
+// Do enqueues one operation on the stream.
+func (x *Executor) Do(op *program.Op) error {
+	p, err := x.prepare(op)
+	if err != nil {
+		return err
+	}
+	switch op.Kind {
+	case program.Kernel:
+		g, b := op.Grid, op.Block
+		err = p.fn.Launch(g.X, g.Y, g.Z, b.X, b.Y, b.Z, op.SharedBytes, x.s, p.ptrs[:p.n])
+	case program.Memset:
+		err = cu.MemsetD32Async(p.dst, uint(op.Value), int64(op.Dst.Elems), x.s)
+	case program.Sync:
+		err = x.s.Synchronize()
+	}
+	if err == nil && x.SyncEachLaunch {
+		err = x.s.Synchronize()
+	}
+	if err != nil {
+		le := &LaunchError{Kernel: op.Name, Err: cudrv.Explain(err)}
+		if op.Kind == program.Kernel {
+			le.Grid, le.Block, le.SharedBytes = op.Grid.String(), op.Block.String(), op.SharedBytes
+		}
+		return le
+	}
+	x.launches[op.Name]++
+	return nil
+}
+
+// ErrNotAllocated is returned by Upload and Download for a buffer the
+// executor did not allocate.
+var ErrNotAllocated = errors.New("buffer not allocated")
+
+// Upload copies src into view v (synchronously).
+func Upload[T float32 | int32](x *Executor, v program.View, src []T) error {
+	p := x.Ptr(v)
+	if p == 0 {
+		return fmt.Errorf("upload to %s: %w", v, ErrNotAllocated)
+	}
+	if int64(len(src)) > v.Elems {
+		return fmt.Errorf("upload %d elements to %s, which holds %d", len(src), v, v.Elems)
+	}
+	return gpu.Upload(p, src)
+}
+
+// Download copies view v into dst (synchronously, after the stream's work).
+func Download[T float32 | int32](x *Executor, dst []T, v program.View) error {
+	p := x.Ptr(v)
+	if p == 0 {
+		return fmt.Errorf("download from %s: %w", v, ErrNotAllocated)
+	}
+	if int64(len(dst)) > v.Elems {
+		return fmt.Errorf("download %d elements from %s, which holds %d", len(dst), v, v.Elems)
+	}
+	if err := cudrv.Explain(x.s.Synchronize()); err != nil {
+		return err
+	}
+	return gpu.Download(dst, p)
+}

@@ -1,0 +1,180 @@
+package program
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Launcher is what an executor implements: the three things a program asks
+// of a GPU stream. Run walks a range through it.
+type Launcher interface {
+	// Push opens an NVTX range, Pop closes the innermost one.
+	Push(name string) error
+	Pop() error
+	// Do enqueues one operation.
+	Do(op *Op) error
+}
+
+// Run walks r through l: Push(r.Name), its items in order (nested ranges
+// recursively), Pop. It stops at the first error, closing the ranges it
+// opened, and says where the error happened.
+func Run(r *Range, l Launcher) error {
+	if err := l.Push(r.Name); err != nil {
+		return fmt.Errorf("push range %s: %w", r.Name, err)
+	}
+	err := RunItems(r, l)
+	if perr := l.Pop(); perr != nil && err == nil {
+		err = fmt.Errorf("pop range %s: %w", r.Name, perr)
+	}
+	return err
+}
+
+// RunItems runs r's items through l without opening r itself (the run
+// loop opens the iteration range, whose name carries its index).
+func RunItems(r *Range, l Launcher) error {
+	for _, it := range r.Items {
+		if it.Range != nil {
+			if err := Run(it.Range, l); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := l.Do(it.Op); err != nil {
+			return fmt.Errorf("%s: %w", it.Op.Where(), err)
+		}
+	}
+	return nil
+}
+
+// Event is one call a Recorder saw.
+type Event struct {
+	Push string // the range opened, or ""
+	Pop  bool
+	Op   *Op
+}
+
+func (e Event) String() string {
+	switch {
+	case e.Push != "":
+		return "push " + e.Push
+	case e.Pop:
+		return "pop"
+	}
+	return e.Op.String()
+}
+
+// Recorder is an executor that needs no GPU: it records every call in
+// order, and checks each operation as the CUDA executor would need it to
+// be (see Validate) and the NVTX stack's balance.
+type Recorder struct {
+	Events []Event
+	depth  int
+}
+
+// Push records an NVTX push.
+func (r *Recorder) Push(name string) error {
+	r.depth++
+	r.Events = append(r.Events, Event{Push: name})
+	return nil
+}
+
+// Pop records an NVTX pop; popping an empty stack is an error.
+func (r *Recorder) Pop() error {
+	if r.depth == 0 {
+		return fmt.Errorf("pop with no open range")
+	}
+	r.depth--
+	r.Events = append(r.Events, Event{Pop: true})
+	return nil
+}
+
+// Do validates and records op.
+func (r *Recorder) Do(op *Op) error {
+	if err := Validate(op); err != nil {
+		return err
+	}
+	r.Events = append(r.Events, Event{Op: op})
+	return nil
+}
+
+// Open is the number of ranges pushed and not popped.
+func (r *Recorder) Open() int { return r.depth }
+
+// Validate checks what can be checked of an operation without a GPU: a
+// kernel has a name, a module and a grid and block within CUDA's limits,
+// and every pointer argument, and a memset's target, lies inside its
+// buffer.
+func Validate(op *Op) error {
+	switch op.Kind {
+	case Kernel:
+		if op.Name == "" || op.Module == "" {
+			return fmt.Errorf("kernel %q in module %q: both must be named", op.Name, op.Module)
+		}
+		if err := checkShape(op); err != nil {
+			return fmt.Errorf("kernel %s: %w", op.Name, err)
+		}
+		for _, a := range op.Args {
+			if a.Kind == Ptr && a.View.IsNull() && a.Touch > 0 {
+				return fmt.Errorf("kernel %s argument %s: a null pointer, through which the kernel touches %d elements", op.Name, a.Param, a.Touch)
+			}
+			if a.Kind != Ptr || a.View.IsNull() {
+				continue
+			}
+			if err := inside(a.View); err != nil {
+				return fmt.Errorf("kernel %s argument %s: %w", op.Name, a.Param, err)
+			}
+			if a.Touch > a.View.Elems {
+				return fmt.Errorf("kernel %s argument %s: the kernel touches %d elements, the view %s holds %d",
+					op.Name, a.Param, a.Touch, a.View, a.View.Elems)
+			}
+		}
+	case Memset, Memcpy:
+		if op.Dst.IsNull() {
+			return fmt.Errorf("%s %s has no target", op.Kind, op.Name)
+		}
+		if op.Kind == Memset && op.Dst.Buf.Elem.Size() != 4 {
+			return fmt.Errorf("%s on %s: not a buffer of 32-bit words", op.Name, op.Dst)
+		}
+		if err := inside(op.Dst); err != nil {
+			return fmt.Errorf("%s %s: %w", op.Kind, op.Name, err)
+		}
+	case Sync, Alloc, Free, Host:
+	default:
+		return fmt.Errorf("unknown operation kind %q", op.Kind)
+	}
+	return nil
+}
+
+func inside(v View) error {
+	if v.Offset < 0 || v.Elems < 0 || v.Offset+v.Elems > v.Buf.Elems {
+		return fmt.Errorf("view %s lies outside its buffer of %d elements", v, v.Buf.Elems)
+	}
+	return nil
+}
+
+// CUDA's launch limits (the same on every GPU gpubench supports).
+const (
+	MaxGridX       = 1<<31 - 1
+	MaxGridYZ      = 65535
+	MaxBlockThread = 1024
+	MaxBlockZ      = 64
+	MaxStaticSmem  = 48 << 10
+)
+
+func checkShape(op *Op) error {
+	g, b := op.Grid, op.Block
+	var bad []string
+	if g.X < 1 || g.Y < 1 || g.Z < 1 || g.X > MaxGridX || g.Y > MaxGridYZ || g.Z > MaxGridYZ {
+		bad = append(bad, fmt.Sprintf("grid %v outside 1..(%d,%d,%d)", g, MaxGridX, MaxGridYZ, MaxGridYZ))
+	}
+	if b.X < 1 || b.Y < 1 || b.Z < 1 || b.Z > MaxBlockZ || b.Count() > MaxBlockThread {
+		bad = append(bad, fmt.Sprintf("block %v outside 1..%d threads", b, MaxBlockThread))
+	}
+	if op.SharedBytes < 0 || op.SharedBytes > MaxStaticSmem {
+		bad = append(bad, fmt.Sprintf("%d B of dynamic shared memory", op.SharedBytes))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s", strings.Join(bad, "; "))
+	}
+	return nil
+}

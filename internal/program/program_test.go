@@ -1,0 +1,76 @@
+package program
+
+import (
+	"strings"
+	"testing"
+)
+
+func op(args ...Arg) Op {
+	return Op{Kind: Kernel, Name: "k", Module: "m", Grid: D1(4), Block: D1(128), Args: args}
+}
+
+func TestValidate(t *testing.T) {
+	var p Program
+	b := p.Buffer("x", -1, F32, 100, Scratch)
+	bad := []struct {
+		op   Op
+		want string
+	}{
+		{op(In("a", b.Slice("", 90, 20), 20)), "outside its buffer"},
+		{op(Out("a", b.All(), 101)), "touches 101 elements"},
+		{op(InOut("a", View{}, 8)), "a null pointer"},
+		{Op{Kind: Kernel, Name: "k", Module: "m", Grid: D1(0), Block: D1(32)}, "grid"},
+		{Op{Kind: Kernel, Name: "k", Module: "m", Grid: D3(1, 70000, 1), Block: D1(32)}, "grid"},
+		{Op{Kind: Kernel, Name: "k", Module: "m", Grid: D1(1), Block: D1(2048)}, "block"},
+		{Op{Kind: Kernel, Name: "k", Grid: D1(1), Block: D1(32)}, "must be named"},
+		{Op{Kind: Memset, Name: MemsetD32}, "no target"},
+		{Op{Kind: "teleport"}, "unknown operation kind"},
+	}
+	for _, c := range bad {
+		if err := Validate(&c.op); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate(%v) = %v, want an error containing %q", &c.op, err, c.want)
+		}
+	}
+	good := []Op{
+		op(In("a", b.All(), 100), Out("b", View{}, 0), Int("n", 3), Float("f", 1)),
+		{Kind: Memset, Name: MemsetD32, Dst: b.All()},
+	}
+	for _, o := range good {
+		if err := Validate(&o); err != nil {
+			t.Errorf("Validate(%v): %v", &o, err)
+		}
+	}
+}
+
+func TestRunAndRecorder(t *testing.T) {
+	var p Program
+	b := p.Buffer("x", -1, F32, 10, Scratch)
+	unused := p.Buffer("unused", -1, F32, 10, Scratch)
+	p.Iteration.Name = IterationTemplate
+	p.Iteration.Nest(Forward).Add(op(Out("o", b.All(), 10)))
+	var rec Recorder
+	if err := Run(&p.Iteration, &rec); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range rec.Events {
+		got = append(got, e.String())
+	}
+	want := "push iteration{i}|push forward|k<<<(4,1,1), (128,1,1), 0>>>(o=x)|pop|pop"
+	if strings.Join(got, "|") != want || rec.Open() != 0 {
+		t.Errorf("events %q, want %q", strings.Join(got, "|"), want)
+	}
+	if err := rec.Pop(); err == nil {
+		t.Error("a pop of an empty stack passed")
+	}
+	if u := p.Used(); len(u) != 1 || u[0] != b {
+		t.Errorf("Used() = %v, want only x (not %v)", u, unused)
+	}
+	// A bad op stops the run, closes the ranges and says where it was.
+	p.Iteration.Child(Forward).Add(Op{Kind: Kernel, Name: "bad", Module: "m", Grid: D1(1), Block: D1(4096), Part: "layer", Layer: 2, Step: "fc"})
+	rec = Recorder{}
+	err := Run(&p.Iteration, &rec)
+	if err == nil || !strings.Contains(err.Error(), "layer 2 / fc") || rec.Open() != 0 {
+		t.Errorf("Run with a bad op: %v, %d ranges open", err, rec.Open())
+	}
+}

@@ -1,0 +1,233 @@
+// Package cuda is the GPT-2 of package model on a GPU: its program's
+// buffers allocated through the CUDA executor (internal/cuexec), its
+// parameters and a batch uploaded, and the program's forward and backward
+// ranges run on the device's stream.
+//
+// What copies state back to the host (the loss after each iteration, the
+// numerics check, the tensors of a dump) is here too; none of it runs
+// inside Forward or Backward.
+package cuda
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gpubench/gpubench/internal/buckets"
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/cudrv"
+	"github.com/gpubench/gpubench/internal/cuexec"
+	"github.com/gpubench/gpubench/internal/gpu"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/model"
+	"github.com/gpubench/gpubench/model/ref"
+)
+
+// Model is one GPT-2 step's program with its buffers on the device.
+type Model struct {
+	*model.GPT2
+	x *cuexec.Executor
+}
+
+// New builds the program of d in mode for the executor's device (sms is
+// its multiprocessor count), allocates every buffer, draws the parameters
+// and one batch of inputs from seed (as model/ref does, so both start from
+// the same values), uploads them and runs the program's setup. Nothing is
+// left allocated on an error.
+func New(x *cuexec.Executor, d config.Dims, mode config.Mode, sms int, seed uint64) (_ *Model, err error) {
+	m := &Model{GPT2: model.Program(d, mode, model.Options{SMs: sms}), x: x}
+	if err := x.Alloc(m.Used()...); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			m.Free()
+		}
+	}()
+	if err := cuexec.Upload(x, m.GPT2.Params.All(), ref.InitParams(d, seed)); err != nil {
+		return nil, fmt.Errorf("upload parameters: %w", err)
+	}
+	tokens, targets := ref.Inputs(d, seed)
+	if err := m.SetInputs(tokens, targets); err != nil {
+		return nil, err
+	}
+	if err := x.Setup(m.Program); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Free releases every buffer. The model must not be used afterwards.
+func (m *Model) Free() { m.x.Free(m.Buffers...) }
+
+// Forward enqueues the forward range of the program.
+func (m *Model) Forward() error { return m.x.Run(m.GPT2.Forward()) }
+
+// Backward enqueues the backward range: every parameter gradient of the
+// last Forward. It overwrites the logits with their gradient.
+func (m *Model) Backward() error {
+	if m.GPT2.Backward() == nil {
+		return fmt.Errorf("backward: the model was built for --mode=%s, which has no gradients", m.Mode)
+	}
+	return m.x.Run(m.GPT2.Backward())
+}
+
+// SetInputs uploads a batch of token ids and targets (B*T each) and, in
+// train mode, the token grouping the embedding backward uses.
+func (m *Model) SetInputs(tokens, targets []int32) error {
+	N := m.Dims.Rows()
+	if len(tokens) != N || len(targets) != N {
+		return fmt.Errorf("inputs: got %d tokens and %d targets, want B*T = %d each", len(tokens), len(targets), N)
+	}
+	if err := cuexec.Upload(m.x, m.Tokens.All(), tokens); err != nil {
+		return fmt.Errorf("upload tokens: %w", err)
+	}
+	if err := cuexec.Upload(m.x, m.Targets.All(), targets); err != nil {
+		return fmt.Errorf("upload targets: %w", err)
+	}
+	if m.Mode != config.Train {
+		return nil
+	}
+	b, err := buckets.Padded(tokens, m.Dims.V)
+	if err != nil {
+		return err
+	}
+	if b.Len() != m.NumBuckets {
+		return fmt.Errorf("inputs: %d token buckets, the program launches %d", b.Len(), m.NumBuckets)
+	}
+	for i, src := range [][]int32{b.Order, b.Start, b.Token} {
+		if err := cuexec.Upload(m.x, m.Buckets[i].All(), src); err != nil {
+			return fmt.Errorf("upload token buckets: %w", err)
+		}
+	}
+	return nil
+}
+
+// Loss waits for the stream and returns the mean loss of the last Forward.
+func (m *Model) Loss() (float32, error) {
+	if err := cudrv.Explain(m.x.Stream().Synchronize()); err != nil {
+		// Launches are asynchronous: a kernel's fault surfaces here, after
+		// the fact. SyncEachLaunch (--sync-launches) pins it on the kernel.
+		hint := ""
+		if !m.x.SyncEachLaunch {
+			hint = " (run again with --sync-launches to name the kernel that failed)"
+		}
+		return 0, fmt.Errorf("waiting for the iteration's kernels: %w%s", err, hint)
+	}
+	var loss [1]float32
+	if err := cuexec.Download(m.x, loss[:], m.GPT2.Loss.All()); err != nil {
+		return 0, fmt.Errorf("read loss: %w", err)
+	}
+	return loss[0], nil
+}
+
+// Params copies the parameters to the host, in ref.Layout order.
+func (m *Model) Params() ([]float32, error) { return m.download(m.GPT2.Params, "parameters") }
+
+// Grads copies the gradients of the last Backward to the host.
+func (m *Model) Grads() ([]float32, error) {
+	if m.GPT2.Grads == nil {
+		return nil, fmt.Errorf("gradients: the model was built for --mode=%s", m.Mode)
+	}
+	return m.download(m.GPT2.Grads, "gradients")
+}
+
+// Logits copies the logits of the last Forward to the host. Call it before
+// Backward, which overwrites them with their gradient.
+func (m *Model) Logits() ([]float32, error) { return m.download(m.GPT2.Logits, "logits") }
+
+// Inputs copies the current tokens and targets to the host.
+func (m *Model) Inputs() (tokens, targets []int32, err error) {
+	tokens, targets = make([]int32, m.Dims.Rows()), make([]int32, m.Dims.Rows())
+	if err := cuexec.Download(m.x, tokens, m.Tokens.All()); err != nil {
+		return nil, nil, err
+	}
+	return tokens, targets, cuexec.Download(m.x, targets, m.Targets.All())
+}
+
+func (m *Model) download(b *program.Buffer, what string) ([]float32, error) {
+	v := b.All()
+	out := make([]float32, v.Elems)
+	if err := cuexec.Download(m.x, out, v); err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// CheckNumerics fails on NaN or Inf in the loss or any gradient tensor, and
+// names the first tensor that holds one.
+func (m *Model) CheckNumerics() error {
+	loss, err := m.Loss()
+	if err != nil {
+		return err
+	}
+	if bad(loss) {
+		return fmt.Errorf("--check-numerics: the loss is %v", loss)
+	}
+	if m.GPT2.Grads == nil {
+		return nil
+	}
+	g, err := m.Grads()
+	if err != nil {
+		return err
+	}
+	for _, t := range m.Layout {
+		for i, v := range g[t.Offset : t.Offset+t.Size] {
+			if bad(v) {
+				return fmt.Errorf("--check-numerics: gradient %s holds %v at element %d of %d", t.Name, v, i, t.Size)
+			}
+		}
+	}
+	return nil
+}
+
+func bad(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) }
+
+// Dump runs one forward and backward step on the current inputs and returns
+// everything scripts/torch_check.py needs to check it.
+func (m *Model) Dump() (ref.Dump, error) {
+	var dp ref.Dump
+	var err error
+	dp.Dims = m.Dims
+	if dp.Params, err = m.Params(); err != nil {
+		return dp, err
+	}
+	if dp.Tokens, dp.Targets, err = m.Inputs(); err != nil {
+		return dp, err
+	}
+	if err = m.Forward(); err != nil {
+		return dp, err
+	}
+	loss, err := m.Loss()
+	if err != nil {
+		return dp, err
+	}
+	dp.Loss = float64(loss)
+	if dp.Logits, err = m.Logits(); err != nil {
+		return dp, err
+	}
+	if err = m.Backward(); err != nil {
+		return dp, err
+	}
+	dp.Grads, err = m.Grads()
+	return dp, err
+}
+
+// Poison fills every buffer the step writes with NaN, so that a test after
+// one step finds any element the step should have written but did not.
+// Parameters, inputs and state (the split-K tile counters, which must stay
+// zero) are left alone.
+func (m *Model) Poison() error {
+	for _, b := range m.Buffers {
+		if b.Group == program.Params || b.Group == program.Inputs || b.State {
+			continue
+		}
+		p := m.x.Ptr(b.All())
+		if p == 0 {
+			continue // no operation uses it, so it was not allocated
+		}
+		if err := gpu.Poison(p, int(b.Elems)); err != nil {
+			return fmt.Errorf("poison %s: %w", b, err)
+		}
+	}
+	return nil
+}
