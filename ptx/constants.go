@@ -8,10 +8,8 @@ import "fmt"
 // the macro or table it mirrors, and constants_test.go parses the .cu files
 // and fails when the two drift apart. Package ptx imports nothing of CUDA,
 // so the launchers (package kernels) and the planners (internal/memplan)
-// can read them without a GPU. internal/config restates the three limits
-// it validates (MaxIndex, MaxGridYZ, AttentionMaxHeadSize) and tests them
-// against these, because ptx.go imports sort and config must initialise
-// before gorgonia.org/cu (see internal/startup).
+// can read them without a GPU; internal/config validates shapes against
+// the limits.
 //
 // The GEMM's tile table and stage depth are not here: internal/gemmplan
 // holds them (gemmplan.Tiles, gemmplan.BK) next to the cost model that

@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/gpubench/gpubench/ptx"
 	"strings"
 )
 
@@ -75,25 +76,21 @@ func (d Dims) String() string {
 	return fmt.Sprintf("V=%d MaxT=%d T=%d L=%d H=%d C=%d B=%d", d.V, d.MaxT, d.T, d.L, d.NH, d.C, d.B)
 }
 
-// The kernel limits Validate checks, restated from package ptx, whose
-// constants.go is tested against the .cu sources. Config cannot import ptx
-// (yet): ptx.go imports sort, which gorgonia.org/cu does not, and config is
-// among package startup's imports, all of which must initialise before cu
-// (internal/cli's TestStartupInitialisesBeforeCu). TestKernelLimitsMatchPtx
-// holds each of these to its ptx constant.
+// The kernel limits Validate checks, from package ptx, whose constants.go
+// is tested against the .cu sources.
 const (
-	// maxIndex bounds the element count of every buffer a kernel indexes
-	// (ptx.MaxIndex). The kernels compute flat offsets such as row*V+col in
-	// 32-bit int; the largest such buffers are the logits (B*T*V), the MLP
-	// activations (B*T*4C) and one layer's MLP weight (4C*C). (Stacked
-	// per-layer tensors are addressed layer by layer from Go, in 64 bits.)
-	maxIndex = 1<<31 - 1
+	// maxIndex bounds the element count of every buffer a kernel indexes.
+	// The kernels compute flat offsets such as row*V+col in 32-bit int; the
+	// largest such buffers are the logits (B*T*V), the MLP activations
+	// (B*T*4C) and one layer's MLP weight (4C*C). (Stacked per-layer
+	// tensors are addressed layer by layer from Go, in 64 bits.)
+	maxIndex = ptx.MaxIndex
 	// maxHeadSize is the attention kernels' largest head size C/NH
-	// (ptx.AttentionMaxHeadSize, ATT_HS_MAX in attention.cu).
-	maxHeadSize = 128
-	// maxGridYZ is CUDA's limit on gridDim.y and gridDim.z
-	// (ptx.MaxGridYZ); the attention kernels' grid is (T/tile, NH, B).
-	maxGridYZ = 65535
+	// (ATT_HS_MAX in attention.cu).
+	maxHeadSize = ptx.AttentionMaxHeadSize
+	// maxGridYZ is CUDA's limit on gridDim.y and gridDim.z; the attention
+	// kernels' grid is (T/tile, NH, B).
+	maxGridYZ = ptx.MaxGridYZ
 )
 
 // LargestBuffer is the element count of the largest buffer one kernel

@@ -288,14 +288,6 @@ func checkLaunchable(t *testing.T, d Dims) {
 	}
 }
 
-// TestKernelLimitsMatchPtx: config's restated kernel limits are ptx's,
-// which ptx's own tests hold to the .cu sources.
-func TestKernelLimitsMatchPtx(t *testing.T) {
-	assert.Equal(t, ptx.MaxIndex, maxIndex, "maxIndex vs ptx.MaxIndex")
-	assert.Equal(t, ptx.AttentionMaxHeadSize, maxHeadSize, "maxHeadSize vs ptx.AttentionMaxHeadSize")
-	assert.Equal(t, ptx.MaxGridYZ, maxGridYZ, "maxGridYZ vs ptx.MaxGridYZ")
-}
-
 func TestSmallestDivisorFrom(t *testing.T) {
 	for _, c := range []struct{ n, k, want int }{
 		{512, 4, 4}, {129, 2, 3}, {23170, 182, 331}, {23171, 182, 493}, {257, 3, 257},
