@@ -40,7 +40,9 @@ type Executor struct {
 	prepared  map[*program.Op]*prepared
 	ranges    map[string]*nvtx.Attributes
 	texts     []*nvtx.Text
-	launches  map[string]int
+	// counts are the launches of operations no longer prepared (freed
+	// buffers forget their ops); live ones count in prepared.launches.
+	counts map[string]int
 }
 
 // Colours of the NVTX ranges, so the phases stand apart in the timeline.
@@ -56,7 +58,7 @@ var (
 func New(dev *gpu.Device) (*Executor, error) {
 	x := &Executor{dev: dev, s: dev.Stream, functions: map[string]cu.Function{},
 		ptrs: map[*program.Buffer]cu.DevicePtr{}, prepared: map[*program.Op]*prepared{},
-		ranges: map[string]*nvtx.Attributes{}, launches: map[string]int{}}
+		ranges: map[string]*nvtx.Attributes{}, counts: map[string]int{}}
 	for _, name := range ptx.Modules() {
 		if err := x.load(name); err != nil {
 			x.Close()
@@ -137,15 +139,28 @@ func (x *Executor) Alloc(bufs ...*program.Buffer) error {
 	return nil
 }
 
-// Free frees the buffers, and forgets every operation prepared with them.
+// Free frees the buffers, and forgets every operation prepared with them
+// (a Compiled range that uses them must not run again).
 func (x *Executor) Free(bufs ...*program.Buffer) {
+	freed := map[*program.Buffer]bool{}
 	for _, b := range bufs {
 		if p, ok := x.ptrs[b]; ok {
 			x.dev.Free(p)
 			delete(x.ptrs, b)
+			freed[b] = true
 		}
 	}
-	clear(x.prepared)
+	x.forget(func(op *program.Op) bool {
+		if !op.Dst.IsNull() && freed[op.Dst.Buf] {
+			return true
+		}
+		for _, a := range op.Args {
+			if a.Kind == program.Ptr && !a.View.IsNull() && freed[a.View.Buf] {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // FreeAll frees every buffer the executor allocated.
@@ -154,7 +169,7 @@ func (x *Executor) FreeAll() {
 		x.dev.Free(p)
 		delete(x.ptrs, b)
 	}
-	clear(x.prepared)
+	x.forget(func(*program.Op) bool { return true })
 }
 
 // Ptr is the device address of view v, or 0 for a null view or a buffer
@@ -188,25 +203,35 @@ func (x *Executor) Setup(p *program.Program) error {
 
 // Push opens the NVTX range called name; its attributes are made once.
 func (x *Executor) Push(name string) error {
-	a, ok := x.ranges[name]
-	if !ok {
-		t, err := nvtx.NewText(name)
-		if err != nil {
-			return err
-		}
-		x.texts = append(x.texts, t)
-		color := colorOther
-		switch name {
-		case program.Forward:
-			color = colorForward
-		case program.Backward:
-			color = colorBackward
-		}
-		a = &nvtx.Attributes{Message: t, Color: color}
-		x.ranges[name] = a
+	a, err := x.attributes(name)
+	if err != nil {
+		return err
 	}
 	nvtx.Push(a)
 	return nil
+}
+
+// attributes returns the NVTX attributes of range name, made on first use
+// (a registered-once text, and the colour of its phase).
+func (x *Executor) attributes(name string) (*nvtx.Attributes, error) {
+	if a, ok := x.ranges[name]; ok {
+		return a, nil
+	}
+	t, err := nvtx.NewText(name)
+	if err != nil {
+		return nil, err
+	}
+	x.texts = append(x.texts, t)
+	color := colorOther
+	switch name {
+	case program.Forward:
+		color = colorForward
+	case program.Backward:
+		color = colorBackward
+	}
+	a := &nvtx.Attributes{Message: t, Color: color}
+	x.ranges[name] = a
+	return a, nil
 }
 
 // Pop closes the innermost NVTX range.
@@ -219,15 +244,39 @@ func (x *Executor) Pop() error {
 // name) and each other operation run (by driver call), since New or the
 // last ResetCounts.
 func (x *Executor) LaunchCounts() map[string]int {
-	out := make(map[string]int, len(x.launches))
-	for k, v := range x.launches {
+	out := make(map[string]int, len(x.counts))
+	for k, v := range x.counts {
 		out[k] = v
+	}
+	for op, p := range x.prepared {
+		if p.launches > 0 {
+			out[op.Name] += p.launches
+		}
 	}
 	return out
 }
 
 // ResetCounts sets every launch count to zero.
-func (x *Executor) ResetCounts() { clear(x.launches) }
+func (x *Executor) ResetCounts() {
+	clear(x.counts)
+	for _, p := range x.prepared {
+		p.launches = 0
+	}
+}
+
+// forget drops the prepared operations that drop says to, keeping their
+// launch counts.
+func (x *Executor) forget(drop func(*program.Op) bool) {
+	for op, p := range x.prepared {
+		if !drop(op) {
+			continue
+		}
+		if p.launches > 0 {
+			x.counts[op.Name] += p.launches
+		}
+		delete(x.prepared, op)
+	}
+}
 
 // arg is one kernel parameter in 8-byte storage. cu's Launch copies 8 bytes
 // from every parameter pointer, so 4-byte scalars live in the low half (the
@@ -246,6 +295,8 @@ type prepared struct {
 	ptrs  [maxParams]unsafe.Pointer // ptrs[i] = &slots[i]
 	n     int
 	dst   cu.DevicePtr // memset target
+
+	launches int
 }
 
 func (x *Executor) prepare(op *program.Op) (*prepared, error) {
@@ -316,6 +367,11 @@ func (x *Executor) Do(op *program.Op) error {
 	if err != nil {
 		return err
 	}
+	return x.launch(op, p)
+}
+
+func (x *Executor) launch(op *program.Op, p *prepared) error {
+	var err error
 	switch op.Kind {
 	case program.Kernel:
 		g, b := op.Grid, op.Block
@@ -335,7 +391,82 @@ func (x *Executor) Do(op *program.Op) error {
 		}
 		return le
 	}
-	x.launches[op.Name]++
+	p.launches++
+	return nil
+}
+
+// Compiled is a range made ready to run: the executor's calls in the
+// order program.Run makes them, each operation prepared and each NVTX
+// range's attributes made, so that running it looks nothing up.
+type Compiled struct {
+	x     *Executor
+	steps []step
+}
+
+type step struct {
+	push *nvtx.Attributes // open this range, or
+	pop  bool             // close the innermost, or
+	op   *program.Op      // run this operation
+	p    *prepared
+}
+
+// compiler is the Launcher that records a range's calls for Compile.
+type compiler struct{ c *Compiled }
+
+func (k compiler) Push(name string) error {
+	a, err := k.c.x.attributes(name)
+	if err != nil {
+		return err
+	}
+	k.c.steps = append(k.c.steps, step{push: a})
+	return nil
+}
+
+func (k compiler) Pop() error {
+	k.c.steps = append(k.c.steps, step{pop: true})
+	return nil
+}
+
+func (k compiler) Do(op *program.Op) error {
+	p, err := k.c.x.prepare(op)
+	if err != nil {
+		return err
+	}
+	k.c.steps = append(k.c.steps, step{op: op, p: p})
+	return nil
+}
+
+// Compile prepares range r: the same walk as Run (program.Run), done once.
+// The buffers r uses must be allocated, and stay so while it is used.
+func (x *Executor) Compile(r *program.Range) (*Compiled, error) {
+	c := &Compiled{x: x}
+	if err := program.Run(r, compiler{c}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Run enqueues the compiled range. On an error it closes the ranges it
+// opened and says where in the model the failing operation sits.
+func (c *Compiled) Run() error {
+	depth := 0
+	for _, s := range c.steps {
+		switch {
+		case s.push != nil:
+			nvtx.Push(s.push)
+			depth++
+		case s.pop:
+			nvtx.Pop()
+			depth--
+		default:
+			if err := c.x.launch(s.op, s.p); err != nil {
+				for ; depth > 0; depth-- {
+					nvtx.Pop()
+				}
+				return fmt.Errorf("%s: %w", s.op.Where(), err)
+			}
+		}
+	}
 	return nil
 }
 

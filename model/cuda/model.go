@@ -26,6 +26,9 @@ import (
 type Model struct {
 	*model.GPT2
 	x *cuexec.Executor
+	// forward and backward are the program's two ranges compiled for the
+	// executor (backward is nil in infer mode).
+	forward, backward *cuexec.Compiled
 }
 
 // New builds the program of d in mode for the executor's device (sms is
@@ -53,6 +56,14 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, sms int, seed uint
 	if err := x.Setup(m.Program); err != nil {
 		return nil, err
 	}
+	if m.forward, err = x.Compile(m.GPT2.Forward()); err != nil {
+		return nil, err
+	}
+	if m.GPT2.Backward() != nil {
+		if m.backward, err = x.Compile(m.GPT2.Backward()); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
 }
 
@@ -60,15 +71,15 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, sms int, seed uint
 func (m *Model) Free() { m.x.Free(m.Buffers...) }
 
 // Forward enqueues the forward range of the program.
-func (m *Model) Forward() error { return m.x.Run(m.GPT2.Forward()) }
+func (m *Model) Forward() error { return m.forward.Run() }
 
 // Backward enqueues the backward range: every parameter gradient of the
 // last Forward. It overwrites the logits with their gradient.
 func (m *Model) Backward() error {
-	if m.GPT2.Backward() == nil {
+	if m.backward == nil {
 		return fmt.Errorf("backward: the model was built for --mode=%s, which has no gradients", m.Mode)
 	}
-	return m.x.Run(m.GPT2.Backward())
+	return m.backward.Run()
 }
 
 // SetInputs uploads a batch of token ids and targets (B*T each) and, in
