@@ -97,7 +97,11 @@ fi
 python3 scripts/torch_bench.py --all --json "$OUT/torch.json" >"$OUT/torch.txt" 2>&1
 check "torch_bench" $? 0 "$(tail -4 "$OUT/torch.txt" | tr '\n' ' ')"
 
-echo
-echo "summary:"
-printf '  %s\n' "${summary[@]}"
+{
+	echo "summary:"
+	printf '  %s\n' "${summary[@]}"
+} | tee "$OUT/summary.txt"
+# The device tool returns few files: everything else goes into one archive.
+(cd "$OUT" && tar czf logs.tgz --exclude=logs.tgz --exclude=summary.txt --exclude=speed.txt . &&
+	find . -type f ! -name logs.tgz ! -name summary.txt ! -name speed.txt -delete)
 exit $failed
