@@ -31,6 +31,9 @@ type Options struct {
 	// SMs is the GPU's multiprocessor count, for the matmul tile and
 	// split-K choices; 0 means DefaultSMs.
 	SMs int
+	// Graph captures each pass (forward, and backward in train mode) as
+	// one CUDA graph, replayed inside the same NVTX range.
+	Graph bool
 }
 
 // GPT2 is the program of one GPT-2 step with its buffers by role, for the
@@ -40,6 +43,8 @@ type GPT2 struct {
 	Dims config.Dims
 	Mode config.Mode
 	SMs  int
+	// Graph is Options.Graph: each pass is one graph launch.
+	Graph bool
 
 	Layout []ref.Tensor // the parameters' tensors inside Params (and Grads)
 
@@ -94,7 +99,7 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 	if o.SMs <= 0 {
 		o.SMs = DefaultSMs
 	}
-	m := &GPT2{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Layout: ref.Layout(d)}
+	m := &GPT2{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Graph: o.Graph, Layout: ref.Layout(d)}
 	m.allocate()
 	it := &m.Iteration
 	it.Name = program.IterationTemplate
@@ -103,6 +108,16 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 	if mode == config.Train {
 		m.backward = it.Nest(program.Backward)
 		m.buildBackward(m.backward)
+	}
+	if o.Graph {
+		for _, r := range []*program.Range{m.forward, m.backward} {
+			if r == nil {
+				continue
+			}
+			if err := program.CaptureAsGraph(r); err != nil {
+				panic(err) // the passes hold operations only
+			}
+		}
 	}
 	return m
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/internal/report"
 	"github.com/gpubench/gpubench/internal/telemetry"
+	"github.com/gpubench/gpubench/model"
 	"github.com/gpubench/gpubench/model/cuda"
 	"github.com/gpubench/gpubench/nvtx"
 	"gorgonia.org/cu"
@@ -68,7 +69,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	}
 	defer x.Close()
 	x.SyncEachLaunch = r.SyncLaunches
-	m, err := cuda.New(x, r.Dims, r.Mode, dev.Info.SMs, r.Seed)
+	m, err := cuda.New(x, r.Dims, r.Mode, model.Options{SMs: dev.Info.SMs, Graph: r.Graph}, r.Seed)
 	if err != nil {
 		return err
 	}

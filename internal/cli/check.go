@@ -6,6 +6,7 @@ import (
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/nsyscheck"
 	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/model"
 )
 
 // Check checks an nsys sqlite export of a gpubench run against the plan of
@@ -16,7 +17,7 @@ func Check(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageOrHelp(err)
 	}
-	rep, err := nsyscheck.Check(rest[0], plan.For(r.Dims, r.Mode), r.Iters)
+	rep, err := nsyscheck.Check(rest[0], plan.Of(model.Program(r.Dims, r.Mode, model.Options{Graph: r.Graph})), r.Iters)
 	if rep != nil {
 		if werr := rep.WriteText(stdout); werr != nil && err == nil {
 			err = werr

@@ -71,6 +71,7 @@ func TestParseRunRejects(t *testing.T) {
 		{"V under 2", []string{"--vocab=1"}, []string{"--vocab", "at least 2"}},
 		{"iters under 1", []string{"--iters=0"}, []string{"--iters", "at least 1"}},
 		{"warmup under 0", []string{"--warmup=-1"}, []string{"--warmup", "at least 0"}},
+		{"graph with sync-launches", []string{"--graph", "--sync-launches"}, []string{"--graph", "--sync-launches"}},
 		{"batch too large for 32-bit indexing", []string{"--model=gpt2-124m", "--batch-size=100"}, []string{"--batch-size", "32-bit", "1..41"}},
 		{"weight too large for 32-bit indexing", []string{"--channels=32768", "--heads=256"}, []string{"--channels", "32-bit", "1..23170"}},
 		{"head size over the attention kernels' limit", []string{"--channels=512", "--heads=2"}, []string{"--heads", "512/2 = 256", "limit 128", "--heads ≥ 4"}},

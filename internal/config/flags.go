@@ -25,6 +25,7 @@ type Run struct {
 	Dump          string // write one step's tensors as safetensors here
 	CheckNumerics bool   // fail on NaN/Inf after each iteration
 	SyncLaunches  bool   // synchronise after every launch (debugging)
+	Graph         bool   // each pass captured once as a CUDA graph, then replayed
 }
 
 // Custom is the model name of a run whose model is none of the presets.
@@ -114,6 +115,7 @@ func newRunFlags(name string) *runFlags {
 	fs.StringVar(&f.run.Dump, "dump", "", "write one step's weights, inputs, loss, logits and gradients as safetensors into this directory")
 	fs.BoolVar(&f.run.CheckNumerics, "check-numerics", false, "after each iteration, fail on NaN or Inf in the loss or the gradients")
 	fs.BoolVar(&f.run.SyncLaunches, "sync-launches", false, "synchronise after every kernel launch, so a fault names its kernel (slow; for debugging)")
+	fs.BoolVar(&f.run.Graph, "graph", false, "capture each pass (forward, backward) once as a CUDA graph and replay it every iteration, inside the same NVTX ranges")
 	return f
 }
 
@@ -209,6 +211,9 @@ func (f *runFlags) finish() (Run, error) {
 	}
 	if r.Dump != "" && r.Mode == Infer {
 		return Run{}, errors.New("--dump: needs --mode=train (a dump holds the gradients, which infer does not compute)")
+	}
+	if r.Graph && r.SyncLaunches {
+		return Run{}, errors.New("--graph: cannot be combined with --sync-launches (a captured graph cannot synchronise after each kernel; drop one of them)")
 	}
 	if r.CheckNumerics && r.Mode == Infer {
 		return Run{}, errors.New("--check-numerics: needs --mode=train (it checks the gradients, which infer does not compute)")

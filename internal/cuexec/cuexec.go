@@ -150,7 +150,8 @@ func (x *Executor) Free(bufs ...*program.Buffer) {
 			freed[b] = true
 		}
 	}
-	x.forget(func(op *program.Op) bool {
+	var uses func(op *program.Op) bool
+	uses = func(op *program.Op) bool {
 		if !op.Dst.IsNull() && freed[op.Dst.Buf] {
 			return true
 		}
@@ -159,8 +160,16 @@ func (x *Executor) Free(bufs ...*program.Buffer) {
 				return true
 			}
 		}
+		if op.Kind == program.Graph {
+			for _, n := range op.Body.Ops() {
+				if uses(n) {
+					return true
+				}
+			}
+		}
 		return false
-	})
+	}
+	x.forget(uses)
 }
 
 // FreeAll frees every buffer the executor allocated.
@@ -251,6 +260,9 @@ func (x *Executor) LaunchCounts() map[string]int {
 	for op, p := range x.prepared {
 		if p.launches > 0 {
 			out[op.Name] += p.launches
+			for _, n := range p.names { // a graph's replays launch its nodes
+				out[n] += p.launches
+			}
 		}
 	}
 	return out
@@ -273,7 +285,11 @@ func (x *Executor) forget(drop func(*program.Op) bool) {
 		}
 		if p.launches > 0 {
 			x.counts[op.Name] += p.launches
+			for _, n := range p.names {
+				x.counts[n] += p.launches
+			}
 		}
+		p.exec.Destroy()
 		delete(x.prepared, op)
 	}
 }
@@ -295,6 +311,11 @@ type prepared struct {
 	ptrs  [maxParams]unsafe.Pointer // ptrs[i] = &slots[i]
 	n     int
 	dst   cu.DevicePtr // memset target
+
+	// A graph operation's instantiated graph and prepared nodes.
+	exec  cudrv.GraphExec
+	nodes []*prepared
+	names []string
 
 	launches int
 }
@@ -337,11 +358,61 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 			return nil, fmt.Errorf("%s: buffer %s is not allocated", op.Name, op.Dst.Buf)
 		}
 	case program.Sync:
+	case program.Graph:
+		if err := x.capture(op, p); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("%s %s: the CUDA executor does not run this kind of operation yet", op.Kind, op.Name)
 	}
 	x.prepared[op] = p
 	return p, nil
+}
+
+// capture records a graph operation's nodes: it runs them on the stream
+// in capture mode, so that nothing executes, and instantiates the graph.
+// On a failure it ends the capture, frees what it made and names the node
+// that failed.
+func (x *Executor) capture(op *program.Op, p *prepared) error {
+	if x.SyncEachLaunch {
+		return fmt.Errorf("graph %s: a graph cannot be captured while every launch synchronises (--sync-launches)", op.Part)
+	}
+	for _, it := range op.Body.Items {
+		n, err := x.prepare(it.Op)
+		if err != nil {
+			return fmt.Errorf("graph %s, node %s: %w", op.Part, it.Op.Where(), err)
+		}
+		p.nodes, p.names = append(p.nodes, n), append(p.names, it.Op.Name)
+	}
+	s := cudrv.StreamOf(unsafe.Pointer(&x.s))
+	if err := cudrv.BeginCapture(s); err != nil {
+		return fmt.Errorf("graph %s: %w", op.Part, err)
+	}
+	var failed error
+	for i, it := range op.Body.Items {
+		if err := x.launch(it.Op, p.nodes[i]); err != nil {
+			failed = fmt.Errorf("graph %s: capturing node %s: %w", op.Part, it.Op.Where(), err)
+			break
+		}
+		p.nodes[i].launches-- // captured, not run
+	}
+	g, err := cudrv.EndCapture(s)
+	if failed == nil && err != nil {
+		failed = fmt.Errorf("graph %s: %w", op.Part, err)
+	}
+	if failed == nil {
+		if n, nerr := g.Nodes(); nerr != nil || n != len(op.Body.Items) {
+			failed = fmt.Errorf("graph %s: captured %d nodes, the program has %d (%v)", op.Part, n, len(op.Body.Items), nerr)
+		}
+	}
+	if failed == nil {
+		p.exec, failed = cudrv.Instantiate(g)
+		if failed != nil {
+			failed = fmt.Errorf("graph %s: %w", op.Part, failed)
+		}
+	}
+	g.Destroy() // the executable graph keeps what it needs
+	return failed
 }
 
 // LaunchError is a failed operation, with what was launched and how.
@@ -380,6 +451,8 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 		err = cu.MemsetD32Async(p.dst, uint(op.Value), int64(op.Dst.Elems), x.s)
 	case program.Sync:
 		err = x.s.Synchronize()
+	case program.Graph:
+		err = p.exec.Launch(cudrv.StreamOf(unsafe.Pointer(&x.s)))
 	}
 	if err == nil && x.SyncEachLaunch {
 		err = x.s.Synchronize()

@@ -66,6 +66,8 @@ type checker struct {
 	rep     *Report
 	claimed []bool // per t.Ranges index: matched or already reported
 	iters   []*node
+	// graphNoted: the note about whole-graph records was made.
+	graphNoted bool
 }
 
 func (c *checker) fail(format string, args ...any) {
@@ -379,22 +381,41 @@ func (c *checker) compareRange(n *node) {
 		}
 		return
 	}
+	want := c.expected(n.plan)
+	wantKernels, wantMemsets, wantGraphs := map[string]int{}, 0, 0
+	var kernelOrder []string
+	for _, l := range want {
+		switch l.Kind {
+		case plan.Kernel:
+			if wantKernels[l.Name] == 0 {
+				kernelOrder = append(kernelOrder, l.Name)
+			}
+			wantKernels[l.Name]++
+		case plan.Memset:
+			wantMemsets++
+		case plan.Graph:
+			wantGraphs++
+		}
+	}
 	got := map[string]int{}
-	memsets := 0
+	memsets, graphs := 0, 0
 	for _, l := range n.launches {
-		if l.Op.Kind == plan.Memset {
+		switch l.Op.Kind {
+		case plan.Memset:
 			memsets++
-		} else {
+		case plan.Graph:
+			graphs++
+		default:
 			got[l.Op.Name]++
 		}
 	}
 	ok := true
-	for _, k := range n.plan.Kernels {
-		if got[k.Name] != k.Count {
+	for _, name := range kernelOrder {
+		if got[name] != wantKernels[name] {
 			ok = false
-			c.fail("%s: kernel %s launched %s, plan says %d", n.path, k.Name, times(got[k.Name]), k.Count)
+			c.fail("%s: kernel %s launched %s, plan says %d", n.path, name, times(got[name]), wantKernels[name])
 		}
-		delete(got, k.Name)
+		delete(got, name)
 	}
 	extra := make([]string, 0, len(got))
 	for name := range got {
@@ -403,35 +424,63 @@ func (c *checker) compareRange(n *node) {
 	sort.Strings(extra)
 	for _, name := range extra {
 		ok = false
-		c.fail("%s: kernel %s launched %s, plan says 0", n.path, name, times(got[name]))
+		msg := fmt.Sprintf("%s: kernel %s launched %s, plan says 0", n.path, name, times(got[name]))
+		if t.GraphTable && wantGraphs > 0 {
+			msg += " (the plan's kernels of this range run inside a graph, which this capture traced as one launch)"
+		}
+		c.fail("%s", msg)
 	}
 	// The exporter creates CUPTI_ACTIVITY_KIND_MEMSET only when there are
 	// memsets, so a missing table counts as none.
-	if want := n.plan.Direct.Memsets; memsets != want {
+	if memsets != wantMemsets {
 		ok = false
-		msg := fmt.Sprintf("%s: %s launched, plan says %d", n.path, plural(memsets, "memset"), want)
+		msg := fmt.Sprintf("%s: %s launched, plan says %d", n.path, plural(memsets, "memset"), wantMemsets)
 		if !t.MemsetTable {
 			msg += fmt.Sprintf(" (the export has no %s table: no memset was captured)", tableMemset)
 		}
 		c.fail("%s", msg)
+	}
+	if graphs != wantGraphs {
+		ok = false
+		c.fail("%s: %s, plan says %d", n.path, plural(graphs, "graph launch"), wantGraphs)
 	}
 	if ok {
 		c.order(n)
 	}
 }
 
+// expected is the sequence of GPU operations a range must show in this
+// capture: with whole-graph records (nsys's default --cuda-graph-trace=graph)
+// each graph launch is one operation; otherwise a graph's nodes appear as
+// kernels and memsets of their own (--cuda-graph-trace=node), as without
+// graphs.
+func (c *checker) expected(r *plan.Range) []plan.Launch {
+	if c.t.GraphTable {
+		if r.GraphLaunches() > 0 && !c.graphNoted {
+			c.graphNoted = true
+			c.note("the capture traced each CUDA graph as one launch (nsys's default); profile with --cuda-graph-trace=node to see, and check, the kernels inside")
+		}
+		return r.Ops
+	}
+	return r.Launches()
+}
+
 // order compares the launch sequence of n with the plan's.
 func (c *checker) order(n *node) {
-	want, got := n.plan.Launches(), n.launches
+	want, got := c.expected(n.plan), n.launches
 	for i := range min(len(got), len(want)) {
 		g, w := got[i], want[i]
 		// A memset is known by its size: the plan's target buffer.
-		if g.Op.Kind == w.Kind && ((g.Op.Kind == plan.Memset && g.Op.Bytes == w.Bytes) || (g.Op.Kind == plan.Kernel && g.Op.Name == w.Name)) {
+		if g.Op.Kind == w.Kind && ((g.Op.Kind == plan.Memset && g.Op.Bytes == w.Bytes) ||
+			(g.Op.Kind == plan.Kernel && g.Op.Name == w.Name) || g.Op.Kind == plan.Graph) {
 			continue
 		}
 		wantDesc := "kernel " + w.Name
-		if w.Kind == plan.Memset {
+		switch w.Kind {
+		case plan.Memset:
 			wantDesc = fmt.Sprintf("a memset of %d bytes (%s %s)", w.Bytes, w.Name, w.Target)
+		case plan.Graph:
+			wantDesc = fmt.Sprintf("a graph launch of %d nodes", len(w.Nodes))
 		}
 		c.fail("%s: launch %d is %s, plan says %s at %s", n.path, i+1, g.Op.Describe(), wantDesc, w.Where())
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/kernels"
+	"github.com/gpubench/gpubench/model"
 	"os"
 	"path/filepath"
 	"strings"
@@ -555,6 +556,35 @@ var realExports = []struct {
 	// gpubench --model=tiny --iters 3 --warmup 1 --profile, captured with
 	// --capture-range=cudaProfilerApi.
 	{"tiny-h200.sqlite", func(testing.TB) plan.Plan { return plan.For(tinyDims, config.Train) }, 3},
+	// gpubench --model=tiny --graph --iters 3 --profile, captured with
+	// --cuda-graph-trace=node (every kernel of the two graphs, under the
+	// graph launch's correlation id) and with the default =graph (one
+	// record per graph launch).
+	{"tiny-graph-node-h200.sqlite", func(testing.TB) plan.Plan { return graphPlan() }, 3},
+	{"tiny-graph-graph-h200.sqlite", func(testing.TB) plan.Plan { return graphPlan() }, 3},
+}
+
+func graphPlan() plan.Plan {
+	return plan.Of(model.Program(tinyDims, config.Train, model.Options{Graph: true}))
+}
+
+// TestRealGraphExports: a graph run's exports fail against the plan
+// without graphs (whole-graph records are not kernels), and the
+// whole-graph one says how to see the nodes.
+func TestRealGraphExports(t *testing.T) {
+	_, err := Check(realExport(t, "tiny-graph-graph-h200.sqlite"), plan.For(tinyDims, config.Train), 3)
+	if err == nil || !strings.Contains(err.Error(), "graph launch") {
+		t.Errorf("whole-graph export against the plain plan: %v", err)
+	}
+	rep, err := Check(realExport(t, "tiny-graph-graph-h200.sqlite"), graphPlan(), 3)
+	if err != nil || !strings.Contains(strings.Join(rep.Notes, "\n"), "--cuda-graph-trace=node") {
+		t.Errorf("whole-graph export: %v, notes %q", err, rep.Notes)
+	}
+	// Node records of the graph run carry the plain plan's kernels in
+	// its order, so they pass the plain plan too: the nodes are the same.
+	if _, err := Check(realExport(t, "tiny-graph-node-h200.sqlite"), plan.For(tinyDims, config.Train), 3); err != nil {
+		t.Errorf("node export against the plain plan: %v", err)
+	}
 }
 
 var tinyDims = config.Dims{V: 512, MaxT: 64, T: 64, L: 2, NH: 4, C: 128, B: 8}
@@ -604,7 +634,11 @@ func TestRealExports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Iterations != e.iters || rep.Launch.Count != e.iters*rep.Plan.PerIteration.Launches {
+			per := rep.Plan.PerIteration.Launches
+			if strings.Contains(e.file, "graph-graph") {
+				per = rep.Plan.PerIteration.Graphs // one record per graph launch
+			}
+			if rep.Iterations != e.iters || rep.Launch.Count != e.iters*per {
 				t.Errorf("%d iterations, %d launches", rep.Iterations, rep.Launch.Count)
 			}
 		})

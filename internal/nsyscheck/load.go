@@ -58,6 +58,7 @@ const (
 	tableRuntime   = "CUPTI_ACTIVITY_KIND_RUNTIME"
 	tableKernel    = "CUPTI_ACTIVITY_KIND_KERNEL"
 	tableMemset    = "CUPTI_ACTIVITY_KIND_MEMSET"
+	tableGraph     = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE"
 	tableStrings   = "StringIds"
 	tableThreads   = "ThreadNames"
 	tableEventType = "ENUM_NSYS_EVENT_TYPE"
@@ -101,8 +102,11 @@ func (o GPUOp) Duration() int64 { return o.End - o.Start }
 // Describe names the op for messages: "kernel gelu_forward" or
 // "memset of 4096 bytes".
 func (o GPUOp) Describe() string {
-	if o.Kind == plan.Memset {
+	switch o.Kind {
+	case plan.Memset:
 		return fmt.Sprintf("memset of %d bytes", o.Bytes)
+	case plan.Graph:
+		return "graph launch " + o.Name
 	}
 	return "kernel " + o.Name
 }
@@ -141,6 +145,10 @@ type Trace struct {
 	// APITable, KernelTable and MemsetTable report which CUPTI tables the
 	// export has; the exporter creates tables only for data it holds.
 	APITable, KernelTable, MemsetTable bool
+	// GraphTable reports whole-graph records: nsys's default
+	// --cuda-graph-trace=graph shows each graph launch as one operation
+	// and none of its nodes.
+	GraphTable bool
 	// ThreadNames maps a globalTid to its name, where the export has one.
 	ThreadNames map[int64]string
 }
@@ -189,6 +197,7 @@ func Load(path string) (*Trace, error) {
 		APITable:    tables[tableRuntime],
 		KernelTable: tables[tableKernel],
 		MemsetTable: tables[tableMemset],
+		GraphTable:  tables[tableGraph],
 		ThreadNames: map[int64]string{},
 	}
 	steps := []func(*Trace) error{l.meta, l.threadNames, l.ranges, l.launches}
@@ -520,7 +529,15 @@ func (l *loader) launches(t *Trace) error {
 		}
 		t.Launches = append(t.Launches, Launch{API: a.name, Start: a.start, End: a.end, Thread: a.thread, Op: op})
 	}
-	sort.SliceStable(t.Launches, func(i, j int) bool { return t.Launches[i].Start < t.Launches[j].Start })
+	// By launch call, then, for the nodes of one graph launch (which share
+	// its call), by their start on the GPU: the order of a stream.
+	sort.SliceStable(t.Launches, func(i, j int) bool {
+		a, b := t.Launches[i], t.Launches[j]
+		if a.Start != b.Start {
+			return a.Start < b.Start
+		}
+		return a.Op.Start < b.Op.Start
+	})
 	sort.SliceStable(t.Unlaunched, func(i, j int) bool { return t.Unlaunched[i].Start < t.Unlaunched[j].Start })
 	return nil
 }
@@ -528,14 +545,16 @@ func (l *loader) launches(t *Trace) error {
 // matchCall picks the API call that launched op. Correlation ids are unique
 // within a process, so it considers the calls with op's id in op's process
 // (all of them when the export records no process). Of those it prefers the
-// call itself to its backtrace copy, then the shortest: the innermost.
+// call itself to its backtrace copy, then the shortest: the innermost. A
+// call launches one operation, except a graph launch (cuGraphLaunch), whose
+// every node carries its correlation id when nsys traces graph nodes.
 func matchCall(cands []*apiCall, op GPUOp) *apiCall {
 	if op.CorrelationID == 0 {
 		return nil
 	}
 	var pick *apiCall
 	for _, a := range cands {
-		if a.used || (op.GlobalPid != 0 && a.thread != 0 && !sameProcess(a.thread, op.GlobalPid)) {
+		if (a.used && !strings.HasPrefix(a.name, "cuGraphLaunch")) || (op.GlobalPid != 0 && a.thread != 0 && !sameProcess(a.thread, op.GlobalPid)) {
 			continue
 		}
 		if pick == nil || better(a, pick) {
@@ -597,6 +616,19 @@ func (l *loader) gpuOps(t *Trace) ([]GPUOp, error) {
 		ops, err2 = l.scanOps(q, plan.Memset, ops)
 		if err2 != nil {
 			return nil, fmt.Errorf("reading memsets: %w", err2)
+		}
+	}
+	if t.GraphTable {
+		c, err := l.need(tableGraph, "start", "end", "correlationId")
+		if err != nil {
+			return nil, err
+		}
+		q := fmt.Sprintf(`SELECT g.start, g."end", COALESCE(g.correlationId, 0), %s, %s, %s, 'graphExec ' || %s, 0 FROM CUPTI_ACTIVITY_KIND_GRAPH_TRACE g`,
+			optCol(c, "g", "globalPid"), optCol(c, "g", "deviceId"), optCol(c, "g", "streamId"), optCol(c, "g", "graphExecId"))
+		var err2 error
+		ops, err2 = l.scanOps(q, plan.Graph, ops)
+		if err2 != nil {
+			return nil, fmt.Errorf("reading graph launches: %w", err2)
 		}
 	}
 	return ops, nil

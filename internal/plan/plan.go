@@ -57,6 +57,7 @@ type OpKind = program.OpKind
 const (
 	Kernel = program.Kernel
 	Memset = program.Memset
+	Graph  = program.Graph
 )
 
 // MemsetD32 is the driver call of the program's memsets.
@@ -88,6 +89,8 @@ type Op struct {
 	Args        []Arg        `json:"args,omitempty"`
 	FLOPs       int64        `json:"flops"`
 	Bytes       int64        `json:"bytes"`
+	// Nodes are what a graph launch replays, in capture order.
+	Nodes []Launch `json:"nodes,omitempty"`
 }
 
 // Launch is one operation with its place in the model.
@@ -117,6 +120,7 @@ type Count struct {
 type Totals struct {
 	Kernels  int   `json:"kernels"`
 	Memsets  int   `json:"memsets"`
+	Graphs   int   `json:"graphs"`   // graph launches; their nodes count as kernels and memsets
 	Launches int   `json:"launches"` // Kernels + Memsets
 	FLOPs    int64 `json:"flops"`
 	Bytes    int64 `json:"bytes"`
@@ -125,6 +129,7 @@ type Totals struct {
 func (t *Totals) add(o Totals) {
 	t.Kernels += o.Kernels
 	t.Memsets += o.Memsets
+	t.Graphs += o.Graphs
 	t.Launches += o.Launches
 	t.FLOPs += o.FLOPs
 	t.Bytes += o.Bytes
@@ -135,9 +140,11 @@ type Range struct {
 	// Name is the NVTX range name; IterationTemplate for the iteration.
 	Name string `json:"name"`
 	// Ops are the operations launched directly inside the range (not
-	// inside a child range), in launch order.
+	// inside a child range), in launch order; a graph launch holds its
+	// nodes.
 	Ops []Launch `json:"ops"`
-	// Kernels and Memsets count Ops per name, in order of first launch.
+	// Kernels and Memsets count the GPU operations of Ops (a graph's
+	// nodes included) per name, in order of first launch.
 	Kernels []Count `json:"kernels"`
 	Memsets []Count `json:"memsets"`
 	// Direct counts the launches directly inside the range; Inclusive adds
@@ -150,8 +157,23 @@ type Range struct {
 	Children []Range `json:"children"`
 }
 
-// Launches is the range's launch sequence, without those of child ranges.
-func (r Range) Launches() []Launch { return r.Ops }
+// Launches is the range's sequence of GPU operations, without those of
+// child ranges: Ops with each graph launch replaced by its nodes, which is
+// what a profiler that traces graph nodes shows.
+func (r Range) Launches() []Launch {
+	var out []Launch
+	for _, l := range r.Ops {
+		if l.Kind == program.Graph {
+			out = append(out, l.Nodes...)
+		} else {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// GraphLaunches is the number of graph launches directly inside the range.
+func (r Range) GraphLaunches() int { return r.Direct.Graphs }
 
 // KernelCount is how many times the range launches kernel name directly.
 func (r Range) KernelCount(name string) int { return countOf(r.Kernels, name) }
@@ -236,6 +258,13 @@ func fromRange(pr *program.Range) Range {
 		}
 		l := launchOf(it.Op)
 		r.Ops = append(r.Ops, l)
+		r.Direct.FLOPs += l.FLOPs
+		r.Direct.Bytes += l.Bytes
+		if l.Kind == program.Graph {
+			r.Direct.Graphs++
+		}
+	}
+	for _, l := range r.Launches() {
 		switch l.Kind {
 		case Kernel:
 			r.Kernels = bump(r.Kernels, l.Name)
@@ -245,8 +274,6 @@ func fromRange(pr *program.Range) Range {
 			r.Direct.Memsets++
 		}
 		r.Direct.Launches++
-		r.Direct.FLOPs += l.FLOPs
-		r.Direct.Bytes += l.Bytes
 	}
 	r.Inclusive = r.Direct
 	for _, c := range r.Children {
@@ -274,6 +301,11 @@ func launchOf(op *program.Op) Launch {
 			pa.Buffer, pa.Elem, pa.Elems = a.View.String(), a.View.Buf.Elem, a.View.Elems
 		}
 		l.Args = append(l.Args, pa)
+	}
+	if op.Kind == program.Graph {
+		for _, it := range op.Body.Items {
+			l.Nodes = append(l.Nodes, launchOf(it.Op))
+		}
 	}
 	return l
 }

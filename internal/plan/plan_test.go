@@ -60,8 +60,21 @@ func recorded(t *testing.T, m *model.GPT2) []string {
 			out = append(out, "push "+e.Push)
 		case e.Pop:
 			out = append(out, "pop")
+		case e.Op.Kind == program.Graph:
+			out = append(out, fmt.Sprintf("graph %s of %d nodes at %s", e.Op.Name, len(e.Op.Body.Items), e.Op.Where()))
+			for _, it := range e.Op.Body.Items {
+				out = append(out, describeOp(it.Op))
+			}
 		default:
-			op := e.Op
+			out = append(out, describeOp(e.Op))
+		}
+	}
+	return out
+}
+
+func describeOp(op *program.Op) string {
+	{
+		{
 			var args []string
 			for _, a := range op.Args {
 				switch a.Kind {
@@ -73,16 +86,32 @@ func recorded(t *testing.T, m *model.GPT2) []string {
 					args = append(args, fmt.Sprintf("%s=%g", a.Param, a.Float))
 				}
 			}
-			out = append(out, fmt.Sprintf("%s %s %s %v %v %d (%s) flops=%d bytes=%d at %s", op.Kind, op.Name, op.Target(),
-				op.Grid, op.Block, op.SharedBytes, strings.Join(args, ", "), op.FLOPs, op.Bytes, op.Where()))
+			return fmt.Sprintf("%s %s %s %v %v %d (%s) flops=%d bytes=%d at %s", op.Kind, op.Name, op.Target(),
+				op.Grid, op.Block, op.SharedBytes, strings.Join(args, ", "), op.FLOPs, op.Bytes, op.Where())
 		}
 	}
-	return out
 }
 
 func flatten(r Range) []string {
 	out := []string{"push " + r.Name}
 	for _, l := range r.Ops {
+		if l.Kind == program.Graph {
+			out = append(out, fmt.Sprintf("graph %s of %d nodes at %s", l.Name, len(l.Nodes), l.Where()))
+			for _, n := range l.Nodes {
+				out = append(out, describeLaunch(n))
+			}
+			continue
+		}
+		out = append(out, describeLaunch(l))
+	}
+	for _, c := range r.Children {
+		out = append(out, flatten(c)...)
+	}
+	return append(out, "pop")
+}
+
+func describeLaunch(l Launch) string {
+	{
 		var args []string
 		for _, a := range l.Args {
 			switch {
@@ -94,13 +123,9 @@ func flatten(r Range) []string {
 				args = append(args, fmt.Sprintf("%s=%s/%d", a.Param, a.Buffer, a.Elems))
 			}
 		}
-		out = append(out, fmt.Sprintf("%s %s %s %v %v %d (%s) flops=%d bytes=%d at %s", l.Kind, l.Name, l.Target,
-			l.Grid, l.Block, l.SharedBytes, strings.Join(args, ", "), l.FLOPs, l.Bytes, l.Where()))
+		return fmt.Sprintf("%s %s %s %v %v %d (%s) flops=%d bytes=%d at %s", l.Kind, l.Name, l.Target,
+			l.Grid, l.Block, l.SharedBytes, strings.Join(args, ", "), l.FLOPs, l.Bytes, l.Where())
 	}
-	for _, c := range r.Children {
-		out = append(out, flatten(c)...)
-	}
-	return append(out, "pop")
 }
 
 // TestRecorderEqualsPlan is the promise of gpubench: what the executor
@@ -110,35 +135,49 @@ func flatten(r Range) []string {
 func TestRecorderEqualsPlan(t *testing.T) {
 	for _, d := range shapes(t) {
 		for _, mode := range modes {
-			t.Run(fmt.Sprintf("%s/L=%d", mode, d.L), func(t *testing.T) {
-				m := model.Program(d, mode, model.Options{})
-				b, err := Of(m).MarshalIndentJSON()
-				if err != nil {
-					t.Fatal(err)
-				}
-				var printed Plan
-				if err := json.Unmarshal(b, &printed); err != nil {
-					t.Fatal(err)
-				}
-				got, want := recorded(t, m), flatten(printed.Iteration)
-				if len(got) != len(want) {
-					t.Fatalf("the executor made %d calls, the plan lists %d", len(got), len(want))
-				}
-				for i := range got {
-					if got[i] != want[i] {
-						t.Fatalf("call %d: the executor made\n  %s\nthe plan says\n  %s", i, got[i], want[i])
+			for _, graph := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/L=%d/graph=%v", mode, d.L, graph), func(t *testing.T) {
+					m := model.Program(d, mode, model.Options{Graph: graph})
+					b, err := Of(m).MarshalIndentJSON()
+					if err != nil {
+						t.Fatal(err)
 					}
-				}
-				memsets := 0
-				for _, s := range got {
-					if strings.HasPrefix(s, "memset ") {
-						memsets++
+					var printed Plan
+					if err := json.Unmarshal(b, &printed); err != nil {
+						t.Fatal(err)
 					}
-				}
-				if want := map[config.Mode]int{config.Train: 2, config.Infer: 0}[mode]; memsets != want {
-					t.Errorf("%d memsets in the iteration, want %d", memsets, want)
-				}
-			})
+					got, want := recorded(t, m), flatten(printed.Iteration)
+					if len(got) != len(want) {
+						t.Fatalf("the executor made %d calls, the plan lists %d", len(got), len(want))
+					}
+					for i := range got {
+						if got[i] != want[i] {
+							t.Fatalf("call %d: the executor made\n  %s\nthe plan says\n  %s", i, got[i], want[i])
+						}
+					}
+					memsets := 0
+					for _, s := range got {
+						if strings.HasPrefix(s, "memset ") {
+							memsets++
+						}
+					}
+					if want := map[config.Mode]int{config.Train: 2, config.Infer: 0}[mode]; memsets != want {
+						t.Errorf("%d memsets in the iteration, want %d", memsets, want)
+					}
+					// With graphs, each pass is one graph launch holding the
+					// same operations as without.
+					if graph {
+						plain := Of(model.Program(d, mode, model.Options{}))
+						for _, r := range printed.Iteration.Children {
+							pr := plain.Iteration.Child(r.Name)
+							if len(r.Ops) != 1 || r.Ops[0].Kind != program.Graph || !reflect.DeepEqual(r.Launches(), pr.Launches()) ||
+								!reflect.DeepEqual(r.Kernels, pr.Kernels) {
+								t.Errorf("%s with a graph: %d ops, not the plain pass's launches as one graph", r.Name, len(r.Ops))
+							}
+						}
+					}
+				})
+			}
 		}
 	}
 }

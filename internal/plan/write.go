@@ -88,29 +88,47 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 	fmt.Fprintln(w)
 	if r.Direct.Launches > 0 {
 		fmt.Fprintf(w, "%s  launch order:\n", ind)
-		for _, g := range groups(r.Ops) {
-			switch n := len(g.layers); {
-			case n == 0:
-				fmt.Fprintf(w, "%s    %s:\n", ind, g.part)
-			case n == 1:
-				fmt.Fprintf(w, "%s    %s %d:\n", ind, g.part, g.layers[0])
-			default:
-				fmt.Fprintf(w, "%s    %s l = %d..%d (x%d):\n", ind, g.part, g.layers[0], g.layers[n-1], n)
+		for i := 0; i < len(r.Ops); {
+			if g := r.Ops[i]; g.Kind == program.Graph {
+				fmt.Fprintf(w, "%s    one %s of a graph of %d nodes, captured once:\n", ind, g.Name, len(g.Nodes))
+				writeGroups(w, ind+"  ", g.Nodes)
+				i++
+				continue
 			}
-			for i := 0; i < len(g.ops); {
-				j := i
-				for j < len(g.ops) && g.ops[j].Step == g.ops[i].Step {
-					j++
-				}
-				fmt.Fprintf(w, "%s      %s: %s\n", ind, g.ops[i].Step, strings.Join(opNames(g.ops[i:j]), ", "))
-				i = j
+			j := i
+			for j < len(r.Ops) && r.Ops[j].Kind != program.Graph {
+				j++
 			}
+			writeGroups(w, ind, r.Ops[i:j])
+			i = j
 		}
 		writeCounts(w, ind, "kernels", r.Kernels)
 		writeCounts(w, ind, "memsets", r.Memsets)
 	}
 	for _, c := range r.Children {
 		writeRange(w, c, depth+1)
+	}
+}
+
+// writeGroups writes a launch sequence part by part (see groups).
+func writeGroups(w *bufio.Writer, ind string, ls []Launch) {
+	for _, g := range groups(ls) {
+		switch n := len(g.layers); {
+		case n == 0:
+			fmt.Fprintf(w, "%s    %s:\n", ind, g.part)
+		case n == 1:
+			fmt.Fprintf(w, "%s    %s %d:\n", ind, g.part, g.layers[0])
+		default:
+			fmt.Fprintf(w, "%s    %s l = %d..%d (x%d):\n", ind, g.part, g.layers[0], g.layers[n-1], n)
+		}
+		for i := 0; i < len(g.ops); {
+			j := i
+			for j < len(g.ops) && g.ops[j].Step == g.ops[i].Step {
+				j++
+			}
+			fmt.Fprintf(w, "%s      %s: %s\n", ind, g.ops[i].Step, strings.Join(opNames(g.ops[i:j]), ", "))
+			i = j
+		}
 	}
 }
 
@@ -158,6 +176,9 @@ func describe(t Totals, launches bool) string {
 	s := plural(t.Kernels, "kernel")
 	if t.Memsets > 0 {
 		s += ", " + plural(t.Memsets, "memset")
+	}
+	if t.Graphs > 0 {
+		s += fmt.Sprintf(" in %s", plural(t.Graphs, "graph launch"))
 	}
 	if launches {
 		s += fmt.Sprintf(" (%s)", plural(t.Launches, "launch"))

@@ -138,6 +138,21 @@ func Validate(op *Op) error {
 		if err := inside(op.Dst); err != nil {
 			return fmt.Errorf("%s %s: %w", op.Kind, op.Name, err)
 		}
+	case Graph:
+		if op.Body == nil || len(op.Body.Items) == 0 {
+			return fmt.Errorf("graph %s has no nodes", op.Name)
+		}
+		for _, it := range op.Body.Items {
+			if it.Range != nil {
+				return fmt.Errorf("graph %s holds the NVTX range %s, which a graph cannot replay", op.Name, it.Range.Name)
+			}
+			if it.Op.Kind != Kernel && it.Op.Kind != Memset {
+				return fmt.Errorf("graph %s: a %s cannot be a graph node here", op.Name, it.Op.Kind)
+			}
+			if err := Validate(it.Op); err != nil {
+				return fmt.Errorf("graph node %s: %w", it.Op.Where(), err)
+			}
+		}
 	case Sync, Alloc, Free, Host:
 	default:
 		return fmt.Errorf("unknown operation kind %q", op.Kind)

@@ -248,7 +248,13 @@ const (
 	Alloc  OpKind = "alloc"
 	Free   OpKind = "free"
 	Host   OpKind = "host"
+	// Graph launches a CUDA graph: its Body, captured once from a stream
+	// that ran Body's operations, replayed with one cuGraphLaunch.
+	Graph OpKind = "graph"
 )
+
+// GraphLaunch is the driver call that replays a graph.
+const GraphLaunch = "cuGraphLaunch"
 
 // HostMemory is the kind of host memory a copy uses.
 type HostMemory string
@@ -281,6 +287,10 @@ type Op struct {
 	Dst   View       `json:"-"`
 	Value uint32     `json:"value,omitempty"`
 	Host  HostMemory `json:"host,omitempty"`
+
+	// Body is what a graph operation replays: operations only, no NVTX
+	// ranges (a graph does not replay host calls).
+	Body *Range `json:"-"`
 
 	// FLOPs counts the floating-point operations the algorithm needs (2
 	// per multiply-add), of which MatmulFLOPs are matrix products; Bytes
@@ -326,6 +336,8 @@ func (o *Op) String() string {
 			args[i] = a.String()
 		}
 		return fmt.Sprintf("%s<<<%v, %v, %d>>>(%s)", o.Name, o.Grid, o.Block, o.SharedBytes, strings.Join(args, ", "))
+	case Graph:
+		return fmt.Sprintf("%s %s(%d nodes)", o.Kind, o.Name, len(o.Body.Items))
 	default:
 		return fmt.Sprintf("%s %s(%s)", o.Kind, o.Name, o.Dst)
 	}
@@ -369,7 +381,8 @@ func (r *Range) Child(name string) *Range {
 	return nil
 }
 
-// Ops returns every operation of r and its children, in order.
+// Ops returns every operation of r and its children that does work on the
+// GPU, in order: a graph's nodes in place of the graph.
 func (r *Range) Ops() []*Op {
 	var out []*Op
 	r.walk(func(op *Op) { out = append(out, op) })
@@ -378,9 +391,12 @@ func (r *Range) Ops() []*Op {
 
 func (r *Range) walk(f func(*Op)) {
 	for _, it := range r.Items {
-		if it.Op != nil {
+		switch {
+		case it.Op != nil && it.Op.Kind == Graph:
+			it.Op.Body.walk(f)
+		case it.Op != nil:
 			f(it.Op)
-		} else {
+		default:
 			it.Range.walk(f)
 		}
 	}
@@ -447,4 +463,26 @@ func (p *Program) Used() []*Buffer {
 		}
 	}
 	return out
+}
+
+// CaptureAsGraph turns the operations of r into one graph operation that
+// replays them: r keeps its name, and its only item is the graph, whose
+// nodes are r's operations in order. r must hold no nested range (a graph
+// does not replay NVTX calls).
+func CaptureAsGraph(r *Range) error {
+	body := &Range{Name: r.Name}
+	for _, it := range r.Items {
+		if it.Range != nil {
+			return fmt.Errorf("range %s: cannot capture the nested range %s in a graph", r.Name, it.Range.Name)
+		}
+		body.Items = append(body.Items, it)
+	}
+	g := Op{Kind: Graph, Name: GraphLaunch, Body: body, Part: r.Name, Layer: -1, Step: "graph"}
+	for _, op := range body.Ops() {
+		g.FLOPs += op.FLOPs
+		g.MatmulFLOPs += op.MatmulFLOPs
+		g.Bytes += op.Bytes
+	}
+	r.Items = []Item{{Op: &g}}
+	return nil
 }

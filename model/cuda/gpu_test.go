@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"flag"
 	"math"
 	"os"
 	"runtime"
@@ -16,12 +17,17 @@ import (
 	"github.com/gpubench/gpubench/internal/gpu"
 	"github.com/gpubench/gpubench/internal/memplan"
 	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/model"
 	"github.com/gpubench/gpubench/model/ref"
 	"gorgonia.org/cu"
 )
 
 // These tests need a GPU; they are built with -tags gpu and run on the
-// device machine. They never skip.
+// device machine. They never skip. With -graph, every model runs its passes
+// as CUDA graphs (model.Options.Graph), and every test must hold as
+// without.
+var graph = flag.Bool("graph", false, "run every model with --graph")
 
 var (
 	testDev  *gpu.Device
@@ -48,7 +54,7 @@ func TestMain(m *testing.M) {
 
 func newModel(t *testing.T, d config.Dims, mode config.Mode, seed uint64) *Model {
 	t.Helper()
-	m, err := New(testExec, d, mode, testDev.Info.SMs, seed)
+	m, err := New(testExec, d, mode, model.Options{SMs: testDev.Info.SMs, Graph: *graph}, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +211,9 @@ func TestLaunchesMatchPlan(t *testing.T) {
 					want := map[string]int{}
 					for _, c := range append(append([]plan.Count{}, r.Kernels...), r.Memsets...) {
 						want[c.Name] = c.Count
+					}
+					if r.Direct.Graphs > 0 { // each graph launch counts, and so do its nodes
+						want[program.GraphLaunch] = r.Direct.Graphs
 					}
 					for name, n := range want {
 						if got[name] != n {

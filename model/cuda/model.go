@@ -31,13 +31,13 @@ type Model struct {
 	forward, backward *cuexec.Compiled
 }
 
-// New builds the program of d in mode for the executor's device (sms is
-// its multiprocessor count), allocates every buffer, draws the parameters
+// New builds the program of d in mode with options o (o.SMs should be the
+// executor's device's multiprocessor count), allocates every buffer, draws the parameters
 // and one batch of inputs from seed (as model/ref does, so both start from
 // the same values), uploads them and runs the program's setup. Nothing is
 // left allocated on an error.
-func New(x *cuexec.Executor, d config.Dims, mode config.Mode, sms int, seed uint64) (_ *Model, err error) {
-	m := &Model{GPT2: model.Program(d, mode, model.Options{SMs: sms}), x: x}
+func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, seed uint64) (_ *Model, err error) {
+	m := &Model{GPT2: model.Program(d, mode, o), x: x}
 	if err := x.Alloc(m.Used()...); err != nil {
 		return nil, err
 	}
