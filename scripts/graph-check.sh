@@ -26,6 +26,11 @@ check "model-cuda.test -graph" $? 0 "pass=$(grep -c -- '--- PASS' "$L/model-grap
 for i in 1 2; do $bin --model=small --graph --iters 2 --warmup 1 --dump "$L/dump$i" >"$L/dump$i.log" 2>&1; done
 cmp -s <(cat "$L"/dump1/*) <(cat "$L"/dump2/*)
 check "two processes bitwise with --graph" $? 0 "$(ls "$L/dump1" | wc -l) files"
+# ... and the same bits as without graphs.
+$bin --model=small --iters 2 --warmup 1 --dump "$L/dump0" >"$L/dump0.log" 2>&1
+cmp -s <(cat "$L"/dump0/*) <(cat "$L"/dump1/*)
+check "--graph bitwise equal to no graph" $? 0
+rm -rf "$L"/dump0 "$L"/dump1 "$L"/dump2
 
 compute-sanitizer --tool memcheck --error-exitcode 9 $bin --model=tiny --graph --iters 2 --warmup 1 >"$L/memcheck.log" 2>&1
 check "memcheck tiny --graph" $? 0 "$(grep -m1 'ERROR SUMMARY' "$L/memcheck.log")"
@@ -75,6 +80,11 @@ for p in ("tiny", "small", "gpt2-124m"):
     a, b = m("plain"), m("graph")
     print(f"{p:10s} {a:13.3f} {b:14.3f} {b/a:12.3f}")
 PY
+for g in "" --graph; do
+	python3 scripts/torch_bench.py --all $g --iters 20 --warmup 5 --json "$L/torch$g.json" >"$L/torch$g.txt" 2>&1
+	check "torch_bench --all $g" $? 0
+	grep -E "^(tiny|small|gpt2-124m) " "$L/torch$g.txt" | sed "s/^/torch$g /" | tee -a "$OUT/speed.txt"
+done
 { echo "summary:"; printf '  %s\n' "${summary[@]}"; } | tee "$OUT/summary.txt"
 (cd "$OUT" && tar czf logs.tgz logs && rm -rf logs)
 exit $failed
