@@ -74,3 +74,39 @@ func TestRunAndRecorder(t *testing.T) {
 		t.Errorf("Run with a bad op: %v, %d ranges open", err, rec.Open())
 	}
 }
+
+// TestCaptureAsGraph: a pass becomes one graph operation whose nodes are
+// its operations, in order, with their FLOPs; Ops and Used still see the
+// nodes; a range with a nested range cannot be captured.
+func TestCaptureAsGraph(t *testing.T) {
+	var p Program
+	b := p.Buffer("x", -1, F32, 10, Scratch)
+	r := &p.Iteration
+	a, c := op(Out("o", b.All(), 10)), op(In("i", b.All(), 10))
+	a.FLOPs, c.FLOPs = 3, 4
+	r.Add(a, Op{Kind: Memset, Name: MemsetD32, Dst: b.All()}, c)
+	if err := CaptureAsGraph(r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Items) != 1 || r.Items[0].Op.Kind != Graph || r.Items[0].Op.FLOPs != 7 || len(r.Items[0].Op.Body.Items) != 3 {
+		t.Fatalf("captured %+v", r.Items)
+	}
+	if ops := r.Ops(); len(ops) != 3 || ops[1].Kind != Memset {
+		t.Errorf("Ops() = %v, want the 3 nodes", ops)
+	}
+	if len(p.Used()) != 1 {
+		t.Errorf("Used() = %v", p.Used())
+	}
+	if err := Validate(r.Items[0].Op); err != nil {
+		t.Errorf("Validate(graph): %v", err)
+	}
+	r.Items[0].Op.Body.Add(Op{Kind: Sync, Name: "cuStreamSynchronize"})
+	if err := Validate(r.Items[0].Op); err == nil || !strings.Contains(err.Error(), "cannot be a graph node") {
+		t.Errorf("a sync inside a graph: %v", err)
+	}
+	nested := &Range{Name: "forward"}
+	nested.Nest("layer0")
+	if err := CaptureAsGraph(nested); err == nil || !strings.Contains(err.Error(), "nested range layer0") {
+		t.Errorf("capturing a nested range: %v", err)
+	}
+}
