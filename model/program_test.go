@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -184,5 +185,48 @@ func TestSMsChangeShapesNotKernels(t *testing.T) {
 	}
 	if s132 == s20 {
 		t.Error("20 and 132 SMs give the same launch shapes: the SM count does not reach the matmul plans")
+	}
+}
+
+// TestShapesAtTheLimitsBuildValidPrograms: the last shape config.Validate
+// accepts at each of its limits (the passing rows of its limit table)
+// builds, in both modes, a program whose every launch the recorder finds
+// within CUDA's grid and block limits and inside its buffers; so do random
+// small shapes. This is what makes Validate's limits sufficient: a shape
+// it lets through can be launched.
+func TestShapesAtTheLimitsBuildValidPrograms(t *testing.T) {
+	edges := []config.Dims{
+		{V: 1048576, MaxT: 4096, T: 2047, L: 1, NH: 1, C: 4, B: 1},
+		{V: 2, MaxT: 1, T: 1, L: 1, NH: 1, C: 1, B: 1},
+		{V: 2, MaxT: 1, T: 1, L: 1, NH: 1, C: 128, B: 1},
+		{V: 2, MaxT: 1, T: 1, L: 1, NH: 128, C: 16384, B: 32767},
+		{V: 2, MaxT: 1, T: 1, L: 1, NH: 3, C: 6, B: 1},
+		{V: 2, MaxT: 1, T: 1, L: 1, NH: 331, C: 23170, B: 1},
+		{V: 2, MaxT: 1, T: 1, L: 1, NH: 4, C: 512, B: 1},
+		{V: 2, MaxT: 32768, T: 32767, L: 1, NH: 128, C: 16384, B: 1},
+		{V: 2, MaxT: 536870911, T: 1, L: 1, NH: 1, C: 4, B: 1},
+		{V: 2, MaxT: 8, T: 8, L: 1, NH: 1, C: 1, B: 1},
+		{V: 50257, MaxT: 1024, T: 1024, L: 12, NH: 12, C: 768, B: 41},
+		{V: 512, MaxT: 64, T: 1, L: 2, NH: 4, C: 128, B: 65535},
+		{V: 536870911, MaxT: 1, T: 1, L: 1, NH: 1, C: 4, B: 1},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for len(edges) < 13+200 {
+		nh := 1 + rng.IntN(8)
+		d := config.Dims{V: 2 + rng.IntN(3000), T: 1 + rng.IntN(300), L: 1 + rng.IntN(3), NH: nh,
+			C: nh * (1 + rng.IntN(130)), B: 1 + rng.IntN(9)}
+		d.MaxT = d.T + rng.IntN(10)
+		edges = append(edges, d)
+	}
+	for _, d := range edges {
+		if err := d.Validate(); err != nil {
+			if d.C/d.NH > 128 {
+				continue // a random shape over the head-size limit
+			}
+			t.Fatalf("%v: %v", d, err)
+		}
+		for _, mode := range modes {
+			record(t, Program(d, mode, Options{}))
+		}
 	}
 }

@@ -137,7 +137,6 @@ func FuzzParseRun(f *testing.F) {
 		if r.Iters < 1 || r.Warmup < 0 {
 			t.Errorf("accepted iters %d warmup %d", r.Iters, r.Warmup)
 		}
-		checkLaunchable(t, r.Dims)
 	})
 }
 
@@ -212,7 +211,6 @@ func TestValidateLimits(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			require.NoError(t, c.pass.Validate(), "last passing shape %v", c.pass)
-			checkLaunchable(t, c.pass)
 			err := c.fail.Validate()
 			require.Error(t, err, "first failing shape %v", c.fail)
 			msg := err.Error()
@@ -242,51 +240,6 @@ func TestValidateImpliedLimits(t *testing.T) {
 	assert.LessOrEqual(t, maxChannels(), ptx.MaxGridYZ, "NH ≤ C must keep the attention grid's y in range")
 	assert.LessOrEqual(t, (maxChannels()+ptx.EncoderWTECols-1)/ptx.EncoderWTECols, ptx.MaxGridYZ, "encoder_backward_wte's grid y")
 	assert.LessOrEqual(t, ptx.MaxIndex/2, ptx.MaxGridX, "B·T rows at V ≥ 2 must keep every 1-D grid in range")
-}
-
-// checkLaunchable fails t when a shape that Validate accepted would not
-// launch: a grid dimension out of range, a head size without tiles, or a
-// buffer past the 32-bit indexing. It restates the launchers' grids (see
-// package kernels) from the ptx constants, so it checks Validate's
-// reasoning, not a copy of it.
-func checkLaunchable(t *testing.T, d Dims) {
-	t.Helper()
-	if d.Validate() != nil {
-		return
-	}
-	ceil := func(a, b int) int { return (a + b - 1) / b }
-	hs := d.HeadSize()
-	if hs < 1 || hs > ptx.AttentionMaxHeadSize {
-		t.Errorf("%v: head size %d has no attention tiles", d, hs)
-		return
-	}
-	fwd, dkdv, dq := ptx.AttentionTiles(hs)
-	N := d.B * d.T
-	grids := []struct {
-		kernel  string
-		x, y, z int
-	}{
-		{"attention_forward", ceil(d.T, fwd), d.NH, d.B},
-		{"attention_backward_dkdv", ceil(d.T, dkdv), d.NH, d.B},
-		{"attention_backward_dq", ceil(d.T, dq), d.NH, d.B},
-		{"attention_backward_preprocess", ceil(N*d.NH, ptx.AttentionPreprocessBlock/ptx.WarpSize), 1, 1},
-		{"encoder_backward_wte", min(N, d.V), ceil(d.C, ptx.EncoderWTECols), 1},
-		{"encoder_forward", ceil(N*d.C, ptx.EncoderBlock), 1, 1},
-		{"layernorm_forward", ceil(N, ptx.LayerNormBlock/ptx.WarpSize), 1, 1},
-		{"layernorm_backward_input", ceil(N, ptx.LayerNormBwdRows), 1, 1},
-		{"layernorm_backward_params", ceil(d.C, ptx.LayerNormParamsCols), 1, 1},
-		{"crossentropy_forward", N, 1, 1},
-		{"bias_backward", ceil(max(d.V, 4*d.C), ptx.BiasBackwardCols), 1, 1},
-		{"gelu_forward", ceil(ceil(N*4*d.C, 4), ptx.GELUBlock), 1, 1},
-	}
-	for _, g := range grids {
-		if g.x < 1 || g.x > ptx.MaxGridX || g.y < 1 || g.y > ptx.MaxGridYZ || g.z < 1 || g.z > ptx.MaxGridYZ {
-			t.Errorf("%v: %s's grid (%d, %d, %d) is out of range", d, g.kernel, g.x, g.y, g.z)
-		}
-	}
-	if n := d.LargestBuffer(); n > ptx.MaxIndex {
-		t.Errorf("%v: a buffer of %d elements is past the 32-bit indexing", d, n)
-	}
 }
 
 func TestSmallestDivisorFrom(t *testing.T) {
