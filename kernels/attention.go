@@ -16,11 +16,7 @@ import (
 // by one thread in a fixed order: deterministic, with no atomics.
 //
 // Their shapes are validated by config.Dims.Validate before any program is
-// built (head size at most AttentionMaxHeadSize, B and NH within the grid).
-
-// AttentionMaxHeadSize is the largest head size C/NH the attention kernels
-// support (ATT_HS_MAX in ptx/attention.cu, ptx.AttentionMaxHeadSize).
-const AttentionMaxHeadSize = ptx.AttentionMaxHeadSize
+// built (head size at most ptx.AttentionMaxHeadSize, B and NH within the grid).
 
 // attentionWork counts, over all B·NH heads, the live (causal) scores
 // T(T+1)/2 per head, and one causal-size product: 2·hs FLOPs per live score.

@@ -7,17 +7,12 @@ import (
 
 // The kernels of ptx/layernorm.cu.
 
-// LayerNormBwdRows is LN_BWD_ROWS in layernorm.cu (ptx.LayerNormBwdRows):
-// the rows one layernorm_backward_input block reduces into one partial row
-// of dw and db.
-const LayerNormBwdRows = ptx.LayerNormBwdRows
-
 // LayerNormPartialSize is the size, in floats, of the scratch buffer that
 // the LayerNorm backward needs for N rows of C channels: the partial sums
-// of dw and db, one row of C each per chunk of LayerNormBwdRows rows. One
+// of dw and db, one row of C each per chunk of ptx.LayerNormBwdRows rows. One
 // buffer serves every LayerNorm of the model (they all have C channels); it
 // is only live between the two launches of one backward.
-func LayerNormPartialSize(N, C int) int { return 2 * ceilDiv(N, LayerNormBwdRows) * C }
+func LayerNormPartialSize(N, C int) int { return 2 * ceilDiv(N, ptx.LayerNormBwdRows) * C }
 
 // LayerNormForward normalises the N rows of inp (N,C): out = (x−mean)·rstd·w
 // + b, and saves mean (N) and rstd (N) for the backward. mean and rstd may
@@ -37,7 +32,7 @@ func LayerNormForward(out, mean, rstd, inp, w, b program.View, N, C int) program
 // (LayerNormPartialSize(N, C) floats), for LayerNormBackwardParams to
 // finish. mean and rstd are the forward's.
 func LayerNormBackwardInput(dinp, scratch, dout, inp, w, mean, rstd program.View, N, C int) program.Op {
-	op := kernel("layernorm", "layernorm_backward_input", program.D1(max(ceilDiv(N, LayerNormBwdRows), 1)), program.D1(ptx.LayerNormBlock),
+	op := kernel("layernorm", "layernorm_backward_input", program.D1(max(ceilDiv(N, ptx.LayerNormBwdRows), 1)), program.D1(ptx.LayerNormBlock),
 		program.InOut("dinp", dinp, int64(N*C)), program.Out("scratch", scratch, int64(LayerNormPartialSize(N, C))),
 		program.In("dout", dout, int64(N*C)), program.In("inp", inp, int64(N*C)), program.In("weight", w, int64(C)),
 		program.In("mean", mean, int64(N)), program.In("rstd", rstd, int64(N)),

@@ -6,7 +6,7 @@ import (
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/flops"
 	"github.com/gpubench/gpubench/internal/gemmplan"
-	"github.com/gpubench/gpubench/kernels"
+	"github.com/gpubench/gpubench/ptx"
 )
 
 func mustNew(t *testing.T, d config.Dims, m config.Mode) Plan {
@@ -46,7 +46,7 @@ func TestPlanSizes(t *testing.T) {
 			f, c := gemmplan.WeightGradScratch(int(N), l[0], l[1])
 			mmF, mmC = max(mmF, int64(f)), max(mmC, int64(c))
 		}
-		rows := int64(kernels.LayerNormBwdRows)
+		rows := int64(ptx.LayerNormBwdRows)
 		scratch := 6*N*C + lse + 2*C*((N+rows-1)/rows) + mmF + mmC
 
 		tr := mustNew(t, d, config.Train)

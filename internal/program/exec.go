@@ -3,6 +3,8 @@ package program
 import (
 	"fmt"
 	"strings"
+
+	"github.com/gpubench/gpubench/ptx"
 )
 
 // Launcher is what an executor implements: the three things a program asks
@@ -167,25 +169,24 @@ func inside(v View) error {
 	return nil
 }
 
-// CUDA's launch limits (the same on every GPU gpubench supports).
+// CUDA's launch limits beyond those in package ptx (the same on every GPU
+// gpubench supports): a block's z, and dynamic shared memory without an
+// opt-in.
 const (
-	MaxGridX       = 1<<31 - 1
-	MaxGridYZ      = 65535
-	MaxBlockThread = 1024
-	MaxBlockZ      = 64
-	MaxStaticSmem  = 48 << 10
+	maxBlockZ    = 64
+	maxDynamicSM = 48 << 10
 )
 
 func checkShape(op *Op) error {
 	g, b := op.Grid, op.Block
 	var bad []string
-	if g.X < 1 || g.Y < 1 || g.Z < 1 || g.X > MaxGridX || g.Y > MaxGridYZ || g.Z > MaxGridYZ {
-		bad = append(bad, fmt.Sprintf("grid %v outside 1..(%d,%d,%d)", g, MaxGridX, MaxGridYZ, MaxGridYZ))
+	if g.X < 1 || g.Y < 1 || g.Z < 1 || g.X > ptx.MaxGridX || g.Y > ptx.MaxGridYZ || g.Z > ptx.MaxGridYZ {
+		bad = append(bad, fmt.Sprintf("grid %v outside 1..(%d,%d,%d)", g, ptx.MaxGridX, ptx.MaxGridYZ, ptx.MaxGridYZ))
 	}
-	if b.X < 1 || b.Y < 1 || b.Z < 1 || b.Z > MaxBlockZ || b.Count() > MaxBlockThread {
-		bad = append(bad, fmt.Sprintf("block %v outside 1..%d threads", b, MaxBlockThread))
+	if b.X < 1 || b.Y < 1 || b.Z < 1 || b.Z > maxBlockZ || b.Count() > ptx.MaxBlockThreads {
+		bad = append(bad, fmt.Sprintf("block %v outside 1..%d threads", b, ptx.MaxBlockThreads))
 	}
-	if op.SharedBytes < 0 || op.SharedBytes > MaxStaticSmem {
+	if op.SharedBytes < 0 || op.SharedBytes > maxDynamicSM {
 		bad = append(bad, fmt.Sprintf("%d B of dynamic shared memory", op.SharedBytes))
 	}
 	if len(bad) > 0 {
