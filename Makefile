@@ -19,7 +19,13 @@ export CUDA_HOME
 NVCC ?= $(CUDA_HOME)/bin/nvcc
 # compute_70 PTX (ISA 7.8 from nvcc 11.8) JIT-compiles on every GPU from Volta
 # on and every driver from 520 on. -lineinfo lets Nsight Compute show source.
-NVCCFLAGS := -arch=compute_70 -ptx -O3 -lineinfo
+# A source that needs a later architecture (bf16, mma.sync, cp.async: the
+# sm_80 tier) says so on a line of its own, "// nvcc-arch: compute_80", and
+# its module is loaded only on GPUs that have it (internal/cuexec).
+NVCCFLAGS := -ptx -O3 -lineinfo
+NVCC_ARCH := compute_70
+# nvcc_arch prints the architecture a source asks for, or NVCC_ARCH.
+nvcc_arch = $$(sed -n 's|^// nvcc-arch: *\(compute_[0-9a-z]*\).*|\1|p' $(1) | head -1 | grep . || echo $(NVCC_ARCH))
 
 PTX_SRC := $(wildcard ptx/*.cu)
 PTX_OUT := $(PTX_SRC:.cu=.ptx)
@@ -56,7 +62,7 @@ test: vet
 PTX_BUILD := /tmp/gpubench-ptx
 ptx/%.ptx: ptx/%.cu ptx/common.cuh
 	mkdir -p $(PTX_BUILD) && cp ptx/*.cu ptx/*.cuh $(PTX_BUILD)/
-	cd $(PTX_BUILD) && $(NVCC) $(NVCCFLAGS) $*.cu -o $*.ptx
+	cd $(PTX_BUILD) && $(NVCC) -arch=$(call nvcc_arch,$*.cu) $(NVCCFLAGS) $*.cu -o $*.ptx
 	sed -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $(PTX_BUILD)/$*.ptx > $@
 
 ptx: $(PTX_OUT)

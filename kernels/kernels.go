@@ -47,9 +47,10 @@ func kernel(module, entry string, grid, block program.Dim3, args ...program.Arg)
 // ceilDiv is the number of blocks of size b that cover n.
 func ceilDiv(n, b int) int { return (n + b - 1) / b }
 
-// Memset zeroes the 32-bit words of v on the stream.
+// Memset zeroes the elements of v on the stream (32- or 16-bit words, as
+// its buffer holds).
 func Memset(v program.View) program.Op {
-	return program.Op{Kind: program.Memset, Name: program.MemsetD32, Dst: v, Bytes: v.Bytes(), Layer: -1}
+	return program.Op{Kind: program.Memset, Name: program.MemsetCall(v.Buf.Elem), Dst: v, Bytes: v.Bytes(), Layer: -1}
 }
 
 // optional is the elements a kernel touches through an optional pointer

@@ -97,3 +97,62 @@ func Params(module, entry string) ([]string, bool) {
 	}
 	return nil, false
 }
+
+// Target is the GPU architecture a module's PTX is written for, from its
+// .target directive: SM is 70 for sm_70, 80 for sm_80, 90 for sm_90a, and
+// ArchSpecific marks the "a" targets (sm_90a), whose instructions (wgmma,
+// setmaxnreg) exist on that architecture alone, not on its successors.
+type Target struct {
+	SM           int
+	ArchSpecific bool
+}
+
+// ModuleTarget reads the .target of the named module; ok is false when the
+// module does not exist or names no sm_ target.
+func ModuleTarget(module string) (t Target, ok bool) {
+	b, err := files.ReadFile(module + ".ptx")
+	if err != nil {
+		return Target{}, false
+	}
+	return parseTarget(string(b))
+}
+
+func parseTarget(text string) (Target, bool) {
+	const decl = "\n.target sm_"
+	i := strings.Index(text, decl)
+	if i < 0 {
+		return Target{}, false
+	}
+	rest := text[i+len(decl):]
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 {
+		return Target{}, false
+	}
+	sm := 0
+	for _, c := range rest[:n] {
+		sm = sm*10 + int(c-'0')
+	}
+	return Target{SM: sm, ArchSpecific: n < len(rest) && rest[n] == 'a'}, true
+}
+
+// Runs says whether a GPU of compute capability major.minor can load PTX
+// of target t: any later architecture for a plain target, exactly that
+// architecture for an arch-specific one.
+func (t Target) Runs(major, minor int) bool {
+	cc := major*10 + minor
+	if t.ArchSpecific {
+		return cc/10 == t.SM/10 && cc >= t.SM
+	}
+	return cc >= t.SM
+}
+
+func (t Target) String() string {
+	s := fmt.Sprintf("sm_%d", t.SM)
+	if t.ArchSpecific {
+		s += "a"
+	}
+	return s
+}

@@ -47,7 +47,15 @@ func ptxFiles(t *testing.T) []string {
 func TestAssemble(t *testing.T) {
 	ptxas := tool(t, "ptxas")
 	for _, f := range ptxFiles(t) {
+		target, ok := parseTarget(string(must(os.ReadFile(f))))
+		if !ok {
+			t.Errorf("%s names no .target sm_", f)
+			continue
+		}
 		for _, arch := range []string{"sm_70", "sm_80", "sm_90"} {
+			if !target.Runs(int(arch[3]-'0'), int(arch[4]-'0')) {
+				continue // an sm_80 module does not assemble for Volta
+			}
 			t.Run(f+"/"+arch, func(t *testing.T) {
 				out, err := exec.Command(ptxas, "-arch="+arch, "-o", os.DevNull, f).CombinedOutput()
 				if err != nil {
@@ -59,6 +67,25 @@ func TestAssemble(t *testing.T) {
 			})
 		}
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// nvccArchLine is the line by which a source asks for an architecture
+// other than the Makefile's NVCC_ARCH (its nvcc_arch function reads it).
+var nvccArchLine = regexp.MustCompile(`(?m)^// nvcc-arch: *(compute_[0-9a-z]+)`)
+
+// archFlag is the -arch flag `make ptx` compiles src with.
+func archFlag(t *testing.T, src []byte) string {
+	if m := nvccArchLine.FindSubmatch(src); m != nil {
+		return "-arch=" + string(m[1])
+	}
+	return "-arch=" + makeVar(t, "NVCC_ARCH")
 }
 
 // makeVar reads a variable from the Makefile, so this test compiles
@@ -303,7 +330,7 @@ func TestFresh(t *testing.T) {
 				}
 				t.Skip(msg)
 			}
-			fresh := compile(t, nvcc, flags, tmp, src)
+			fresh := compile(t, nvcc, append([]string{archFlag(t, must(os.ReadFile(src)))}, flags...), tmp, src)
 			checkPathHash(t, fresh, tmp, src)
 			if err := comparePTX(committed, fresh); err != nil {
 				t.Errorf("%s is stale against %s (%v): run make ptx and commit the result", ptxName, src, err)
@@ -353,12 +380,7 @@ func TestFreshCheckBF16(t *testing.T) {
 	if r := nvccRelease(t, nvcc); r != "11.8" {
 		t.Skipf("nvcc %s: the experiment is about nvcc 11.8", r)
 	}
-	flags := strings.Fields(makeVar(t, "NVCCFLAGS"))
-	for i, f := range flags {
-		if strings.HasPrefix(f, "-arch=") {
-			flags[i] = "-arch=compute_80"
-		}
-	}
+	flags := append([]string{"-arch=compute_80"}, strings.Fields(makeVar(t, "NVCCFLAGS"))...)
 	build := func(dir, body string) []byte {
 		if err := os.WriteFile(filepath.Join(dir, "bf16.cu"), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -404,5 +426,42 @@ func TestModule(t *testing.T) {
 	}
 	if _, err := Module("no-such-module"); err == nil || !strings.Contains(err.Error(), "common") {
 		t.Errorf("Module(no-such-module) error %v does not list the modules", err)
+	}
+}
+
+func TestModuleTarget(t *testing.T) {
+	for _, m := range Modules() {
+		tg, ok := ModuleTarget(m)
+		if !ok {
+			t.Errorf("module %s: no .target sm_ directive", m)
+			continue
+		}
+		if !tg.Runs(tg.SM/10, tg.SM%10) {
+			t.Errorf("module %s: target %s does not run on its own architecture", m, tg)
+		}
+	}
+	cases := []struct {
+		text         string
+		t            Target
+		major, minor int
+		runs         bool
+	}{
+		{"x\n.target sm_70\n", Target{70, false}, 9, 0, true},
+		{"x\n.target sm_80\n", Target{80, false}, 7, 5, false},
+		{"x\n.target sm_80, debug\n", Target{80, false}, 8, 6, true},
+		{"x\n.target sm_90a\n", Target{90, true}, 9, 0, true},
+		{"x\n.target sm_90a\n", Target{90, true}, 10, 0, false},
+	}
+	for _, c := range cases {
+		got, ok := parseTarget(c.text)
+		if !ok || got != c.t {
+			t.Errorf("parseTarget(%q) = %v, %v; want %v", c.text, got, ok, c.t)
+		}
+		if r := got.Runs(c.major, c.minor); r != c.runs {
+			t.Errorf("%v.Runs(%d.%d) = %v, want %v", got, c.major, c.minor, r, c.runs)
+		}
+	}
+	if _, ok := parseTarget("no target here"); ok {
+		t.Error("parseTarget found a target in text without one")
 	}
 }

@@ -36,10 +36,13 @@ type Executor struct {
 
 	modules   []cu.Module
 	functions map[string]cu.Function // "module/entry"
-	ptrs      map[*program.Buffer]cu.DevicePtr
-	prepared  map[*program.Op]*prepared
-	ranges    map[string]*nvtx.Attributes
-	texts     []*nvtx.Text
+	// unloadable are the embedded modules whose target this GPU cannot
+	// run (an sm_80 tensor-core module on a Volta), by name.
+	unloadable map[string]ptx.Target
+	ptrs       map[*program.Buffer]cu.DevicePtr
+	prepared   map[*program.Op]*prepared
+	ranges     map[string]*nvtx.Attributes
+	texts      []*nvtx.Text
 	// counts are the launches of operations no longer prepared (freed
 	// buffers forget their ops); live ones count in prepared.launches.
 	counts map[string]int
@@ -53,13 +56,18 @@ var (
 	colorOther     = nvtx.RGB(0x7f, 0x7f, 0x7f)
 )
 
-// New loads every embedded PTX module for the device of the current
-// context.
+// New loads every embedded PTX module that the device of the current
+// context can run (see ptx.Target); a launch from one it cannot fails with
+// the module's target and the device's compute capability.
 func New(dev *gpu.Device) (*Executor, error) {
 	x := &Executor{dev: dev, s: dev.Stream, functions: map[string]cu.Function{},
 		ptrs: map[*program.Buffer]cu.DevicePtr{}, prepared: map[*program.Op]*prepared{},
-		ranges: map[string]*nvtx.Attributes{}, counts: map[string]int{}}
+		ranges: map[string]*nvtx.Attributes{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{}}
 	for _, name := range ptx.Modules() {
+		if t, ok := ptx.ModuleTarget(name); ok && !t.Runs(dev.Info.CCMajor, dev.Info.CCMinor) {
+			x.unloadable[name] = t
+			continue
+		}
 		if err := x.load(name); err != nil {
 			x.Close()
 			return nil, err
@@ -331,6 +339,11 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 	switch op.Kind {
 	case program.Kernel:
 		fn, ok := x.functions[op.Module+"/"+op.Name]
+		if t, skipped := x.unloadable[op.Module]; !ok && skipped {
+			i := x.dev.Info
+			return nil, fmt.Errorf("kernel %s: module %s.ptx targets %s, which this GPU (compute capability %d.%d) cannot run",
+				op.Name, op.Module, t, i.CCMajor, i.CCMinor)
+		}
 		if !ok {
 			return nil, fmt.Errorf("kernel %s: no such entry in %s.ptx", op.Name, op.Module)
 		}
@@ -448,7 +461,11 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 		g, b := op.Grid, op.Block
 		err = p.fn.Launch(g.X, g.Y, g.Z, b.X, b.Y, b.Z, op.SharedBytes, x.s, p.ptrs[:p.n])
 	case program.Memset:
-		err = cu.MemsetD32Async(p.dst, uint(op.Value), int64(op.Dst.Elems), x.s)
+		if op.Name == program.MemsetD16 {
+			err = cu.MemsetD16Async(p.dst, uint16(op.Value), int64(op.Dst.Elems), x.s)
+		} else {
+			err = cu.MemsetD32Async(p.dst, uint(op.Value), int64(op.Dst.Elems), x.s)
+		}
 	case program.Sync:
 		err = x.s.Synchronize()
 	case program.Graph:
@@ -548,10 +565,13 @@ func (c *Compiled) Run() error {
 var ErrNotAllocated = errors.New("buffer not allocated")
 
 // Upload copies src into view v (synchronously).
-func Upload[T float32 | int32](x *Executor, v program.View, src []T) error {
+func Upload[T float32 | int32 | uint16](x *Executor, v program.View, src []T) error {
 	p := x.Ptr(v)
 	if p == 0 {
 		return fmt.Errorf("upload to %s: %w", v, ErrNotAllocated)
+	}
+	if err := sameSize[T](v); err != nil {
+		return fmt.Errorf("upload to %s: %w", v, err)
 	}
 	if int64(len(src)) > v.Elems {
 		return fmt.Errorf("upload %d elements to %s, which holds %d", len(src), v, v.Elems)
@@ -560,10 +580,13 @@ func Upload[T float32 | int32](x *Executor, v program.View, src []T) error {
 }
 
 // Download copies view v into dst (synchronously, after the stream's work).
-func Download[T float32 | int32](x *Executor, dst []T, v program.View) error {
+func Download[T float32 | int32 | uint16](x *Executor, dst []T, v program.View) error {
 	p := x.Ptr(v)
 	if p == 0 {
 		return fmt.Errorf("download from %s: %w", v, ErrNotAllocated)
+	}
+	if err := sameSize[T](v); err != nil {
+		return fmt.Errorf("download from %s: %w", v, err)
 	}
 	if int64(len(dst)) > v.Elems {
 		return fmt.Errorf("download %d elements from %s, which holds %d", len(dst), v, v.Elems)
@@ -572,4 +595,14 @@ func Download[T float32 | int32](x *Executor, dst []T, v program.View) error {
 		return err
 	}
 	return gpu.Download(dst, p)
+}
+
+// sameSize refuses a host element type whose size is not that of the
+// view's elements (float32 host data for a bf16 buffer, say).
+func sameSize[T float32 | int32 | uint16](v program.View) error {
+	var zero T
+	if int64(unsafe.Sizeof(zero)) != v.Buf.Elem.Size() {
+		return fmt.Errorf("host elements of %d bytes for %s elements of %d", unsafe.Sizeof(zero), v.Buf.Elem, v.Buf.Elem.Size())
+	}
+	return nil
 }

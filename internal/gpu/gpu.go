@@ -174,19 +174,19 @@ func (d *Device) PeakAllocated() int64 { return d.peak }
 func (d *Device) AllocF32(n int) (cu.DevicePtr, error) { return d.Alloc(int64(n) * 4) }
 
 // Upload copies host values to device memory (synchronously).
-func Upload[T float32 | int32](dst cu.DevicePtr, src []T) error {
+func Upload[T float32 | int32 | uint16](dst cu.DevicePtr, src []T) error {
 	if len(src) == 0 {
 		return nil
 	}
-	return cu.MemcpyHtoD(dst, unsafe.Pointer(&src[0]), int64(len(src))*4)
+	return cu.MemcpyHtoD(dst, unsafe.Pointer(&src[0]), int64(len(src))*int64(unsafe.Sizeof(src[0])))
 }
 
 // Download copies device memory into dst (synchronously).
-func Download[T float32 | int32](dst []T, src cu.DevicePtr) error {
+func Download[T float32 | int32 | uint16](dst []T, src cu.DevicePtr) error {
 	if len(dst) == 0 {
 		return nil
 	}
-	return cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), src, int64(len(dst))*4)
+	return cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), src, int64(len(dst))*int64(unsafe.Sizeof(dst[0])))
 }
 
 // NaNBits is the float32 quiet NaN that Poison writes.
@@ -199,6 +199,17 @@ func Poison(p cu.DevicePtr, n int) error {
 		return nil
 	}
 	return cu.MemsetD32(p, NaNBits, int64(n))
+}
+
+// BF16NaNBits is the bfloat16 quiet NaN that PoisonBF16 writes.
+const BF16NaNBits = 0x7fc0
+
+// PoisonBF16 fills n bfloat16s with NaN.
+func PoisonBF16(p cu.DevicePtr, n int) error {
+	if n == 0 {
+		return nil
+	}
+	return cu.MemsetD16(p, BF16NaNBits, int64(n))
 }
 
 // Synchronize waits for the stream's work and returns its first error.

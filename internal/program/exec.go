@@ -134,8 +134,8 @@ func Validate(op *Op) error {
 		if op.Dst.IsNull() {
 			return fmt.Errorf("%s %s has no target", op.Kind, op.Name)
 		}
-		if op.Kind == Memset && op.Dst.Buf.Elem.Size() != 4 {
-			return fmt.Errorf("%s on %s: not a buffer of 32-bit words", op.Name, op.Dst)
+		if op.Kind == Memset && op.Name != MemsetCall(op.Dst.Buf.Elem) {
+			return fmt.Errorf("%s on %s: its %s elements need %s", op.Name, op.Dst, op.Dst.Buf.Elem, MemsetCall(op.Dst.Buf.Elem))
 		}
 		if err := inside(op.Dst); err != nil {
 			return fmt.Errorf("%s %s: %w", op.Kind, op.Name, err)

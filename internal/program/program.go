@@ -42,8 +42,9 @@ type Elem string
 
 // The element types.
 const (
-	F32 Elem = "f32"
-	I32 Elem = "i32"
+	F32  Elem = "f32"
+	I32  Elem = "i32"
+	BF16 Elem = "bf16" // bfloat16, held as its 16 bits (internal/bf16)
 )
 
 // Size is the element's size in bytes.
@@ -51,6 +52,8 @@ func (e Elem) Size() int64 {
 	switch e {
 	case F32, I32:
 		return 4
+	case BF16:
+		return 2
 	}
 	panic(fmt.Sprintf("program: unknown element type %q", string(e)))
 }
@@ -267,6 +270,17 @@ const (
 
 // MemsetD32 is the driver call of a memset of 32-bit words on the stream.
 const MemsetD32 = "cuMemsetD32Async"
+
+// MemsetD16 is the driver call of a memset of 16-bit words (bf16 buffers).
+const MemsetD16 = "cuMemsetD16Async"
+
+// MemsetCall is the memset driver call for buffers of element e.
+func MemsetCall(e Elem) string {
+	if e.Size() == 2 {
+		return MemsetD16
+	}
+	return MemsetD32
+}
 
 // Op is one operation.
 type Op struct {

@@ -12,6 +12,7 @@ func op(args ...Arg) Op {
 func TestValidate(t *testing.T) {
 	var p Program
 	b := p.Buffer("x", -1, F32, 100, Scratch)
+	h := p.Buffer("h", -1, BF16, 7, Scratch) // an odd count: 14 bytes, not 32-bit words
 	bad := []struct {
 		op   Op
 		want string
@@ -24,6 +25,8 @@ func TestValidate(t *testing.T) {
 		{Op{Kind: Kernel, Name: "k", Module: "m", Grid: D1(1), Block: D1(2048)}, "block"},
 		{Op{Kind: Kernel, Name: "k", Grid: D1(1), Block: D1(32)}, "must be named"},
 		{Op{Kind: Memset, Name: MemsetD32}, "no target"},
+		{Op{Kind: Memset, Name: MemsetD32, Dst: h.All()}, "need cuMemsetD16Async"},
+		{Op{Kind: Memset, Name: MemsetD16, Dst: b.All()}, "need cuMemsetD32Async"},
 		{Op{Kind: "teleport"}, "unknown operation kind"},
 	}
 	for _, c := range bad {
@@ -34,6 +37,7 @@ func TestValidate(t *testing.T) {
 	good := []Op{
 		op(In("a", b.All(), 100), Out("b", View{}, 0), Int("n", 3), Float("f", 1)),
 		{Kind: Memset, Name: MemsetD32, Dst: b.All()},
+		{Kind: Memset, Name: MemsetD16, Dst: h.All()},
 	}
 	for _, o := range good {
 		if err := Validate(&o); err != nil {
