@@ -7,9 +7,9 @@
 //	rest       the tensor data, little-endian, row-major; offsets are relative
 //	           to the start of this section
 //
-// Only the dtypes F32, F64, I32 and I64 are supported. The writer emits the
-// header keys sorted, lays the data out contiguously (8-byte dtypes first, then
-// 4-byte ones, each group by name, so that every tensor is aligned to its
+// Only the dtypes F32, F64, BF16, I32 and I64 are supported. The writer emits
+// the header keys sorted, lays the data out contiguously (8-byte dtypes first,
+// then 4-byte, then 2-byte ones, each group by name, so that every tensor is aligned to its
 // element size), with no gaps, as the reference Python/Rust implementation
 // requires when it loads a file.
 package safetensors
@@ -27,6 +27,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/gpubench/gpubench/internal/bf16"
 )
 
 // DType is a safetensors element type.
@@ -38,6 +40,8 @@ const (
 	F64 DType = "F64"
 	I32 DType = "I32"
 	I64 DType = "I64"
+	// BF16 is bfloat16, held as its 16 bits (internal/bf16).
+	BF16 DType = "BF16"
 )
 
 // Size returns the size in bytes of one element, or 0 for an unsupported dtype.
@@ -47,6 +51,8 @@ func (t DType) Size() int {
 		return 4
 	case F64, I64:
 		return 8
+	case BF16:
+		return 2
 	}
 	return 0
 }
@@ -140,8 +146,25 @@ func mustTensor(dt DType, shape []int, data []byte) Tensor {
 	return t
 }
 
-// Float32 decodes an F32 tensor.
+// FromBF16 makes a BF16 tensor of bfloat16 bits. It panics if shape does
+// not match len(v).
+func FromBF16(shape []int, v []uint16) Tensor {
+	b := make([]byte, 2*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint16(b[2*i:], x)
+	}
+	return mustTensor(BF16, shape, b)
+}
+
+// Float32 decodes an F32 tensor, or a BF16 one widened (exactly) to float32.
 func (t Tensor) Float32() ([]float32, error) {
+	if t.DType == BF16 {
+		v := make([]float32, len(t.Data)/2)
+		for i := range v {
+			v[i] = bf16.ToFloat32(binary.LittleEndian.Uint16(t.Data[2*i:]))
+		}
+		return v, nil
+	}
 	if t.DType != F32 {
 		return nil, fmt.Errorf("safetensors: tensor is %s, not F32", t.DType)
 	}
@@ -152,7 +175,7 @@ func (t Tensor) Float32() ([]float32, error) {
 	return v, nil
 }
 
-// Float64 decodes an F64 tensor, or an F32 one widened to float64.
+// Float64 decodes an F64 tensor, or an F32 or BF16 one widened to float64.
 func (t Tensor) Float64() ([]float64, error) {
 	switch t.DType {
 	case F64:
@@ -161,7 +184,7 @@ func (t Tensor) Float64() ([]float64, error) {
 			v[i] = math.Float64frombits(binary.LittleEndian.Uint64(t.Data[8*i:]))
 		}
 		return v, nil
-	case F32:
+	case F32, BF16:
 		f, _ := t.Float32()
 		v := make([]float64, len(f))
 		for i, x := range f {
@@ -169,7 +192,7 @@ func (t Tensor) Float64() ([]float64, error) {
 		}
 		return v, nil
 	}
-	return nil, fmt.Errorf("safetensors: tensor is %s, not F32 or F64", t.DType)
+	return nil, fmt.Errorf("safetensors: tensor is %s, not F32, BF16 or F64", t.DType)
 }
 
 // Int32 decodes an I32 tensor.

@@ -85,6 +85,7 @@ func TestRoundTrip(t *testing.T) {
 		"scalar": FromFloat32([]int{}, []float32{7}),
 		"empty":  FromFloat32([]int{0, 5}, nil),
 		"odd":    FromFloat32([]int{1}, []float32{9}), // 4 bytes: would misalign a later F64
+		"bf16":   FromBF16([]int{3}, []uint16{0x3f80, 0xc020, 0x7f80}), // 6 bytes: 1, -2.5, +Inf
 	}
 	meta := map[string]string{"seed": "1", "note": "<&> ünï"}
 	path := filepath.Join(t.TempDir(), "x.safetensors")
@@ -98,7 +99,7 @@ func TestRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(f.Metadata, meta) {
 		t.Errorf("metadata %v, want %v", f.Metadata, meta)
 	}
-	if got, want := f.Names(), []string{"empty", "f32", "f64", "i32", "i64", "odd", "scalar"}; !reflect.DeepEqual(got, want) {
+	if got, want := f.Names(), []string{"bf16", "empty", "f32", "f64", "i32", "i64", "odd", "scalar"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("names %v, want %v", got, want)
 	}
 	for name, want := range tensors {
@@ -152,6 +153,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if _, err := f.Tensors["i32"].Float32(); err == nil {
 		t.Error("I32 decoded as F32")
+	}
+	gbf, err := f.Tensors["bf16"].Float64()
+	if err != nil || gbf[0] != 1 || gbf[1] != -2.5 || !math.IsInf(gbf[2], 1) {
+		t.Errorf("BF16 as float64: %v %v", gbf, err)
 	}
 }
 

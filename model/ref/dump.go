@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gpubench/gpubench/internal/bf16"
 	"github.com/gpubench/gpubench/internal/safetensors"
 )
 
@@ -26,6 +27,9 @@ type Dump struct {
 	Loss    float64
 	Logits  []float32 // B*T*V
 	Grads   []float32 // flat, Layout order
+	// BF16 writes Params, Logits and Grads as BF16 tensors: the values of
+	// a bf16 step, which are exact in bfloat16. ReadDump reads either.
+	BF16 bool
 }
 
 // Dump files.
@@ -72,12 +76,25 @@ func (dp *Dump) check() error {
 	return nil
 }
 
-func flatTensors(d Dims, flat []float32) map[string]safetensors.Tensor {
+func flatTensors(d Dims, flat []float32, asBF16 bool) map[string]safetensors.Tensor {
 	out := make(map[string]safetensors.Tensor, NumTensors)
 	for _, t := range Layout(d) {
-		out[t.Name] = safetensors.FromFloat32(t.Shape, flat[t.Offset:t.Offset+t.Size])
+		out[t.Name] = floatTensor(t.Shape, flat[t.Offset:t.Offset+t.Size], asBF16)
 	}
 	return out
+}
+
+// floatTensor is an F32 tensor of v, or a BF16 one of v rounded to
+// bfloat16 (exactly v when v came from a bf16 buffer).
+func floatTensor(shape []int, v []float32, asBF16 bool) safetensors.Tensor {
+	if !asBF16 {
+		return safetensors.FromFloat32(shape, v)
+	}
+	h := make([]uint16, len(v))
+	for i, x := range v {
+		h[i] = bf16.FromFloat32(x)
+	}
+	return safetensors.FromBF16(shape, h)
 }
 
 // WriteDump writes dp into dir (created if needed). meta is stored as the
@@ -102,16 +119,16 @@ func WriteDump(dir string, dp Dump, meta map[string]string) error {
 		name    string
 		tensors map[string]safetensors.Tensor
 	}{
-		{DumpParams, flatTensors(d, dp.Params)},
+		{DumpParams, flatTensors(d, dp.Params, dp.BF16)},
 		{DumpInputs, map[string]safetensors.Tensor{
 			"tokens":  safetensors.FromInt32(bt, dp.Tokens),
 			"targets": safetensors.FromInt32(bt, dp.Targets),
 		}},
 		{DumpOutputs, map[string]safetensors.Tensor{
 			"loss":   safetensors.FromFloat32([]int{1}, []float32{float32(dp.Loss)}),
-			"logits": safetensors.FromFloat32([]int{d.B, d.T, d.V}, dp.Logits),
+			"logits": floatTensor([]int{d.B, d.T, d.V}, dp.Logits, dp.BF16),
 		}},
-		{DumpGrads, flatTensors(d, dp.Grads)},
+		{DumpGrads, flatTensors(d, dp.Grads, dp.BF16)},
 	}
 	for _, f := range files {
 		if err := safetensors.WriteFile(filepath.Join(dir, f.name), f.tensors, meta); err != nil {

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/bf16"
 	"github.com/gpubench/gpubench/internal/safetensors"
 )
 
@@ -94,5 +95,52 @@ func TestDump(t *testing.T) {
 	bad.Grads = bad.Grads[1:]
 	if WriteDump(t.TempDir(), bad, nil) == nil {
 		t.Error("WriteDump accepted short grads")
+	}
+}
+
+// TestDumpBF16: a bf16 step's dump holds BF16 tensors of exactly its
+// values, and reads back the same.
+func TestDumpBF16(t *testing.T) {
+	d := tinyDims
+	params := InitParams(d, 4)
+	for i, p := range params {
+		params[i] = float32(bf16.Round(float64(p)))
+	}
+	tokens, targets := Inputs(d, 4)
+	m := NewModel(d, params)
+	m.Forward(tokens, targets)
+	m.Backward()
+	dp := ModelDump(m)
+	for _, v := range [][]float32{dp.Logits, dp.Grads} {
+		for i := range v {
+			v[i] = float32(bf16.Round(float64(v[i])))
+		}
+	}
+	dp.BF16 = true
+	dir := t.TempDir()
+	if err := WriteDump(dir, dp, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{DumpParams, DumpGrads, DumpOutputs} {
+		f, err := safetensors.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, ten := range f.Tensors {
+			want := safetensors.BF16
+			if name == "loss" {
+				want = safetensors.F32
+			}
+			if ten.DType != want {
+				t.Errorf("%s: %s is %s, want %s", file, name, ten.DType, want)
+			}
+		}
+	}
+	got, err := ReadDump(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Params, params) || !reflect.DeepEqual(got.Logits, dp.Logits) || !reflect.DeepEqual(got.Grads, dp.Grads) {
+		t.Error("bf16 dump does not round-trip")
 	}
 }

@@ -1,0 +1,54 @@
+package config
+
+import "fmt"
+
+// DType is the precision of a step: what its buffers hold and what its
+// products run on.
+type DType string
+
+// The dtypes of a run.
+const (
+	// FP32: fp32 storage, every product on the FP32 units (the default).
+	FP32 DType = "fp32"
+	// TF32: fp32 storage, the linear layers' products on tensor cores in
+	// TF32 (10-bit mantissa operands, fp32 accumulation).
+	TF32 DType = "tf32"
+	// BF16: parameters, activations and gradients in bfloat16, every
+	// product on tensor cores with fp32 accumulation; statistics, softmax,
+	// the loss and every reduction in fp32.
+	BF16 DType = "bf16"
+)
+
+// DTypes lists the dtypes in the order --help shows them.
+var DTypes = []DType{FP32, TF32, BF16}
+
+// ParseDType checks a --dtype value.
+func ParseDType(s string) (DType, error) {
+	for _, d := range DTypes {
+		if string(d) == s {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("--dtype: unknown dtype %q (allowed: fp32, tf32, bf16)", s)
+}
+
+// TensorCores says whether the dtype's products run on tensor cores.
+func (t DType) TensorCores() bool { return t == TF32 || t == BF16 }
+
+// ValidateDType checks the shape against the limits of the dtype's own
+// kernels, beyond Validate's: the bf16 flash attention has tiles for some
+// head sizes only.
+func (d Dims) ValidateDType(t DType) error {
+	if t == BF16 && !bf16HeadSizeOK(d.HeadSize()) {
+		return fmt.Errorf("--dtype=bf16: head size C/NH = %d/%d = %d has no bf16 attention kernel (allowed: %s; or use --dtype=fp32 or tf32)",
+			d.C, d.NH, d.HeadSize(), bf16HeadSizes)
+	}
+	return nil
+}
+
+// bf16HeadSizeOK and bf16HeadSizes are the head sizes of the bf16 attention
+// kernels (kernels/attention_mma.go).
+var (
+	bf16HeadSizeOK = func(hs int) bool { return hs == 32 || hs == 64 || hs == 128 }
+	bf16HeadSizes  = "32, 64, 128"
+)
