@@ -60,10 +60,12 @@ test: vet
 # the same wherever `make ptx` runs. (ptx/ptx_test.go's freshness check does
 # not need that: it builds anywhere and masks exactly those two parts.)
 PTX_BUILD := /tmp/gpubench-ptx
-ptx/%.ptx: ptx/%.cu ptx/common.cuh
+ptx/%.ptx: ptx/%.cu $(wildcard ptx/*.cuh)
 	mkdir -p $(PTX_BUILD) && cp ptx/*.cu ptx/*.cuh $(PTX_BUILD)/
 	cd $(PTX_BUILD) && $(NVCC) -arch=$(call nvcc_arch,$*.cu) $(NVCCFLAGS) $*.cu -o $*.ptx
 	sed -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $(PTX_BUILD)/$*.ptx > $@
+# ptx/<layer>_bf16.cu is `#include "<layer>.cu"` with GPUBENCH_BF16 defined.
+$(filter %_bf16.ptx,$(PTX_OUT)): ptx/%_bf16.ptx: ptx/%.cu
 
 ptx: $(PTX_OUT)
 

@@ -7,18 +7,31 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model/ref"
 )
 
-// geluSizes are odd element counts: a float4 tail of 1, 2 or 3, a single
-// element, and more elements than one grid-stride pass of a small grid.
-var geluSizes = []int{1, 2, 3, 5, 37, 1003, 4 * 111 * 100, 1<<20 + 3}
+// geluSizes are odd element counts: a vector tail of every length from 1
+// to 7 (a float4 holds 4, a bf16 vector 8), a single element, and more
+// elements than one grid-stride pass of a small grid.
+var geluSizes = []int{1, 2, 3, 5, 7, 9, 15, 37, 1003, 4 * 111 * 100, 1<<20 + 3}
+
+// geluOffsets are the offsets, in elements, of the views the tests pass:
+// 0 takes the vector path; 1 element (4 bytes of f32, 2 of bf16) makes the
+// views unaligned and takes the scalar path, as does 4 bf16s (8 bytes).
+func geluOffsets(e program.Elem) []int64 {
+	if e == program.BF16 {
+		return []int64{0, 1, 4}
+	}
+	return []int64{0, 1}
+}
 
 // geluInputs draws n inputs with std 3, which reaches far into both tails,
 // clamped below at -9: past about -9.3, gelu(x) and gelu'(x) fall under
 // float32's smallest normal number (1.2e-38), where denormals keep only a
 // few significant bits and no float32 kernel can meet a relative
-// tolerance. The clamp keeps the test about the kernel, not the format.
+// tolerance. The clamp keeps the test about the kernel, not the format
+// (bf16 has float32's exponent range, so the same holds for it).
 func geluInputs(r *rand.Rand, n int) []float64 {
 	x := normal(r, n, 3)
 	for i := range x {
@@ -27,24 +40,38 @@ func geluInputs(r *rand.Rand, n int) []float64 {
 	return x
 }
 
+// checkGelu compares an elementwise GELU result: fp32 to 1e-5 of the
+// tensor's norm (a few ulps); bf16 to bf16Tol, and each element to one
+// bf16 rounding plus an fp32 floor of 1e-6 of the tensor's largest value
+// (gelu' cancels to 0 near x ≈ −0.75, where its fp32 value has an absolute
+// error, not a relative one).
+func checkGelu(t *testing.T, e program.Elem, what string, got, want []float64) {
+	t.Helper()
+	checkClose(t, what+" "+string(e), got, want, tolOf(e, 1e-5))
+	if e == program.BF16 {
+		checkEachBF16(t, what+" "+string(e), got, want, 1e-6*maxAbs(want))
+	}
+}
+
 func TestGeluForward(t *testing.T) {
 	env(t)
 	r := rng(t)
-	for _, n := range geluSizes {
-		// offset 0 takes the float4 path; offset 1 float (4 bytes) makes
-		// both views unaligned and takes the scalar path.
-		for _, off := range []int64{0, 1} {
-			x := geluInputs(r, n+int(off))
-			inpD, inp := upload(t, "inp", x)
-			out := buffer(t, "out", n+int(off))
-			run(t, GELUForward(out.At(off), inpD.At(off), n))
-			want := make([]float64, n)
-			ref.GeluForward(want, inp[off:], n)
-			// Elementwise, a few ulps: 1e-5 leaves a wide margin.
-			got := download(t, out, n+int(off))
-			checkClose(t, "gelu_forward", got[off:], want, 1e-5)
-			if off == 1 && !math.IsNaN(got[0]) {
-				t.Fatalf("gelu_forward wrote before out: %g", got[0])
+	for _, e := range storages {
+		for _, n := range geluSizes {
+			for _, off := range geluOffsets(e) {
+				x := geluInputs(r, n+int(off))
+				inpD, inp := uploadOf(t, e, "inp", x)
+				out := bufferOf(t, e, "out", n+int(off))
+				forward := func() []float64 {
+					run(t, GELUForward(out.At(off), inpD.At(off), n))
+					return downloadOf(t, e, out, n+int(off))
+				}
+				got := forward()
+				want := make([]float64, n)
+				ref.GeluForward(want, inp[off:], n)
+				checkGelu(t, e, "gelu_forward", got[off:], want)
+				checkPoisoned(t, "gelu_forward before out", got[:off])
+				sameBits(t, "gelu_forward "+string(e), got, forward())
 			}
 		}
 	}
@@ -55,43 +82,51 @@ func TestGeluForwardInPlace(t *testing.T) {
 	env(t)
 	r := rng(t)
 	const n = 1003
-	p, inp := upload(t, "act", geluInputs(r, n))
-	run(t, GELUForward(p, p, n))
-	want := make([]float64, n)
-	ref.GeluForward(want, inp, n)
-	checkClose(t, "gelu_forward in place", download(t, p, n), want, 1e-5)
+	for _, e := range storages {
+		p, inp := uploadOf(t, e, "act", geluInputs(r, n))
+		run(t, GELUForward(p, p, n))
+		want := make([]float64, n)
+		ref.GeluForward(want, inp, n)
+		checkGelu(t, e, "gelu_forward in place", downloadOf(t, e, p, n), want)
+	}
 }
 
 func TestGeluBackward(t *testing.T) {
 	env(t)
 	r := rng(t)
-	for _, n := range geluSizes {
-		for _, off := range []int64{0, 1} {
-			inpD, inp := upload(t, "inp", geluInputs(r, n+int(off)))
-			doutD, dout := upload(t, "dout", normal(r, n+int(off), 1))
-			dinp := buffer(t, "dinp", n+int(off))
-			run(t, GELUBackward(dinp.At(off), inpD.At(off), doutD.At(off), n))
-			want := make([]float64, n)
-			ref.GeluBackward(want, inp[off:], dout[off:], n)
-			got := download(t, dinp, n+int(off))
-			checkClose(t, "gelu_backward", got[off:], want, 1e-5)
-			if off == 1 && !math.IsNaN(got[0]) {
-				t.Fatalf("gelu_backward wrote before dinp: %g", got[0])
+	for _, e := range storages {
+		for _, n := range geluSizes {
+			for _, off := range geluOffsets(e) {
+				inpD, inp := uploadOf(t, e, "inp", geluInputs(r, n+int(off)))
+				doutD, dout := uploadOf(t, e, "dout", normal(r, n+int(off), 1))
+				dinp := bufferOf(t, e, "dinp", n+int(off))
+				backward := func() []float64 {
+					run(t, GELUBackward(dinp.At(off), inpD.At(off), doutD.At(off), n))
+					return downloadOf(t, e, dinp, n+int(off))
+				}
+				got := backward()
+				want := make([]float64, n)
+				ref.GeluBackward(want, inp[off:], dout[off:], n)
+				checkGelu(t, e, "gelu_backward", got[off:], want)
+				checkPoisoned(t, "gelu_backward before dinp", got[:off])
+				sameBits(t, "gelu_backward "+string(e), got, backward())
 			}
 		}
 	}
 }
 
-// TestGeluBackwardInPlace runs dinp == dout, as a model may to save memory.
+// TestGeluBackwardInPlace runs dinp == dout, as the model does.
 func TestGeluBackwardInPlace(t *testing.T) {
 	env(t)
 	r := rng(t)
-	for _, n := range []int{37, 4*111*100 + 1} {
-		inpD, inp := upload(t, "inp", geluInputs(r, n))
-		doutD, dout := upload(t, "dout", normal(r, n, 1))
-		run(t, GELUBackward(doutD, inpD, doutD, n))
-		want := make([]float64, n)
-		ref.GeluBackward(want, inp, dout, n)
-		checkClose(t, "gelu_backward in place", download(t, doutD, n), want, 1e-5)
+	for _, e := range storages {
+		for _, n := range []int{37, 4*111*100 + 1, 4*111*100 + 7} {
+			inpD, inp := uploadOf(t, e, "inp", geluInputs(r, n))
+			doutD, dout := uploadOf(t, e, "dout", normal(r, n, 1))
+			run(t, GELUBackward(doutD, inpD, doutD, n))
+			want := make([]float64, n)
+			ref.GeluBackward(want, inp, dout, n)
+			checkGelu(t, e, "gelu_backward in place", downloadOf(t, e, doutD, n), want)
+		}
 	}
 }

@@ -23,7 +23,12 @@ func layerNormShapes() [][2]int {
 	return s
 }
 
-func TestLayerNormForward(t *testing.T) {
+func TestLayerNormForward(t *testing.T)     { testLayerNormForward(t, program.F32) }
+func TestLayerNormForwardBF16(t *testing.T) { testLayerNormForward(t, program.BF16) }
+
+// testLayerNormForward runs layernorm_forward with inp, the parameters and
+// out stored as e; mean and rstd are fp32 in both steps.
+func testLayerNormForward(t *testing.T, e program.Elem) {
 	env(t)
 	r := rng(t)
 	for _, sh := range layerNormShapes() {
@@ -37,28 +42,29 @@ func TestLayerNormForward(t *testing.T) {
 				x[n*C+c] = shift + spread*x[n*C+c]
 			}
 		}
-		inpD, inp := upload(t, "inp", x)
-		wD, w := upload(t, "weight", normal(r, C, 1))
-		bD, b := upload(t, "bias", normal(r, C, 1))
+		inpD, inp := uploadOf(t, e, "inp", x)
+		wD, w := uploadOf(t, e, "weight", normal(r, C, 1))
+		bD, b := uploadOf(t, e, "bias", normal(r, C, 1))
 		forward := func() (out, mean, rstd []float64) {
-			outD, meanD, rstdD := buffer(t, "out", N*C), buffer(t, "mean", N), buffer(t, "rstd", N)
+			outD, meanD, rstdD := bufferOf(t, e, "out", N*C), buffer(t, "mean", N), buffer(t, "rstd", N)
 			run(t, LayerNormForward(outD, meanD, rstdD, inpD, wD, bD, N, C))
-			return download(t, outD, N*C), download(t, meanD, N), download(t, rstdD, N)
+			return downloadOf(t, e, outD, N*C), download(t, meanD, N), download(t, rstdD, N)
 		}
 		gotOut, gotMean, gotRstd := forward()
 
 		wantOut, wantMean, wantRstd := make([]float64, N*C), make([]float64, N), make([]float64, N)
 		ref.LayerNormForward(wantOut, wantMean, wantRstd, inp, w, b, N, C)
 		// Elementwise after an fp32 two-pass mean/variance over C values:
-		// a few ulps of relative error, far under 1e-5.
-		checkClose(t, "layernorm_forward out", gotOut, wantOut, 1e-5)
-		checkClose(t, "layernorm_forward rstd", gotRstd, wantRstd, 1e-5)
+		// a few ulps of relative error, far under 1e-5; bf16 rounds out
+		// once more. The statistics are fp32 from the stored inputs in both.
+		checkClose(t, "layernorm_forward out "+string(e), gotOut, wantOut, tolOf(e, 1e-5))
+		checkClose(t, "layernorm_forward rstd "+string(e), gotRstd, wantRstd, 1e-5)
 		// A row mean can be near zero, so it is compared on the scale of the
 		// data (row spreads are at least 0.5), not by relErr, which would
 		// divide by the means' own small norm.
 		for n := range gotMean {
 			if !(math.Abs(gotMean[n]-wantMean[n]) <= 1e-6) {
-				t.Fatalf("layernorm_forward mean[%d] (N=%d C=%d) = %g, want %g", n, N, C, gotMean[n], wantMean[n])
+				t.Fatalf("layernorm_forward %s mean[%d] (N=%d C=%d) = %g, want %g", e, n, N, C, gotMean[n], wantMean[n])
 			}
 		}
 
@@ -76,25 +82,34 @@ func TestLayerNormForwardNoStats(t *testing.T) {
 	env(t)
 	r := rng(t)
 	const N, C = 37, 100
-	inpD, inp := upload(t, "inp", normal(r, N*C, 1))
-	wD, w := upload(t, "weight", normal(r, C, 1))
-	bD, b := upload(t, "bias", normal(r, C, 1))
-	out := buffer(t, "out", N*C)
-	run(t, LayerNormForward(out, program.View{}, program.View{}, inpD, wD, bD, N, C))
-	want := make([]float64, N*C)
-	ref.LayerNormForward(want, nil, nil, inp, w, b, N, C)
-	checkClose(t, "layernorm_forward out", download(t, out, N*C), want, 1e-5)
+	for _, e := range storages {
+		inpD, inp := uploadOf(t, e, "inp", normal(r, N*C, 1))
+		wD, w := uploadOf(t, e, "weight", normal(r, C, 1))
+		bD, b := uploadOf(t, e, "bias", normal(r, C, 1))
+		out := bufferOf(t, e, "out", N*C)
+		run(t, LayerNormForward(out, program.View{}, program.View{}, inpD, wD, bD, N, C))
+		want := make([]float64, N*C)
+		ref.LayerNormForward(want, nil, nil, inp, w, b, N, C)
+		checkClose(t, "layernorm_forward out "+string(e), downloadOf(t, e, out, N*C), want, tolOf(e, 1e-5))
+	}
 }
 
-func TestLayerNormBackward(t *testing.T) {
+func TestLayerNormBackward(t *testing.T)     { testLayerNormBackward(t, program.F32) }
+func TestLayerNormBackwardBF16(t *testing.T) { testLayerNormBackward(t, program.BF16) }
+
+// testLayerNormBackward runs both LayerNorm backward launches with dout,
+// inp, the weight, dinp, dw and db stored as e; mean, rstd (as the forward
+// saves them) and the partials are fp32 in both steps. The partials are
+// the only value one launch hands the other, and they are not rounded.
+func testLayerNormBackward(t *testing.T, e program.Elem) {
 	env(t)
 	r := rng(t)
 	const guard = 64
 	for _, sh := range layerNormShapes() {
 		N, C := sh[0], sh[1]
 		x := normal(r, N*C, 1)
-		inpD, inp := upload(t, "inp", x)
-		wD, w := upload(t, "weight", normal(r, C, 1))
+		inpD, inp := uploadOf(t, e, "inp", x)
+		wD, w := uploadOf(t, e, "weight", normal(r, C, 1))
 		bias := normal(r, C, 1)
 		// mean and rstd as the forward saves them, rounded to float32 like
 		// everything the GPU sees.
@@ -102,18 +117,18 @@ func TestLayerNormBackward(t *testing.T) {
 		ref.LayerNormForward(fwdOut, m64, s64, inp, w, bias, N, C)
 		meanD, mean := upload(t, "mean", m64)
 		rstdD, rstd := upload(t, "rstd", s64)
-		doutD, dout := upload(t, "dout", normal(r, N*C, 1))
-		// dinp accumulates, so it starts from random values (rounded to
-		// float32 by a throwaway upload).
-		_, dinp0 := upload(t, "dinp0", normal(r, N*C, 1))
+		doutD, dout := uploadOf(t, e, "dout", normal(r, N*C, 1))
+		// dinp accumulates, so it starts from random values (rounded to e
+		// by a throwaway upload).
+		_, dinp0 := uploadOf(t, e, "dinp0", normal(r, N*C, 1))
 
 		scratchN := LayerNormPartialSize(N, C)
 		if want := 2 * ((N + 31) / 32) * C; scratchN != want {
 			t.Fatalf("LayerNormPartialSize(%d, %d) = %d, want %d", N, C, scratchN, want)
 		}
 		backward := func() (dinp, dw, db []float64) {
-			dinpD, _ := upload(t, "dinp", dinp0)
-			dwD, dbD := buffer(t, "dweight", C), buffer(t, "dbias", C)
+			dinpD, _ := uploadOf(t, e, "dinp", dinp0)
+			dwD, dbD := bufferOf(t, e, "dweight", C), bufferOf(t, e, "dbias", C)
 			scratch := buffer(t, "scratch", scratchN+guard)
 			ops := LayerNormBackward(dinpD, dwD, dbD, scratch, doutD, inpD, wD, meanD, rstdD, N, C)
 			if len(ops) != 2 {
@@ -126,7 +141,7 @@ func TestLayerNormBackward(t *testing.T) {
 					t.Fatalf("N=%d C=%d: layernorm_backward_input wrote scratch[%d], past its %d floats", N, C, i, scratchN)
 				}
 			}
-			return download(t, dinpD, N*C), download(t, dwD, C), download(t, dbD, C)
+			return downloadOf(t, e, dinpD, N*C), downloadOf(t, e, dwD, C), downloadOf(t, e, dbD, C)
 		}
 		gotDinp, gotDw, gotDb := backward()
 
@@ -135,10 +150,12 @@ func TestLayerNormBackward(t *testing.T) {
 		ref.LayerNormBackward(wantDinp, wantDw, wantDb, dout, inp, w, mean, rstd, N, C)
 		// dinp: per-row fp32 reductions over C plus elementwise work; dw, db:
 		// fp32 sums over N rows in chunks. Both stay within a few·sqrt(terms)
-		// ulps, under 1e-5.
-		checkClose(t, "layernorm_backward_input dinp", gotDinp, wantDinp, 1e-5)
-		checkClose(t, "layernorm_backward_params dw", gotDw, wantDw, 1e-5)
-		checkClose(t, "layernorm_backward_params db", gotDb, wantDb, 1e-5)
+		// ulps, under 1e-5. bf16 rounds each of them once more (dinp after
+		// adding to its stored value).
+		tol := tolOf(e, 1e-5)
+		checkClose(t, "layernorm_backward_input dinp "+string(e), gotDinp, wantDinp, tol)
+		checkClose(t, "layernorm_backward_params dw "+string(e), gotDw, wantDw, tol)
+		checkClose(t, "layernorm_backward_params db "+string(e), gotDb, wantDb, tol)
 
 		againDinp, againDw, againDb := backward()
 		sameBits(t, "layernorm_backward_input dinp", gotDinp, againDinp)

@@ -3,38 +3,44 @@
 package kernels
 
 import (
-	"math"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model/ref"
 )
+
+// One float addition of two stored values, rounded once to the storage
+// type: the result must equal the float64 sum (exact for these inputs)
+// rounded as the kernel rounds it (roundOf), bit for bit.
 
 func TestResidualForward(t *testing.T) {
 	env(t)
 	r := rng(t)
-	// Offsets (in floats) of the views out, a and b into their buffers
-	// (not 16-byte aligned unless a multiple of 4): all aligned (float4
-	// path), and each one unaligned in turn (scalar path).
-	offsets := [][3]int{{0, 0, 0}, {1, 0, 0}, {0, 2, 0}, {0, 0, 3}, {1, 1, 1}}
-	for _, n := range []int{1, 3, 4, 5, 37, 1003, 1000003} {
-		for _, off := range offsets {
-			aD, a := upload(t, "a", normal(r, n+off[1], 1))
-			bD, b := upload(t, "b", normal(r, n+off[2], 1))
-			out := buffer(t, "out", n+off[0])
-			run(t, ResidualForward(out.At(int64(off[0])), aD.At(int64(off[1])), bD.At(int64(off[2])), n))
-			want := make([]float64, n)
-			ref.ResidualForward(want, a[off[1]:], b[off[2]:], n)
-			// One correctly rounded float32 addition: exact against the
-			// float64 sum rounded to float32.
-			for i := range want {
-				want[i] = float64(float32(want[i]))
-			}
-			got := download(t, out, n+off[0])
-			checkClose(t, "residual_forward", got[off[0]:], want, 0)
-			for i := 0; i < off[0]; i++ {
-				if !math.IsNaN(got[i]) {
-					t.Fatalf("residual_forward wrote before out: element %d = %g", i, got[i])
+	for _, e := range storages {
+		// Offsets (in elements) of the views out, a and b into their
+		// buffers (not 16-byte aligned unless a multiple of the vector, 4
+		// floats or 8 bf16s): all aligned (vector path), and each one
+		// unaligned in turn (scalar path); for bf16 also 8-byte aligned
+		// (scalar) and aligned again at 8.
+		offsets := [][3]int{{0, 0, 0}, {1, 0, 0}, {0, 2, 0}, {0, 0, 3}, {1, 1, 1}}
+		if e == program.BF16 {
+			offsets = append(offsets, [3]int{4, 4, 4}, [3]int{8, 8, 8})
+		}
+		for _, n := range []int{1, 3, 4, 5, 7, 8, 9, 37, 1003, 1000003} {
+			for _, off := range offsets {
+				aD, a := uploadOf(t, e, "a", normal(r, n+off[1], 1))
+				bD, b := uploadOf(t, e, "b", normal(r, n+off[2], 1))
+				out := bufferOf(t, e, "out", n+off[0])
+				forward := func() []float64 {
+					run(t, ResidualForward(out.At(int64(off[0])), aD.At(int64(off[1])), bD.At(int64(off[2])), n))
+					return downloadOf(t, e, out, n+off[0])
 				}
+				got := forward()
+				want := make([]float64, n)
+				ref.ResidualForward(want, a[off[1]:], b[off[2]:], n)
+				checkClose(t, "residual_forward "+string(e), got[off[0]:], roundOf(e, want), 0)
+				checkPoisoned(t, "residual_forward before out", got[:off[0]])
+				sameBits(t, "residual_forward "+string(e), got, forward())
 			}
 		}
 	}
@@ -44,15 +50,14 @@ func TestResidualForward(t *testing.T) {
 func TestResidualForwardInPlace(t *testing.T) {
 	env(t)
 	r := rng(t)
-	for _, n := range []int{37, 1003} {
-		aD, a := upload(t, "a", normal(r, n, 1))
-		bD, b := upload(t, "b", normal(r, n, 1))
-		run(t, ResidualForward(aD, aD, bD, n))
-		want := make([]float64, n)
-		ref.ResidualForward(want, a, b, n)
-		for i := range want {
-			want[i] = float64(float32(want[i]))
+	for _, e := range storages {
+		for _, n := range []int{37, 1003} {
+			aD, a := uploadOf(t, e, "a", normal(r, n, 1))
+			bD, b := uploadOf(t, e, "b", normal(r, n, 1))
+			run(t, ResidualForward(aD, aD, bD, n))
+			want := make([]float64, n)
+			ref.ResidualForward(want, a, b, n)
+			checkClose(t, "residual_forward in place "+string(e), downloadOf(t, e, aD, n), roundOf(e, want), 0)
 		}
-		checkClose(t, "residual_forward in place", download(t, aD, n), want, 0)
 	}
 }

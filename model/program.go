@@ -13,11 +13,13 @@ package model
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/kernels"
 	"github.com/gpubench/gpubench/model/ref"
+	"github.com/gpubench/gpubench/ptx"
 )
 
 // DefaultSMs is the multiprocessor count a program is built for when the
@@ -34,6 +36,12 @@ type Options struct {
 	// Graph captures each pass (forward, and backward in train mode) as
 	// one CUDA graph, replayed inside the same NVTX range.
 	Graph bool
+	// DType is the step's precision; "" means config.FP32.
+	DType config.DType
+	// NVTX is the depth of the NVTX ranges inside each pass; "" means
+	// config.NVTXIteration (none inside the passes). A deeper program
+	// cannot be captured as graphs.
+	NVTX config.NVTXDepth
 }
 
 // GPT2 is the program of one GPT-2 step with its buffers by role, for the
@@ -45,6 +53,20 @@ type GPT2 struct {
 	SMs  int
 	// Graph is Options.Graph: each pass is one graph launch.
 	Graph bool
+	// DType is the precision: it sets Elem and which kernels run the
+	// products (see the product and attention methods).
+	DType config.DType
+	// Elem is the element type of the parameters, their gradients and the
+	// activations: bf16 for config.BF16, else f32. Statistics (LayerNorm
+	// mean and rstd, logsumexps, losses), the loss and every partial sum
+	// stay f32 whatever the dtype.
+	Elem program.Elem
+	// NVTX is the depth of the NVTX ranges (Options.NVTX).
+	NVTX config.NVTXDepth
+	// Vp is the row stride of the logits: V for fp32, V rounded up to a
+	// multiple of VocabPad for the tensor-core dtypes, whose products load
+	// rows in 16-byte chunks (columns V..Vp-1 are never read or written).
+	Vp int
 
 	Layout []ref.Tensor // the parameters' tensors inside Params (and Grads)
 
@@ -99,14 +121,28 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 	if o.SMs <= 0 {
 		o.SMs = DefaultSMs
 	}
-	m := &GPT2{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Graph: o.Graph, Layout: ref.Layout(d)}
+	if o.DType == "" {
+		o.DType = config.FP32
+	}
+	m := &GPT2{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Graph: o.Graph, Layout: ref.Layout(d),
+		DType: o.DType, Elem: program.F32, Vp: d.V, NVTX: o.NVTX}
+	if m.NVTX == "" {
+		m.NVTX = config.NVTXIteration
+	}
+	if o.DType == config.BF16 {
+		m.Elem = program.BF16
+	}
+	if o.DType.TensorCores() {
+		m.Vp = (d.V + VocabPad - 1) / VocabPad * VocabPad
+	}
 	m.allocate()
 	it := &m.Iteration
 	it.Name = program.IterationTemplate
-	m.forward = it.Nest(program.Forward)
+	it.Layer = -1
+	m.forward = it.NestKind(program.Forward, program.PassRange, -1)
 	m.buildForward(m.forward)
 	if mode == config.Train {
-		m.backward = it.Nest(program.Backward)
+		m.backward = it.NestKind(program.Backward, program.PassRange, -1)
 		m.buildBackward(m.backward)
 	}
 	if o.Graph {
@@ -115,12 +151,17 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 				continue
 			}
 			if err := program.CaptureAsGraph(r); err != nil {
-				panic(err) // the passes hold operations only
+				panic(err) // a deeper --nvtx puts ranges in the passes; config refuses it with --graph
 			}
 		}
 	}
 	return m
 }
+
+// VocabPad is what the tensor-core dtypes round the logits' row stride up
+// to: a multiple of 64 elements keeps every row 128-byte aligned in bf16
+// and fp32 alike (GPT-2's V = 50257 is stored with stride 50304).
+const VocabPad = 64
 
 // Forward and Backward are the iteration's two ranges; Backward is nil in
 // infer mode.
@@ -131,57 +172,66 @@ func (m *GPT2) Backward() *program.Range { return m.backward }
 func (m *GPT2) allocate() {
 	d := m.Dims
 	N, C, L := int64(d.Rows()), int64(d.C), d.L
-	p := m.Program
+	p, e := m.Program, m.Elem
+	// one declares a buffer of the step's element type e, and f32 one of
+	// fp32 statistics or partial sums, whatever the dtype.
 	one := func(name string, n int64, g program.Group) program.View {
+		return p.Buffer(name, -1, e, n, g).All()
+	}
+	f32 := func(name string, n int64, g program.Group) program.View {
 		return p.Buffer(name, -1, program.F32, n, g).All()
 	}
-	perLayer := func(name string, n int64) []program.View {
+	perLayer := func(name string, elem program.Elem, n int64) []program.View {
 		vs := make([]program.View, L)
 		for l := range vs {
-			vs[l] = p.Buffer(name, l, program.F32, n, program.Activations).All()
+			vs[l] = p.Buffer(name, l, elem, n, program.Activations).All()
 		}
 		return vs
 	}
 	nParams := int64(ref.NumParams(d))
-	m.Params = p.Buffer("params", -1, program.F32, nParams, program.Params)
+	m.Params = p.Buffer("params", -1, e, nParams, program.Params)
 	m.Tokens = p.Buffer("tokens", -1, program.I32, N, program.Inputs)
 	m.Targets = p.Buffer("targets", -1, program.I32, N, program.Inputs)
 	act := program.Activations
 	a := &m.acts
 	a.encoded = one("encoded", N*C, act)
-	a.ln1, a.ln1Mean, a.ln1Rstd = perLayer("ln1", N*C), perLayer("ln1_mean", N), perLayer("ln1_rstd", N)
-	a.qkv = perLayer("qkv", N*3*C)
-	a.atty = perLayer("atty", N*C)
-	a.attLSE = perLayer("att_lse", int64(d.B*d.NH*d.T))
-	a.residual2 = perLayer("residual2", N*C)
-	a.ln2, a.ln2Mean, a.ln2Rstd = perLayer("ln2", N*C), perLayer("ln2_mean", N), perLayer("ln2_rstd", N)
-	a.fch, a.fchGelu = perLayer("fch", N*4*C), perLayer("fch_gelu", N*4*C)
-	a.residual3 = perLayer("residual3", N*C)
-	a.lnf, a.lnfMean, a.lnfRstd = one("lnf", N*C, act), one("lnf_mean", N, act), one("lnf_rstd", N, act)
-	m.Logits = p.Buffer("logits", -1, program.F32, N*int64(d.V), act)
-	a.losses = one("losses", N, act)
-	a.lse = one("lse", N, act)
-	m.Loss = p.Buffer("loss", -1, program.F32, 1, act)
+	F := program.F32
+	a.ln1, a.ln1Mean, a.ln1Rstd = perLayer("ln1", e, N*C), perLayer("ln1_mean", F, N), perLayer("ln1_rstd", F, N)
+	a.qkv = perLayer("qkv", e, N*3*C)
+	a.atty = perLayer("atty", e, N*C)
+	a.attLSE = perLayer("att_lse", F, int64(d.B*d.NH*d.T))
+	a.residual2 = perLayer("residual2", e, N*C)
+	a.ln2, a.ln2Mean, a.ln2Rstd = perLayer("ln2", e, N*C), perLayer("ln2_mean", F, N), perLayer("ln2_rstd", F, N)
+	a.fch, a.fchGelu = perLayer("fch", e, N*4*C), perLayer("fch_gelu", e, N*4*C)
+	a.residual3 = perLayer("residual3", e, N*C)
+	a.lnf, a.lnfMean, a.lnfRstd = one("lnf", N*C, act), f32("lnf_mean", N, act), f32("lnf_rstd", N, act)
+	m.Logits = p.Buffer("logits", -1, e, N*int64(m.Vp), act)
+	a.losses = f32("losses", N, act)
+	a.lse = f32("lse", N, act)
+	m.Loss = p.Buffer("loss", -1, F, 1, act)
 	a.proj = one("proj", N*C, act)
 	if m.Mode != config.Train {
 		return
 	}
-	m.Grads = p.Buffer("grads", -1, program.F32, nParams, program.Grads)
+	m.Grads = p.Buffer("grads", -1, e, nParams, program.Grads)
 	sc, s := &m.scratch, program.Scratch
 	sc.dresidual = one("dresidual", N*C, s)
 	sc.dC = one("dC", N*C, s)
 	sc.d4C = one("d4C", N*4*C, s)
-	sc.attD = one("att_delta", int64(d.B*d.NH*d.T), s)
-	sc.lnPartial = one("ln_partials", int64(kernels.LayerNormPartialSize(d.Rows(), d.C)), s)
+	sc.attD = f32("att_delta", int64(d.B*d.NH*d.T), s)
+	sc.lnPartial = f32("ln_partials", int64(kernels.LayerNormPartialSize(d.Rows(), d.C)), s)
 	// A weight gradient whose output has too few tiles for the GPU splits
 	// its sum over the N rows; one workspace, sized for the linear layer
 	// that needs most (a bound for any SM count), serves them all in turn.
 	floats, counters := 1, 1
 	for _, l := range m.linears() {
 		f, c := kernels.MatmulScratchSize(d.Rows(), l.in, l.out)
+		if m.DType.TensorCores() {
+			f, c = kernels.MatmulScratchSizeMMA(d.Rows(), l.in, l.out)
+		}
 		floats, counters = max(floats, f), max(counters, c)
 	}
-	m.matmulWorkspace.Partials = one("matmul_partials", int64(floats), s)
+	m.matmulWorkspace.Partials = f32("matmul_partials", int64(floats), s)
 	m.MatmulCounters = p.Buffer("matmul_counters", -1, program.I32, int64(counters), s)
 	m.MatmulCounters.State = true
 	m.matmulWorkspace.Counters = m.MatmulCounters.All()
@@ -259,54 +309,92 @@ func (m *GPT2) blockInput(l int) program.View {
 	return m.acts.residual3[l-1]
 }
 
-// part appends ops to r as the step of a part of the model at layer l (-1
-// outside the blocks).
-func part(r *program.Range, name string, l int, step string, ops ...program.Op) {
+// part appends ops to pass r as the step of a part of the model ("embedding",
+// "layer" l, "head"; l is -1 outside the blocks), in the block's half
+// ("attention" or "mlp", "" outside the blocks), inside the NVTX ranges
+// the program's depth gives them (rangeFor).
+func (m *GPT2) part(r *program.Range, name string, l int, half, step string, ops ...program.Op) {
+	into := m.rangeFor(r, name, l, half)
 	for i := range ops {
 		ops[i].Part, ops[i].Layer, ops[i].Step = name, l, step
+		if m.NVTX == config.NVTXOp {
+			into.NestKind(ops[i].Name, program.OpRange, l).Add(ops[i])
+			continue
+		}
+		into.Add(ops[i])
 	}
-	r.Add(ops...)
+}
+
+// rangeFor is the range the operations of a part go into at the program's
+// NVTX depth: the pass itself at iteration depth; else the part's range
+// (embedding, layer{l}, head), and in a block its half's (attention, mlp),
+// each the pass's last child when that is the same range, else a new one.
+func (m *GPT2) rangeFor(pass *program.Range, name string, l int, half string) *program.Range {
+	if m.NVTX == config.NVTXIteration || m.NVTX == "" {
+		return pass
+	}
+	kind := program.PartRange
+	if l >= 0 {
+		name, kind = fmt.Sprintf("%s%d", name, l), program.LayerRange
+	}
+	r := lastChild(pass, name, l, kind)
+	if half != "" {
+		r = lastChild(r, half, l, program.HalfRange)
+	}
+	return r
+}
+
+// lastChild returns r's last item when it is the range name over layer l,
+// else a new child range of that name, kind and layer.
+func lastChild(r *program.Range, name string, l int, k program.RangeKind) *program.Range {
+	if n := len(r.Items); n > 0 {
+		if c := r.Items[n-1].Range; c != nil && c.Name == name && c.Layer == l {
+			return c
+		}
+	}
+	return r.NestKind(name, k, l)
 }
 
 // buildForward appends the forward pass to r: embeddings, L blocks, final
 // LayerNorm, logits and the mean cross-entropy loss.
 func (m *GPT2) buildForward(r *program.Range) {
-	d, a, sms := m.Dims, &m.acts, m.SMs
+	d, a := m.Dims, &m.acts
 	B, T, C, NH, N, V := d.B, d.T, d.C, d.NH, d.Rows(), d.V
 	p, tok := m.Param, m.Tokens.All()
 
-	part(r, "embedding", -1, "encoder", kernels.EncoderForward(a.encoded, tok, p(iWte, 0), p(iWpe, 0), B, T, C))
+	m.part(r, "embedding", -1, "", "encoder", kernels.EncoderForward(a.encoded, tok, p(iWte, 0), p(iWpe, 0), B, T, C))
 	for l := 0; l < d.L; l++ {
 		x := m.blockInput(l)
-		step := func(name string, ops ...program.Op) { part(r, "layer", l, name, ops...) }
+		attn := func(name string, ops ...program.Op) { m.part(r, "layer", l, "attention", name, ops...) }
+		mlp := func(name string, ops ...program.Op) { m.part(r, "layer", l, "mlp", name, ops...) }
 		// x + Attn(LN1(x))
-		step("ln1", kernels.LayerNormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], x, p(iLn1w, l), p(iLn1b, l), N, C))
-		step("qkv", kernels.MatmulForward(a.qkv[l], a.ln1[l], p(iQkvw, l), p(iQkvb, l), N, C, 3*C, sms))
-		step("attention", kernels.AttentionForward(a.atty[l], a.attLSE[l], a.qkv[l], B, T, C, NH))
-		step("attn proj", kernels.MatmulForward(a.proj, a.atty[l], p(iAttprojw, l), p(iAttprojb, l), N, C, C, sms))
-		step("residual1", kernels.ResidualForward(a.residual2[l], x, a.proj, N*C))
+		attn("ln1", kernels.LayerNormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], x, p(iLn1w, l), p(iLn1b, l), N, C))
+		attn("qkv", m.linearForward(a.qkv[l], a.ln1[l], p(iQkvw, l), p(iQkvb, l), N, C, 3*C, 3*C))
+		attn("attention", m.attentionForward(a.atty[l], a.attLSE[l], a.qkv[l], B, T, C, NH))
+		attn("attn proj", m.linearForward(a.proj, a.atty[l], p(iAttprojw, l), p(iAttprojb, l), N, C, C, C))
+		attn("residual1", kernels.ResidualForward(a.residual2[l], x, a.proj, N*C))
 		// x + MLP(LN2(x))
-		step("ln2", kernels.LayerNormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.residual2[l], p(iLn2w, l), p(iLn2b, l), N, C))
-		step("fc", kernels.MatmulForward(a.fch[l], a.ln2[l], p(iFcw, l), p(iFcb, l), N, C, 4*C, sms))
-		step("gelu", kernels.GELUForward(a.fchGelu[l], a.fch[l], N*4*C))
-		step("fc proj", kernels.MatmulForward(a.proj, a.fchGelu[l], p(iFcprojw, l), p(iFcprojb, l), N, 4*C, C, sms))
-		step("residual2", kernels.ResidualForward(a.residual3[l], a.residual2[l], a.proj, N*C))
+		mlp("ln2", kernels.LayerNormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.residual2[l], p(iLn2w, l), p(iLn2b, l), N, C))
+		mlp("fc", m.linearForward(a.fch[l], a.ln2[l], p(iFcw, l), p(iFcb, l), N, C, 4*C, 4*C))
+		mlp("gelu", kernels.GELUForward(a.fchGelu[l], a.fch[l], N*4*C))
+		mlp("fc proj", m.linearForward(a.proj, a.fchGelu[l], p(iFcprojw, l), p(iFcprojb, l), N, 4*C, C, C))
+		mlp("residual2", kernels.ResidualForward(a.residual3[l], a.residual2[l], a.proj, N*C))
 	}
-	head := func(name string, ops ...program.Op) { part(r, "head", -1, name, ops...) }
+	head := func(name string, ops ...program.Op) { m.part(r, "head", -1, "", name, ops...) }
 	head("final ln", kernels.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, m.blockInput(d.L), p(iLnfw, 0), p(iLnfb, 0), N, C))
-	head("lm head", kernels.MatmulForward(m.Logits.All(), a.lnf, p(iWte, 0), program.View{}, N, C, V, sms)) // tied weights, no bias
-	head("loss", kernels.CrossEntropyForward(a.losses, a.lse, m.Logits.All(), m.Targets.All(), N, V),
+	head("lm head", m.linearForward(m.Logits.All(), a.lnf, p(iWte, 0), program.View{}, N, C, V, m.Vp)) // tied weights, no bias
+	head("loss", kernels.CrossEntropyForward(a.losses, a.lse, m.Logits.All(), m.Targets.All(), N, V, m.Vp),
 		kernels.LossReduce(m.Loss.All(), a.losses, N))
 }
 
 // buildBackward appends the backward pass of the forward to r, writing
 // every parameter gradient. It overwrites the logits with their gradient.
 func (m *GPT2) buildBackward(r *program.Range) {
-	d, a, sc, ws, sms := m.Dims, &m.acts, &m.scratch, m.matmulWorkspace, m.SMs
+	d, a, sc := m.Dims, &m.acts, &m.scratch
 	B, T, C, NH, N, V := d.B, d.T, d.C, d.NH, d.Rows(), d.V
 	p, g := m.Param, m.Grad
 	null := program.View{}
-	head := func(name string, ops ...program.Op) { part(r, "head", -1, name, ops...) }
+	head := func(name string, ops ...program.Op) { m.part(r, "head", -1, "", name, ops...) }
 
 	// The residual stream's gradient and the position embedding's are
 	// accumulated, so they start at zero (wpe rows past T stay zero).
@@ -315,32 +403,145 @@ func (m *GPT2) buildBackward(r *program.Range) {
 
 	// loss → logits → final LayerNorm
 	dlogits := m.Logits.All()
-	head("loss", kernels.CrossEntropyBackward(dlogits, dlogits, a.lse, m.Targets.All(), N, V, 1/float32(N)))
-	head("lm head", kernels.MatmulBackward(sc.dC, g(iWte, 0), null, dlogits, a.lnf, p(iWte, 0), ws, N, C, V, sms)...)
+	head("loss", kernels.CrossEntropyBackward(dlogits, dlogits, a.lse, m.Targets.All(), N, V, m.Vp, 1/float32(N)))
+	head("lm head", m.linearBackward(sc.dC, g(iWte, 0), null, dlogits, a.lnf, p(iWte, 0), N, C, V, m.Vp)...)
 	head("final ln", kernels.LayerNormBackward(sc.dresidual, g(iLnfw, 0), g(iLnfb, 0), sc.lnPartial, sc.dC,
 		m.blockInput(d.L), p(iLnfw, 0), a.lnfMean, a.lnfRstd, N, C)...)
 
 	for l := d.L - 1; l >= 0; l-- {
-		step := func(name string, ops ...program.Op) { part(r, "layer", l, name, ops...) }
+		attn := func(name string, ops ...program.Op) { m.part(r, "layer", l, "attention", name, ops...) }
+		mlp := func(name string, ops ...program.Op) { m.part(r, "layer", l, "mlp", name, ops...) }
 		// MLP: dresidual is the gradient of residual3[l], and (through
 		// the residual add) of the MLP's output.
-		step("fc proj", kernels.MatmulBackward(sc.d4C, g(iFcprojw, l), g(iFcprojb, l), sc.dresidual, a.fchGelu[l], p(iFcprojw, l), ws, N, 4*C, C, sms)...)
-		step("gelu", kernels.GELUBackward(sc.d4C, a.fch[l], sc.d4C, N*4*C))
-		step("fc", kernels.MatmulBackward(sc.dC, g(iFcw, l), g(iFcb, l), sc.d4C, a.ln2[l], p(iFcw, l), ws, N, C, 4*C, sms)...)
-		step("ln2", kernels.LayerNormBackward(sc.dresidual, g(iLn2w, l), g(iLn2b, l), sc.lnPartial, sc.dC,
+		mlp("fc proj", m.linearBackward(sc.d4C, g(iFcprojw, l), g(iFcprojb, l), sc.dresidual, a.fchGelu[l], p(iFcprojw, l), N, 4*C, C, C)...)
+		mlp("gelu", kernels.GELUBackward(sc.d4C, a.fch[l], sc.d4C, N*4*C))
+		mlp("fc", m.linearBackward(sc.dC, g(iFcw, l), g(iFcb, l), sc.d4C, a.ln2[l], p(iFcw, l), N, C, 4*C, 4*C)...)
+		mlp("ln2", kernels.LayerNormBackward(sc.dresidual, g(iLn2w, l), g(iLn2b, l), sc.lnPartial, sc.dC,
 			a.residual2[l], p(iLn2w, l), a.ln2Mean[l], a.ln2Rstd[l], N, C)...)
 		// Attention: dresidual is now the gradient of residual2[l].
-		step("attn proj", kernels.MatmulBackward(sc.dC, g(iAttprojw, l), g(iAttprojb, l), sc.dresidual, a.atty[l], p(iAttprojw, l), ws, N, C, C, sms)...)
+		attn("attn proj", m.linearBackward(sc.dC, g(iAttprojw, l), g(iAttprojb, l), sc.dresidual, a.atty[l], p(iAttprojw, l), N, C, C, C)...)
 		dqkv := sc.d4C // free again: dfch was consumed above
-		step("attention", kernels.AttentionBackward(dqkv, sc.attD, sc.dC, a.qkv[l], a.atty[l], a.attLSE[l], B, T, C, NH)...)
-		step("qkv", kernels.MatmulBackward(sc.dC, g(iQkvw, l), g(iQkvb, l), dqkv, a.ln1[l], p(iQkvw, l), ws, N, C, 3*C, sms)...)
-		step("ln1", kernels.LayerNormBackward(sc.dresidual, g(iLn1w, l), g(iLn1b, l), sc.lnPartial, sc.dC,
+		attn("attention", m.attentionBackward(dqkv, sc.attD, sc.dC, a.qkv[l], a.atty[l], a.attLSE[l], B, T, C, NH)...)
+		attn("qkv", m.linearBackward(sc.dC, g(iQkvw, l), g(iQkvb, l), dqkv, a.ln1[l], p(iQkvw, l), N, C, 3*C, 3*C)...)
+		attn("ln1", kernels.LayerNormBackward(sc.dresidual, g(iLn1w, l), g(iLn1b, l), sc.lnPartial, sc.dC,
 			m.blockInput(l), p(iLn1w, l), a.ln1Mean[l], a.ln1Rstd[l], N, C)...)
 	}
 
 	// embeddings: the lm head already wrote dwte; add the lookups' part.
 	bk := m.Buckets
-	part(r, "embedding", -1, "encoder",
+	m.part(r, "embedding", -1, "", "encoder",
 		kernels.EncoderBackwardWTE(g(iWte, 0), sc.dresidual, bk[0].All(), bk[1].All(), bk[2].All(), m.NumBuckets, N, C),
 		kernels.EncoderBackwardWPE(g(iWpe, 0), sc.dresidual, B, T, C))
+}
+
+// linearForward is out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias, out's rows of
+// stride ld: on the FP32 units for fp32, on tensor cores for tf32 and bf16
+// (kernels/matmul_mma.go). Only the tensor-core path pads (ld > oc).
+func (m *GPT2) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) program.Op {
+	if m.DType.TensorCores() {
+		return kernels.MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, m.SMs)
+	}
+	return kernels.MatmulForward(out, inp, w, bias, n, c, oc, m.SMs)
+}
+
+// linearBackward is linearForward's backward: dinp, dw and (unless null)
+// dbias, all overwritten, from dout (rows of stride ld).
+func (m *GPT2) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, oc, ld int) []program.Op {
+	if m.DType.TensorCores() {
+		return kernels.MatmulBackwardMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)
+	}
+	return kernels.MatmulBackward(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, m.SMs)
+}
+
+// attentionForward runs the causal attention of qkv: the bf16 tensor-core
+// flash attention (kernels/attention_mma.go) for bf16, the fp32 kernels
+// for fp32 and tf32 (whose TF32 covers the linear layers' products only).
+func (m *GPT2) attentionForward(out, lse, qkv program.View, B, T, C, NH int) program.Op {
+	if m.DType == config.BF16 {
+		return kernels.AttentionForwardMMA(out, lse, qkv, B, T, C, NH)
+	}
+	return kernels.AttentionForward(out, lse, qkv, B, T, C, NH)
+}
+
+// attentionBackward is attentionForward's backward.
+func (m *GPT2) attentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH int) []program.Op {
+	if m.DType == config.BF16 {
+		return kernels.AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH)
+	}
+	return kernels.AttentionBackward(dqkv, d, dout, qkv, out, lse, B, T, C, NH)
+}
+
+// ModuleUse is one PTX module the program launches kernels from, with the
+// GPU architecture its PTX targets.
+type ModuleUse struct {
+	Name    string
+	Target  ptx.Target
+	Kernels []string // its entries that the program launches, in first-use order
+}
+
+// Modules lists the modules the program's kernels come from, in first-use
+// order (setup, then the iteration). It is what decides which GPUs can run
+// the step: see CheckDevice.
+func (m *GPT2) Modules() []ModuleUse {
+	var uses []ModuleUse
+	index := map[string]int{}
+	seen := map[string]bool{}
+	var ops []*program.Op
+	for i := range m.Setup {
+		ops = append(ops, &m.Setup[i])
+	}
+	for _, op := range append(ops, m.Iteration.Ops()...) {
+		if op.Kind != program.Kernel {
+			continue
+		}
+		i, ok := index[op.Module]
+		if !ok {
+			t, _ := ptx.ModuleTarget(op.Module)
+			i = len(uses)
+			index[op.Module] = i
+			uses = append(uses, ModuleUse{Name: op.Module, Target: t})
+		}
+		if key := op.Module + "/" + op.Name; !seen[key] {
+			seen[key] = true
+			uses[i].Kernels = append(uses[i].Kernels, op.Name)
+		}
+	}
+	return uses
+}
+
+// CheckDevice refuses a GPU (named name, of compute capability
+// major.minor) that cannot load one of the program's modules, naming the
+// module, its target and what to use instead.
+func (m *GPT2) CheckDevice(name string, major, minor int) error {
+	for _, u := range m.Modules() {
+		if !u.Target.Runs(major, minor) {
+			hint := "use --dtype=fp32"
+			if m.DType == config.FP32 {
+				hint = "no dtype of gpubench runs on it"
+			}
+			return fmt.Errorf("--dtype=%s: its kernels in %s.ptx are %s PTX, which %s (compute capability %d.%d) cannot run (%s)",
+				m.DType, u.Name, u.Target, name, major, minor, hint)
+		}
+	}
+	return nil
+}
+
+// KernelPath says, in one line, which kernels run the step: where the
+// dtype's products run, then every module the program launches from with
+// its PTX target. The run's header and `gpubench info` print it.
+func (m *GPT2) KernelPath() string {
+	var products string
+	switch m.DType {
+	case config.BF16:
+		products = "products and attention on bf16 tensor cores (mma.sync), fp32 accumulation"
+	case config.TF32:
+		products = "linear layers on TF32 tensor cores (mma.sync), attention on the FP32 units"
+	default:
+		products = "every product on the FP32 units"
+	}
+	var mods []string
+	for _, u := range m.Modules() {
+		mods = append(mods, u.Name+" "+u.Target.String())
+	}
+	return fmt.Sprintf("%s: %s; modules %s", m.DType, products, strings.Join(mods, ", "))
 }

@@ -30,6 +30,21 @@ func shapesForCI(t *testing.T) []config.Dims {
 
 var modes = []config.Mode{config.Train, config.Infer}
 
+// shapesFor is shapesForCI less the shapes that dtype's kernels refuse
+// (config.Dims.ValidateDType), which never reach a program.
+func shapesFor(t *testing.T, dt config.DType) []config.Dims {
+	var out []config.Dims
+	for _, d := range shapesForCI(t) {
+		if d.ValidateDType(dt) == nil {
+			out = append(out, d)
+		}
+	}
+	if len(out) < 3 {
+		t.Fatalf("%s: only %d CI shapes", dt, len(out))
+	}
+	return out
+}
+
 func record(t *testing.T, m *GPT2) *program.Recorder {
 	t.Helper()
 	var rec program.Recorder
@@ -77,12 +92,14 @@ func TestProgramMatchesPTX(t *testing.T) {
 		}
 	}
 	check(&fill)
-	for _, d := range shapesForCI(t) {
-		for _, mode := range modes {
-			m := Program(d, mode, Options{})
-			for _, e := range record(t, m).Events {
-				if e.Op != nil {
-					check(e.Op)
+	for _, dt := range config.DTypes {
+		for _, d := range shapesFor(t, dt) {
+			for _, mode := range modes {
+				m := Program(d, mode, Options{DType: dt})
+				for _, e := range record(t, m).Events {
+					if e.Op != nil {
+						check(e.Op)
+					}
 				}
 			}
 		}
@@ -113,9 +130,15 @@ func argClass(ptxType string) program.ArgKind {
 // (record fails the test on the first op that is not.) It also checks the
 // structure of the template: iteration{i} holding forward, then backward.
 func TestRecorderValidatesEveryOp(t *testing.T) {
-	for _, d := range shapesForCI(t) {
+	for _, dt := range config.DTypes {
+		testRecorderValidatesEveryOp(t, dt)
+	}
+}
+
+func testRecorderValidatesEveryOp(t *testing.T, dt config.DType) {
+	for _, d := range shapesFor(t, dt) {
 		for _, mode := range modes {
-			m := Program(d, mode, Options{SMs: 132})
+			m := Program(d, mode, Options{SMs: 132, DType: dt})
 			rec := record(t, m)
 			var pushes []string
 			for _, e := range rec.Events {
@@ -224,6 +247,162 @@ func TestShapesAtTheLimitsBuildValidPrograms(t *testing.T) {
 		}
 		for _, mode := range modes {
 			record(t, Program(d, mode, Options{}))
+		}
+	}
+}
+
+// TestDTypeBuffers: the dtype sets the element type of the parameters,
+// gradients and activations, while statistics, losses and partial sums
+// stay fp32; the tensor-core dtypes pad the logits' rows.
+func TestDTypeBuffers(t *testing.T) {
+	d := config.Dims{V: 1000, MaxT: 40, T: 37, L: 2, NH: 3, C: 96, B: 3}
+	fp32Always := map[string]bool{"ln1_mean": true, "ln1_rstd": true, "ln2_mean": true, "ln2_rstd": true, "lnf_mean": true,
+		"lnf_rstd": true, "att_lse": true, "att_delta": true, "losses": true, "lse": true, "loss": true,
+		"ln_partials": true, "matmul_partials": true}
+	for _, dt := range config.DTypes {
+		m := Program(d, config.Train, Options{DType: dt})
+		want := program.F32
+		if dt == config.BF16 {
+			want = program.BF16
+		}
+		for _, b := range m.Buffers {
+			switch {
+			case b.Elem == program.I32:
+				if b.Group != program.Inputs && b.Name != "matmul_counters" {
+					t.Errorf("%s: %s is i32", dt, b.Name)
+				}
+			case fp32Always[b.Name]:
+				if b.Elem != program.F32 {
+					t.Errorf("%s: %s is %s, want f32 whatever the dtype", dt, b.Name, b.Elem)
+				}
+			case b.Elem != want:
+				t.Errorf("%s: %s is %s, want %s", dt, b.Name, b.Elem, want)
+			}
+		}
+		wantVp := d.V
+		if dt.TensorCores() {
+			wantVp = 1024 // 1000 rounded up to a multiple of 64
+		}
+		if m.Vp != wantVp || m.Logits.Elems != int64(d.Rows()*wantVp) {
+			t.Errorf("%s: logits stride %d (%d elements), want %d", dt, m.Vp, m.Logits.Elems, wantVp)
+		}
+	}
+}
+
+// TestCheckDevice: the tensor-core dtypes' programs use sm_80 modules and
+// so refuse a Volta, naming the module; fp32 runs there. Nothing is
+// declared by hand: the requirement is read from the modules launched.
+func TestCheckDevice(t *testing.T) {
+	d := config.Presets[0].Dims(2)
+	for _, dt := range config.DTypes {
+		m := Program(d, config.Train, Options{DType: dt})
+		if err := m.CheckDevice("H200", 9, 0); err != nil {
+			t.Errorf("%s on an H200: %v", dt, err)
+		}
+		err := m.CheckDevice("Tesla V100", 7, 0)
+		if dt == config.FP32 {
+			if err != nil {
+				t.Errorf("fp32 on a V100: %v", err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s on a V100: no error", dt)
+			continue
+		}
+		for _, want := range []string{"--dtype=" + string(dt), "sm_80", "Tesla V100", "7.0", "--dtype=fp32"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s on a V100: %q does not say %q", dt, err, want)
+			}
+		}
+	}
+}
+
+// TestNVTXDepths: every depth runs the same operations in the same order;
+// layer adds embedding, layer{l} (attention, mlp) and head in each pass,
+// op one range per operation inside them.
+func TestNVTXDepths(t *testing.T) {
+	d := config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}
+	base := Program(d, config.Train, Options{})
+	names := func(m *GPT2) []string {
+		var out []string
+		for _, op := range m.Iteration.Ops() {
+			out = append(out, op.Where()+" "+op.Name)
+		}
+		return out
+	}
+	children := func(r *program.Range) []string {
+		var out []string
+		for _, it := range r.Items {
+			if it.Range != nil {
+				out = append(out, it.Range.Name)
+			}
+		}
+		return out
+	}
+	wantParts := func(pass string) []string {
+		layers := []string{"layer0", "layer1", "layer2"}
+		if pass == program.Backward {
+			return append(append([]string{"head"}, "layer2", "layer1", "layer0"), "embedding")
+		}
+		return append(append([]string{"embedding"}, layers...), "head")
+	}
+	for _, depth := range []config.NVTXDepth{config.NVTXLayer, config.NVTXOp} {
+		m := Program(d, config.Train, Options{NVTX: depth})
+		if !reflect.DeepEqual(names(m), names(base)) {
+			t.Errorf("%s: the operations differ from --nvtx=iteration's", depth)
+		}
+		record(t, m) // balanced, every op valid
+		ops := 0
+		for _, pass := range []*program.Range{m.Forward(), m.Backward()} {
+			if got, want := children(pass), wantParts(pass.Name); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s %s: parts %v, want %v", depth, pass.Name, got, want)
+			}
+			for _, it := range pass.Items {
+				if it.Op != nil {
+					t.Errorf("%s %s: operation %s outside every part", depth, pass.Name, it.Op.Name)
+					continue
+				}
+				p := it.Range
+				if strings.HasPrefix(p.Name, "layer") {
+					want := []string{"attention", "mlp"}
+					if pass.Name == program.Backward {
+						want = []string{"mlp", "attention"}
+					}
+					if got := children(p); !reflect.DeepEqual(got, want) {
+						t.Errorf("%s %s %s: halves %v, want %v", depth, pass.Name, p.Name, got, want)
+					}
+					if p.Kind != program.LayerRange || p.Layer != int(p.Name[5]-'0') {
+						t.Errorf("%s %s: kind %s layer %d", depth, p.Name, p.Kind, p.Layer)
+					}
+				}
+			}
+			var walk func(r *program.Range)
+			walk = func(r *program.Range) {
+				for _, it := range r.Items {
+					if it.Range == nil {
+						if depth == config.NVTXOp && r.Kind != program.OpRange {
+							t.Errorf("op depth: %s directly in range %s", it.Op.Name, r.Name)
+						}
+						continue
+					}
+					if it.Range.Kind == program.OpRange {
+						ops++
+						if len(it.Range.Items) != 1 || it.Range.Items[0].Op == nil || it.Range.Items[0].Op.Name != it.Range.Name {
+							t.Errorf("op range %s does not hold exactly its operation", it.Range.Name)
+						}
+					}
+					walk(it.Range)
+				}
+			}
+			walk(pass)
+		}
+		if want := 0; depth == config.NVTXOp {
+			if want = len(base.Iteration.Ops()); ops != want {
+				t.Errorf("op depth: %d op ranges, want one per operation (%d)", ops, want)
+			}
+		} else if ops != want {
+			t.Errorf("layer depth: %d op ranges", ops)
 		}
 	}
 }

@@ -215,18 +215,23 @@ var checkedElsewhere = map[string]string{
 
 // cudaOnly are CUDA constants that no Go code needs, with the reason.
 var cudaOnly = map[string]string{
-	"layernorm.cu:LN_EPS":     "model math: model/ref.LNEps restates it and the GPU tests compare against model/ref",
-	"gelu.cu:GELU_SCALE":      "model math, checked like LN_EPS",
-	"gelu.cu:GELU_COEF":       "model math, checked like LN_EPS",
-	"encoder.cu:WTE_PER_LANE": "derived inside the kernel from WTE_COLS and WARP_SIZE",
-	"attention.cu:ATT_TX":     "thread layout inside a block; Go launches ATT_THREADS",
-	"attention.cu:ATT_TY":     "thread layout inside a block; Go launches ATT_THREADS",
-	"attention.cu:FWD_SMEM":   "static shared memory, fixed at compile time (static_assert ≤ 48 KB); no dynamic shared memory to pass",
-	"attention.cu:DKDV_SMEM":  "static shared memory, as FWD_SMEM",
-	"attention.cu:DQ_SMEM":    "static shared memory, as FWD_SMEM",
-	"matmul.cu:PAD":           "shared-memory row padding inside the kernel",
-	"matmul.cu:SMEM_FLOATS":   "static shared memory, fixed at compile time",
-	"matmul.cu:GROUP_M":       "block-index swizzle inside the kernel; the grid is the tile count whatever it is",
+	"crossentropy_bf16.cu:GPUBENCH_BF16": "selects the bf16 instantiations of crossentropy.cu for this module; no value",
+	"encoder_bf16.cu:GPUBENCH_BF16":      "selects the bf16 instantiations of encoder.cu for this module; no value",
+	"gelu_bf16.cu:GPUBENCH_BF16":         "selects the bf16 instantiations of gelu.cu for this module; no value",
+	"layernorm_bf16.cu:GPUBENCH_BF16":    "selects the bf16 instantiations of layernorm.cu for this module; no value",
+	"residual_bf16.cu:GPUBENCH_BF16":     "selects the bf16 instantiations of residual.cu for this module; no value",
+	"layernorm.cu:LN_EPS":                "model math: model/ref.LNEps restates it and the GPU tests compare against model/ref",
+	"gelu.cu:GELU_SCALE":                 "model math, checked like LN_EPS",
+	"gelu.cu:GELU_COEF":                  "model math, checked like LN_EPS",
+	"encoder.cu:WTE_PER_LANE":            "derived inside the kernel from WTE_COLS and WARP_SIZE",
+	"attention.cu:ATT_TX":                "thread layout inside a block; Go launches ATT_THREADS",
+	"attention.cu:ATT_TY":                "thread layout inside a block; Go launches ATT_THREADS",
+	"attention.cu:FWD_SMEM":              "static shared memory, fixed at compile time (static_assert ≤ 48 KB); no dynamic shared memory to pass",
+	"attention.cu:DKDV_SMEM":             "static shared memory, as FWD_SMEM",
+	"attention.cu:DQ_SMEM":               "static shared memory, as FWD_SMEM",
+	"matmul.cu:PAD":                      "shared-memory row padding inside the kernel",
+	"matmul.cu:SMEM_FLOATS":              "static shared memory, fixed at compile time",
+	"matmul.cu:GROUP_M":                  "block-index swizzle inside the kernel; the grid is the tile count whatever it is",
 }
 
 func checkMirrors(s cuSources) []string {

@@ -2,12 +2,18 @@
 //   gelu(x) = 0.5·x·(1 + tanh(u)),  u = sqrt(2/π)·(x + 0.044715·x³)
 // Forward: out = gelu(inp). Backward: dinp = gelu'(inp)·dout (OVERWRITTEN).
 //
-// Both are elementwise over n floats. They use the identity
+// Both are elementwise over n elements. They use the identity
 // 0.5·(1 + tanh(u)) = σ(2u) = 1/(1 + e^(−2u)), which is the same function
 // but avoids the cancellation of 1 + tanh(u) for very negative x (where
 // tanh(u) → −1 and the float sum loses every significant digit). exp is
 // taken of −2|u| only, so it never overflows.
+//
+// The kernels are templates over the storage type S of inp, out, dout and
+// dinp (elem.cuh): this file's entries store floats, those of gelu_bf16.cu
+// (which includes it) bf16s, suffixed _bf16. The math is in float; each
+// output is rounded once.
 #include "common.cuh"
+#include "elem.cuh"
 
 #define GELU_SCALE 0.7978845608028654f // sqrt(2/π)
 #define GELU_COEF 0.044715f
@@ -39,45 +45,66 @@ __device__ __forceinline__ float gelu_grad(float x) {
     return p + 2.0f * x * p * q * du;
 }
 
-__device__ __forceinline__ bool is_aligned16(const void* p) {
-    return (reinterpret_cast<size_t>(p) & 15) == 0;
-}
-
-// gelu_forward: float4 loads and stores when both pointers are 16-byte
-// aligned (a uniform branch), the n%4 tail element by element; otherwise all
-// scalar. Grid-stride loops, so any grid covers any n. out may equal inp:
-// every element is read and written by the same thread.
-extern "C" __global__ void gelu_forward(float* out, const float* inp, int n) {
+// gelu_forward: 16-byte vector loads and stores (4 floats, 8 bf16s) when
+// both pointers are 16-byte aligned (a uniform branch), the tail of fewer
+// than a vector element by element; otherwise all scalar. Grid-stride
+// loops, so any grid covers any n. out may equal inp: every element is read
+// and written by the same thread.
+template <typename S>
+__device__ __forceinline__ void gelu_forward_t(S* out, const S* inp, int n) {
     const int tid = blockIdx.x * blockDim.x + threadIdx.x;
     const int stride = gridDim.x * blockDim.x;
     int done = 0;
     if (is_aligned16(out) && is_aligned16(inp)) {
-        const int n4 = n >> 2;
-        for (int i = tid; i < n4; i += stride) {
-            const float4 x = reinterpret_cast<const float4*>(inp)[i];
-            reinterpret_cast<float4*>(out)[i] = make_float4(gelu(x.x), gelu(x.y), gelu(x.z), gelu(x.w));
+        const int nv = n >> Pack<S>::LOG2N;
+        for (int i = tid; i < nv; i += stride) {
+            Pack<S> x;
+            x.load(inp, i);
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) x.v[k] = gelu(x.v[k]);
+            x.store(out, i);
         }
-        done = n4 << 2;
+        done = nv << Pack<S>::LOG2N;
     }
-    for (int i = done + tid; i < n; i += stride) out[i] = gelu(inp[i]);
+    for (int i = done + tid; i < n; i += stride) out[i] = from_float<S>(gelu(to_float(inp[i])));
 }
 
 // gelu_backward: dinp = gelu'(inp)·dout, same layout as gelu_forward. dinp
 // may equal dout (in place): every element is read and written by the same
 // thread.
-extern "C" __global__ void gelu_backward(float* dinp, const float* inp, const float* dout, int n) {
+template <typename S>
+__device__ __forceinline__ void gelu_backward_t(S* dinp, const S* inp, const S* dout, int n) {
     const int tid = blockIdx.x * blockDim.x + threadIdx.x;
     const int stride = gridDim.x * blockDim.x;
     int done = 0;
     if (is_aligned16(dinp) && is_aligned16(inp) && is_aligned16(dout)) {
-        const int n4 = n >> 2;
-        for (int i = tid; i < n4; i += stride) {
-            const float4 x = reinterpret_cast<const float4*>(inp)[i];
-            const float4 d = reinterpret_cast<const float4*>(dout)[i];
-            reinterpret_cast<float4*>(dinp)[i] = make_float4(gelu_grad(x.x) * d.x, gelu_grad(x.y) * d.y,
-                                                             gelu_grad(x.z) * d.z, gelu_grad(x.w) * d.w);
+        const int nv = n >> Pack<S>::LOG2N;
+        for (int i = tid; i < nv; i += stride) {
+            Pack<S> x, d;
+            x.load(inp, i);
+            d.load(dout, i);
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) x.v[k] = gelu_grad(x.v[k]) * d.v[k];
+            x.store(dinp, i);
         }
-        done = n4 << 2;
+        done = nv << Pack<S>::LOG2N;
     }
-    for (int i = done + tid; i < n; i += stride) dinp[i] = gelu_grad(inp[i]) * dout[i];
+    for (int i = done + tid; i < n; i += stride) dinp[i] = from_float<S>(gelu_grad(to_float(inp[i])) * to_float(dout[i]));
 }
+
+#ifndef GPUBENCH_BF16
+extern "C" __global__ void gelu_forward(float* out, const float* inp, int n) {
+    gelu_forward_t(out, inp, n);
+}
+extern "C" __global__ void gelu_backward(float* dinp, const float* inp, const float* dout, int n) {
+    gelu_backward_t(dinp, inp, dout, n);
+}
+#else
+extern "C" __global__ void gelu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, int n) {
+    gelu_forward_t(out, inp, n);
+}
+extern "C" __global__ void gelu_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* inp,
+                                              const __nv_bfloat16* dout, int n) {
+    gelu_backward_t(dinp, inp, dout, n);
+}
+#endif

@@ -10,7 +10,14 @@
 // per chunk of LN_BWD_ROWS rows, the partial column sums of dw and db into a
 // scratch buffer; layernorm_backward_params adds the partials in a fixed
 // order. No atomics, so every result is bitwise repeatable.
+//
+// The kernels are templates over the storage type S of inp, out, weight,
+// bias, dout, dinp, dw and db (elem.cuh): this file's entries store floats,
+// those of layernorm_bf16.cu (which includes it) bf16s, suffixed _bf16.
+// mean, rstd and the partials are floats in both, and all arithmetic is in
+// float; each stored S is rounded once (dinp: read, add in float, round).
 #include "common.cuh"
+#include "elem.cuh"
 
 #define LN_EPS 1e-5f
 
@@ -19,28 +26,29 @@
 // Two passes over the row for the variance (subtract the mean, then square)
 // avoid the cancellation of E[x²]-E[x]²; the second and third passes hit L1.
 // mean and rstd may be null.
-extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                             const float* weight, const float* bias, int N, int C) {
+template <typename S>
+__device__ __forceinline__ void layernorm_forward_t(S* out, float* mean, float* rstd, const S* inp, const S* weight,
+                                                    const S* bias, int N, int C) {
     const int lane = threadIdx.x % WARP_SIZE;
     const int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
     if (row >= N) return; // the whole warp leaves together; no block syncs follow
-    const float* x = inp + row * C;
+    const S* x = inp + row * C;
 
     float sum = 0.0f;
-    for (int c = lane; c < C; c += WARP_SIZE) sum += x[c];
+    for (int c = lane; c < C; c += WARP_SIZE) sum += to_float(x[c]);
     const float m = warp_sum(sum) / (float)C;
 
     float sq = 0.0f;
     for (int c = lane; c < C; c += WARP_SIZE) {
-        const float d = x[c] - m;
+        const float d = to_float(x[c]) - m;
         sq += d * d;
     }
     const float var = warp_sum(sq) / (float)C;
     const float s = 1.0f / sqrtf(var + LN_EPS); // IEEE sqrt and division, not rsqrtf
 
-    float* o = out + row * C;
+    S* o = out + row * C;
     for (int c = lane; c < C; c += WARP_SIZE) {
-        o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        o[c] = from_float<S>((to_float(x[c]) - m) * s * to_float(weight[c]) + to_float(bias[c]));
     }
     if (lane == 0) {
         if (mean != nullptr) mean[row] = m;
@@ -64,9 +72,10 @@ extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rst
 // Partials go to scratch: dw partials at scratch[chunk·C + c], db partials at
 // scratch[(chunks + chunk)·C + c], chunks = ceil(N/32).
 // The block must have a multiple of 32 threads.
-extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch, const float* dout,
-                                                    const float* inp, const float* weight,
-                                                    const float* mean, const float* rstd, int N, int C) {
+template <typename S>
+__device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scratch, const S* dout, const S* inp,
+                                                           const S* weight, const float* mean, const float* rstd,
+                                                           int N, int C) {
     __shared__ float s_mean[LN_BWD_ROWS];
     __shared__ float s_rstd[LN_BWD_ROWS];
     __shared__ float s_dmean[LN_BWD_ROWS];  // mean over c of dnorm
@@ -84,15 +93,15 @@ extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch,
         const int n = row0 + r;
         const float m = mean[n];
         const float s = rstd[n];
-        const float* x = inp + n * C;
-        const float* d = dout + n * C;
+        const S* x = inp + n * C;
+        const S* d = dout + n * C;
         float dsum = 0.0f, dnsum = 0.0f;
         for (int c = lane; c < C; c += WARP_SIZE) {
-            const float norm = (x[c] - m) * s;
+            const float norm = (to_float(x[c]) - m) * s;
             // __fmul_rn: the same rounded dnorm as below, never fused into
             // an FMA there, so that dnorm - mean(dnorm) is exactly 0 when C
             // is 1 (rstd ~ 316 would magnify the FMA's residue).
-            const float dn = __fmul_rn(weight[c], d[c]);
+            const float dn = __fmul_rn(to_float(weight[c]), to_float(d[c]));
             dsum += dn;
             dnsum += dn * norm;
         }
@@ -110,7 +119,7 @@ extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch,
     float* pdw = scratch + chunk * C;
     float* pdb = scratch + (chunks + chunk) * C;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        const float w = weight[c];
+        const float w = to_float(weight[c]);
         float dw = 0.0f, db = 0.0f;
         int r = 0;
         // Four rows at a time, all loads first: dinp is written through a
@@ -121,26 +130,26 @@ extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch,
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 const int i = (row0 + r + k) * C + c;
-                d[k] = dout[i];
-                x[k] = inp[i];
-                di[k] = dinp[i];
+                d[k] = to_float(dout[i]);
+                x[k] = to_float(inp[i]);
+                di[k] = to_float(dinp[i]);
             }
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 const int i = (row0 + r + k) * C + c;
                 const float s = s_rstd[r + k];
                 const float norm = (x[k] - s_mean[r + k]) * s;
-                dinp[i] = di[k] + (__fmul_rn(w, d[k]) - s_dmean[r + k] - norm * s_dnmean[r + k]) * s;
+                dinp[i] = from_float<S>(di[k] + (__fmul_rn(w, d[k]) - s_dmean[r + k] - norm * s_dnmean[r + k]) * s);
                 dw += d[k] * norm;
                 db += d[k];
             }
         }
         for (; r < rows; r++) {
             const int i = (row0 + r) * C + c;
-            const float dd = dout[i];
+            const float dd = to_float(dout[i]);
             const float s = s_rstd[r];
-            const float norm = (inp[i] - s_mean[r]) * s;
-            dinp[i] += (__fmul_rn(w, dd) - s_dmean[r] - norm * s_dnmean[r]) * s;
+            const float norm = (to_float(inp[i]) - s_mean[r]) * s;
+            dinp[i] = from_float<S>(to_float(dinp[i]) + (__fmul_rn(w, dd) - s_dmean[r] - norm * s_dnmean[r]) * s);
             dw += dd * norm;
             db += dd;
         }
@@ -158,7 +167,8 @@ extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch,
 // adds chunks y, y+16, y+32, ... of column x in increasing order, then thread
 // (x, 0) adds the 16 slice sums in slice order. A fixed tree, so the result
 // does not depend on scheduling; loads along x are coalesced.
-extern "C" __global__ void layernorm_backward_params(float* dw, float* db, const float* scratch, int N, int C) {
+template <typename S>
+__device__ __forceinline__ void layernorm_backward_params_t(S* dw, S* db, const float* scratch, int N, int C) {
     __shared__ float s_dw[LN_PARAMS_SLICES][LN_PARAMS_COLS];
     __shared__ float s_db[LN_PARAMS_SLICES][LN_PARAMS_COLS];
     const int chunks = (N + LN_BWD_ROWS - 1) / LN_BWD_ROWS;
@@ -183,7 +193,38 @@ extern "C" __global__ void layernorm_backward_params(float* dw, float* db, const
             a += s_dw[k][x];
             b += s_db[k][x];
         }
-        dw[c] = a;
-        db[c] = b;
+        dw[c] = from_float<S>(a);
+        db[c] = from_float<S>(b);
     }
 }
+
+#ifndef GPUBENCH_BF16
+extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                             const float* weight, const float* bias, int N, int C) {
+    layernorm_forward_t(out, mean, rstd, inp, weight, bias, N, C);
+}
+extern "C" __global__ void layernorm_backward_input(float* dinp, float* scratch, const float* dout,
+                                                    const float* inp, const float* weight,
+                                                    const float* mean, const float* rstd, int N, int C) {
+    layernorm_backward_input_t(dinp, scratch, dout, inp, weight, mean, rstd, N, C);
+}
+extern "C" __global__ void layernorm_backward_params(float* dw, float* db, const float* scratch, int N, int C) {
+    layernorm_backward_params_t(dw, db, scratch, N, C);
+}
+#else
+extern "C" __global__ void layernorm_forward_bf16(__nv_bfloat16* out, float* mean, float* rstd,
+                                                  const __nv_bfloat16* inp, const __nv_bfloat16* weight,
+                                                  const __nv_bfloat16* bias, int N, int C) {
+    layernorm_forward_t(out, mean, rstd, inp, weight, bias, N, C);
+}
+extern "C" __global__ void layernorm_backward_input_bf16(__nv_bfloat16* dinp, float* scratch,
+                                                         const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                                                         const __nv_bfloat16* weight, const float* mean,
+                                                         const float* rstd, int N, int C) {
+    layernorm_backward_input_t(dinp, scratch, dout, inp, weight, mean, rstd, N, C);
+}
+extern "C" __global__ void layernorm_backward_params_bf16(__nv_bfloat16* dw, __nv_bfloat16* db, const float* scratch,
+                                                          int N, int C) {
+    layernorm_backward_params_t(dw, db, scratch, N, C);
+}
+#endif

@@ -1,29 +1,46 @@
-// residual.cu: the residual connection, out = a + b over n floats.
+// residual.cu: the residual connection, out = a + b over n elements.
 //
-// Purely bandwidth-bound, so it moves float4s (one 16-byte load per operand
-// per thread) whenever all three pointers are 16-byte aligned, and the n%4
-// tail element by element. out may equal a or b (in place): every element
-// is read and written by the same thread.
+// Purely bandwidth-bound, so it moves 16-byte vectors (one load per operand
+// per thread: 4 floats, 8 bf16s) whenever all three pointers are 16-byte
+// aligned, and the tail of fewer than a vector element by element. out may
+// equal a or b (in place): every element is read and written by the same
+// thread.
+//
+// The kernel is a template over the storage type S (elem.cuh): this file's
+// entry stores floats, that of residual_bf16.cu (which includes it) bf16s,
+// suffixed _bf16. The sum is in float, rounded once.
 #include "common.cuh"
-
-__device__ __forceinline__ bool is_aligned16(const void* p) {
-    return (reinterpret_cast<size_t>(p) & 15) == 0;
-}
+#include "elem.cuh"
 
 // residual_forward: grid-stride loops, so any grid covers any n. The aligned
 // test is uniform over the grid, so the branch never diverges.
-extern "C" __global__ void residual_forward(float* out, const float* a, const float* b, int n) {
+template <typename S>
+__device__ __forceinline__ void residual_forward_t(S* out, const S* a, const S* b, int n) {
     const int tid = blockIdx.x * blockDim.x + threadIdx.x;
     const int stride = gridDim.x * blockDim.x;
     int done = 0;
     if (is_aligned16(out) && is_aligned16(a) && is_aligned16(b)) {
-        const int n4 = n >> 2;
-        for (int i = tid; i < n4; i += stride) {
-            const float4 x = reinterpret_cast<const float4*>(a)[i];
-            const float4 y = reinterpret_cast<const float4*>(b)[i];
-            reinterpret_cast<float4*>(out)[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+        const int nv = n >> Pack<S>::LOG2N;
+        for (int i = tid; i < nv; i += stride) {
+            Pack<S> x, y;
+            x.load(a, i);
+            y.load(b, i);
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) x.v[k] += y.v[k];
+            x.store(out, i);
         }
-        done = n4 << 2;
+        done = nv << Pack<S>::LOG2N;
     }
-    for (int i = done + tid; i < n; i += stride) out[i] = a[i] + b[i];
+    for (int i = done + tid; i < n; i += stride) out[i] = from_float<S>(to_float(a[i]) + to_float(b[i]));
 }
+
+#ifndef GPUBENCH_BF16
+extern "C" __global__ void residual_forward(float* out, const float* a, const float* b, int n) {
+    residual_forward_t(out, a, b, n);
+}
+#else
+extern "C" __global__ void residual_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* a, const __nv_bfloat16* b,
+                                                 int n) {
+    residual_forward_t(out, a, b, n);
+}
+#endif

@@ -2,7 +2,9 @@
 """PyTorch baseline for gpubench's speed table: the same GPT-2 step in eager PyTorch.
 
 The model is gpt2_torch.GPT2 (beside this script), in float32 with TF32 off
-(allow_tf32 False for matmul and cuDNN, float32 matmul precision 'highest'),
+(allow_tf32 False for matmul and cuDNN, float32 matmul precision 'highest');
+with --dtype tf32, float32 with TF32 matmuls allowed; with --dtype bf16, the
+whole model in bfloat16 (SDPA then takes the flash-attention kernel);
 eager (no torch.compile), in train() mode, on random tokens and targets drawn
 on the GPU. Each iteration is timed as gpubench times its own:
 
@@ -224,7 +226,7 @@ class HostTimer:
         return (self.t[b][i] - self.t[a][i]) * 1e3
 
 
-def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, device, graph=False):
+def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, device, graph=False, dtype="fp32"):
     """One benchmark run; returns the result dict (JSON-ready). With graph,
     the whole step (gradients zeroed, forward, backward) is captured once as
     a torch.cuda.CUDAGraph and replayed: PyTorch's own answer to launch
@@ -242,7 +244,11 @@ def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, devic
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
 
-    model = GPT2(cfg, attention=attention, device=device, dtype=torch.float32, seed=seed)
+    # bf16: the model's parameters in bfloat16 (as gpubench --dtype=bf16
+    # stores them); fp32 and tf32: float32 parameters, tf32 with TF32
+    # allowed in matmuls (set in main).
+    model = GPT2(cfg, attention=attention, device=device,
+                 dtype=torch.bfloat16 if dtype == "bf16" else torch.float32, seed=seed)
     model.train()
     gen = torch.Generator(device=device)
     gen.manual_seed(seed + 1)
@@ -368,7 +374,8 @@ def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, devic
             "dims": {"vocab": cfg.V, "context": cfg.MaxT, "seq_len": T, "layers": cfg.L,
                      "heads": cfg.NH, "channels": cfg.C, "batch_size": B},
             "mode": mode, "iters": iters, "warmup": warmup, "seed": seed,
-            "attention": attention, "dtype": "float32", "compile": False, "train_module_mode": True,
+            "attention": attention, "dtype": {"fp32": "float32", "tf32": "float32 (TF32 matmuls)", "bf16": "bfloat16"}[dtype],
+            "gpubench_dtype": dtype, "compile": False, "train_module_mode": True,
             "cuda_graph": graph,
             "zero_grad": ("set_to_none=False inside the captured graph" if graph else
                           "set_to_none=True before each iteration, outside the timed region"),
@@ -495,6 +502,8 @@ def parse_args(argv):
                     help="cuda, cuda:N, or cpu (a smoke test only: host-clock timings, no memory numbers)")
     ap.add_argument("--graph", action="store_true",
                     help="capture the whole step once as a CUDA graph and replay it (only step_ms is then meaningful)")
+    ap.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "bf16"),
+                    help="fp32 (TF32 off, default), tf32 (fp32 model, TF32 matmuls allowed) or bf16 (bfloat16 model)")
     ap.add_argument("--json", metavar="FILE", help="write the result(s) as JSON here")
     return ap.parse_args(argv)
 
@@ -519,10 +528,21 @@ def main(argv=None):
               "(use --attention manual)", file=sys.stderr)
         return 2
     setup_precision(torch)
+    if args.dtype == "tf32":
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.set_float32_matmul_precision("high")
     env = environment(torch, device)
     err = measure_matmul_error(torch, device)
     env["precision"]["matmul_max_rel_error"] = err
-    if err > TF32_SUSPECT:
+    if args.dtype == "tf32" and err <= TF32_SUSPECT and device.type == "cuda":
+        print(f"torch_bench: --dtype tf32 but an fp32 matmul has relative error {err:.2e}: TF32 is not on "
+              f"({env['precision']}); refusing to report", file=sys.stderr)
+        return 1
+    if args.dtype == "fp32" and err > TF32_SUSPECT:
         print(f"torch_bench: an fp32 matmul has relative error {err:.2e} (> {TF32_SUSPECT:g}): TF32 seems "
               f"to be on ({env['precision']}); refusing to report", file=sys.stderr)
         return 1
@@ -534,7 +554,7 @@ def main(argv=None):
     for name in presets:
         try:
             r = run_preset(torch, name, args.batch_size, args.iters, args.warmup, mode,
-                           args.attention, args.seed, device, graph=args.graph)
+                           args.attention, args.seed, device, graph=args.graph, dtype=args.dtype)
         except oom as e:
             print(f"torch_bench: {name}: {e}", file=sys.stderr)
             return 1

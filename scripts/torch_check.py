@@ -28,6 +28,13 @@ h*hs:(h+1)*hs of each; LayerNorm eps is 1e-5. The model itself is
 gpt2_torch.GPT2 (beside this script), with the explicit-softmax attention by
 default (--attention sdpa uses torch's scaled_dot_product_attention).
 
+A bf16 dump (BF16 params, logits and gradients, from --dtype=bf16) is held
+to PyTorch's own bf16 step instead of fixed fp32 tolerances: the same model
+is also run in torch.bfloat16 on the same parameters, both are compared
+with the float64 reference, and each of gpubench's errors must be at most
+--bf16-factor (default 2) times PyTorch's bf16 error, or under the
+--bf16-floor (default 1e-2), whichever is larger.
+
 Usage: python3 scripts/torch_check.py DUMP_DIR [--loss-tol 1e-5] [--grad-tol 1e-4]
 """
 
@@ -133,7 +140,22 @@ def parse_args(argv):
     ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     ap.add_argument("--attention", default="manual", choices=("manual", "sdpa"),
                     help="attention of the float64 model: manual (explicit softmax, default) or sdpa")
+    ap.add_argument("--bf16-factor", type=float, default=2.0,
+                    help="bf16 dump: allowed multiple of PyTorch bf16's own error (default 2)")
+    ap.add_argument("--bf16-floor", type=float, default=1e-2,
+                    help="bf16 dump: an error under this always passes (default 1e-2)")
     return ap.parse_args(argv)
+
+
+def torch_bf16(params, tokens, targets, cfg, device, torch):
+    """PyTorch's own bf16 step on the same (bf16) parameters: loss, logits
+    and gradients, for the yardstick of a bf16 dump."""
+    model = GPT2(cfg, attention="sdpa", device=device, dtype=torch.bfloat16)
+    model.load_layout(params)
+    logits, loss = model(tokens.to(device), targets.to(device))
+    loss.backward()
+    grads = {n: g.double() for n, g in model.layout_grads().items()}
+    return float(loss.detach().double()), logits.detach().double(), grads
 
 
 def main(argv=None):
@@ -153,12 +175,33 @@ def main(argv=None):
         return 2
 
     ref_loss, ref_logits, ref_grads = reference(params, tokens, targets, cfg, device, torch, args.attention)
-    print(f"config {cfg}, device {device}, attention {args.attention}")
+    is_bf16 = params["wte"].dtype == torch.bfloat16
+    print(f"config {cfg}, device {device}, attention {args.attention}, dump {'bf16' if is_bf16 else 'fp32'}")
+
+    # tol(name, torch_err) is the bound for one compared quantity: fixed
+    # for an fp32 dump; for a bf16 one, a multiple of PyTorch bf16's own
+    # error against the same float64 reference (or the floor).
+    yard = None
+    if is_bf16:
+        b_loss, b_logits, b_grads = torch_bf16(params, tokens, targets, cfg, device, torch)
+        yard = {"loss": abs(b_loss - ref_loss) / abs(ref_loss) if ref_loss != 0 else abs(b_loss)}
+        yard["logits"] = float((b_logits - ref_logits).abs().max()) / max(float(ref_logits.abs().max()), 1e-30)
+        for name in PARAM_NAMES:
+            yard[name] = rel_norm_err(b_grads[name], ref_grads[name])
+
+    def tol(name, fixed):
+        if yard is None:
+            return fixed
+        return max(args.bf16_factor * yard[name], args.bf16_floor)
+
+    def yard_note(name):
+        return "" if yard is None else f"  torch bf16 {yard[name]:.3e}"
 
     failed = []
     loss_err = abs(loss - ref_loss) / abs(ref_loss) if ref_loss != 0 else abs(loss)
-    print(f"loss: dump {loss:.9g}  torch {ref_loss:.9g}  rel err {loss_err:.3e}  (tol {args.loss_tol:g})")
-    if not loss_err <= args.loss_tol:
+    loss_tol = tol("loss", args.loss_tol)
+    print(f"loss: dump {loss:.9g}  torch {ref_loss:.9g}  rel err {loss_err:.3e}{yard_note('loss')}  (tol {loss_tol:.3g})")
+    if not loss_err <= loss_tol:
         failed.append("loss")
 
     if logits is not None:
@@ -166,20 +209,23 @@ def main(argv=None):
         max_abs = float((got - ref_logits).abs().max())
         scale = float(ref_logits.abs().max())
         logits_err = max_abs / scale if scale > 0 else max_abs
-        tol = "" if args.logits_tol is None else f"  (tol {args.logits_tol:g})"
-        print(f"logits: max abs err {max_abs:.3e}  max rel err (÷ max|logit| {scale:.3g}) {logits_err:.3e}{tol}")
-        if args.logits_tol is not None and not logits_err <= args.logits_tol:
+        lt = args.logits_tol if yard is None else tol("logits", None)
+        shown = "" if lt is None else f"  (tol {lt:.3g})"
+        print(f"logits: max abs err {max_abs:.3e}  max rel err (÷ max|logit| {scale:.3g}) {logits_err:.3e}{yard_note('logits')}{shown}")
+        if lt is not None and not logits_err <= lt:
             failed.append("logits")
     else:
         print("logits: not in dump")
 
-    print(f"{'grad':<10} {'||g_ref||':>12} {'rel err':>11}   (tol {args.grad_tol:g})")
+    head = f"(tol {args.grad_tol:g})" if yard is None else f"(tol max({args.bf16_factor:g}× torch bf16, {args.bf16_floor:g}))"
+    print(f"{'grad':<10} {'||g_ref||':>12} {'rel err':>11} {'torch bf16' if yard else '':>11}   {head}")
     for name in PARAM_NAMES:
         got = grads[name].to(device=device, dtype=torch.float64)
         ref = ref_grads[name]
         err = rel_norm_err(got, ref)
-        bad = not err <= args.grad_tol
-        print(f"{name:<10} {float(ref.norm()):12.4e} {err:11.3e}{'   FAIL' if bad else ''}")
+        bad = not err <= tol(name, args.grad_tol)
+        y = f"{yard[name]:11.3e}" if yard else ""
+        print(f"{name:<10} {float(ref.norm()):12.4e} {err:11.3e} {y:>11}{'   FAIL' if bad else ''}")
         if bad:
             failed.append(name)
 

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/gpu"
 	"github.com/gpubench/gpubench/internal/telemetry"
+	"github.com/gpubench/gpubench/model"
 	"strings"
 )
 
@@ -29,7 +31,22 @@ func info(stdout io.Writer) error {
 	fmt.Fprintf(stdout, "  L2 cache            %d MiB\n", i.L2Bytes>>20)
 	fmt.Fprintf(stdout, "  max SM clock        %d MHz\n", i.ClockMHz)
 	fmt.Fprintf(stdout, "  driver CUDA version %s\n", i.CUDAVersion())
+	dtypePaths(stdout, i)
 	return nvmlInfo(stdout, i)
+}
+
+// dtypePaths prints, for each --dtype, which kernels this GPU gets, or why
+// it cannot run them: read from the modules each dtype's program launches.
+func dtypePaths(w io.Writer, i gpu.Info) {
+	p, _ := config.LookupPreset("tiny")
+	for _, dt := range config.DTypes {
+		m := model.Program(p.Dims(1), config.Train, model.Options{SMs: i.SMs, DType: dt})
+		if err := m.CheckDevice(i.Name, i.CCMajor, i.CCMinor); err != nil {
+			fmt.Fprintf(w, "  --dtype=%-4s       cannot run: %v\n", dt, err)
+			continue
+		}
+		fmt.Fprintf(w, "  --dtype=%-4s       %s\n", dt, m.KernelPath())
+	}
 }
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }

@@ -44,7 +44,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		}
 		return cli.UsageError{Err: err}
 	}
-	need, err := memplan.New(r.Dims, r.Mode)
+	need, err := memplan.New(r.Dims, r.Mode, r.DType)
 	if err != nil {
 		return cli.UsageError{Err: err}
 	}
@@ -57,6 +57,11 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dev.Close()
+	opts := model.Options{SMs: dev.Info.SMs, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}
+	prog := model.Program(r.Dims, r.Mode, opts)
+	if err := prog.CheckDevice(dev.Info.Name, dev.Info.CCMajor, dev.Info.CCMinor); err != nil {
+		return cli.UsageError{Err: err}
+	}
 	if err := preflight(dev, r, need); err != nil {
 		return err
 	}
@@ -69,13 +74,24 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	}
 	defer x.Close()
 	x.SyncEachLaunch = r.SyncLaunches
-	m, err := cuda.New(x, r.Dims, r.Mode, model.Options{SMs: dev.Info.SMs, Graph: r.Graph}, r.Seed)
+	if r.NVTXDomain != "" {
+		d, err := nvtx.NewDomain(r.NVTXDomain)
+		if err != nil {
+			return err
+		}
+		defer d.Destroy()
+		x.Domain = d
+	}
+	if err := x.NameCategories(); err != nil {
+		return err
+	}
+	m, err := cuda.New(x, r.Dims, r.Mode, opts, r.Seed)
 	if err != nil {
 		return err
 	}
 	defer m.Free()
 
-	res := &report.Result{StartedAt: time.Now(), Config: report.ConfigOf(r), Device: deviceOf(dev.Info)}
+	res := &report.Result{StartedAt: time.Now(), Config: report.ConfigOf(r), Device: deviceOf(dev.Info), Kernels: prog.KernelPath()}
 	sampler, terr := telemetry.OpenPCI(dev.Info.PCIDomain, dev.Info.PCIBus, dev.Info.PCIDevice)
 	if terr != nil {
 		res.TelemetryError = terr.Error()
@@ -108,11 +124,10 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer timer.destroy()
-	ranges, err := newIterationNames(r.Iters)
+	ranges, err := newIterationNames(x, r.Iters)
 	if err != nil {
 		return err
 	}
-	defer ranges.free()
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
@@ -137,10 +152,9 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	)
 	for i := 0; i < r.Iters && loopErr == nil && caught == nil; i++ {
 		t0 := time.Now()
-		ranges.iteration[i].Payload = nvtx.Int64(int64(i))
-		nvtx.Push(&ranges.iteration[i])
+		x.Domain.Push(&ranges.iteration[i])
 		loopErr = timedStep(m, dev.Stream, timer, i)
-		nvtx.Pop() // iteration{i}
+		x.Domain.Pop() // iteration{i}
 		if loopErr == nil {
 			var loss float32
 			loss, loopErr = m.Loss() // waits for the iteration to finish
@@ -204,7 +218,7 @@ func preflight(dev *gpu.Device, r config.Run, need memplan.Plan) error {
 	}
 	msg := fmt.Sprintf("--batch-size: %s at batch %d needs %s of device memory, %s is free",
 		r.Model(), r.Dims.B, report.HumanBytes(need.Required), report.HumanBytes(free))
-	if b := memplan.LargestBatchThatFits(r.Dims, r.Mode, free); b > 0 {
+	if b := memplan.LargestBatchThatFits(r.Dims, r.Mode, r.DType, free); b > 0 {
 		return cli.UsageError{Err: fmt.Errorf("%s (the largest batch that fits is %d)", msg, b)}
 	}
 	return cli.UsageError{Err: fmt.Errorf("%s (not even batch 1 fits)", msg)}
@@ -227,31 +241,25 @@ func step(m *cuda.Model, mode config.Mode) error {
 }
 
 // iterationNames are the NVTX attributes of every iteration range, made
-// before the loop so that a push converts no string. (The program's own
-// ranges, forward and backward, are the executor's.)
+// before the loop so that a push converts no string: each name registered
+// with the executor's domain, the iteration's class, and the iteration
+// number as the payload. (The program's own ranges are the executor's.)
 type iterationNames struct {
 	iteration []nvtx.Attributes
-	texts     []*nvtx.Text
 }
 
-func newIterationNames(iters int) (iterationNames, error) {
+func newIterationNames(x *cuexec.Executor, iters int) (iterationNames, error) {
 	var rn iterationNames
+	class := cuexec.RangeClassOf(&program.Range{Name: program.IterationTemplate})
 	for i := 0; i < iters; i++ {
-		t, err := nvtx.NewText(program.IterationName(i))
+		s, err := x.Register(program.IterationName(i))
 		if err != nil {
-			rn.free()
 			return rn, err
 		}
-		rn.texts = append(rn.texts, t)
-		rn.iteration = append(rn.iteration, nvtx.Attributes{Message: t, Color: cuexec.ColorIteration})
+		rn.iteration = append(rn.iteration, nvtx.Attributes{Message: s, Color: class.Color, Category: class.Category,
+			Payload: nvtx.Int64(int64(i))})
 	}
 	return rn, nil
-}
-
-func (rn *iterationNames) free() {
-	for _, t := range rn.texts {
-		t.Free()
-	}
 }
 
 // timedStep is one iteration of the template with its events recorded:

@@ -63,6 +63,15 @@ func TestBinaryWithoutGPU(t *testing.T) {
 		{"check", []string{"check", "--model=tiny", "--iters", "3", "testdata/nsys/tiny-h200.sqlite"}, ExitOK, "all iterations", "", false},
 		{"check without capture range", []string{"check", "--model=tiny", "--iters", "3", "testdata/nsys/tiny-nocapture-h200.sqlite"},
 			ExitFailure, "all iterations", "lies outside every iteration range", false},
+		// Output paths are refused before the GPU is touched (without one,
+		// a run that got further would exit 1 saying there is none).
+		{"run with --json in a missing directory", []string{"--model=tiny", "--json=/nonexistent/dir/x.json"},
+			ExitUsage, "", "gpubench: --json: /nonexistent/dir/x.json: the directory /nonexistent/dir does not exist", true},
+		{"run with --dump under a file", []string{"--model=tiny", "--dump=go.mod/dump"},
+			ExitUsage, "", "gpubench: --dump: go.mod/dump: go.mod is a file", true},
+		// A file that is no export is refused in one line, exit 1.
+		{"check a text file", []string{"check", "--model=tiny", "go.mod"}, ExitFailure, "", "gpubench: go.mod: not an SQLite database", true},
+		{"check a missing file", []string{"check", "--model=tiny", "missing.sqlite"}, ExitFailure, "", "gpubench: missing.sqlite: no such file or directory", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -17,7 +17,7 @@ func Check(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageOrHelp(err)
 	}
-	rep, err := nsyscheck.Check(rest[0], plan.Of(model.Program(r.Dims, r.Mode, model.Options{Graph: r.Graph})), r.Iters)
+	rep, err := nsyscheck.Check(rest[0], plan.Of(model.Program(r.Dims, r.Mode, model.Options{Graph: r.Graph, DType: r.DType, NVTX: r.NVTX})), r.Iters)
 	if rep != nil {
 		if werr := rep.WriteText(stdout); werr != nil && err == nil {
 			err = werr

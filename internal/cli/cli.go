@@ -154,7 +154,7 @@ func Plan(args []string, stdout io.Writer) error {
 	if format != "text" && format != "json" {
 		return UsageError{fmt.Errorf("--format: unknown format %q (allowed: text, json)", format)}
 	}
-	p := plan.Of(model.Program(r.Dims, r.Mode, model.Options{SMs: sms, Graph: r.Graph}))
+	p := plan.Of(model.Program(r.Dims, r.Mode, model.Options{SMs: sms, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}))
 	switch format {
 	case "text":
 		return p.WriteText(stdout)

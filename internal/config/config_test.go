@@ -33,6 +33,7 @@ func TestParseRunDefaults(t *testing.T) {
 	assert.Equal(t, "small", r.Preset)
 	assert.Equal(t, Dims{V: 8192, MaxT: 256, T: 256, L: 6, NH: 8, C: 512, B: 8}, r.Dims)
 	assert.Equal(t, Train, r.Mode)
+	assert.Equal(t, FP32, r.DType)
 	assert.Equal(t, DefaultWarmup, r.Warmup)
 	assert.Equal(t, DefaultIters, r.Iters)
 	assert.False(t, r.Profile)
@@ -77,12 +78,23 @@ func TestParseRunRejects(t *testing.T) {
 		{"head size over the attention kernels' limit", []string{"--channels=512", "--heads=2"}, []string{"--heads", "512/2 = 256", "limit 128", "--heads ≥ 4"}},
 		{"batch over the attention grid", []string{"--model=tiny", "--seq-len=1", "--batch-size=65536"}, []string{"--batch-size", "grid limit 65535", "1..65535"}},
 		{"unknown mode", []string{"--mode=eval"}, []string{"--mode", "train, infer"}},
+		{"unknown dtype", []string{"--dtype=fp16"}, []string{"--dtype", `"fp16"`, "fp32, tf32, bf16"}},
+		{"dtype case", []string{"--dtype=BF16"}, []string{"--dtype", "fp32, tf32, bf16"}},
+		{"unknown nvtx depth", []string{"--nvtx=kernel"}, []string{"--nvtx", `"kernel"`, "iteration, layer, op"}},
+		{"nvtx depth with graph", []string{"--nvtx=layer", "--graph"}, []string{"--graph", "--nvtx=layer", "--nvtx=iteration"}},
+		{"nvtx domain with @", []string{"--nvtx-domain=a@b"}, []string{"--nvtx-domain", "'@'"}},
+		{"nvtx domain with space", []string{"--nvtx-domain=a b"}, []string{"--nvtx-domain", "printable ASCII"}},
+		{"nvtx domain too long", []string{"--nvtx-domain=" + strings.Repeat("d", 65)}, []string{"--nvtx-domain", "65 characters", "at most 64"}},
+		{"bf16 head size", []string{"--model=tiny", "--dtype=bf16", "--heads=8"}, []string{"--dtype=bf16", "128/8 = 16", "allowed: 32, 64, 128", "--dtype=fp32"}},
 		{"dump with infer", []string{"--mode=infer", "--dump=/tmp/x"}, []string{"--dump", "--mode=train"}},
 		{"check-numerics with infer", []string{"--mode=infer", "--check-numerics"}, []string{"--check-numerics", "--mode=train"}},
 		{"unknown flag", []string{"--batch=8"}, []string{"unknown flag", "-batch"}},
 		{"not a number", []string{"--iters=ten"}, []string{"--iters", `"ten"`, "not a valid value"}},
 		{"stray argument", []string{"extra"}, []string{"unexpected argument", "extra"}},
 		{"negative device", []string{"--device=-1"}, []string{"--device", "at least 0"}},
+		{"json in a missing directory", []string{"--json=/nonexistent/dir/x.json"}, []string{"--json: /nonexistent/dir/x.json: ", "/nonexistent/dir does not exist"}},
+		{"json is a directory", []string{"--json=testdata"}, []string{"--json: testdata: ", "is a directory"}},
+		{"dump under a file", []string{"--dump=config.go/dump"}, []string{"--dump: config.go/dump: ", "config.go is a file"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -248,5 +260,13 @@ func TestSmallestDivisorFrom(t *testing.T) {
 		{12, 1, 1}, {12, 5, 6}, {12, 12, 12}, {1<<31 - 1, 1 << 24, 1<<31 - 1},
 	} {
 		assert.Equal(t, c.want, smallestDivisorFrom(c.n, c.k), "smallest divisor of %d from %d", c.n, c.k)
+	}
+}
+
+func TestParseDTypes(t *testing.T) {
+	for _, d := range DTypes {
+		r, err := ParseRun([]string{"--dtype=" + string(d)})
+		require.NoError(t, err)
+		assert.Equal(t, d, r.DType)
 	}
 }

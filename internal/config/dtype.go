@@ -1,6 +1,12 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gpubench/gpubench/ptx"
+)
 
 // DType is the precision of a step: what its buffers hold and what its
 // products run on.
@@ -47,8 +53,16 @@ func (d Dims) ValidateDType(t DType) error {
 }
 
 // bf16HeadSizeOK and bf16HeadSizes are the head sizes of the bf16 attention
-// kernels (kernels/attention_mma.go).
+// kernels (ptx/attention_mma.cu's tile table, mirrored in package ptx).
 var (
-	bf16HeadSizeOK = func(hs int) bool { return hs == 32 || hs == 64 || hs == 128 }
-	bf16HeadSizes  = "32, 64, 128"
+	bf16HeadSizeOK = ptx.AttentionMMAHeadSizeOK
+	bf16HeadSizes  = joinInts(ptx.AttentionMMAHeadSizes())
 )
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
+}

@@ -14,6 +14,11 @@ type Run struct {
 	Preset string // the preset the shape started from (--model); see Model
 	Dims   Dims
 	Mode   Mode
+	DType  DType // precision of the step (--dtype)
+	// NVTX is the depth of the step's NVTX ranges, NVTXDomain their domain
+	// ("" for the global one, as in the template).
+	NVTX       NVTXDepth
+	NVTXDomain string
 
 	Warmup  int    // iterations before the profiler window, not reported
 	Iters   int    // iterations inside the window, reported
@@ -64,7 +69,8 @@ var ErrHelp = flag.ErrHelp
 // than the batch size override the preset only when given.
 type runFlags struct {
 	fs                   *flag.FlagSet
-	model, mode          string
+	model, mode, dtype   string
+	nvtx                 string
 	v, maxT, t, l, nh, c optionalInt
 	b                    int
 	run                  Run
@@ -106,6 +112,7 @@ func newRunFlags(name string) *runFlags {
 	fs.Var(&f.nh, "heads", "attention heads, `H`; default: the preset's")
 	fs.Var(&f.c, "channels", "channels, `C`, a multiple of --heads; default: the preset's")
 	fs.StringVar(&f.mode, "mode", string(Train), "train (forward and backward) or infer (forward only)")
+	fs.StringVar(&f.dtype, "dtype", string(FP32), "precision: fp32 (FP32 units), tf32 (fp32 storage, products on TF32 tensor cores) or bf16 (bf16 storage, products on bf16 tensor cores, fp32 statistics and reductions)")
 	fs.IntVar(&f.run.Warmup, "warmup", DefaultWarmup, "iterations before the profiler window, not reported")
 	fs.IntVar(&f.run.Iters, "iters", DefaultIters, "iterations inside the profiler window, reported")
 	fs.BoolVar(&f.run.Profile, "profile", false, "call cuProfilerStart/Stop around the timed iterations (for nsys --capture-range=cudaProfilerApi)")
@@ -115,6 +122,8 @@ func newRunFlags(name string) *runFlags {
 	fs.StringVar(&f.run.Dump, "dump", "", "write one step's weights, inputs, loss, logits and gradients as safetensors into this directory")
 	fs.BoolVar(&f.run.CheckNumerics, "check-numerics", false, "after each iteration, fail on NaN or Inf in the loss or the gradients")
 	fs.BoolVar(&f.run.SyncLaunches, "sync-launches", false, "synchronise after every kernel launch, so a fault names its kernel (slow; for debugging)")
+	fs.StringVar(&f.nvtx, "nvtx", string(NVTXIteration), "NVTX range depth: iteration (iteration{i}, forward, backward), layer (adds embedding, layer{l} with attention and mlp, head) or op (adds one range per operation)")
+	fs.StringVar(&f.run.NVTXDomain, "nvtx-domain", "", "put every NVTX range in this domain (default: the global domain, as the template does)")
 	fs.BoolVar(&f.run.Graph, "graph", false, "capture each pass (forward, backward) once as a CUDA graph and replay it every iteration, inside the same NVTX ranges")
 	return f
 }
@@ -123,7 +132,13 @@ func newRunFlags(name string) *runFlags {
 // that names the flag and what it allows.
 func ParseRun(args []string) (Run, error) {
 	r, _, err := ParseCommand(args, nil, 0)
-	return r, err
+	if err == nil {
+		err = r.CheckOutputs() // before any GPU call: see outputs.go
+	}
+	if err != nil {
+		return Run{}, err
+	}
+	return r, nil
 }
 
 // ParseCommand parses the run flags plus the ones extra defines, and
@@ -180,6 +195,15 @@ func (f *runFlags) finish() (Run, error) {
 	if r.Mode, err = ParseMode(f.mode); err != nil {
 		return Run{}, err
 	}
+	if r.DType, err = ParseDType(f.dtype); err != nil {
+		return Run{}, err
+	}
+	if r.NVTX, err = ParseNVTXDepth(f.nvtx); err != nil {
+		return Run{}, err
+	}
+	if err := ValidNVTXDomain(r.NVTXDomain); err != nil {
+		return Run{}, err
+	}
 	d := p.Dims(f.b)
 	override := func(dst *int, o optionalInt) {
 		if o.set {
@@ -199,6 +223,9 @@ func (f *runFlags) finish() (Run, error) {
 	if err := d.Validate(); err != nil {
 		return Run{}, err
 	}
+	if err := d.ValidateDType(r.DType); err != nil {
+		return Run{}, err
+	}
 	r.Dims = d
 	if r.Iters < 1 {
 		return Run{}, fmt.Errorf("--iters: %d is not allowed (must be at least 1)", r.Iters)
@@ -211,6 +238,9 @@ func (f *runFlags) finish() (Run, error) {
 	}
 	if r.Dump != "" && r.Mode == Infer {
 		return Run{}, errors.New("--dump: needs --mode=train (a dump holds the gradients, which infer does not compute)")
+	}
+	if r.Graph && r.NVTX != NVTXIteration {
+		return Run{}, fmt.Errorf("--graph: cannot be combined with --nvtx=%s (a pass replays as one graph launch, which holds no NVTX ranges; use --nvtx=iteration with --graph)", r.NVTX)
 	}
 	if r.Graph && r.SyncLaunches {
 		return Run{}, errors.New("--graph: cannot be combined with --sync-launches (a captured graph cannot synchronise after each kernel; drop one of them)")

@@ -41,20 +41,15 @@ type Executor struct {
 	unloadable map[string]ptx.Target
 	ptrs       map[*program.Buffer]cu.DevicePtr
 	prepared   map[*program.Op]*prepared
-	ranges     map[string]*nvtx.Attributes
-	texts      []*nvtx.Text
+	// Domain is the NVTX domain of every range the executor pushes; nil
+	// is the global domain (the template's). Set it before the first Push.
+	Domain  *nvtx.Domain
+	ranges  map[rangeKey]*nvtx.Attributes
+	strings map[string]*nvtx.RegisteredString
 	// counts are the launches of operations no longer prepared (freed
 	// buffers forget their ops); live ones count in prepared.launches.
 	counts map[string]int
 }
-
-// Colours of the NVTX ranges, so the phases stand apart in the timeline.
-var (
-	ColorIteration = nvtx.RGB(0x76, 0xb9, 0x00) // NVIDIA green
-	colorForward   = nvtx.RGB(0x1f, 0x77, 0xb4)
-	colorBackward  = nvtx.RGB(0xd6, 0x27, 0x28)
-	colorOther     = nvtx.RGB(0x7f, 0x7f, 0x7f)
-)
 
 // New loads every embedded PTX module that the device of the current
 // context can run (see ptx.Target); a launch from one it cannot fails with
@@ -62,7 +57,7 @@ var (
 func New(dev *gpu.Device) (*Executor, error) {
 	x := &Executor{dev: dev, s: dev.Stream, functions: map[string]cu.Function{},
 		ptrs: map[*program.Buffer]cu.DevicePtr{}, prepared: map[*program.Op]*prepared{},
-		ranges: map[string]*nvtx.Attributes{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{}}
+		ranges: map[rangeKey]*nvtx.Attributes{}, strings: map[string]*nvtx.RegisteredString{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{}}
 	for _, name := range ptx.Modules() {
 		if t, ok := ptx.ModuleTarget(name); ok && !t.Runs(dev.Info.CCMajor, dev.Info.CCMinor) {
 			x.unloadable[name] = t
@@ -122,10 +117,7 @@ func (x *Executor) Close() {
 		m.Unload()
 	}
 	x.modules = nil
-	for _, t := range x.texts {
-		t.Free()
-	}
-	x.texts, x.ranges = nil, map[string]*nvtx.Attributes{}
+	x.ranges, x.strings = map[rangeKey]*nvtx.Attributes{}, map[string]*nvtx.RegisteredString{}
 }
 
 // Alloc allocates the buffers (each once; a buffer already allocated is
@@ -218,42 +210,65 @@ func (x *Executor) Setup(p *program.Program) error {
 	return nil
 }
 
-// Push opens the NVTX range called name; its attributes are made once.
-func (x *Executor) Push(name string) error {
-	a, err := x.attributes(name)
+// Push opens the NVTX range of r in the executor's domain; its attributes
+// are made once per name and layer.
+func (x *Executor) Push(r *program.Range) error {
+	a, err := x.attributes(r)
 	if err != nil {
 		return err
 	}
-	nvtx.Push(a)
+	x.Domain.Push(a)
 	return nil
 }
 
-// attributes returns the NVTX attributes of range name, made on first use
-// (a registered-once text, and the colour of its phase).
-func (x *Executor) attributes(name string) (*nvtx.Attributes, error) {
-	if a, ok := x.ranges[name]; ok {
+// rangeKey identifies the attributes of a range: its name and its layer
+// (the payload), so "attention" of layer 3 and of layer 4 differ.
+type rangeKey struct {
+	name  string
+	layer int
+}
+
+// attributes returns the NVTX attributes of range r, made on first use: its
+// name registered with the domain, the colour and category of its kind
+// (and, for an operation's range, of the operation's kernel family), and
+// its layer as the payload.
+func (x *Executor) attributes(r *program.Range) (*nvtx.Attributes, error) {
+	key := rangeKey{r.Name, r.Layer}
+	if a, ok := x.ranges[key]; ok {
 		return a, nil
 	}
-	t, err := nvtx.NewText(name)
+	s, err := x.Register(r.Name)
 	if err != nil {
 		return nil, err
 	}
-	x.texts = append(x.texts, t)
-	color := colorOther
-	switch name {
-	case program.Forward:
-		color = colorForward
-	case program.Backward:
-		color = colorBackward
+	class := RangeClassOf(r)
+	a := &nvtx.Attributes{Message: s, Color: class.Color, Category: class.Category}
+	if r.Layer >= 0 {
+		a.Payload = nvtx.Int64(int64(r.Layer))
 	}
-	a := &nvtx.Attributes{Message: t, Color: color}
-	x.ranges[name] = a
+	x.ranges[key] = a
 	return a, nil
 }
 
-// Pop closes the innermost NVTX range.
+// Register registers an NVTX string with the executor's domain, once: nsys
+// matches only registered strings for -c nvtx -p NAME@DOMAIN (with its
+// default NSYS_NVTX_PROFILER_REGISTER_ONLY=1). NVTX cannot unregister a
+// string, so the executor keeps every one for its lifetime.
+func (x *Executor) Register(name string) (*nvtx.RegisteredString, error) {
+	if s, ok := x.strings[name]; ok {
+		return s, nil
+	}
+	s, err := x.Domain.RegisterString(name)
+	if err != nil {
+		return nil, err
+	}
+	x.strings[name] = s
+	return s, nil
+}
+
+// Pop closes the innermost NVTX range of the executor's domain.
 func (x *Executor) Pop() error {
-	nvtx.Pop()
+	x.Domain.Pop()
 	return nil
 }
 
@@ -503,8 +518,8 @@ type step struct {
 // compiler is the Launcher that records a range's calls for Compile.
 type compiler struct{ c *Compiled }
 
-func (k compiler) Push(name string) error {
-	a, err := k.c.x.attributes(name)
+func (k compiler) Push(r *program.Range) error {
+	a, err := k.c.x.attributes(r)
 	if err != nil {
 		return err
 	}
@@ -543,15 +558,15 @@ func (c *Compiled) Run() error {
 	for _, s := range c.steps {
 		switch {
 		case s.push != nil:
-			nvtx.Push(s.push)
+			c.x.Domain.Push(s.push)
 			depth++
 		case s.pop:
-			nvtx.Pop()
+			c.x.Domain.Pop()
 			depth--
 		default:
 			if err := c.x.launch(s.op, s.p); err != nil {
 				for ; depth > 0; depth-- {
-					nvtx.Pop()
+					c.x.Domain.Pop()
 				}
 				return fmt.Errorf("%s: %w", s.op.Where(), err)
 			}

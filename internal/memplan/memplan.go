@@ -66,17 +66,18 @@ type Plan struct {
 	Required    int64 `json:"required_bytes"` // Total with rounding and Headroom
 }
 
-// New returns the plan for d in mode: the buffers of model.Program. It
-// checks the mode and that every dimension is positive, but not the rest of
-// config.Dims.Validate, which callers run first.
-func New(d config.Dims, mode config.Mode) (Plan, error) {
+// New returns the plan for d in mode at dtype dt ("" is fp32): the buffers
+// of model.Program. It checks the mode and that every dimension is
+// positive, but not the rest of config.Dims.Validate, which callers run
+// first.
+func New(d config.Dims, mode config.Mode, dt config.DType) (Plan, error) {
 	if mode != config.Train && mode != config.Infer {
 		return Plan{}, fmt.Errorf("memplan: unknown mode %q", mode)
 	}
 	if d.V <= 0 || d.MaxT <= 0 || d.T <= 0 || d.L <= 0 || d.NH <= 0 || d.C <= 0 || d.B <= 0 {
 		return Plan{}, fmt.Errorf("memplan: dims must be positive: %v", d)
 	}
-	m := model.Program(d, mode, model.Options{})
+	m := model.Program(d, mode, model.Options{DType: dt})
 	p := Of(m.Program)
 	p.Dims, p.Mode, p.ParamCount = d, mode, m.Params.Elems
 	return p, nil
@@ -135,13 +136,13 @@ func (p Plan) Fits(freeBytes int64) bool { return p.Required <= freeBytes }
 // config.Dims.Validate (which bounds B by the kernels' 32-bit indexing). It
 // returns 0 if no B does, including when d is invalid for a reason other
 // than B, or mode is unknown.
-func LargestBatchThatFits(d config.Dims, mode config.Mode, freeBytes int64) int {
+func LargestBatchThatFits(d config.Dims, mode config.Mode, dt config.DType, freeBytes int64) int {
 	ok := func(b int) bool {
 		d.B = b
 		if d.Validate() != nil {
 			return false
 		}
-		p, err := New(d, mode)
+		p, err := New(d, mode, dt)
 		return err == nil && p.Fits(freeBytes)
 	}
 	if !ok(1) {

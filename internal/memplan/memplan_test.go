@@ -11,7 +11,7 @@ import (
 
 func mustNew(t *testing.T, d config.Dims, m config.Mode) Plan {
 	t.Helper()
-	p, err := New(d, m)
+	p, err := New(d, m, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,11 +121,11 @@ func TestMatmulScratchPresets(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	d := config.Presets[0].Dims(1)
-	if _, err := New(d, "sideways"); err == nil {
+	if _, err := New(d, "sideways", ""); err == nil {
 		t.Error("unknown mode accepted")
 	}
 	d.C = 0
-	if _, err := New(d, config.Train); err == nil {
+	if _, err := New(d, config.Train, ""); err == nil {
 		t.Error("C=0 accepted")
 	}
 }
@@ -139,14 +139,14 @@ func TestLargestBatchThatFits(t *testing.T) {
 			return mustNew(t, d2, mode).Required
 		}
 		for _, b := range []int{1, 2, 5, 17, 64} {
-			if got := LargestBatchThatFits(d, mode, req(b)); got != b {
+			if got := LargestBatchThatFits(d, mode, "", req(b)); got != b {
 				t.Errorf("%s: free = required(B=%d): got %d", mode, b, got)
 			}
-			if got := LargestBatchThatFits(d, mode, req(b)-1); got != b-1 {
+			if got := LargestBatchThatFits(d, mode, "", req(b)-1); got != b-1 {
 				t.Errorf("%s: free = required(B=%d)-1: got %d", mode, b, got)
 			}
 		}
-		if got := LargestBatchThatFits(d, mode, 0); got != 0 {
+		if got := LargestBatchThatFits(d, mode, "", 0); got != 0 {
 			t.Errorf("%s: free 0: got %d", mode, got)
 		}
 		// Brute force over a range of free sizes.
@@ -155,7 +155,7 @@ func TestLargestBatchThatFits(t *testing.T) {
 			for b := 1; b <= 64 && req(b) <= free; b++ {
 				want = b
 			}
-			if got := LargestBatchThatFits(d, mode, free); got != want {
+			if got := LargestBatchThatFits(d, mode, "", free); got != want {
 				t.Errorf("%s: free %d: got %d want %d", mode, free, got, want)
 			}
 		}
@@ -163,15 +163,15 @@ func TestLargestBatchThatFits(t *testing.T) {
 	// With memory to spare the 32-bit index limit of config.Validate binds:
 	// gpt2-124m logits B·1024·50257 < 2^31 gives B ≤ 41.
 	g := config.Presets[2].Dims(8)
-	if got := LargestBatchThatFits(g, config.Train, 1<<50); got != 41 {
+	if got := LargestBatchThatFits(g, config.Train, "", 1<<50); got != 41 {
 		t.Errorf("gpt2-124m with unbounded memory: got %d, want 41", got)
 	}
 	bad := g
 	bad.NH = 7 // C not divisible: no B is valid
-	if got := LargestBatchThatFits(bad, config.Train, 1<<50); got != 0 {
+	if got := LargestBatchThatFits(bad, config.Train, "", 1<<50); got != 0 {
 		t.Errorf("invalid dims: got %d", got)
 	}
-	if got := LargestBatchThatFits(g, "sideways", 1<<50); got != 0 {
+	if got := LargestBatchThatFits(g, "sideways", "", 1<<50); got != 0 {
 		t.Errorf("bad mode: got %d", got)
 	}
 }

@@ -205,6 +205,10 @@ func countOf(cs []Count, name string) int {
 type Plan struct {
 	Mode config.Mode `json:"mode"`
 	Dims config.Dims `json:"dims"`
+	// DType is the precision the program was built for; Kernels says
+	// which kernels that gives (model.GPT2.KernelPath).
+	DType   config.DType `json:"dtype"`
+	Kernels string       `json:"kernels"`
 	// SMs is the multiprocessor count the program was built for; it
 	// changes launch shapes, never which kernels run.
 	SMs int `json:"sms"`
@@ -229,7 +233,7 @@ func For(d config.Dims, mode config.Mode) Plan {
 // Of is the plan of a model's program.
 func Of(m *model.GPT2) Plan {
 	p := FromProgram(m.Program)
-	p.Mode, p.Dims, p.SMs = m.Mode, m.Dims, m.SMs
+	p.Mode, p.Dims, p.SMs, p.DType, p.Kernels = m.Mode, m.Dims, m.SMs, m.DType, m.KernelPath()
 	return p
 }
 

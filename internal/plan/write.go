@@ -16,6 +16,9 @@ import (
 func (p Plan) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "plan: mode %s, %s, launch shapes for %d SMs\n", p.Mode, p.Dims, p.SMs)
+	if p.Kernels != "" {
+		fmt.Fprintf(bw, "kernels: %s\n", p.Kernels)
+	}
 	fmt.Fprintf(bw, "per iteration: %s in %d NVTX ranges, %s\n", describe(p.PerIteration, true), p.Ranges, flopsBytes(p.PerIteration))
 	fmt.Fprintf(bw, "(the range %s is named %s, %s, ... in a run)\n", IterationTemplate, IterationName(0), IterationName(1))
 	if len(p.Setup) > 0 {

@@ -10,18 +10,19 @@ import (
 // Launcher is what an executor implements: the three things a program asks
 // of a GPU stream. Run walks a range through it.
 type Launcher interface {
-	// Push opens an NVTX range, Pop closes the innermost one.
-	Push(name string) error
+	// Push opens the NVTX range of r (its name, kind and layer; not its
+	// items), Pop closes the innermost one.
+	Push(r *Range) error
 	Pop() error
 	// Do enqueues one operation.
 	Do(op *Op) error
 }
 
-// Run walks r through l: Push(r.Name), its items in order (nested ranges
+// Run walks r through l: Push(r), its items in order (nested ranges
 // recursively), Pop. It stops at the first error, closing the ranges it
 // opened, and says where the error happened.
 func Run(r *Range, l Launcher) error {
-	if err := l.Push(r.Name); err != nil {
+	if err := l.Push(r); err != nil {
 		return fmt.Errorf("push range %s: %w", r.Name, err)
 	}
 	err := RunItems(r, l)
@@ -74,9 +75,9 @@ type Recorder struct {
 }
 
 // Push records an NVTX push.
-func (r *Recorder) Push(name string) error {
+func (r *Recorder) Push(rg *Range) error {
 	r.depth++
-	r.Events = append(r.Events, Event{Push: name})
+	r.Events = append(r.Events, Event{Push: rg.Name})
 	return nil
 }
 

@@ -368,6 +368,33 @@ type Item struct {
 type Range struct {
 	Name  string
 	Items []Item
+	// Kind says what the range stands for, for its NVTX colour and
+	// category; Layer is the transformer block it covers (-1 for none),
+	// its NVTX payload. Both are zero for the template's ranges.
+	Kind  RangeKind
+	Layer int
+}
+
+// RangeKind is what an NVTX range of the program stands for.
+type RangeKind string
+
+// The kinds of range, from the outside in: the iteration and its passes
+// (the template's), the model's parts (--nvtx=layer: embedding, layer{l},
+// head), a block's halves (attention, mlp), and one operation (--nvtx=op).
+const (
+	PassRange  RangeKind = "pass"
+	PartRange  RangeKind = "part"
+	LayerRange RangeKind = "layer"
+	HalfRange  RangeKind = "half"
+	OpRange    RangeKind = "op"
+)
+
+// NestKind appends a child range called name of kind k over layer l
+// (-1 for none) and returns it.
+func (r *Range) NestKind(name string, k RangeKind, l int) *Range {
+	c := r.Nest(name)
+	c.Kind, c.Layer = k, l
+	return c
 }
 
 // Add appends operations to r.
@@ -380,7 +407,7 @@ func (r *Range) Add(ops ...Op) {
 
 // Nest appends a child range called name and returns it.
 func (r *Range) Nest(name string) *Range {
-	c := &Range{Name: name}
+	c := &Range{Name: name, Layer: -1}
 	r.Items = append(r.Items, Item{Range: c})
 	return c
 }

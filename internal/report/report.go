@@ -27,7 +27,7 @@ import (
 )
 
 // SchemaVersion is the version of the JSON layout.
-const SchemaVersion = 1
+const SchemaVersion = 2 // 2: config.dtype, config.graph, kernels; peak_fp32_tflops became peak_tflops
 
 // Dims is config.Dims with JSON names.
 type Dims struct {
@@ -52,22 +52,24 @@ func (d Dims) Config() config.Dims {
 
 // Config is how the run was set up.
 type Config struct {
-	Model         string      `json:"model"`  // preset name, or "custom" (config.Run.Model)
-	Preset        string      `json:"preset"` // the preset the shape started from (--model)
-	Dims          Dims        `json:"dims"`
-	Mode          config.Mode `json:"mode"`
-	Iters         int         `json:"iters"`  // measured iterations asked for
-	Warmup        int         `json:"warmup"` // unmeasured iterations before them
-	Seed          uint64      `json:"seed"`
-	Profile       bool        `json:"profile"`        // cuProfilerStart/Stop around the measured iterations
-	CheckNumerics bool        `json:"check_numerics"` // NaN/Inf check after each iteration
-	SyncLaunches  bool        `json:"sync_launches"`  // synchronised after every launch: timings not representative
+	Model         string       `json:"model"`  // preset name, or "custom" (config.Run.Model)
+	Preset        string       `json:"preset"` // the preset the shape started from (--model)
+	Dims          Dims         `json:"dims"`
+	Mode          config.Mode  `json:"mode"`
+	DType         config.DType `json:"dtype"`  // precision (--dtype)
+	Graph         bool         `json:"graph"`  // each pass replayed as a CUDA graph (--graph)
+	Iters         int          `json:"iters"`  // measured iterations asked for
+	Warmup        int          `json:"warmup"` // unmeasured iterations before them
+	Seed          uint64       `json:"seed"`
+	Profile       bool         `json:"profile"`        // cuProfilerStart/Stop around the measured iterations
+	CheckNumerics bool         `json:"check_numerics"` // NaN/Inf check after each iteration
+	SyncLaunches  bool         `json:"sync_launches"`  // synchronised after every launch: timings not representative
 }
 
 // ConfigOf copies the run's settings. A preset whose shape the flags
 // changed is model "custom", started from that preset.
 func ConfigOf(r config.Run) Config {
-	return Config{Model: r.Model(), Preset: r.Preset, Dims: DimsOf(r.Dims), Mode: r.Mode, Iters: r.Iters, Warmup: r.Warmup,
+	return Config{Model: r.Model(), Preset: r.Preset, Dims: DimsOf(r.Dims), Mode: r.Mode, DType: r.DType, Graph: r.Graph, Iters: r.Iters, Warmup: r.Warmup,
 		Seed: r.Seed, Profile: r.Profile, CheckNumerics: r.CheckNumerics, SyncLaunches: r.SyncLaunches}
 }
 
@@ -171,11 +173,15 @@ type Result struct {
 	FLOPs         flops.Counts `json:"flops"`           // per iteration, by component
 	FLOPsPerIter  int64        `json:"flops_per_iter"`  // counted, for the mode
 	TFLOPS        float64      `json:"tflops"`          // FLOPsPerIter / median step
-	PeakTFLOPS    float64      `json:"peak_fp32_tflops"`
+	PeakTFLOPS    float64      `json:"peak_tflops"`     // of the dtype's units: FP32, or the bf16/TF32 tensor cores
 	PeakSource    string       `json:"peak_source"`
 	PeakFraction  float64      `json:"peak_fraction"` // TFLOPS / PeakTFLOPS, 0 if unknown
 	LossFirst     Float        `json:"loss_first"`
 	LossLast      Float        `json:"loss_last"`
+
+	// Kernels says which kernels ran the step (model.GPT2.KernelPath): the
+	// dtype's products and the PTX modules with their targets.
+	Kernels string `json:"kernels,omitempty"`
 
 	Memory         Memory     `json:"memory"`
 	Telemetry      *Telemetry `json:"telemetry,omitempty"`
@@ -209,9 +215,9 @@ func (r *Result) Finalize() error {
 		if clock == 0 && r.Telemetry != nil {
 			clock = int(r.Telemetry.Static.MaxSMClockMHz)
 		}
-		r.PeakTFLOPS, r.PeakSource = flops.PeakFP32(r.Device.Name, r.Device.SMs, r.Device.CCMajor, r.Device.CCMinor, clock)
+		r.PeakTFLOPS, r.PeakSource = flops.Peak(r.Config.DType, r.Device.Name, r.Device.SMs, r.Device.CCMajor, r.Device.CCMinor, clock)
 	}
-	if p, err := memplan.New(d, mode); err == nil {
+	if p, err := memplan.New(d, mode, r.Config.DType); err == nil {
 		r.Memory.PlannedBytes, r.Memory.RequiredBytes = p.Total, p.Required
 	}
 	if t := r.Telemetry; t != nil {

@@ -246,7 +246,7 @@ func TestTableAgreesWithJSON(t *testing.T) {
 			tf := nums(t, strings.ReplaceAll(lines["TFLOP/s"], "FP32", ""))
 			agree(t, "TFLOP/s", tf[0], 2, get(t, m, "tflops"))
 			agree(t, "% of peak", tf[1], 1, 100*get(t, m, "peak_fraction"))
-			agree(t, "peak", tf[2], 2, get(t, m, "peak_fp32_tflops"))
+			agree(t, "peak", tf[2], 2, get(t, m, "peak_tflops"))
 
 			mem := regexp.MustCompile(`peak ([\d.]+) GiB\s+planned ([\d.]+) GiB`).FindStringSubmatch(lines["memory"])
 			if mem == nil {
@@ -334,7 +334,7 @@ func TestJSONNames(t *testing.T) {
 	m := decode(t, newResult(t, config.Train, 2))
 	for _, k := range []string{"schema_version", "gpubench_version", "started_at", "config", "device", "iterations",
 		"partial", "completed_iters", "summary", "tokens_per_iter", "tokens_per_s", "flops", "flops_per_iter",
-		"tflops", "peak_fp32_tflops", "peak_source", "peak_fraction", "loss_first", "loss_last", "memory", "telemetry"} {
+		"tflops", "peak_tflops", "peak_source", "peak_fraction", "loss_first", "loss_last", "memory", "telemetry"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}

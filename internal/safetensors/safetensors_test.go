@@ -84,7 +84,7 @@ func TestRoundTrip(t *testing.T) {
 		"i64":    FromInt64([]int{2, 2}, i64),
 		"scalar": FromFloat32([]int{}, []float32{7}),
 		"empty":  FromFloat32([]int{0, 5}, nil),
-		"odd":    FromFloat32([]int{1}, []float32{9}), // 4 bytes: would misalign a later F64
+		"odd":    FromFloat32([]int{1}, []float32{9}),                  // 4 bytes: would misalign a later F64
 		"bf16":   FromBF16([]int{3}, []uint16{0x3f80, 0xc020, 0x7f80}), // 6 bytes: 1, -2.5, +Inf
 	}
 	meta := map[string]string{"seed": "1", "note": "<&> ünï"}

@@ -29,6 +29,38 @@ import (
 // without.
 var graph = flag.Bool("graph", false, "run every model with --graph")
 
+// With -dtype, every model runs at that precision, against tolerances
+// derived from it (tolerances below).
+var dtypeFlag = flag.String("dtype", "fp32", "run every model at this --dtype: fp32, tf32 or bf16")
+
+func dtype(t *testing.T) config.DType {
+	dt, err := config.ParseDType(*dtypeFlag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
+}
+
+// tolerance bounds the relative errors of one step against the float64
+// reference at a dtype: the loss, the logits (‖g−ref‖/‖ref‖) and each
+// gradient tensor. The reference runs on the same parameters (for bf16,
+// the bf16 values), but rounds nothing in between.
+//   - fp32: products of K terms in fp32, about 2^-24·√K relative, grown
+//     through the layers; 1e-5 and 1e-4 leave margin.
+//   - tf32: every linear layer's operands rounded to a 10-bit mantissa
+//     (2^-11 relative each), so errors near 1e-3 per product; the
+//     gradients compound them through two layers.
+//   - bf16: every activation and gradient rounded to an 8-bit mantissa
+//     (2^-9 relative each) at each step of the chain; the loss averages
+//     them away, single tensors do not.
+type tolerance struct{ loss, logits, grads float64 }
+
+var tolerances = map[config.DType]tolerance{
+	config.FP32: {1e-5, 1e-5, 1e-4},
+	config.TF32: {1e-3, 2e-3, 5e-3},
+	config.BF16: {5e-3, 1e-2, 3e-2},
+}
+
 var (
 	testDev  *gpu.Device
 	testExec *cuexec.Executor
@@ -54,7 +86,7 @@ func TestMain(m *testing.M) {
 
 func newModel(t *testing.T, d config.Dims, mode config.Mode, seed uint64) *Model {
 	t.Helper()
-	m, err := New(testExec, d, mode, model.Options{SMs: testDev.Info.SMs, Graph: *graph}, seed)
+	m, err := New(testExec, d, mode, model.Options{SMs: testDev.Info.SMs, Graph: *graph, DType: dtype(t)}, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,21 +162,24 @@ func TestStepMatchesReference(t *testing.T) {
 			wantLoss := r.Forward(dp.Tokens, dp.Targets)
 			wantGrads := r.Backward()
 
+			tol := tolerances[dtype(t)]
 			lossErr := math.Abs(dp.Loss-wantLoss) / math.Abs(wantLoss)
-			t.Logf("loss %.7f (ref %.7f), relative error %.2e", dp.Loss, wantLoss, lossErr)
-			if !(lossErr <= 1e-5) {
-				t.Errorf("loss relative error %.3g > 1e-5", lossErr)
+			t.Logf("%s: loss %.7f (ref %.7f), relative error %.2e", dtype(t), dp.Loss, wantLoss, lossErr)
+			if !(lossErr <= tol.loss) {
+				t.Errorf("loss relative error %.3g > %g", lossErr, tol.loss)
 			}
-			if e := relNorm(dp.Logits, r.Logits()); !(e <= 1e-5) {
-				t.Errorf("logits: ‖g−ref‖/‖ref‖ = %.3g > 1e-5", e)
+			e := relNorm(dp.Logits, r.Logits())
+			t.Logf("logits ‖g−ref‖/‖ref‖ = %.2e", e)
+			if !(e <= tol.logits) {
+				t.Errorf("logits: ‖g−ref‖/‖ref‖ = %.3g > %g", e, tol.logits)
 			}
 			for _, tn := range ref.Layout(dp.Dims) {
 				got := dp.Grads[tn.Offset : tn.Offset+tn.Size]
 				want := wantGrads[tn.Offset : tn.Offset+tn.Size]
 				e := relNorm(got, want)
 				t.Logf("grad %-9s ‖g−ref‖/‖ref‖ = %.2e", tn.Name, e)
-				if !(e <= 1e-4) {
-					t.Errorf("gradient %s: ‖g−ref‖/‖ref‖ = %.3g > 1e-4", tn.Name, e)
+				if !(e <= tol.grads) {
+					t.Errorf("gradient %s: ‖g−ref‖/‖ref‖ = %.3g > %g", tn.Name, e, tol.grads)
 				}
 			}
 		})
@@ -244,7 +279,7 @@ func TestMemoryMatchesPlan(t *testing.T) {
 			m := newModel(t, sh.d, mode, 1)
 			got := testDev.Allocated() - before
 			m.Free()
-			p, err := memplan.New(sh.d, mode)
+			p, err := memplan.New(sh.d, mode, dtype(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,9 +325,7 @@ func TestCheckNumericsNamesTensor(t *testing.T) {
 	// the step wrote it: the loss is healthy, so only the gradient scan
 	// can find it, and it must name the tensor.
 	fcb := m.Grad(layoutIndex(t, m, ref.NameFcb), m.Dims.L-1)
-	if err := cuexec.Upload(testExec, fcb.At(3), []float32{float32(math.NaN())}); err != nil {
-		t.Fatal(err)
-	}
+	plantNaN(t, fcb.At(3))
 	err := m.CheckNumerics()
 	if err == nil {
 		t.Fatal("a NaN gradient passed the numerics check")
@@ -302,9 +335,7 @@ func TestCheckNumericsNamesTensor(t *testing.T) {
 		t.Errorf("error %q does not name the gradient %s", err, ref.NameFcb)
 	}
 	// A NaN in a parameter reaches the loss.
-	if err := cuexec.Upload(testExec, m.Param(layoutIndex(t, m, ref.NameFcb), m.Dims.L-1), []float32{float32(math.NaN())}); err != nil {
-		t.Fatal(err)
-	}
+	plantNaN(t, m.Param(layoutIndex(t, m, ref.NameFcb), m.Dims.L-1))
 	step()
 	if err := m.CheckNumerics(); err == nil || !strings.Contains(err.Error(), "--check-numerics: the loss is NaN") {
 		t.Errorf("a NaN parameter gave %v, want the loss named", err)
@@ -320,4 +351,18 @@ func layoutIndex(t *testing.T, m *Model, name string) int {
 	}
 	t.Fatalf("no parameter %s", name)
 	return -1
+}
+
+// plantNaN writes a NaN into the first element of v, in v's element type.
+func plantNaN(t *testing.T, v program.View) {
+	t.Helper()
+	var err error
+	if v.Buf.Elem == program.BF16 {
+		err = cuexec.Upload(testExec, v, []uint16{gpu.BF16NaNBits})
+	} else {
+		err = cuexec.Upload(testExec, v, []float32{float32(math.NaN())})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }

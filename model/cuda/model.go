@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gpubench/gpubench/internal/bf16"
 	"github.com/gpubench/gpubench/internal/buckets"
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/cudrv"
@@ -46,7 +47,7 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, s
 			m.Free()
 		}
 	}()
-	if err := cuexec.Upload(x, m.GPT2.Params.All(), ref.InitParams(d, seed)); err != nil {
+	if err := m.upload(m.GPT2.Params, ref.InitParams(d, seed)); err != nil {
 		return nil, fmt.Errorf("upload parameters: %w", err)
 	}
 	tokens, targets := ref.Inputs(d, seed)
@@ -142,9 +143,34 @@ func (m *Model) Grads() ([]float32, error) {
 	return m.download(m.GPT2.Grads, "gradients")
 }
 
-// Logits copies the logits of the last Forward to the host. Call it before
+// Logits copies the logits of the last Forward to the host, (B·T, V) with
+// the rows' padding (Vp > V, see model.GPT2.Vp) cut off. Call it before
 // Backward, which overwrites them with their gradient.
-func (m *Model) Logits() ([]float32, error) { return m.download(m.GPT2.Logits, "logits") }
+func (m *Model) Logits() ([]float32, error) {
+	padded, err := m.download(m.GPT2.Logits, "logits")
+	if err != nil || m.Vp == m.Dims.V {
+		return padded, err
+	}
+	V, Vp := m.Dims.V, m.Vp
+	out := make([]float32, 0, m.Dims.Rows()*V)
+	for r := 0; r < m.Dims.Rows(); r++ {
+		out = append(out, padded[r*Vp:r*Vp+V]...)
+	}
+	return out, nil
+}
+
+// upload copies float32 values into buffer b, rounded to bfloat16 where b
+// holds bf16.
+func (m *Model) upload(b *program.Buffer, v []float32) error {
+	if b.Elem != program.BF16 {
+		return cuexec.Upload(m.x, b.All(), v)
+	}
+	h := make([]uint16, len(v))
+	for i, f := range v {
+		h[i] = bf16.FromFloat32(f)
+	}
+	return cuexec.Upload(m.x, b.All(), h)
+}
 
 // Inputs copies the current tokens and targets to the host.
 func (m *Model) Inputs() (tokens, targets []int32, err error) {
@@ -155,11 +181,22 @@ func (m *Model) Inputs() (tokens, targets []int32, err error) {
 	return tokens, targets, cuexec.Download(m.x, targets, m.Targets.All())
 }
 
+// download copies buffer b to the host as float32 (bf16 widened exactly).
 func (m *Model) download(b *program.Buffer, what string) ([]float32, error) {
 	v := b.All()
 	out := make([]float32, v.Elems)
-	if err := cuexec.Download(m.x, out, v); err != nil {
+	if b.Elem != program.BF16 {
+		if err := cuexec.Download(m.x, out, v); err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, err)
+		}
+		return out, nil
+	}
+	h := make([]uint16, v.Elems)
+	if err := cuexec.Download(m.x, h, v); err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	for i, x := range h {
+		out[i] = bf16.ToFloat32(x)
 	}
 	return out, nil
 }
@@ -198,7 +235,7 @@ func bad(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v
 func (m *Model) Dump() (ref.Dump, error) {
 	var dp ref.Dump
 	var err error
-	dp.Dims = m.Dims
+	dp.Dims, dp.BF16 = m.Dims, m.Elem == program.BF16
 	if dp.Params, err = m.Params(); err != nil {
 		return dp, err
 	}
@@ -236,7 +273,11 @@ func (m *Model) Poison() error {
 		if p == 0 {
 			continue // no operation uses it, so it was not allocated
 		}
-		if err := gpu.Poison(p, int(b.Elems)); err != nil {
+		poison := gpu.Poison
+		if b.Elem == program.BF16 {
+			poison = gpu.PoisonBF16
+		}
+		if err := poison(p, int(b.Elems)); err != nil {
 			return fmt.Errorf("poison %s: %w", b, err)
 		}
 	}
