@@ -15,6 +15,11 @@ const NoNVTXMessage = "no NVTX ranges found: was the capture made with --capture
 // iteration ranges; the rest are counted in one line.
 const maxOutside = 10
 
+// maxFailures bounds the problems reported: past it the check stops, so
+// that a report far from the plan (or made to be) costs no more time than
+// one close to it, and the report stays readable.
+const maxFailures = 100
+
 // Check loads the export at path and checks it against p for a run of iters
 // iterations (iters < 1: any number, still numbered from 0).
 //
@@ -39,10 +44,12 @@ func CheckTrace(t *Trace, p plan.Plan, iters int) (*Report, error) {
 		rep: &Report{
 			Path:          t.Path,
 			SchemaVersion: t.SchemaVersion,
+			NsysVersion:   t.NsysVersion,
 			Plan:          p,
 			Expected:      iters,
 		},
 	}
+	c.index()
 	c.run(iters)
 	return c.rep, c.rep.Err()
 }
@@ -66,12 +73,47 @@ type checker struct {
 	rep     *Report
 	claimed []bool // per t.Ranges index: matched or already reported
 	iters   []*node
+	// byThread lists the t.Ranges indices of each thread by start, the
+	// enclosing range first (then by index), so that the ranges inside
+	// one are found by binary search; itersByThread does the same for
+	// the matched iterations.
+	byThread      map[int64][]int
+	itersByThread map[int64][]*node
+	// iterEnds[thread][k] is the latest end of itersByThread[thread][:k+1].
+	iterEnds map[int64][]int64
+	// stopped: maxFailures problems were found and the check stopped.
+	stopped bool
 	// graphNoted: the note about whole-graph records was made.
 	graphNoted bool
 }
 
 func (c *checker) fail(format string, args ...any) {
-	c.rep.Failures = append(c.rep.Failures, fmt.Sprintf(format, args...))
+	switch {
+	case c.stopped:
+	case len(c.rep.Failures) == maxFailures:
+		c.stopped = true
+		c.rep.Failures = append(c.rep.Failures, fmt.Sprintf("more than %d problems: the check stopped here", maxFailures))
+	default:
+		c.rep.Failures = append(c.rep.Failures, fmt.Sprintf(format, args...))
+	}
+}
+
+// index fills byThread.
+func (c *checker) index() {
+	rs := c.t.Ranges
+	c.byThread = map[int64][]int{}
+	for i, r := range rs {
+		c.byThread[r.Thread] = append(c.byThread[r.Thread], i)
+	}
+	for _, list := range c.byThread {
+		sort.SliceStable(list, func(a, b int) bool {
+			ra, rb := rs[list[a]], rs[list[b]]
+			if ra.Start != rb.Start {
+				return ra.Start < rb.Start
+			}
+			return ra.End > rb.End
+		})
+	}
 }
 
 func (c *checker) note(format string, args ...any) {
@@ -92,6 +134,9 @@ func (c *checker) run(iters int) {
 		return
 	}
 	c.iterations(iters)
+	if c.stopped {
+		return
+	}
 	if len(c.iters) == 0 {
 		if n := len(t.Launches) + len(t.Unlaunched); n > 0 {
 			c.fail("all %d GPU operations lie outside every iteration range", n)
@@ -101,6 +146,9 @@ func (c *checker) run(iters int) {
 	c.orphans()
 	c.attribute()
 	for _, it := range c.iters {
+		if c.stopped {
+			return
+		}
 		c.compare(it)
 	}
 	c.stats()
@@ -128,7 +176,13 @@ func (c *checker) iterations(want int) {
 		c.fail("%s", msg)
 	}
 	misnamed := 0
+	// The iteration that ends last so far, per thread.
+	last := map[int64]int{}
+	c.itersByThread, c.iterEnds = map[int64][]*node{}, map[int64][]int64{}
 	for k, i := range idx {
+		if c.stopped {
+			return
+		}
 		r := c.t.Ranges[i]
 		if wantName := plan.IterationName(k); r.Name != wantName {
 			if misnamed++; misnamed <= 3 {
@@ -136,14 +190,27 @@ func (c *checker) iterations(want int) {
 					k+1, len(idx), ms(r.Start), r.Name, wantName)
 			}
 		}
-		if k > 0 {
-			prev := c.t.Ranges[idx[k-1]]
-			if prev.Thread == r.Thread && r.Start < prev.End {
+		if j, ok := last[r.Thread]; ok {
+			prev := c.t.Ranges[j]
+			if r.Start < prev.End {
 				c.fail("%s starts at %s, before %s ends at %s: iteration ranges must not overlap", r.Name, ms(r.Start), prev.Name, ms(prev.End))
 			}
+			if r.End > prev.End {
+				last[r.Thread] = i
+			}
+		} else {
+			last[r.Thread] = i
 		}
 		c.claimed[i] = true
-		c.iters = append(c.iters, c.match(i, &c.p.Iteration, r.Name))
+		n := c.match(i, &c.p.Iteration, r.Name)
+		c.iters = append(c.iters, n)
+		ends := c.iterEnds[r.Thread]
+		end := r.End
+		if len(ends) > 0 {
+			end = max(end, ends[len(ends)-1])
+		}
+		c.itersByThread[r.Thread] = append(c.itersByThread[r.Thread], n)
+		c.iterEnds[r.Thread] = append(ends, end)
 	}
 	if misnamed > 3 {
 		c.fail("%d more iteration ranges are misnumbered", misnamed-3)
@@ -166,33 +233,36 @@ func (c *checker) rangeNames() string {
 	return strings.Join(names, ", ")
 }
 
-// inside lists the ranges on parent's thread nested in its span.
+// inside lists the ranges on parent's thread nested in its span, in the
+// order of byThread.
 func (c *checker) inside(parent int) []int {
 	p := c.t.Ranges[parent]
+	list := c.byThread[p.Thread]
+	from := sort.Search(len(list), func(k int) bool { return c.t.Ranges[list[k]].Start >= p.Start })
 	var out []int
-	for i, r := range c.t.Ranges {
-		if i != parent && r.Thread == p.Thread && p.Start <= r.Start && r.End <= p.End {
+	for _, i := range list[from:] {
+		r := c.t.Ranges[i]
+		if r.Start > p.End {
+			break
+		}
+		if i != parent && r.End <= p.End {
 			out = append(out, i)
 		}
 	}
 	return out
 }
 
-// directChildren keeps the ranges of in that no other range of in encloses.
+// directChildren keeps the ranges of in (in the order of byThread) that
+// no other range of in encloses; of two with the same span, the first
+// encloses the second. In that order a range can only be enclosed by one
+// before it, which does so when it ends no earlier.
 func (c *checker) directChildren(in []int) []int {
 	var out []int
-	for _, i := range in {
-		ri, direct := c.t.Ranges[i], true
-		for _, j := range in {
-			rj := c.t.Ranges[j]
-			if i != j && rj.Start <= ri.Start && ri.End <= rj.End &&
-				(rj.Start < ri.Start || ri.End < rj.End || j < i) {
-				direct = false
-				break
-			}
-		}
-		if direct {
+	var end int64
+	for k, i := range in {
+		if r := c.t.Ranges[i]; k == 0 || r.End > end {
 			out = append(out, i)
+			end = r.End
 		}
 	}
 	return out
@@ -208,6 +278,9 @@ func (c *checker) match(ri int, pr *plan.Range, path string) *node {
 	planned := map[string]bool{}
 	var prev *node
 	for k := range pr.Children {
+		if c.stopped {
+			return n
+		}
 		pc := &pr.Children[k]
 		planned[pc.Name] = true
 		var named []int
@@ -249,6 +322,9 @@ func (c *checker) match(ri int, pr *plan.Range, path string) *node {
 
 // diagnoseMissing explains why parent ri has no child range called name.
 func (c *checker) diagnoseMissing(ri int, in []int, name, path string) {
+	if c.stopped {
+		return
+	}
 	p := c.t.Ranges[ri]
 	for _, i := range in {
 		if r := c.t.Ranges[i]; r.Name == name && !c.claimed[i] {
@@ -303,6 +379,10 @@ func (c *checker) attribute() {
 	}
 	for _, l := range t.Launches {
 		n := c.owner(l)
+		if n == nil && outside >= maxOutside {
+			outside++
+			continue
+		}
 		if n == nil {
 			msg := fmt.Sprintf("%s at %s lies outside every iteration range", l.Op.Describe(), ms(l.Op.Start))
 			for _, it := range c.iters {
@@ -323,6 +403,10 @@ func (c *checker) attribute() {
 				tableRuntime, len(t.Unlaunched))
 		} else {
 			for _, op := range t.Unlaunched {
+				if outside >= maxOutside {
+					outside++
+					continue
+				}
 				report(fmt.Sprintf("%s at %s has no CUDA API launch record (correlationId %d), so it cannot be placed in any range",
 					op.Describe(), ms(op.Start), op.CorrelationID))
 			}
@@ -340,24 +424,34 @@ func apiName(s string) string {
 	return s
 }
 
+// owner finds the range a launch was made in: the first iteration on its
+// thread that holds the launch call's start, then the deepest matched
+// range inside it that does.
 func (c *checker) owner(l Launch) *node {
-	for _, it := range c.iters {
-		if it.r.Thread != l.Thread || !it.r.Contains(l.Start) {
-			continue
-		}
-		n := it
-	descend:
-		for {
-			for _, ch := range n.children {
-				if ch.r.Thread == l.Thread && ch.r.Contains(l.Start) {
-					n = ch
-					continue descend
-				}
-			}
-			return n
+	its, ends := c.itersByThread[l.Thread], c.iterEnds[l.Thread]
+	// From the last iteration that starts no later than the call back to
+	// the first, for as long as one of them ends no earlier than it: when
+	// iterations do not overlap, one step.
+	var it *node
+	for k := sort.Search(len(its), func(k int) bool { return its[k].r.Start > l.Start }) - 1; k >= 0 && ends[k] >= l.Start; k-- {
+		if its[k].r.End >= l.Start {
+			it = its[k]
 		}
 	}
-	return nil
+	if it == nil {
+		return nil
+	}
+	n := it
+descend:
+	for {
+		for _, ch := range n.children {
+			if ch.r.Thread == l.Thread && ch.r.Contains(l.Start) {
+				n = ch
+				continue descend
+			}
+		}
+		return n
+	}
 }
 
 // compare checks the launches of n and its children against the plan

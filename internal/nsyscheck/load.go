@@ -25,13 +25,18 @@
 //   - CUPTI_ACTIVITY_KIND_MEMSET: start, end, correlationId, globalPid,
 //     bytes, deviceId, streamId.
 //   - StringIds(id, value), ThreadNames(nameId, globalTid) and
-//     META_DATA_EXPORT(name, value) where present.
+//     META_DATA_EXPORT(name, value) where present; META_DATA_EXPORT's
+//     EXPORT_PRODUCT_VERSION and EXPORT_SCHEMA_VERSION name the nsys that
+//     wrote the file.
 //
 // Checked against a real export of nsys 2025.3.2 (schema 3.20.3) in
 // testdata/nsys. Tables are created lazily by the exporter, so any of them
 // may be missing (no CUPTI_ACTIVITY_KIND_MEMSET table means no memsets);
 // columns are looked up with PRAGMA table_info and optional ones are
-// skipped. Timestamps are nanoseconds on the report's timeline. A globalTid
+// skipped; a missing column that is needed is refused with the columns
+// found and the nsys version. The file is untrusted: see untrusted.go for
+// how any input is read in bounded time and memory, or refused in one
+// line. Timestamps are nanoseconds on the report's timeline. A globalTid
 // packs the process and thread ids: PID = globalTid / 0x1000000 % 0x1000000,
 // TID = globalTid % 0x1000000; globalPid is the same with TID 0.
 package nsyscheck
@@ -41,6 +46,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -49,20 +55,22 @@ import (
 
 	"github.com/gpubench/gpubench/internal/plan"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Table names of the Nsight Systems SQLite export.
 const (
-	tableNVTX      = "NVTX_EVENTS"
-	tableRuntime   = "CUPTI_ACTIVITY_KIND_RUNTIME"
-	tableKernel    = "CUPTI_ACTIVITY_KIND_KERNEL"
-	tableMemset    = "CUPTI_ACTIVITY_KIND_MEMSET"
-	tableGraph     = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE"
-	tableStrings   = "StringIds"
-	tableThreads   = "ThreadNames"
-	tableEventType = "ENUM_NSYS_EVENT_TYPE"
-	tableMeta      = "META_DATA_EXPORT"
+	tableNVTX       = "NVTX_EVENTS"
+	tableRuntime    = "CUPTI_ACTIVITY_KIND_RUNTIME"
+	tableKernel     = "CUPTI_ACTIVITY_KIND_KERNEL"
+	tableMemset     = "CUPTI_ACTIVITY_KIND_MEMSET"
+	tableGraph      = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE"
+	tableStrings    = "StringIds"
+	tableThreads    = "ThreadNames"
+	tableEventType  = "ENUM_NSYS_EVENT_TYPE"
+	tableEventClass = "ENUM_NSYS_EVENT_CLASS"
+	tableMeta       = "META_DATA_EXPORT"
 )
 
 // NVTX event types (ENUM_NSYS_EVENT_TYPE ids), used when the export has no
@@ -129,6 +137,9 @@ type Trace struct {
 	Path string
 	// SchemaVersion is META_DATA_EXPORT's EXPORT_SCHEMA_VERSION, if any.
 	SchemaVersion string
+	// NsysVersion is META_DATA_EXPORT's EXPORT_PRODUCT_VERSION, the
+	// version of the nsys that exported the file ("2025.3.2.0"), if any.
+	NsysVersion string
 	// Ranges are the NVTX ranges (push/pop and start/end) that ended, by
 	// start time.
 	Ranges []Range
@@ -173,106 +184,222 @@ func TID(global int64) int64 { return int64(uint64(global) & 0xFFFFFF) }
 func sameProcess(a, b int64) bool { return uint64(a)>>24 == uint64(b)>>24 }
 
 // Load reads the parts of an `nsys export --type sqlite` file that the
-// checks use. It opens the file read-only and never creates it.
+// checks use. It opens the file read-only and never creates it. Its error
+// is one line that starts with the path and says what is wrong with the
+// file.
 func Load(path string) (*Trace, error) {
-	ctx := context.Background()
-	db, err := open(path)
+	t, err := load(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+func load(path string) (*Trace, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	db, conn, err := open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
+	defer conn.Close()
 
-	tables, err := tableSet(ctx, db)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (is it an SQLite file from nsys export --type sqlite?)", path, err)
+	l := &loader{ctx: ctx, conn: conn, cols: map[string]map[string]bool{}, strings: map[int64]string{}}
+	if err := l.readTables(); err != nil {
+		return nil, err
 	}
-	if !tables[tableNVTX] && !tables[tableKernel] && !tables[tableRuntime] && !tables[tableStrings] {
-		return nil, fmt.Errorf("%s: not an Nsight Systems SQLite export: it has none of the tables %s, %s, %s, %s (make one with: nsys export --type sqlite REPORT.nsys-rep)",
-			path, tableNVTX, tableKernel, tableRuntime, tableStrings)
-	}
-	l := &loader{ctx: ctx, db: db, tables: tables, cols: map[string]map[string]bool{}}
 	t := &Trace{
 		Path:        path,
-		NVTXTable:   tables[tableNVTX],
-		APITable:    tables[tableRuntime],
-		KernelTable: tables[tableKernel],
-		MemsetTable: tables[tableMemset],
-		GraphTable:  tables[tableGraph],
+		NVTXTable:   l.has(tableNVTX),
+		APITable:    l.has(tableRuntime),
+		KernelTable: l.has(tableKernel),
+		MemsetTable: l.has(tableMemset),
+		GraphTable:  l.has(tableGraph),
 		ThreadNames: map[int64]string{},
 	}
-	steps := []func(*Trace) error{l.meta, l.threadNames, l.ranges, l.launches}
+	l.meta(t)
+	steps := []func() error{l.readRanges, l.readOps, l.readCalls, l.readThreads, l.readStrings}
 	for _, step := range steps {
-		if err := step(t); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+		if err := step(); err != nil {
+			return nil, err
 		}
+	}
+	if err := l.build(t); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
 
 // open opens path read-only. A plain file name would make the driver open
 // (and create) it read-write, so it is passed as a file: URI with mode=ro.
-func open(path string) (*sql.DB, error) {
+// The schema may not call functions that have side effects
+// (trusted_schema off), and SQLite loads no value over maxValue bytes.
+func open(ctx context.Context, path string) (*sql.DB, *sql.Conn, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path starts the message already
+		}
+		return nil, nil, err
 	}
 	if st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory, not an nsys SQLite export", path)
+		return nil, nil, fmt.Errorf("is a directory, not an nsys SQLite export (%s)", exportHint)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("is not a regular file, not an nsys SQLite export (%s)", exportHint)
+	}
+	if err := sniff(path, st.Size()); err != nil {
+		return nil, nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: "mode=ro"}
+	q := url.Values{"mode": {"ro"}, "_pragma": {"trusted_schema(0)", "cell_size_check(1)"}}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
 	db, err := sql.Open("sqlite", u.String())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, err
 	}
 	db.SetMaxOpenConns(1)
-	return db, nil
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("opening it: %s (is it an SQLite file from nsys export --type sqlite?)", describeSQLite(err))
+	}
+	if _, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_LENGTH, maxValue); err != nil {
+		conn.Close()
+		db.Close()
+		return nil, nil, err
+	}
+	return db, conn, nil
 }
 
 type loader struct {
-	ctx    context.Context
-	db     *sql.DB
-	tables map[string]bool
+	ctx  context.Context
+	conn *sql.Conn
+	// tables maps each table and view of the file to its type in
+	// PRAGMA table_list: table, view, virtual or shadow.
+	tables map[string]string
 	cols   map[string]map[string]bool
+	// version names the nsys that wrote the file, for messages.
+	version string
+
+	names   names
+	strings map[int64]string // the StringIds wanted, by id: filled by readStrings
+
+	// What readRanges, readOps, readCalls and readThreads found, with the
+	// StringIds their names refer to; build resolves them.
+	ranges  []rawRange
+	open    int
+	ops     []GPUOp
+	opNames []int64 // per op: the StringIds id of its name, or noName
+	calls   []*apiCall
+	threads []rawThread
 }
 
-func tableSet(ctx context.Context, db *sql.DB) (map[string]bool, error) {
-	return nameSet(ctx, db, `SELECT name FROM sqlite_master WHERE type IN ('table', 'view')`)
+// noName marks a name that refers to no StringIds row.
+const noName = -1 << 63
+
+type rawRange struct {
+	Range
+	text       string // the explicit text, if hasText
+	hasText    bool
+	textID     int64 // the registered string, when !hasText
+	payload    int64
+	hasPayload bool
 }
 
-// nameSet runs a query whose rows are single names and returns them as a
-// set.
-func nameSet(ctx context.Context, db *sql.DB, query string, args ...any) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
+type rawThread struct{ tid, nameID int64 }
+
+// has reports whether the file has a plain table called name.
+func (l *loader) has(name string) bool { return l.tables[name] == "table" }
+
+// readTables lists the tables and refuses a file that is no export:
+// one without any table the checks read, or where one of them is not a
+// plain table.
+func (l *loader) readTables() error {
+	rows, err := l.conn.QueryContext(l.ctx, `SELECT type, name FROM pragma_table_list WHERE schema = 'main'`)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("%s (is it an SQLite file from nsys export --type sqlite?)", describeSQLite(err))
+	}
+	defer rows.Close()
+	l.tables = map[string]string{}
+	for rows.Next() {
+		var typ, name string
+		if err := rows.Scan(&typ, &name); err != nil {
+			return fmt.Errorf("%s (is it an SQLite file from nsys export --type sqlite?)", describeSQLite(err))
+		}
+		if int64(len(l.tables)) < maxRows {
+			l.tables[name] = typ
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s (is it an SQLite file from nsys export --type sqlite?)", describeSQLite(err))
+	}
+	for _, name := range []string{tableNVTX, tableRuntime, tableKernel, tableMemset, tableGraph, tableStrings, tableThreads,
+		tableEventType, tableEventClass, tableMeta} {
+		if typ, ok := l.tables[name]; ok && typ != "table" {
+			return fmt.Errorf("%s is a %s, not a table: not an Nsight Systems SQLite export (%s)", name, typ, exportHint)
+		}
+	}
+	if !l.has(tableNVTX) && !l.has(tableKernel) && !l.has(tableRuntime) && !l.has(tableStrings) {
+		return fmt.Errorf("not an Nsight Systems SQLite export: it has none of the tables %s, %s, %s, %s (%s; %s)",
+			tableNVTX, tableKernel, tableRuntime, tableStrings, l.foundTables(), exportHint)
+	}
+	return nil
+}
+
+// foundTables lists some of the file's tables, for messages.
+func (l *loader) foundTables() string {
+	var found []string
+	for name := range l.tables {
+		if !strings.HasPrefix(name, "sqlite_") {
+			found = append(found, short(name))
+		}
+	}
+	if len(found) == 0 {
+		return "it has no tables at all"
+	}
+	sort.Strings(found)
+	return "its tables: " + list(found, 6)
+}
+
+// list joins at most n of names, saying how many more there are.
+func list(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
+}
+
+// columns returns the column names of table; nil when there is no table.
+// Generated columns are not listed (PRAGMA table_info leaves them out), so
+// nothing that computes a value is ever read.
+func (l *loader) columns(table string) (map[string]bool, error) {
+	if !l.has(table) {
+		return nil, nil
+	}
+	if c, ok := l.cols[table]; ok {
+		return c, nil
+	}
+	rows, err := l.conn.QueryContext(l.ctx, `SELECT name FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return nil, fmt.Errorf("reading the columns of %s: %s", table, describeSQLite(err))
 	}
 	defer rows.Close()
 	set := map[string]bool{}
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reading the columns of %s: %s", table, describeSQLite(err))
 		}
 		set[name] = true
 	}
-	return set, rows.Err()
-}
-
-// columns returns the column names of table; nil when there is no table.
-func (l *loader) columns(table string) (map[string]bool, error) {
-	if !l.tables[table] {
-		return nil, nil
-	}
-	if c, ok := l.cols[table]; ok {
-		return c, nil
-	}
-	set, err := nameSet(l.ctx, l.db, `SELECT name FROM pragma_table_info(?)`, table)
-	if err != nil {
-		return nil, fmt.Errorf("reading the columns of %s: %w", table, err)
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the columns of %s: %s", table, describeSQLite(err))
 	}
 	l.cols[table] = set
 	return set, nil
@@ -291,9 +418,31 @@ func (l *loader) need(table string, cols ...string) (map[string]bool, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("table %s lacks column(s) %s: unsupported Nsight Systems export schema", table, strings.Join(missing, ", "))
+		var found []string
+		for c := range have {
+			found = append(found, short(c))
+		}
+		sort.Strings(found)
+		return nil, l.schemaError("table %s lacks column(s) %s (it has %s)", table, strings.Join(missing, ", "), list(found, 12))
 	}
 	return have, nil
+}
+
+// checkedWith is the nsys whose exports gpubench check was checked against
+// (testdata/nsys).
+const checkedWith = "nsys 2025.3 (export schema 3.20.3)"
+
+// schemaError reports a schema that gpubench check cannot read, with the
+// nsys version that wrote it and the one expected.
+func (l *loader) schemaError(format string, args ...any) error {
+	found := "the export names no nsys version (it has no " + tableMeta + " table)"
+	if l.has(tableMeta) {
+		found = "the export names no nsys version in " + tableMeta
+	}
+	if l.version != "" {
+		found = "written by " + l.version
+	}
+	return fmt.Errorf("%s: %s; gpubench check reads the schema of %s", fmt.Sprintf(format, args...), found, checkedWith)
 }
 
 func (l *loader) hasStrings() bool {
@@ -301,153 +450,157 @@ func (l *loader) hasStrings() bool {
 	return c["id"] && c["value"]
 }
 
-func (l *loader) meta(t *Trace) error {
-	c, err := l.columns(tableMeta)
-	if err != nil || !c["name"] || !c["value"] {
-		return err
+// meta reads the versions from META_DATA_EXPORT. They only label the
+// report, so a damaged table leaves them unknown.
+func (l *loader) meta(t *Trace) {
+	if c, _ := l.columns(tableMeta); !c["name"] || !c["value"] {
+		return
 	}
-	var v sql.NullString
-	err = l.db.QueryRowContext(l.ctx, `SELECT value FROM META_DATA_EXPORT WHERE name = 'EXPORT_SCHEMA_VERSION'`).Scan(&v)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
+	_ = l.scan(tableMeta, []column{textCol("name"), textCol("value")}, func(r *row) error {
+		name, _, err := r.text(0)
+		if err != nil {
+			return nil
+		}
+		value, ok, err := r.text(1)
+		if err != nil || !ok || len(value) > 64 {
+			return nil
+		}
+		switch name {
+		case "EXPORT_SCHEMA_VERSION":
+			t.SchemaVersion = printable(value)
+		case "EXPORT_PRODUCT_VERSION":
+			t.NsysVersion = printable(value)
+		}
+		return nil
+	})
+	switch {
+	case t.NsysVersion != "" && t.SchemaVersion != "":
+		l.version = fmt.Sprintf("nsys %s (export schema %s)", t.NsysVersion, t.SchemaVersion)
+	case t.NsysVersion != "":
+		l.version = "nsys " + t.NsysVersion
+	case t.SchemaVersion != "":
+		l.version = "an nsys with export schema " + t.SchemaVersion
 	}
-	t.SchemaVersion = v.String
-	return nil
 }
 
-func (l *loader) threadNames(t *Trace) error {
-	c, err := l.columns(tableThreads)
-	if err != nil || !c["nameId"] || !c["globalTid"] || !l.hasStrings() {
-		return err
+// enumIDs returns the ids of table's rows (an ENUM_NSYS_* table) with the
+// given names, nil when the table is missing or unreadable.
+func (l *loader) enumIDs(table string, names ...string) []int64 {
+	if c, _ := l.columns(table); !c["id"] || !c["name"] {
+		return nil
 	}
-	rows, err := l.db.QueryContext(l.ctx, `SELECT t.globalTid, s.value FROM ThreadNames t JOIN StringIds s ON s.id = t.nameId`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var tid sql.NullInt64
-		var name sql.NullString
-		if err := rows.Scan(&tid, &name); err != nil {
-			return err
-		}
-		if tid.Valid && name.Valid {
-			t.ThreadNames[tid.Int64] = name.String
-		}
-	}
-	return rows.Err()
-}
-
-// rangeEventTypes returns the NVTX event types that are ranges.
-func (l *loader) rangeEventTypes() ([]int64, error) {
-	c, err := l.columns(tableEventType)
-	if err != nil {
-		return nil, err
-	}
-	if !c["id"] || !c["name"] {
-		return []int64{EventNvtxPushPopRange, EventNvtxStartEndRange}, nil
-	}
-	rows, err := l.db.QueryContext(l.ctx, `SELECT id FROM ENUM_NSYS_EVENT_TYPE WHERE name IN ('NvtxPushPopRange', 'NvtxStartEndRange')`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
+	err := l.scan(table, []column{intCol("id"), textCol("name")}, func(r *row) error {
+		id, ok, err := r.int(0)
+		name, _, err2 := r.text(1)
+		if err == nil && err2 == nil && ok {
+			for _, n := range names {
+				if name == n {
+					ids = append(ids, id)
+				}
+			}
 		}
-		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		ids = []int64{EventNvtxPushPopRange, EventNvtxStartEndRange}
-	}
-	return ids, nil
+	return ids
 }
 
-func (l *loader) ranges(t *Trace) error {
-	if !t.NVTXTable {
+func (l *loader) readRanges() error {
+	if !l.has(tableNVTX) {
 		return nil
 	}
 	c, err := l.need(tableNVTX, "start", "end")
 	if err != nil {
 		return err
 	}
-	var name string
-	join := ""
-	switch {
-	case c["text"] && c["textId"] && l.hasStrings():
-		name, join = "COALESCE(n.text, s.value)", "LEFT JOIN StringIds s ON s.id = n.textId"
-	case c["text"]:
-		name = "n.text"
-	case c["textId"] && l.hasStrings():
-		name, join = "s.value", "LEFT JOIN StringIds s ON s.id = n.textId"
-	default:
-		return fmt.Errorf("table %s has neither a text nor a textId column", tableNVTX)
+	byText, byID := c["text"], c["textId"] && l.hasStrings()
+	if !byText && !byID {
+		return l.schemaError("table %s has neither a text nor a textId column", tableNVTX)
 	}
-	thread := "0"
-	if c["globalTid"] {
-		thread = "COALESCE(n.globalTid, 0)"
+	types := []int64{EventNvtxPushPopRange, EventNvtxStartEndRange}
+	if ids := l.enumIDs(tableEventType, "NvtxPushPopRange", "NvtxStartEndRange"); len(ids) > 0 {
+		types = ids
 	}
-	var payloads []string
-	for _, p := range []string{"int64Value", "uint64Value", "int32Value", "uint32Value"} {
-		if c[p] {
-			payloads = append(payloads, "n."+p)
+	isRange := func(typ int64) bool {
+		for _, t := range types {
+			if typ == t {
+				return true
+			}
 		}
+		return false
 	}
-	payload := "NULL"
-	if len(payloads) > 0 {
-		payload = "COALESCE(" + strings.Join(append(payloads, "NULL"), ", ") + ")"
+	cols := []column{
+		{name: "start", required: true}, intCol("end"), intCol("eventType"), textCol("text"), intCol("textId"), intCol("globalTid"),
+		// The payload, in the order of preference.
+		intCol("int64Value"), intCol("uint64Value"), intCol("int32Value"), intCol("uint32Value"),
 	}
-	eventType, where := "0", "1"
-	if c["eventType"] {
-		types, err := l.rangeEventTypes()
+	if !byText {
+		cols[3].absent = true
+	}
+	return l.scan(tableNVTX, cols, func(r *row) error {
+		if c["eventType"] {
+			typ, ok, err := r.int(2)
+			if err != nil {
+				return err
+			}
+			if !ok || !isRange(typ) {
+				return nil
+			}
+		}
+		var rr rawRange
+		var err error
+		if rr.Start, _, err = r.int(0); err != nil {
+			return err
+		}
+		end, ok, err := r.int(1)
 		if err != nil {
 			return err
 		}
-		ids := make([]string, len(types))
-		for i, id := range types {
-			ids[i] = fmt.Sprint(id)
+		if !ok {
+			l.open++
+			return nil
 		}
-		eventType = "n.eventType"
-		where = "n.eventType IN (" + strings.Join(ids, ", ") + ")"
-	}
-	q := fmt.Sprintf(`SELECT n.start, n."end", %s, %s, %s, %s FROM NVTX_EVENTS n %s WHERE %s ORDER BY n.start, n."end" DESC`,
-		name, thread, eventType, payload, join, where)
-	rows, err := l.db.QueryContext(l.ctx, q)
-	if err != nil {
-		return fmt.Errorf("reading NVTX ranges: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r Range
-		var text sql.NullString
-		var end, pay sql.NullInt64
-		if err := rows.Scan(&r.Start, &end, &text, &r.Thread, &r.EventType, &pay); err != nil {
-			return fmt.Errorf("reading NVTX ranges: %w", err)
+		rr.End = end
+		if rr.EventType, _, err = r.int(2); err != nil {
+			return err
 		}
-		if !end.Valid {
-			t.OpenRanges++
-			continue
+		if byText {
+			if rr.text, rr.hasText, err = r.text(3); err != nil {
+				return err
+			}
 		}
-		r.End, r.Name = end.Int64, text.String
-		// A range named just "iteration" with an integer payload is
-		// iteration{payload}: the cheap way to number ranges with NVTX.
-		if r.Name == plan.IterationPrefix && pay.Valid && pay.Int64 >= 0 {
-			r.Name = plan.IterationName(int(pay.Int64))
+		rr.textID = noName
+		if !rr.hasText && byID {
+			id, ok, err := r.int(4)
+			if err != nil {
+				return err
+			}
+			if ok {
+				rr.textID = id
+				l.strings[id] = ""
+			}
 		}
-		t.Ranges = append(t.Ranges, r)
-	}
-	return rows.Err()
+		if rr.Thread, _, err = r.int(5); err != nil {
+			return err
+		}
+		for i := 6; i < 10 && !rr.hasPayload; i++ {
+			if rr.payload, rr.hasPayload, err = r.int(i); err != nil {
+				return err
+			}
+		}
+		l.ranges = append(l.ranges, rr)
+		return nil
+	})
 }
 
 // apiCall is a row of CUPTI_ACTIVITY_KIND_RUNTIME.
 type apiCall struct {
 	name       string
+	nameID     int64
+	corr       int64
 	start, end int64
 	thread     int64
 	backtrace  bool // a --cudabacktrace copy of another row
@@ -462,66 +615,234 @@ type apiCall struct {
 // and once with this class, a callchainId and a slightly wider span.
 const eventClassBacktrace = 67
 
-func (l *loader) backtraceClass() (int64, error) {
-	c, err := l.columns("ENUM_NSYS_EVENT_CLASS")
-	if err != nil || !c["id"] || !c["name"] {
-		return eventClassBacktrace, err
+func (l *loader) readCalls() error {
+	if !l.has(tableRuntime) {
+		return nil
 	}
-	var id int64
-	err = l.db.QueryRowContext(l.ctx, `SELECT id FROM ENUM_NSYS_EVENT_CLASS WHERE name = 'TRACE_PROCESS_EVENT_CUDABACKTRACE'`).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return eventClassBacktrace, nil
-	}
-	return id, err
-}
-
-func (l *loader) launches(t *Trace) error {
-	ops, err := l.gpuOps(t)
+	c, err := l.need(tableRuntime, "start", "end", "correlationId")
 	if err != nil {
 		return err
 	}
-	calls := map[int64][]*apiCall{}
-	if t.APITable {
-		c, err := l.need(tableRuntime, "start", "end", "correlationId")
-		if err != nil {
+	backtrace := int64(eventClassBacktrace)
+	if ids := l.enumIDs(tableEventClass, "TRACE_PROCESS_EVENT_CUDABACKTRACE"); len(ids) > 0 {
+		backtrace = ids[0]
+	}
+	named := c["nameId"] && l.hasStrings()
+	perCorr := map[int64]int{}
+	cols := []column{{name: "start", required: true}, {name: "end", required: true}, intCol("correlationId"),
+		intCol("globalTid"), intCol("nameId"), intCol("eventClass")}
+	return l.scan(tableRuntime, cols, func(r *row) error {
+		corr, _, err := r.int(2)
+		if err != nil || corr == 0 {
 			return err
 		}
-		name, join := "''", ""
-		if c["nameId"] && l.hasStrings() {
-			name, join = "COALESCE(s.value, '')", "LEFT JOIN StringIds s ON s.id = r.nameId"
+		a := &apiCall{corr: corr, nameID: noName}
+		if a.start, _, err = r.int(0); err != nil {
+			return err
 		}
-		thread := "0"
-		if c["globalTid"] {
-			thread = "COALESCE(r.globalTid, 0)"
+		if a.end, _, err = r.int(1); err != nil {
+			return err
 		}
-		backtrace := "0"
-		if c["eventClass"] {
-			id, err := l.backtraceClass()
+		if a.thread, _, err = r.int(3); err != nil {
+			return err
+		}
+		if named {
+			id, ok, err := r.int(4)
 			if err != nil {
 				return err
 			}
-			backtrace = fmt.Sprintf("r.eventClass = %d", id)
-		}
-		q := fmt.Sprintf(`SELECT r.start, r."end", %s, r.correlationId, %s, %s FROM CUPTI_ACTIVITY_KIND_RUNTIME r %s WHERE r.correlationId IS NOT NULL AND r.correlationId != 0`,
-			thread, name, backtrace, join)
-		rows, err := l.db.QueryContext(l.ctx, q)
-		if err != nil {
-			return fmt.Errorf("reading CUDA API calls: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var a apiCall
-			var corr int64
-			if err := rows.Scan(&a.start, &a.end, &a.thread, &corr, &a.name, &a.backtrace); err != nil {
-				return fmt.Errorf("reading CUDA API calls: %w", err)
+			if ok {
+				a.nameID = id
+				l.strings[id] = ""
 			}
-			calls[corr] = append(calls[corr], &a)
 		}
-		if err := rows.Err(); err != nil {
+		class, ok, err := r.int(5)
+		if err != nil {
+			return err
+		}
+		a.backtrace = ok && class == backtrace
+		if perCorr[corr]++; perCorr[corr] > maxCallsPerCorrelation {
+			return fmt.Errorf("%s: correlationId %d is on more than %d API calls (an export has one per call and process, two with --cudabacktrace): duplicate ids",
+				tableRuntime, corr, maxCallsPerCorrelation)
+		}
+		l.calls = append(l.calls, a)
+		return nil
+	})
+}
+
+// readOps reads the GPU operations: kernels, memsets and whole-graph
+// records.
+func (l *loader) readOps() error {
+	if l.has(tableKernel) {
+		c, err := l.need(tableKernel, "start", "end", "correlationId")
+		if err != nil {
+			return err
+		}
+		nameCol := ""
+		if l.hasStrings() {
+			for _, col := range []string{"shortName", "demangledName", "mangledName"} {
+				if c[col] {
+					nameCol = col
+					break
+				}
+			}
+		}
+		if nameCol == "" {
+			return l.schemaError("table %s has no kernel name column (shortName, demangledName or mangledName) resolvable through %s", tableKernel, tableStrings)
+		}
+		if err := l.scanOps(tableKernel, plan.Kernel, intCol(nameCol)); err != nil {
 			return err
 		}
 	}
-	for _, op := range ops {
+	if l.has(tableMemset) {
+		if _, err := l.need(tableMemset, "start", "end", "correlationId"); err != nil {
+			return err
+		}
+		if err := l.scanOps(tableMemset, plan.Memset, intCol("bytes")); err != nil {
+			return err
+		}
+	}
+	if l.has(tableGraph) {
+		if _, err := l.need(tableGraph, "start", "end", "correlationId"); err != nil {
+			return err
+		}
+		if err := l.scanOps(tableGraph, plan.Graph, intCol("graphExecId")); err != nil {
+			return err
+		}
+	}
+	if int64(len(l.ops)) > maxRows {
+		return fmt.Errorf("the export holds more than %d GPU operations, more than gpubench check reads (profile fewer iterations)", maxRows)
+	}
+	return nil
+}
+
+// scanOps reads the operations of one table; extra is the kernel's name
+// id, the memset's size or the graph's exec id.
+func (l *loader) scanOps(table string, kind plan.OpKind, extra column) error {
+	cols := []column{{name: "start", required: true}, {name: "end", required: true}, intCol("correlationId"),
+		intCol("globalPid"), intCol("deviceId"), intCol("streamId"), extra}
+	return l.scan(table, cols, func(r *row) error {
+		op := GPUOp{Kind: kind}
+		var err error
+		for i, dst := range []*int64{&op.Start, &op.End, &op.CorrelationID, &op.GlobalPid, &op.Device, &op.Stream} {
+			if *dst, _, err = r.int(i); err != nil {
+				return err
+			}
+		}
+		v, ok, err := r.int(6)
+		if err != nil {
+			return err
+		}
+		name := int64(noName)
+		switch kind {
+		case plan.Kernel:
+			if ok {
+				name = v
+				l.strings[v] = ""
+			}
+		case plan.Memset:
+			op.Bytes = v
+		case plan.Graph:
+			op.Name = fmt.Sprintf("graphExec %d", v)
+		}
+		l.ops = append(l.ops, op)
+		l.opNames = append(l.opNames, name)
+		return nil
+	})
+}
+
+// readThreads reads the thread names; they only label messages, so rows
+// of the wrong shape are skipped.
+func (l *loader) readThreads() error {
+	if c, _ := l.columns(tableThreads); !c["nameId"] || !c["globalTid"] || !l.hasStrings() {
+		return nil
+	}
+	return l.scan(tableThreads, []column{intCol("globalTid"), intCol("nameId")}, func(r *row) error {
+		tid, ok, err := r.int(0)
+		id, ok2, err2 := r.int(1)
+		if err == nil && err2 == nil && ok && ok2 {
+			l.threads = append(l.threads, rawThread{tid, id})
+			l.strings[id] = ""
+		}
+		return nil
+	})
+}
+
+// readStrings reads the StringIds rows that the names found refer to.
+func (l *loader) readStrings() error {
+	if len(l.strings) == 0 || !l.hasStrings() {
+		return nil
+	}
+	found := map[int64]bool{}
+	return l.scan(tableStrings, []column{{name: "id", required: true}, textCol("value")}, func(r *row) error {
+		id, _, err := r.int(0)
+		if err != nil {
+			return err
+		}
+		if _, wanted := l.strings[id]; !wanted || found[id] {
+			return nil // the first row of an id counts
+		}
+		s, _, err := r.text(1)
+		if err != nil {
+			return err
+		}
+		found[id] = true
+		l.strings[id], err = l.names.intern(s)
+		return err
+	})
+}
+
+// name resolves a StringIds id; "" when it refers to no row.
+func (l *loader) name(id int64) string {
+	if id == noName {
+		return ""
+	}
+	return l.strings[id]
+}
+
+// build resolves the names and fills in t.
+func (l *loader) build(t *Trace) error {
+	t.OpenRanges = l.open
+	for _, rr := range l.ranges {
+		r := rr.Range
+		if rr.hasText {
+			var err error
+			if r.Name, err = l.names.intern(rr.text); err != nil {
+				return err
+			}
+		} else {
+			r.Name = l.name(rr.textID)
+		}
+		// A range named just "iteration" with an integer payload is
+		// iteration{payload}: the cheap way to number ranges with NVTX.
+		if r.Name == plan.IterationPrefix && rr.hasPayload && rr.payload >= 0 {
+			r.Name = plan.IterationName(int(rr.payload))
+		}
+		t.Ranges = append(t.Ranges, r)
+	}
+	l.ranges = nil
+	// By start, the enclosing range first: the order the checks rely on.
+	sort.SliceStable(t.Ranges, func(i, j int) bool {
+		a, b := t.Ranges[i], t.Ranges[j]
+		if a.Start != b.Start {
+			return a.Start < b.Start
+		}
+		return a.End > b.End
+	})
+	for _, th := range l.threads {
+		if n := l.name(th.nameID); n != "" {
+			t.ThreadNames[th.tid] = n
+		}
+	}
+	calls := map[int64][]*apiCall{}
+	for _, a := range l.calls {
+		a.name = l.name(a.nameID)
+		calls[a.corr] = append(calls[a.corr], a)
+	}
+	for i, op := range l.ops {
+		if op.Kind == plan.Kernel {
+			op.Name = l.name(l.opNames[i])
+		}
 		a := matchCall(calls[op.CorrelationID], op)
 		if a == nil {
 			t.Unlaunched = append(t.Unlaunched, op)
@@ -577,82 +898,4 @@ func better(a, b *apiCall) bool {
 		return !a.backtrace
 	}
 	return a.end-a.start < b.end-b.start
-}
-
-func (l *loader) gpuOps(t *Trace) ([]GPUOp, error) {
-	var ops []GPUOp
-	if t.KernelTable {
-		c, err := l.need(tableKernel, "start", "end", "correlationId")
-		if err != nil {
-			return nil, err
-		}
-		name, join := "''", ""
-		if l.hasStrings() {
-			for _, col := range []string{"shortName", "demangledName", "mangledName"} {
-				if c[col] {
-					name, join = "COALESCE(s.value, '')", "LEFT JOIN StringIds s ON s.id = k."+col
-					break
-				}
-			}
-		}
-		if name == "''" {
-			return nil, fmt.Errorf("table %s has no kernel name column (shortName, demangledName or mangledName) resolvable through %s", tableKernel, tableStrings)
-		}
-		q := fmt.Sprintf(`SELECT k.start, k."end", COALESCE(k.correlationId, 0), %s, %s, %s, %s, 0 FROM CUPTI_ACTIVITY_KIND_KERNEL k %s`,
-			optCol(c, "k", "globalPid"), optCol(c, "k", "deviceId"), optCol(c, "k", "streamId"), name, join)
-		ops, err = l.scanOps(q, plan.Kernel, ops)
-		if err != nil {
-			return nil, fmt.Errorf("reading kernels: %w", err)
-		}
-	}
-	if t.MemsetTable {
-		c, err := l.need(tableMemset, "start", "end", "correlationId")
-		if err != nil {
-			return nil, err
-		}
-		q := fmt.Sprintf(`SELECT m.start, m."end", COALESCE(m.correlationId, 0), %s, %s, %s, '', %s FROM CUPTI_ACTIVITY_KIND_MEMSET m`,
-			optCol(c, "m", "globalPid"), optCol(c, "m", "deviceId"), optCol(c, "m", "streamId"), optCol(c, "m", "bytes"))
-		var err2 error
-		ops, err2 = l.scanOps(q, plan.Memset, ops)
-		if err2 != nil {
-			return nil, fmt.Errorf("reading memsets: %w", err2)
-		}
-	}
-	if t.GraphTable {
-		c, err := l.need(tableGraph, "start", "end", "correlationId")
-		if err != nil {
-			return nil, err
-		}
-		q := fmt.Sprintf(`SELECT g.start, g."end", COALESCE(g.correlationId, 0), %s, %s, %s, 'graphExec ' || %s, 0 FROM CUPTI_ACTIVITY_KIND_GRAPH_TRACE g`,
-			optCol(c, "g", "globalPid"), optCol(c, "g", "deviceId"), optCol(c, "g", "streamId"), optCol(c, "g", "graphExecId"))
-		var err2 error
-		ops, err2 = l.scanOps(q, plan.Graph, ops)
-		if err2 != nil {
-			return nil, fmt.Errorf("reading graph launches: %w", err2)
-		}
-	}
-	return ops, nil
-}
-
-func optCol(have map[string]bool, alias, col string) string {
-	if have[col] {
-		return "COALESCE(" + alias + "." + col + ", 0)"
-	}
-	return "0"
-}
-
-func (l *loader) scanOps(q string, kind plan.OpKind, ops []GPUOp) ([]GPUOp, error) {
-	rows, err := l.db.QueryContext(l.ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		op := GPUOp{Kind: kind}
-		if err := rows.Scan(&op.Start, &op.End, &op.CorrelationID, &op.GlobalPid, &op.Device, &op.Stream, &op.Name, &op.Bytes); err != nil {
-			return nil, err
-		}
-		ops = append(ops, op)
-	}
-	return ops, rows.Err()
 }

@@ -15,6 +15,7 @@ import (
 type Report struct {
 	Path          string
 	SchemaVersion string    // EXPORT_SCHEMA_VERSION of the export, if recorded
+	NsysVersion   string    // EXPORT_PRODUCT_VERSION: the nsys that exported it, if recorded
 	Plan          plan.Plan // the plan checked against
 	Expected      int       // iterations expected; 0 or less: any number
 	Iterations    int       // iteration ranges found
@@ -171,8 +172,13 @@ func rangeStats(n *node, depth int, ls []Launch) RangeStats {
 func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "gpubench check: %s", r.Path)
-	if r.SchemaVersion != "" {
+	switch {
+	case r.NsysVersion != "" && r.SchemaVersion != "":
+		fmt.Fprintf(bw, " (nsys %s, export schema %s)", r.NsysVersion, r.SchemaVersion)
+	case r.SchemaVersion != "":
 		fmt.Fprintf(bw, " (export schema %s)", r.SchemaVersion)
+	case r.NsysVersion != "":
+		fmt.Fprintf(bw, " (nsys %s)", r.NsysVersion)
 	}
 	fmt.Fprintln(bw)
 	p := r.Plan
