@@ -276,6 +276,13 @@ func (c *checker) match(ri int, pr *plan.Range, path string) *node {
 	in := c.inside(ri)
 	direct := c.directChildren(in)
 	planned := map[string]bool{}
+	// Siblings of the same name (one range per operation, --nvtx=op, can
+	// repeat a kernel's name) pair up in order: the plan's j-th child
+	// called X with the report's j-th direct child called X.
+	wantNamed, seenNamed := map[string]int{}, map[string]int{}
+	for k := range pr.Children {
+		wantNamed[pr.Children[k].Name]++
+	}
 	var prev *node
 	for k := range pr.Children {
 		if c.stopped {
@@ -289,18 +296,31 @@ func (c *checker) match(ri int, pr *plan.Range, path string) *node {
 				named = append(named, i)
 			}
 		}
-		if len(named) == 0 {
-			n.incomplete = true
-			c.diagnoseMissing(ri, in, pc.Name, path)
+		j := seenNamed[pc.Name]
+		seenNamed[pc.Name]++
+		if len(named) <= j {
+			if j == 0 {
+				n.incomplete = true
+				c.diagnoseMissing(ri, in, pc.Name, path)
+			} else if j == len(named) {
+				n.incomplete = true
+				c.fail("%s holds %d %s ranges, plan says %d", path, len(named), pc.Name, wantNamed[pc.Name])
+			}
 			continue
 		}
-		if len(named) > 1 {
-			c.fail("%s holds %d %s ranges, plan says 1", path, len(named), pc.Name)
+		if j == 0 && len(named) > wantNamed[pc.Name] {
+			c.fail("%s holds %d %s ranges, plan says %d", path, len(named), pc.Name, wantNamed[pc.Name])
 		}
-		for _, i := range named {
-			c.claimed[i] = true
+		if j == 0 {
+			for _, i := range named {
+				c.claimed[i] = true
+			}
 		}
-		child := c.match(named[0], pc, path+"/"+pc.Name)
+		childPath := path + "/" + pc.Name
+		if wantNamed[pc.Name] > 1 {
+			childPath = fmt.Sprintf("%s/%s[%d]", path, pc.Name, j)
+		}
+		child := c.match(named[j], pc, childPath)
 		n.children = append(n.children, child)
 		if prev != nil && child.r.Start < prev.r.End {
 			if child.r.End <= prev.r.Start {

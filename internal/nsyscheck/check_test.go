@@ -695,3 +695,41 @@ func TestSelftestExport(t *testing.T) {
 		}
 	}
 }
+
+// TestDepthsAndDTypes: a trace of the plan at every --nvtx depth and
+// --dtype passes the check of that plan (op depth repeats kernel names
+// among siblings, which pair up in order); a trace at another depth fails
+// it, naming a range.
+func TestDepthsAndDTypes(t *testing.T) {
+	p, _ := config.LookupPreset("tiny")
+	d := p.Dims(2)
+	for _, dt := range config.DTypes {
+		for _, depth := range config.NVTXDepths {
+			t.Run(string(dt)+"/"+string(depth), func(t *testing.T) {
+				pl := plan.Of(model.Program(d, config.Train, model.Options{DType: dt, NVTX: depth}))
+				rep, err := Check(runFixture(pl, fxIters).write(t), pl, fxIters)
+				if err != nil || rep == nil || !rep.OK() {
+					var text bytes.Buffer
+					if rep != nil {
+						_ = rep.WriteText(&text)
+					}
+					t.Fatalf("the plan's own trace fails: %v\n%s", err, text.String())
+				}
+				other := config.NVTXOp
+				if depth == config.NVTXOp {
+					other = config.NVTXIteration
+				}
+				shallow := plan.Of(model.Program(d, config.Train, model.Options{DType: dt, NVTX: other}))
+				rep, _ = Check(runFixture(shallow, fxIters).write(t), pl, fxIters)
+				if rep == nil || rep.OK() {
+					t.Fatalf("a trace at --nvtx=%s passes the check of --nvtx=%s", other, depth)
+				}
+				var text bytes.Buffer
+				_ = rep.WriteText(&text)
+				if !strings.Contains(text.String(), "range") {
+					t.Errorf("the failure names no range:\n%s", text.String())
+				}
+			})
+		}
+	}
+}

@@ -96,26 +96,37 @@ func runFixture(p plan.Plan, iters int) *fixture {
 		it := fxRange{name: plan.IterationName(i), start: t, tid: fxMainThread, eventType: EventNvtxPushPopRange, payload: &n, iter: i, path: "iteration"}
 		t += fxRangeGap
 		for _, child := range p.Iteration.Children {
-			r := fxRange{name: child.Name, start: t, tid: fxMainThread, eventType: EventNvtxPushPopRange, iter: i, path: child.Name}
-			t += fxRangeGap
-			for k, l := range child.Launches() {
-				fl := fxLaunch{
-					apiStart: t, apiEnd: t + fxAPIDur, tid: fxMainThread, corr: f.corr(),
-					kind: l.Kind, gpuStart: t + fxQueue, gpuEnd: t + fxQueue + fxOpDur,
-					iter: i, rng: child.Name, seq: k,
+			// A pass, and (--nvtx=layer, op) the ranges inside it, depth
+			// first; every launch is labelled with its pass.
+			seq := 0
+			var emit func(pr plan.Range, path string)
+			emit = func(pr plan.Range, path string) {
+				r := fxRange{name: pr.Name, start: t, tid: fxMainThread, eventType: EventNvtxPushPopRange, iter: i, path: path}
+				t += fxRangeGap
+				for _, l := range pr.Launches() {
+					fl := fxLaunch{
+						apiStart: t, apiEnd: t + fxAPIDur, tid: fxMainThread, corr: f.corr(),
+						kind: l.Kind, gpuStart: t + fxQueue, gpuEnd: t + fxQueue + fxOpDur,
+						iter: i, rng: child.Name, seq: seq,
+					}
+					seq++
+					if l.Kind == plan.Memset {
+						fl.api, fl.bytes = l.Name, l.Bytes
+					} else {
+						fl.api, fl.kernel = "cuLaunchKernel", l.Name
+					}
+					f.launches = append(f.launches, fl)
+					t += fxAPIStep
 				}
-				if l.Kind == plan.Memset {
-					fl.api, fl.bytes = plan.MemsetD32, l.Bytes
-				} else {
-					fl.api, fl.kernel = "cuLaunchKernel", l.Name
+				for _, c := range pr.Children {
+					emit(c, path+"/"+c.Name)
 				}
-				f.launches = append(f.launches, fl)
-				t += fxAPIStep
+				t += fxRangeGap
+				r.end = t
+				f.ranges = append(f.ranges, r)
+				t += fxRangeGap
 			}
-			t += fxRangeGap
-			r.end = t
-			f.ranges = append(f.ranges, r)
-			t += fxRangeGap
+			emit(child, child.Name)
 		}
 		it.end = t
 		f.ranges = append(f.ranges, it)
