@@ -27,15 +27,18 @@ func geluOffsets(e program.Elem) []int64 {
 }
 
 // geluInputs draws n inputs with std 3, which reaches far into both tails,
-// clamped below at -9: past about -9.3, gelu(x) and gelu'(x) fall under
-// float32's smallest normal number (1.2e-38), where denormals keep only a
-// few significant bits and no float32 kernel can meet a relative
-// tolerance. The clamp keeps the test about the kernel, not the format
-// (bf16 has float32's exponent range, so the same holds for it).
+// clamped below at -5.5. Below that the float64 reference is not accurate
+// enough to judge a kernel: model/ref's Gelu and GeluGrad form 1 + tanh(u),
+// which cancels as tanh(u) → −1 (at x = −6.44 it is 3.6e-13 and keeps only
+// about 3 significant digits: an fp32 test of that one element failed on
+// an H200 with a relative error of 6.7e-5 that was the reference's). At
+// −5.5 its relative error is about 5e-8. (The kernels use the σ(2u) form,
+// accurate down to −9.3, where gelu falls under float32's and bf16's
+// smallest normal number.)
 func geluInputs(r *rand.Rand, n int) []float64 {
 	x := normal(r, n, 3)
 	for i := range x {
-		x[i] = math.Max(x[i], -9)
+		x[i] = math.Max(x[i], -5.5)
 	}
 	return x
 }

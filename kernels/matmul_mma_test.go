@@ -515,10 +515,27 @@ func BenchmarkMatmulMMA(b *testing.B) {
 				{"forward", MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, sms())},
 				{"backward_input", MatmulBackwardInputMMA(dinp, dout, w, n, c, oc, ld, sms())},
 				{"backward_weight", MatmulBackwardWeightMMA(dw, dout, inp, ws, n, c, oc, ld, sms())},
+				// The split's baseline: the same product, one block a tile.
+				{"backward_weight_unsplit", MatmulBackwardWeightMMA(dw, dout, inp, MatmulScratch{}, n, c, oc, ld, sms())},
+			}
+			if d.elem == program.BF16 {
+				dbias := alloc(b, "dbias", d.elem, oc).All()
+				products = append(products, struct {
+					name string
+					op   program.Op
+				}{"bias_backward", BiasBackwardBF16(dbias, dout, n, oc, ld)})
 			}
 			for _, p := range products {
 				b.Run(d.name+"/"+sh.name+"/"+p.name, func(b *testing.B) {
+					env(b) // a sub-benchmark runs on its own goroutine
 					sec := mmaMedianSeconds(b, x, p.op)
+					if p.name == "bias_backward" { // memory-bound: report bytes
+						gbs := float64(2*n*oc+2*oc) / sec / 1e9
+						b.ReportMetric(gbs, "GB/s")
+						lines = append(lines, fmt.Sprintf("MMA %s %-8s %-16s n=%d oc=%d ld=%d  %8.1f us  %6.0f GB/s",
+							d.name, sh.name, p.name, n, oc, ld, sec*1e6, gbs))
+						return
+					}
 					tflops := 2 * float64(n) * float64(c) * float64(oc) / sec / 1e12
 					b.ReportMetric(tflops, "TFLOP/s")
 					b.ReportMetric(sec*1e6, "us/launch")
@@ -530,7 +547,13 @@ func BenchmarkMatmulMMA(b *testing.B) {
 						d.name, sh.name, p.name, n, c, oc, ld, sec*1e6, tflops, extra))
 				})
 			}
-			testExec.Free(inp.Buf, w.Buf, bias.Buf, dout.Buf, out.Buf, dinp.Buf, dw.Buf, ws.Partials.Buf, ws.Counters.Buf)
+			for _, p := range products {
+				for _, a := range p.op.Args {
+					if a.Kind == program.Ptr && !a.View.IsNull() {
+						testExec.Free(a.View.Buf)
+					}
+				}
+			}
 		}
 	}
 	fmt.Println(strings.Join(lines, "\n"))

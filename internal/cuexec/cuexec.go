@@ -43,9 +43,11 @@ type Executor struct {
 	prepared   map[*program.Op]*prepared
 	// Domain is the NVTX domain of every range the executor pushes; nil
 	// is the global domain (the template's). Set it before the first Push.
-	Domain  *nvtx.Domain
-	ranges  map[rangeKey]*nvtx.Attributes
-	strings map[string]*nvtx.RegisteredString
+	Domain *nvtx.Domain
+	ranges map[rangeKey]*nvtx.Attributes
+	// sharedSet is the dynamic shared memory each kernel was opted in to.
+	sharedSet map[string]int
+	strings   map[string]*nvtx.RegisteredString
 	// counts are the launches of operations no longer prepared (freed
 	// buffers forget their ops); live ones count in prepared.launches.
 	counts map[string]int
@@ -57,7 +59,7 @@ type Executor struct {
 func New(dev *gpu.Device) (*Executor, error) {
 	x := &Executor{dev: dev, s: dev.Stream, functions: map[string]cu.Function{},
 		ptrs: map[*program.Buffer]cu.DevicePtr{}, prepared: map[*program.Op]*prepared{},
-		ranges: map[rangeKey]*nvtx.Attributes{}, strings: map[string]*nvtx.RegisteredString{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{}}
+		ranges: map[rangeKey]*nvtx.Attributes{}, strings: map[string]*nvtx.RegisteredString{}, sharedSet: map[string]int{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{}}
 	for _, name := range ptx.Modules() {
 		if t, ok := ptx.ModuleTarget(name); ok && !t.Runs(dev.Info.CCMajor, dev.Info.CCMinor) {
 			x.unloadable[name] = t
@@ -365,6 +367,9 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 		if len(op.Args) > maxParams {
 			return nil, fmt.Errorf("kernel %s: %d arguments, at most %d", op.Name, len(op.Args), maxParams)
 		}
+		if err := x.allowShared(op, fn); err != nil {
+			return nil, err
+		}
 		p.fn, p.n = fn, len(op.Args)
 		for i, a := range op.Args {
 			switch a.Kind {
@@ -619,5 +624,26 @@ func sameSize[T float32 | int32 | uint16](v program.View) error {
 	if int64(unsafe.Sizeof(zero)) != v.Buf.Elem.Size() {
 		return fmt.Errorf("host elements of %d bytes for %s elements of %d", unsafe.Sizeof(zero), v.Buf.Elem, v.Buf.Elem.Size())
 	}
+	return nil
+}
+
+// allowShared opts kernel fn in to op's dynamic shared memory when it is
+// above the default 48 KB (once per kernel, at the largest size asked), or
+// refuses it when the device allows less.
+func (x *Executor) allowShared(op *program.Op, fn cu.Function) error {
+	if op.SharedBytes <= program.DefaultDynamicShared {
+		return nil
+	}
+	if limit := x.dev.Info.SharedOptIn; op.SharedBytes > limit {
+		return fmt.Errorf("kernel %s: %d B of dynamic shared memory, this GPU allows %d", op.Name, op.SharedBytes, limit)
+	}
+	key := op.Module + "/" + op.Name
+	if x.sharedSet[key] >= op.SharedBytes {
+		return nil
+	}
+	if err := cudrv.SetMaxDynamicShared(unsafe.Pointer(&fn), op.SharedBytes); err != nil {
+		return fmt.Errorf("kernel %s: %w", op.Name, err)
+	}
+	x.sharedSet[key] = op.SharedBytes
 	return nil
 }

@@ -26,10 +26,13 @@ type Info struct {
 	MemoryClockMHz int    `json:"memory_clock_mhz"`
 	MemoryBusBits  int    `json:"memory_bus_bits"`
 	L2Bytes        int    `json:"l2_bytes"`
-	DriverVersion  int    `json:"driver_cuda_version"` // cuDriverGetVersion: 13000 is CUDA 13.0
-	PCIDomain      int    `json:"pci_domain"`
-	PCIBus         int    `json:"pci_bus"`
-	PCIDevice      int    `json:"pci_device"`
+	// SharedOptIn is the most dynamic shared memory one block may ask for
+	// after opting in (cuFuncSetAttribute): 227 KB on Hopper.
+	SharedOptIn   int `json:"shared_optin_bytes"`
+	DriverVersion int `json:"driver_cuda_version"` // cuDriverGetVersion: 13000 is CUDA 13.0
+	PCIDomain     int `json:"pci_domain"`
+	PCIBus        int `json:"pci_bus"`
+	PCIDevice     int `json:"pci_device"`
 }
 
 // CUDAVersion formats DriverVersion as major.minor.
@@ -108,6 +111,9 @@ func query(ordinal int, dev cu.Device) (Info, error) {
 		{&info.MemoryClockMHz, cu.MemoryClockRate},
 		{&info.MemoryBusBits, cu.GlobalMemoryBusWidth},
 		{&info.L2Bytes, cu.L2CacheSize},
+		// CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, which
+		// gorgonia.org/cu does not name.
+		{&info.SharedOptIn, cu.DeviceAttribute(97)},
 		{&info.PCIDomain, cu.PciDomainID},
 		{&info.PCIBus, cu.PciBusID},
 		{&info.PCIDevice, cu.PciDeviceID},

@@ -171,12 +171,17 @@ func inside(v View) error {
 }
 
 // CUDA's launch limits beyond those in package ptx (the same on every GPU
-// gpubench supports): a block's z, and dynamic shared memory without an
-// opt-in.
+// gpubench supports): a block's z, and dynamic shared memory with an
+// opt-in, at most Hopper's 227 KB (a GPU with less refuses the launch in
+// the executor, which knows the device).
 const (
 	maxBlockZ    = 64
-	maxDynamicSM = 48 << 10
+	maxDynamicSM = 227 << 10
 )
+
+// DefaultDynamicShared is the dynamic shared memory a kernel may use with
+// no opt-in; above it the executor sets the kernel's attribute first.
+const DefaultDynamicShared = 48 << 10
 
 func checkShape(op *Op) error {
 	g, b := op.Grid, op.Block
