@@ -68,10 +68,11 @@ func AttentionForwardMMA(out, lse, qkv program.View, B, T, C, NH int) program.Op
 func AttentionBackwardPreprocessMMA(d, dout, out program.View, B, T, C, NH int) program.Op {
 	const entry = "attention_backward_preprocess_bf16"
 	attnMMAElems(entry, attnMMAArg{"d", d, program.F32}, attnMMAArg{"dout", dout, program.BF16}, attnMMAArg{"out", out, program.BF16})
-	ptx.AttentionMMAConfigFor(C / NH)             // the head size check
-	const block = ptx.AttentionMMAPreprocessBlock // one warp a (b,t,h) row
+	ptx.AttentionMMAConfigFor(C / NH) // the head size check
+	// One thread per 16-byte chunk (8 elements) of each (b,t,h) row.
+	const block = ptx.AttentionMMAPreprocessBlock
 	N := int64(B * T)
-	op := kernel(attnMMAModule, entry, program.D1(ceilDiv(B*T*NH, block/ptx.WarpSize)), program.D1(block),
+	op := kernel(attnMMAModule, entry, program.D1(ceilDiv(B*T*NH*(C/NH/8), block)), program.D1(block),
 		append([]program.Arg{program.Out("d", d, int64(B*NH*T)), program.In("dout", dout, N*int64(C)),
 			program.In("out", out, N*int64(C))}, attentionArgs(B, T, C, NH)...)...)
 	op.FLOPs = 2 * N * int64(C)

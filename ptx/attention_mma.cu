@@ -65,6 +65,11 @@ typedef __nv_bfloat16 bf16;
 // 16·MT rows of the block's own tile.
 static constexpr int ATT_MMA_THREADS = 128;
 static constexpr int ATT_MMA_WARPS = ATT_MMA_THREADS / WARP_SIZE;
+// Blocks of the forward that should be resident on an SM: 3 caps its
+// registers at 168 a thread (65536 / (3·128), in steps of 8), which turned
+// 8 warps an SM into 12 and took 13% off a tile variant measured on an
+// H200 (docs/attention.md).
+static constexpr int ATT_MMA_FWD_MIN_BLOCKS = 3;
 
 // Tiles per head size D. R: rows of the block's own tile (query rows for
 // the forward and dq, key rows for dkdv), which sets the grid's x =
@@ -287,9 +292,8 @@ __device__ __forceinline__ void store_rows(bf16* dst, long long stride, const fl
 }
 
 // ---------------------------------------------------------------------------
-// Forward. One block per (query tile, head, batch); the query tile's Q
-// fragments stay in registers, K and V tiles stream through shared memory
-// up to the diagonal. Each warp owns 16·MT query rows and keeps, per row,
+// Forward. One block per (query tile, head, batch); the query tile stays in
+// shared memory, K and V tiles stream through it up to the diagonal. Each warp owns 16·MT query rows and keeps, per row,
 // the running max m (of the raw scores), the running sum l (each lane its
 // own columns' part, summed over the row's 4 lanes at the end) and the
 // output accumulator o.
@@ -328,7 +332,6 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
     load_tile<BN, D>(sV, vbase, 0, T, C3);
     cp_async_commit();
 
-    unsigned qf[MT][KS][4];
     float o[MT][OT][4], m[MT][2], l[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
@@ -346,12 +349,6 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
     for (int j = 0; j < ntiles; j++) {
         cp_async_wait_all();
         __syncthreads(); // tile j landed; every warp is done with tile j-1's buffers
-        if (j == 0) {
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int ks = 0; ks < KS; ks++) ldsm_x4(qf[mt][ks], a_addr<D>(sQ, warp * 16 * MT + 16 * mt, ks, lane));
-        }
         if (j + 1 < ntiles) {
             const unsigned nb = ((j + 1) & 1) * KBYTES;
             load_tile<BN, D>(sK + nb, kbase, (j + 1) * BN, T, C3);
@@ -366,7 +363,10 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
         if (k0 > wq1 || wq0 >= T) continue;
         const unsigned kb = sK + (j & 1) * KBYTES, vb = sV + (j & 1) * KBYTES;
 
-        // S = Q·Kᵀ.
+        // S = Q·Kᵀ. The Q fragments are re-read from shared memory for each
+        // tile (8 more ldmatrix to the 32 of K and V): holding them in
+        // registers takes 32 more a thread, and at 255 registers only 2
+        // blocks (8 warps) fit an SM, against 3 (12 warps) at 168.
         float s[MT][NT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -376,14 +376,17 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
                 for (int e = 0; e < 4; e++) s[mt][nt][e] = 0.0f;
 #pragma unroll
         for (int ks = 0; ks < KS; ks++) {
+            unsigned qf[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) ldsm_x4(qf[mt], a_addr<D>(sQ, warp * 16 * MT + 16 * mt, ks, lane));
 #pragma unroll
             for (int np = 0; np < NT / 2; np++) {
                 unsigned kf[4];
                 ldsm_x4(kf, b_addr<D>(kb, 16 * np, ks, lane));
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][2 * np], qf[mt][ks], kf[0], kf[1]);
-                    mma16816(s[mt][2 * np + 1], qf[mt][ks], kf[2], kf[3]);
+                    mma16816(s[mt][2 * np], qf[mt], kf[0], kf[1]);
+                    mma16816(s[mt][2 * np + 1], qf[mt], kf[2], kf[3]);
                 }
             }
         }
@@ -479,7 +482,7 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
 
 // attention_forward_bf16: grid (ceil(T/R), NH, B) with R = AttnMmaFwd<hs>::R,
 // ATT_MMA_THREADS threads. hs = C/NH must be 32, 64 or 128.
-extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS)
+extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS, ATT_MMA_FWD_MIN_BLOCKS)
     attention_forward_bf16(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH) {
     __shared__ __align__(128) unsigned char smem[ATT_MMA_FWD_SMEM];
     const int hs = C / NH;
@@ -494,29 +497,39 @@ extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS)
 
 // ---------------------------------------------------------------------------
 // attention_backward_preprocess_bf16: d[b,h,t] = Σ_i dout[b,t,h·hs+i]·out[b,t,h·hs+i]
-// in fp32 (the products of bf16 values are exact in fp32). One warp per
-// (b,t,h), h fastest; each lane reads bf16 pairs, and the warp's butterfly
-// sum is fixed, so d is deterministic. Grid ceil(B·T·NH / (block/32)), any
-// block of whole warps (the launcher uses 256). hs must be even.
-extern "C" __global__ void attention_backward_preprocess_bf16(float* d, const bf16* dout, const bf16* out, int B,
-                                                              int T, int C, int NH) {
-    const int hs = C / NH;
-    const int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
-    const int lane = threadIdx.x % WARP_SIZE;
-    if (row >= B * T * NH) return; // the whole warp leaves together
-    const int h = row % NH, bt = row / NH;
-    const unsigned* o = reinterpret_cast<const unsigned*>(out + static_cast<long long>(bt) * C + h * hs);
-    const unsigned* gr = reinterpret_cast<const unsigned*>(dout + static_cast<long long>(bt) * C + h * hs);
+// in fp32 (the products of bf16 values are exact in fp32). One thread per
+// 16-byte chunk (8 elements) of a head row, so hs/8 consecutive lanes (4,
+// 8 or 16: they divide the warp) share a row, h fastest: a warp reads 512
+// contiguous bytes of each tensor with one load a thread. The lanes' sums
+// meet in a fixed xor butterfly, so d is deterministic. Grid
+// ceil(B·T·NH·hs/8 / block), any block of whole warps (the launcher uses
+// 256). hs must be a multiple of 8 that divides 256.
+extern "C" __global__ void attention_backward_preprocess_bf16(float* d, const bf16* __restrict__ dout,
+                                                              const bf16* __restrict__ out, int B, int T, int C,
+                                                              int NH) {
+    const int hs = C / NH, lanes = hs / 8;
+    const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const long long row = i / lanes, rows = static_cast<long long>(B) * T * NH;
+    const int c = static_cast<int>(i % lanes);
+    const int h = static_cast<int>(row % NH);
+    const long long bt = row / NH;
     float acc = 0.0f;
-    for (int i = lane; i < hs / 2; i += WARP_SIZE) {
-        const unsigned a = o[i], c = gr[i];
-        acc = fmaf(bf16_lo(a), bf16_lo(c), acc);
-        acc = fmaf(bf16_hi(a), bf16_hi(c), acc);
+    if (row < rows) {
+        const long long off = bt * C + h * hs + 8 * c;
+        const uint4 a = *reinterpret_cast<const uint4*>(out + off);
+        const uint4 g = *reinterpret_cast<const uint4*>(dout + off);
+        const unsigned av[4] = {a.x, a.y, a.z, a.w}, gv[4] = {g.x, g.y, g.z, g.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            acc = fmaf(bf16_lo(av[k]), bf16_lo(gv[k]), acc);
+            acc = fmaf(bf16_hi(av[k]), bf16_hi(gv[k]), acc);
+        }
     }
-    acc = warp_sum(acc);
-    if (lane == 0) {
-        const int b = bt / T, t = bt % T;
-        d[(static_cast<long long>(b) * NH + h) * T + t] = acc;
+    // Every lane takes part in the shuffles, past the last row too.
+    for (int o = lanes / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, o);
+    if (row < rows && c == 0) {
+        const long long b = bt / T, t = bt % T;
+        d[(b * NH + h) * T + t] = acc;
     }
 }
 

@@ -16,9 +16,9 @@ import (
 const AttentionMMAThreads = 128
 
 // AttentionMMAPreprocessBlock is the block size of
-// attention_backward_preprocess_bf16: one warp per (b,t,h) row, so its grid
-// is ceil(B·T·NH / (AttentionMMAPreprocessBlock/WarpSize)). The kernel
-// takes any multiple of WarpSize; this is the launcher's choice.
+// attention_backward_preprocess_bf16: one thread per 16-byte chunk of a
+// (b,t,h) row, so its grid is ceil(B·T·NH·hs/8 / AttentionMMAPreprocessBlock).
+// The kernel takes any multiple of WarpSize; this is the launcher's choice.
 const AttentionMMAPreprocessBlock = 256
 
 // attentionMMAConfigs mirrors AttnMmaFwd<D>, AttnMmaDkdv<D> and
