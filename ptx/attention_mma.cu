@@ -65,11 +65,6 @@ typedef __nv_bfloat16 bf16;
 // 16·MT rows of the block's own tile.
 static constexpr int ATT_MMA_THREADS = 128;
 static constexpr int ATT_MMA_WARPS = ATT_MMA_THREADS / WARP_SIZE;
-// Blocks of the forward that should be resident on an SM: 3 caps its
-// registers at 168 a thread (65536 / (3·128), in steps of 8), which turned
-// 8 warps an SM into 12 and took 13% off a tile variant measured on an
-// H200 (docs/attention.md).
-static constexpr int ATT_MMA_FWD_MIN_BLOCKS = 3;
 
 // Tiles per head size D. R: rows of the block's own tile (query rows for
 // the forward and dq, key rows for dkdv), which sets the grid's x =
@@ -292,8 +287,11 @@ __device__ __forceinline__ void store_rows(bf16* dst, long long stride, const fl
 }
 
 // ---------------------------------------------------------------------------
-// Forward. One block per (query tile, head, batch); the query tile stays in
-// shared memory, K and V tiles stream through it up to the diagonal. Each warp owns 16·MT query rows and keeps, per row,
+// Forward. One block per (query tile, head, batch); the query tile's Q
+// fragments stay in registers, K and V tiles stream through shared memory
+// up to the diagonal. (That takes 255 registers, so 2 blocks, 8 warps, an
+// SM. Re-reading Q from shared memory each tile, with 3 blocks an SM at
+// 168 registers, measured 22% slower on an H200: docs/attention.md.) Each warp owns 16·MT query rows and keeps, per row,
 // the running max m (of the raw scores), the running sum l (each lane its
 // own columns' part, summed over the row's 4 lanes at the end) and the
 // output accumulator o.
@@ -332,6 +330,7 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
     load_tile<BN, D>(sV, vbase, 0, T, C3);
     cp_async_commit();
 
+    unsigned qf[MT][KS][4];
     float o[MT][OT][4], m[MT][2], l[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
@@ -349,6 +348,12 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
     for (int j = 0; j < ntiles; j++) {
         cp_async_wait_all();
         __syncthreads(); // tile j landed; every warp is done with tile j-1's buffers
+        if (j == 0) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int ks = 0; ks < KS; ks++) ldsm_x4(qf[mt][ks], a_addr<D>(sQ, warp * 16 * MT + 16 * mt, ks, lane));
+        }
         if (j + 1 < ntiles) {
             const unsigned nb = ((j + 1) & 1) * KBYTES;
             load_tile<BN, D>(sK + nb, kbase, (j + 1) * BN, T, C3);
@@ -363,10 +368,7 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
         if (k0 > wq1 || wq0 >= T) continue;
         const unsigned kb = sK + (j & 1) * KBYTES, vb = sV + (j & 1) * KBYTES;
 
-        // S = Q·Kᵀ. The Q fragments are re-read from shared memory for each
-        // tile (8 more ldmatrix to the 32 of K and V): holding them in
-        // registers takes 32 more a thread, and at 255 registers only 2
-        // blocks (8 warps) fit an SM, against 3 (12 warps) at 168.
+        // S = Q·Kᵀ.
         float s[MT][NT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -376,17 +378,14 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
                 for (int e = 0; e < 4; e++) s[mt][nt][e] = 0.0f;
 #pragma unroll
         for (int ks = 0; ks < KS; ks++) {
-            unsigned qf[MT][4];
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) ldsm_x4(qf[mt], a_addr<D>(sQ, warp * 16 * MT + 16 * mt, ks, lane));
 #pragma unroll
             for (int np = 0; np < NT / 2; np++) {
                 unsigned kf[4];
                 ldsm_x4(kf, b_addr<D>(kb, 16 * np, ks, lane));
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][2 * np], qf[mt], kf[0], kf[1]);
-                    mma16816(s[mt][2 * np + 1], qf[mt], kf[2], kf[3]);
+                    mma16816(s[mt][2 * np], qf[mt][ks], kf[0], kf[1]);
+                    mma16816(s[mt][2 * np + 1], qf[mt][ks], kf[2], kf[3]);
                 }
             }
         }
@@ -482,7 +481,7 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
 
 // attention_forward_bf16: grid (ceil(T/R), NH, B) with R = AttnMmaFwd<hs>::R,
 // ATT_MMA_THREADS threads. hs = C/NH must be 32, 64 or 128.
-extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS, ATT_MMA_FWD_MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS)
     attention_forward_bf16(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH) {
     __shared__ __align__(128) unsigned char smem[ATT_MMA_FWD_SMEM];
     const int hs = C / NH;

@@ -38,11 +38,10 @@ var attnMMAMirrors = map[string]struct {
 
 // attnMMACudaOnly are its constants that no Go code needs, with the reason.
 var attnMMACudaOnly = map[string]string{
-	"ATT_MMA_WARPS":          "ATT_MMA_THREADS / WARP_SIZE, the warps inside a block",
-	"ATT_MMA_FWD_MIN_BLOCKS": "a residency hint to the register allocator (__launch_bounds__); the grid does not depend on it",
-	"ATT_MMA_FWD_SMEM":       "static shared memory, fixed at compile time (static_assert ≤ 48 KB); no dynamic shared memory to pass",
-	"ATT_MMA_DKDV_SMEM":      "static shared memory, as ATT_MMA_FWD_SMEM",
-	"ATT_MMA_DQ_SMEM":        "static shared memory, as ATT_MMA_FWD_SMEM",
+	"ATT_MMA_WARPS":     "ATT_MMA_THREADS / WARP_SIZE, the warps inside a block",
+	"ATT_MMA_FWD_SMEM":  "static shared memory, fixed at compile time (static_assert ≤ 48 KB); no dynamic shared memory to pass",
+	"ATT_MMA_DKDV_SMEM": "static shared memory, as ATT_MMA_FWD_SMEM",
+	"ATT_MMA_DQ_SMEM":   "static shared memory, as ATT_MMA_FWD_SMEM",
 }
 
 // attnMMAEntries are the module's kernels, in file order.
