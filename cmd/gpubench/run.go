@@ -139,10 +139,9 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		sampler.Start(100 * time.Millisecond)
 	}
 	progress := newProgress(stderr, r.Iters)
-	if r.Profile {
-		if err := cudrv.ProfilerStart(); err != nil {
-			return err
-		}
+	win, err := newWindows(x, r.Windows())
+	if err != nil {
+		return err
 	}
 	var (
 		loopErr error
@@ -151,6 +150,9 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		losses  = make([]float32, 0, r.Iters)
 	)
 	for i := 0; i < r.Iters && loopErr == nil && caught == nil; i++ {
+		if loopErr = win.open(i); loopErr != nil {
+			break
+		}
 		t0 := time.Now()
 		x.Domain.Push(&ranges.iteration[i])
 		loopErr = timedStep(m, dev.Stream, timer, i)
@@ -164,16 +166,17 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		if loopErr == nil && r.CheckNumerics {
 			loopErr = m.CheckNumerics()
 		}
+		if err := win.close(i); err != nil && loopErr == nil {
+			loopErr = err
+		}
 		progress.update(i + 1)
 		select {
 		case caught = <-stop:
 		default:
 		}
 	}
-	if r.Profile {
-		if err := cudrv.ProfilerStop(); err != nil && loopErr == nil {
-			loopErr = err
-		}
+	if err := win.stop(); err != nil && loopErr == nil { // a window an error or a signal left open
+		loopErr = err
 	}
 	progress.done()
 	if sampler != nil {
@@ -334,4 +337,60 @@ func (t *timer) fill(res *report.Result, wall []time.Duration, losses []float32,
 		res.Iterations = append(res.Iterations, it)
 	}
 	return nil
+}
+
+// windows opens and closes the run's profiler windows around the measured
+// iterations: cuProfilerStart, then an NVTX range called "profile" (for
+// nsys -c nvtx -p profile), at each window's first iteration; the range's
+// pop and cuProfilerStop after its last.
+type windows struct {
+	x       *cuexec.Executor
+	ws      []config.Window
+	profile *nvtx.Attributes
+	inside  bool
+}
+
+func newWindows(x *cuexec.Executor, ws []config.Window) (*windows, error) {
+	w := &windows{x: x, ws: ws}
+	if len(ws) > 0 {
+		s, err := x.Register(config.ProfileRange)
+		if err != nil {
+			return nil, err
+		}
+		class := cuexec.RangeClassOf(&program.Range{Name: config.ProfileRange})
+		w.profile = &nvtx.Attributes{Message: s, Color: class.Color, Category: class.Category}
+	}
+	return w, nil
+}
+
+func (w *windows) open(i int) error {
+	for _, win := range w.ws {
+		if win.First == i {
+			if err := cudrv.ProfilerStart(); err != nil {
+				return err
+			}
+			w.x.Domain.Push(w.profile)
+			w.inside = true
+		}
+	}
+	return nil
+}
+
+func (w *windows) close(i int) error {
+	for _, win := range w.ws {
+		if win.Last == i && w.inside {
+			return w.stop()
+		}
+	}
+	return nil
+}
+
+// stop closes the open window, if any.
+func (w *windows) stop() error {
+	if !w.inside {
+		return nil
+	}
+	w.inside = false
+	w.x.Domain.Pop()
+	return cudrv.ProfilerStop()
 }

@@ -17,7 +17,15 @@ func Check(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageOrHelp(err)
 	}
-	rep, err := nsyscheck.Check(rest[0], plan.Of(model.Program(r.Dims, r.Mode, model.Options{Graph: r.Graph, DType: r.DType, NVTX: r.NVTX})), r.Iters)
+	p := plan.Of(model.Program(r.Dims, r.Mode, model.Options{Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}))
+	var rep *nsyscheck.Report
+	if r.ProfileIters != nil || r.ProfileWindows > 0 {
+		// The report holds one of the run's windows (repeat:N gives one
+		// report per window).
+		rep, err = nsyscheck.CheckWindows(rest[0], p, r.Windows())
+	} else {
+		rep, err = nsyscheck.Check(rest[0], p, r.Iters)
+	}
 	if rep != nil {
 		if werr := rep.WriteText(stdout); werr != nil && err == nil {
 			err = werr

@@ -80,6 +80,12 @@ func TestParseRunRejects(t *testing.T) {
 		{"unknown mode", []string{"--mode=eval"}, []string{"--mode", "train, infer"}},
 		{"unknown dtype", []string{"--dtype=fp16"}, []string{"--dtype", `"fp16"`, "fp32, tf32, bf16"}},
 		{"dtype case", []string{"--dtype=BF16"}, []string{"--dtype", "fp32, tf32, bf16"}},
+		{"profile iters past the end", []string{"--iters=10", "--profile-iters=5-10"}, []string{"--profile-iters", `"5-10"`, "past the last", "--iters = 10"}},
+		{"profile iters backwards", []string{"--profile-iters=4-2"}, []string{"--profile-iters", "ends before it starts"}},
+		{"profile iters not a range", []string{"--profile-iters=two"}, []string{"--profile-iters", "not a number"}},
+		{"profile iters negative", []string{"--profile-iters=-1"}, []string{"--profile-iters"}},
+		{"profile windows with iters", []string{"--profile-windows=2", "--profile-iters=1-2"}, []string{"--profile-windows", "--profile-iters"}},
+		{"profile windows over iters", []string{"--iters=3", "--profile-windows=4"}, []string{"--profile-windows", "4", "1..--iters = 3"}},
 		{"unknown nvtx depth", []string{"--nvtx=kernel"}, []string{"--nvtx", `"kernel"`, "iteration, layer, op"}},
 		{"nvtx depth with graph", []string{"--nvtx=layer", "--graph"}, []string{"--graph", "--nvtx=layer", "--nvtx=iteration"}},
 		{"nvtx domain with @", []string{"--nvtx-domain=a@b"}, []string{"--nvtx-domain", "'@'"}},
@@ -268,5 +274,40 @@ func TestParseDTypes(t *testing.T) {
 		r, err := ParseRun([]string{"--dtype=" + string(d)})
 		require.NoError(t, err)
 		assert.Equal(t, d, r.DType)
+	}
+}
+
+func TestWindows(t *testing.T) {
+	cases := []struct {
+		args []string
+		want []Window
+	}{
+		{nil, nil},
+		{[]string{"--profile"}, []Window{{0, 9}}},
+		{[]string{"--profile-iters=2-4"}, []Window{{2, 4}}},
+		{[]string{"--profile-iters=7"}, []Window{{7, 7}}},
+		{[]string{"--profile-windows=3"}, []Window{{0, 3}, {4, 6}, {7, 9}}},
+		{[]string{"--iters=2", "--profile-windows=2"}, []Window{{0, 0}, {1, 1}}},
+	}
+	for _, c := range cases {
+		r, err := ParseRun(c.args)
+		require.NoError(t, err, c.args)
+		assert.Equal(t, c.want, r.Windows(), c.args)
+		assert.Equal(t, c.want != nil, r.Profile, c.args)
+	}
+	for iters := 1; iters < 30; iters++ {
+		for n := 1; n <= iters; n++ {
+			ws := SplitWindows(iters, n)
+			next := 0
+			for _, w := range ws {
+				if w.First != next || w.Len() < iters/n || w.Len() > iters/n+1 {
+					t.Fatalf("SplitWindows(%d, %d) = %v", iters, n, ws)
+				}
+				next = w.Last + 1
+			}
+			if next != iters || len(ws) != n {
+				t.Fatalf("SplitWindows(%d, %d) = %v", iters, n, ws)
+			}
+		}
 	}
 }

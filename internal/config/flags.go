@@ -20,11 +20,17 @@ type Run struct {
 	NVTX       NVTXDepth
 	NVTXDomain string
 
-	Warmup  int    // iterations before the profiler window, not reported
-	Iters   int    // iterations inside the window, reported
-	Profile bool   // call cuProfilerStart/Stop around the timed iterations
-	Seed    uint64 // parameters and inputs are drawn from it
-	Device  int    // CUDA device ordinal
+	Warmup  int  // iterations before the profiler window, not reported
+	Iters   int  // iterations inside the window, reported
+	Profile bool // call cuProfilerStart/Stop around the timed iterations
+	// ProfileIters narrows the profiler window to these iterations
+	// (--profile-iters); ProfileWindows splits the iterations into that
+	// many windows (--profile-windows). Either turns Profile on; see
+	// Windows.
+	ProfileIters   *Window
+	ProfileWindows int
+	Seed           uint64 // parameters and inputs are drawn from it
+	Device         int    // CUDA device ordinal
 
 	JSON          string // write the full result here
 	Dump          string // write one step's tensors as safetensors here
@@ -70,7 +76,7 @@ var ErrHelp = flag.ErrHelp
 type runFlags struct {
 	fs                   *flag.FlagSet
 	model, mode, dtype   string
-	nvtx                 string
+	nvtx, profileIters   string
 	v, maxT, t, l, nh, c optionalInt
 	b                    int
 	run                  Run
@@ -116,6 +122,8 @@ func newRunFlags(name string) *runFlags {
 	fs.IntVar(&f.run.Warmup, "warmup", DefaultWarmup, "iterations before the profiler window, not reported")
 	fs.IntVar(&f.run.Iters, "iters", DefaultIters, "iterations inside the profiler window, reported")
 	fs.BoolVar(&f.run.Profile, "profile", false, "call cuProfilerStart/Stop around the timed iterations (for nsys --capture-range=cudaProfilerApi)")
+	fs.StringVar(&f.profileIters, "profile-iters", "", "open the profiler window over measured iterations `A-B` only (0-based; implies --profile)")
+	fs.IntVar(&f.run.ProfileWindows, "profile-windows", 0, "open `N` separate profiler windows over the measured iterations, for nsys --capture-range-end=repeat:N (implies --profile)")
 	fs.Uint64Var(&f.run.Seed, "seed", DefaultSeed, "seed of the parameters and the inputs")
 	fs.IntVar(&f.run.Device, "device", 0, "CUDA device ordinal")
 	fs.StringVar(&f.run.JSON, "json", "", "write the full result as JSON to this file")
@@ -229,6 +237,22 @@ func (f *runFlags) finish() (Run, error) {
 	r.Dims = d
 	if r.Iters < 1 {
 		return Run{}, fmt.Errorf("--iters: %d is not allowed (must be at least 1)", r.Iters)
+	}
+	if f.profileIters != "" && r.ProfileWindows != 0 {
+		return Run{}, errors.New("--profile-windows: cannot be combined with --profile-iters (one names a window, the other splits the run into several; drop one)")
+	}
+	if f.profileIters != "" {
+		w, err := parseWindow(f.profileIters, r.Iters)
+		if err != nil {
+			return Run{}, err
+		}
+		r.ProfileIters, r.Profile = &w, true
+	}
+	if r.ProfileWindows < 0 || r.ProfileWindows > r.Iters {
+		return Run{}, fmt.Errorf("--profile-windows: %d is not allowed (1..--iters = %d)", r.ProfileWindows, r.Iters)
+	}
+	if r.ProfileWindows > 0 {
+		r.Profile = true
 	}
 	if r.Warmup < 0 {
 		return Run{}, fmt.Errorf("--warmup: %d is not allowed (must be at least 0)", r.Warmup)

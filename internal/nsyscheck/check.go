@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/plan"
 )
 
@@ -35,8 +36,32 @@ func Check(path string, p plan.Plan, iters int) (*Report, error) {
 	return CheckTrace(t, p, iters)
 }
 
+// CheckWindows is Check for a run with profiler windows (config.Run.
+// Windows): the report must hold exactly the iterations of one of them,
+// numbered as in the run (a report of nsys --capture-range-end=repeat:N
+// holds one window of several).
+func CheckWindows(path string, p plan.Plan, windows []config.Window) (*Report, error) {
+	t, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return checkTrace(t, p, windows)
+}
+
 // CheckTrace checks a loaded trace; see Check.
 func CheckTrace(t *Trace, p plan.Plan, iters int) (*Report, error) {
+	var ws []config.Window
+	if iters > 0 {
+		ws = []config.Window{{First: 0, Last: iters - 1}}
+	}
+	return checkTrace(t, p, ws)
+}
+
+func checkTrace(t *Trace, p plan.Plan, windows []config.Window) (*Report, error) {
+	iters := 0
+	if len(windows) > 0 {
+		iters = windows[0].Len()
+	}
 	c := &checker{
 		t:       t,
 		p:       p,
@@ -50,6 +75,7 @@ func CheckTrace(t *Trace, p plan.Plan, iters int) (*Report, error) {
 		},
 	}
 	c.index()
+	c.windows = windows
 	c.run(iters)
 	return c.rep, c.rep.Err()
 }
@@ -85,6 +111,8 @@ type checker struct {
 	stopped bool
 	// graphNoted: the note about whole-graph records was made.
 	graphNoted bool
+	// windows are the run's profiler windows; the capture holds one.
+	windows []config.Window
 }
 
 func (c *checker) fail(format string, args ...any) {
@@ -165,6 +193,30 @@ func (c *checker) iterations(want int) {
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return c.t.Ranges[idx[a]].Start < c.t.Ranges[idx[b]].Start })
 	c.rep.Iterations = len(idx)
+	first := 0
+	if len(c.windows) > 1 || (len(c.windows) == 1 && c.windows[0].First != 0) {
+		// The capture holds one window: the one its first iteration opens.
+		found := -1
+		if len(idx) > 0 {
+			found, _ = plan.ParseIterationName(c.t.Ranges[idx[0]].Name)
+		}
+		var starts []string
+		var w *config.Window
+		for k := range c.windows {
+			starts = append(starts, plan.IterationName(c.windows[k].First))
+			if c.windows[k].First == found {
+				w = &c.windows[k]
+			}
+		}
+		if w == nil {
+			if len(idx) > 0 {
+				c.fail("capture starts at %s; the run's profiler windows start at %s", c.t.Ranges[idx[0]].Name, strings.Join(starts, ", "))
+			}
+			w = &c.windows[0]
+		}
+		first, want = w.First, w.Len()
+		c.rep.Expected = want
+	}
 	if (want > 0 && len(idx) != want) || len(idx) == 0 {
 		msg := fmt.Sprintf("capture holds %d iteration ranges, expected %d", len(idx), want)
 		if want <= 0 {
@@ -184,10 +236,10 @@ func (c *checker) iterations(want int) {
 			return
 		}
 		r := c.t.Ranges[i]
-		if wantName := plan.IterationName(k); r.Name != wantName {
+		if wantName := plan.IterationName(first + k); r.Name != wantName {
 			if misnamed++; misnamed <= 3 {
-				c.fail("iteration range %d of %d (at %s) is named %s, expected %s: the numbering starts at 0 inside the capture window",
-					k+1, len(idx), ms(r.Start), r.Name, wantName)
+				c.fail("iteration range %d of %d (at %s) is named %s, expected %s: the run numbers its measured iterations from 0, and the capture window starts at %s",
+					k+1, len(idx), ms(r.Start), r.Name, wantName, plan.IterationName(first))
 			}
 		}
 		if j, ok := last[r.Thread]; ok {

@@ -105,7 +105,7 @@ func checkCases() []checkCase {
 			}
 		}, want: func(f *fixture, p plan.Plan) []string {
 			r := f.rangeOf(nil, 0, "iteration")
-			return []string{fmt.Sprintf("iteration range 1 of %d (at %s) is named iteration1, expected iteration0: the numbering starts at 0 inside the capture window", fxIters, ms(r.start))}
+			return []string{fmt.Sprintf("iteration range 1 of %d (at %s) is named iteration1, expected iteration0: the run numbers its measured iterations from 0, and the capture window starts at iteration0", fxIters, ms(r.start))}
 		}},
 		{name: "no NVTX table", mutate: func(t *testing.T, f *fixture, p plan.Plan) {
 			f.noNVTXTable = true
@@ -731,5 +731,46 @@ func TestDepthsAndDTypes(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestWindows: a report of one profiler window of several (nsys
+// --capture-range-end=repeat:N, or --profile-iters) passes when it holds
+// exactly that window's iterations, numbered as in the run, with the
+// "profile" range around them; another span fails, naming the windows.
+func TestWindows(t *testing.T) {
+	p := tinyPlan(t, config.Train)
+	three := config.SplitWindows(10, 3) // 0-3, 4-6, 7-9
+	cases := []struct {
+		name        string
+		windows     []config.Window
+		first, n    int
+		ok          bool
+		wantMessage string
+	}{
+		{"middle window of three", three, 4, 3, true, ""},
+		{"first window of three", three, 0, 4, true, ""},
+		{"last window of three", three, 7, 3, true, ""},
+		{"profile-iters", []config.Window{{First: 2, Last: 4}}, 2, 3, true, ""},
+		{"a span that is no window", three, 5, 2, false, "capture starts at iteration5; the run's profiler windows start at iteration0, iteration4, iteration7"},
+		{"window cut short", three, 4, 2, false, "capture holds 2 iteration ranges, expected 3"},
+		{"profile-iters from 0", []config.Window{{First: 2, Last: 4}}, 0, 3, false, "capture starts at iteration0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := runFixtureFrom(p, c.first, c.n, true).write(t)
+			rep, err := CheckWindows(path, p, c.windows)
+			if rep == nil {
+				t.Fatalf("no report: %v", err)
+			}
+			var text bytes.Buffer
+			_ = rep.WriteText(&text)
+			if rep.OK() != c.ok {
+				t.Fatalf("OK() = %v, want %v:\n%s", rep.OK(), c.ok, text.String())
+			}
+			if c.wantMessage != "" && !strings.Contains(text.String(), c.wantMessage) {
+				t.Errorf("report lacks %q:\n%s", c.wantMessage, text.String())
+			}
+		})
 	}
 }

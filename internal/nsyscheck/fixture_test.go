@@ -81,7 +81,12 @@ type fixture struct {
 // shaped like a real export of nsys 2025.3 (see testdata/nsys): the
 // iteration ranges carry their index as an int64 payload, and every launch
 // call also has a --cudabacktrace copy under its correlationId.
-func runFixture(p plan.Plan, iters int) *fixture {
+func runFixture(p plan.Plan, iters int) *fixture { return runFixtureFrom(p, 0, iters, false) }
+
+// runFixtureFrom is a capture of iterations first..first+iters-1, as one
+// profiler window of a run (--profile-iters, --profile-windows), with the
+// NVTX range "profile" around them when profileRange is set.
+func runFixtureFrom(p plan.Plan, first, iters int, profileRange bool) *fixture {
 	f := &fixture{nextCorr: 100}
 	t := fxStartTime
 	// Rows that are not ranges and must be ignored.
@@ -91,7 +96,10 @@ func runFixture(p plan.Plan, iters int) *fixture {
 		fxRange{name: "checkpoint", start: 20 * us, eventType: EventNvtxMark, tid: fxMainThread, iter: -1, open: true},
 	)
 	f.launches = append(f.launches, fxLaunch{api: "cuProfilerStart", apiStart: t - 40*us, apiEnd: t - 34*us, tid: fxMainThread, corr: f.corr(), noGPU: true, iter: -1})
-	for i := range iters {
+	if profileRange {
+		f.ranges = append(f.ranges, fxRange{name: "profile", start: t - 20*us, tid: fxMainThread, eventType: EventNvtxPushPopRange, iter: -1, path: "profile"})
+	}
+	for i := first; i < first+iters; i++ {
 		n := int64(i)
 		it := fxRange{name: plan.IterationName(i), start: t, tid: fxMainThread, eventType: EventNvtxPushPopRange, payload: &n, iter: i, path: "iteration"}
 		t += fxRangeGap
@@ -133,6 +141,9 @@ func runFixture(p plan.Plan, iters int) *fixture {
 		// A synchronizing call between iterations, which launches nothing.
 		f.launches = append(f.launches, fxLaunch{api: "cuStreamSynchronize", apiStart: t + 10*us, apiEnd: t + 100*us, tid: fxMainThread, corr: f.corr(), noGPU: true, iter: -1})
 		t += fxIterGap
+	}
+	if profileRange {
+		f.ranges[3].end = t - 1*us
 	}
 	f.launches = append(f.launches, fxLaunch{api: "cuProfilerStop", apiStart: t, apiEnd: t + 1*us, tid: fxMainThread, corr: f.corr(), noGPU: true, iter: -1})
 	return f
