@@ -192,3 +192,50 @@ func TestIllegalAddressNamesKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestGraphFaultNamesGraph: a kernel that faults inside a replayed CUDA
+// graph surfaces at the next wait, which names the graph and its kernels
+// (the driver names no node). The fault is TestIllegalAddressNamesKernel's.
+func TestGraphFaultNamesGraph(t *testing.T) {
+	if os.Getenv(faultChild) == "1" {
+		x := env(t)
+		const n = 1 << 28
+		b := alloc(t, "small", program.F32, 16)
+		b.Elems = n // the lie: only 16 floats are allocated
+		r := &program.Range{Name: "forward", Layer: -1}
+		r.Add(Fill(b.All(), n, 1))
+		if err := program.CaptureAsGraph(r); err != nil {
+			println("FAULT: capture: " + err.Error())
+			return
+		}
+		c, err := x.Compile(r)
+		if err != nil {
+			println("FAULT: compile: " + err.Error())
+			return
+		}
+		if err := c.Run(); err != nil {
+			println("FAULT: replay: " + describe(err))
+			return
+		}
+		err = x.Synchronize()
+		var gf *cuexec.GraphFault
+		kind := "other error: "
+		if errors.As(err, &gf) {
+			kind = "graph fault: "
+		}
+		if err == nil {
+			println("FAULT: no error")
+			return
+		}
+		println("FAULT: " + kind + err.Error())
+		return
+	}
+	lines := runChild(t, "TestGraphFaultNamesGraph", "FAULT: ")
+	line := lines[len(lines)-1]
+	t.Logf("child: %s", line)
+	for _, want := range []string{"graph fault: ", "CUDA_ERROR_ILLEGAL_ADDRESS", "graph forward (fill_f32)", "--sync-launches"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("fault report %q lacks %q", line, want)
+		}
+	}
+}

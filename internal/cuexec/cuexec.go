@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"unsafe"
 
 	"github.com/gpubench/gpubench/internal/cudrv"
@@ -45,6 +46,9 @@ type Executor struct {
 	// is the global domain (the template's). Set it before the first Push.
 	Domain *nvtx.Domain
 	ranges map[rangeKey]*nvtx.Attributes
+	// graphsInFlight are the graph operations replayed since the last
+	// Synchronize, to name them when it reports a fault.
+	graphsInFlight []*program.Op
 	// sharedSet is the dynamic shared memory each kernel was opted in to.
 	sharedSet map[string]int
 	strings   map[string]*nvtx.RegisteredString
@@ -198,6 +202,51 @@ func (x *Executor) Ptr(v program.View) cu.DevicePtr {
 
 // Stream is the stream operations run on.
 func (x *Executor) Stream() cu.Stream { return x.s }
+
+// Synchronize waits for the stream's work. A fault that surfaces here
+// comes from an operation enqueued since the last wait; when graphs were
+// replayed since then, the error names them and their kernels, since the
+// driver reports no node (a graph's kernel is named only by running the
+// same range without --graph and with --sync-launches).
+func (x *Executor) Synchronize() error {
+	graphs := x.graphsInFlight
+	x.graphsInFlight = x.graphsInFlight[:0]
+	err := cudrv.Explain(x.s.Synchronize())
+	if err == nil || len(graphs) == 0 {
+		return err
+	}
+	var names []string
+	seen := map[*program.Op]bool{}
+	for _, g := range graphs {
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
+		var kernels []string
+		for _, n := range g.Body.Ops() {
+			kernels = append(kernels, n.Name)
+		}
+		if len(kernels) > 6 {
+			kernels = append(kernels[:6], fmt.Sprintf("... %d in all", len(g.Body.Ops())))
+		}
+		names = append(names, fmt.Sprintf("graph %s (%s)", g.Part, strings.Join(kernels, ", ")))
+	}
+	return &GraphFault{Graphs: names, Err: err}
+}
+
+// GraphFault is a fault reported after graph replays: the graphs that ran
+// since the last wait, one of which (or an operation after them) faulted.
+type GraphFault struct {
+	Graphs []string
+	Err    error
+}
+
+func (e *GraphFault) Error() string {
+	return fmt.Sprintf("%v, in %s (CUDA names no node of a graph: run the range without --graph and with --sync-launches to name the kernel)",
+		e.Err, strings.Join(e.Graphs, " or "))
+}
+
+func (e *GraphFault) Unwrap() error { return e.Err }
 
 // Run runs range r: its NVTX range around its operations and children.
 func (x *Executor) Run(r *program.Range) error { return program.Run(r, x) }
@@ -490,6 +539,9 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 		err = x.s.Synchronize()
 	case program.Graph:
 		err = p.exec.Launch(cudrv.StreamOf(unsafe.Pointer(&x.s)))
+		if err == nil {
+			x.graphsInFlight = append(x.graphsInFlight, op)
+		}
 	}
 	if err == nil && x.SyncEachLaunch {
 		err = x.s.Synchronize()

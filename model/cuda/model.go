@@ -15,7 +15,6 @@ import (
 	"github.com/gpubench/gpubench/internal/bf16"
 	"github.com/gpubench/gpubench/internal/buckets"
 	"github.com/gpubench/gpubench/internal/config"
-	"github.com/gpubench/gpubench/internal/cudrv"
 	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/gpu"
 	"github.com/gpubench/gpubench/internal/program"
@@ -116,11 +115,12 @@ func (m *Model) SetInputs(tokens, targets []int32) error {
 
 // Loss waits for the stream and returns the mean loss of the last Forward.
 func (m *Model) Loss() (float32, error) {
-	if err := cudrv.Explain(m.x.Stream().Synchronize()); err != nil {
+	if err := m.x.Synchronize(); err != nil {
 		// Launches are asynchronous: a kernel's fault surfaces here, after
-		// the fact. SyncEachLaunch (--sync-launches) pins it on the kernel.
+		// the fact. SyncEachLaunch (--sync-launches) pins it on the kernel;
+		// a graph's fault names the graph (cuexec.GraphFault).
 		hint := ""
-		if !m.x.SyncEachLaunch {
+		if !m.x.SyncEachLaunch && !m.Graph {
 			hint = " (run again with --sync-launches to name the kernel that failed)"
 		}
 		return 0, fmt.Errorf("waiting for the iteration's kernels: %w%s", err, hint)
