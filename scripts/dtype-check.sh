@@ -80,9 +80,11 @@ for dt in tf32 bf16; do
 	check "ncu tensor pipe $dt" $? 0 "$(grep -m1 'pct_of_peak_sustained_active' "$OUT/ncu-$dt.txt" | tr -s ' ')"
 done
 
-# Speed: gpubench and PyTorch eager at each dtype, in this call; then
-# small with --graph against PyTorch's CUDA-graph step, bf16.
-for dt in "${dtypes[@]}"; do
+# Speed: gpubench and PyTorch eager at each dtype (SPEED_DTYPES, default
+# all), in this call; then small with --graph against PyTorch's
+# CUDA-graph step, bf16.
+read -r -a speed_dtypes <<<"${SPEED_DTYPES:-${dtypes[*]}}"
+for dt in "${speed_dtypes[@]}"; do
 	for preset in tiny small gpt2-124m; do
 		$bin --model=$preset --dtype=$dt --batch-size 8 --iters 20 --warmup 5 --json "$OUT/gb-$dt-$preset.json" >"$OUT/gb-$dt-$preset.txt" 2>&1
 		check "run $dt $preset" $? 0 "$(grep -m1 '^step' "$OUT/gb-$dt-$preset.txt" | tr -s ' ')"
@@ -94,7 +96,7 @@ $bin --model=small --dtype=bf16 --graph --batch-size 8 --iters 20 --warmup 5 --j
 check "run bf16 small --graph" $? 0
 python3 scripts/torch_bench.py --model small --dtype bf16 --graph --iters 20 --warmup 5 --json "$OUT/torch-bf16-small-graph.json" >"$OUT/torch-bf16-small-graph.txt" 2>&1
 check "torch_bench bf16 small --graph" $? 0
-python3 - "$OUT" "${dtypes[@]}" <<'PY' | tee "$OUT/speed.txt"
+python3 - "$OUT" "${speed_dtypes[@]}" <<'PY' | tee "$OUT/speed.txt"
 import json, sys, os
 out, dtypes = sys.argv[1], sys.argv[2:]
 def load(p):
