@@ -24,9 +24,10 @@ import (
 //     (products on TF32 tensor cores, operands rounded with cvt.rna, fp32
 //     output). A mix panics.
 //
-// There is one block tile (128×128, gemmplan.MMABlockM/N), so the result
-// of the forward and the input gradient does not depend on the SM count;
-// the weight gradient's split does (MatmulBackwardWeightMMA).
+// The block tile is 128×256 or 128×192 (gemmplan.MMAPick, by the SM count
+// and the shape); the result of the forward and the input gradient does
+// not depend on it (every output's sum runs over k in the same order), the
+// weight gradient's split does (MatmulBackwardWeightMMA).
 
 const mmaModule = "matmul_mma"
 
@@ -67,10 +68,11 @@ func strided(n, oc, ld int) int64 {
 }
 
 // mmaKernel is a launch of a GEMM entry of matmul_mma over tiles block
-// tiles and slices slices.
-func mmaKernel(entry string, tiles, slices int, flops int64, args ...program.Arg) program.Op {
+// tiles of width bn and slices slices; the entry's last argument is bn.
+func mmaKernel(entry string, bn, tiles, slices int, flops int64, args ...program.Arg) program.Op {
+	args = append(args, program.Int("bn", bn))
 	op := kernel(mmaModule, entry, program.D2(max(tiles, 1), max(slices, 1)), program.D1(gemmplan.MMAThreads), args...)
-	op.SharedBytes = gemmplan.MMASharedBytes
+	op.SharedBytes = gemmplan.MMASharedBytes(bn)
 	op.MatmulFLOPs = flops
 	op.FLOPs = flops
 	return op
@@ -87,11 +89,16 @@ func MatmulScratchSizeMMA(n, c, oc int) (partialFloats, counterInts int) {
 // MatmulForwardMMA computes out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias(oc) on
 // tensor cores; out has row stride ld ≥ oc, and columns oc..ld−1 of it are
 // left alone. bias may be a null view for none. out must not overlap the
-// inputs. sms is accepted for symmetry with the other builders: the tile
-// does not depend on it.
+// inputs. sms picks the block tile (gemmplan.MMAPick); the result does not
+// depend on it.
 func MatmulForwardMMA(out, inp, w, bias program.View, n, c, oc, ld, sms int) program.Op {
+	return mmaForward(out, inp, w, bias, n, c, oc, ld, gemmplan.MMAPick(n, oc, c, sms))
+}
+
+// mmaForward is MatmulForwardMMA with block tiles of width bn.
+func mmaForward(out, inp, w, bias program.View, n, c, oc, ld, bn int) program.Op {
 	sfx := mmaSuffix(out, inp, w, bias)
-	op := mmaKernel("matmul_forward_"+sfx, gemmplan.MMATiles(n, oc), 1, matmulFLOPs(n, c, oc),
+	op := mmaKernel("matmul_forward_"+sfx, bn, gemmplan.MMATiles(n, oc, bn), 1, matmulFLOPs(n, c, oc),
 		program.Out("out", out, strided(n, oc, ld)), program.In("inp", inp, int64(n*c)), program.In("w", w, int64(oc*c)),
 		program.In("bias", bias, optional(bias, oc)),
 		program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("ld", ld))
@@ -102,10 +109,16 @@ func MatmulForwardMMA(out, inp, w, bias program.View, n, c, oc, ld, sms int) pro
 }
 
 // MatmulBackwardInputMMA computes dinp(n,c) = dout(n,oc)·w(oc,c) on tensor
-// cores, overwriting dinp; dout has row stride ld ≥ oc.
+// cores, overwriting dinp; dout has row stride ld ≥ oc. sms picks the block
+// tile (gemmplan.MMAPick); the result does not depend on it.
 func MatmulBackwardInputMMA(dinp, dout, w program.View, n, c, oc, ld, sms int) program.Op {
+	return mmaBackwardInput(dinp, dout, w, n, c, oc, ld, gemmplan.MMAPick(n, c, oc, sms))
+}
+
+// mmaBackwardInput is MatmulBackwardInputMMA with block tiles of width bn.
+func mmaBackwardInput(dinp, dout, w program.View, n, c, oc, ld, bn int) program.Op {
 	sfx := mmaSuffix(dinp, dout, w)
-	return mmaKernel("matmul_backward_input_"+sfx, gemmplan.MMATiles(n, c), 1, matmulFLOPs(n, c, oc),
+	return mmaKernel("matmul_backward_input_"+sfx, bn, gemmplan.MMATiles(n, c, bn), 1, matmulFLOPs(n, c, oc),
 		program.Out("dinp", dinp, int64(n*c)), program.In("dout", dout, strided(n, oc, ld)), program.In("w", w, int64(oc*c)),
 		program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("ld", ld))
 }
@@ -141,7 +154,11 @@ func MatmulBackwardWeightMMA(dw, dout, inp program.View, ws MatmulScratch, n, c,
 // checks).
 func MatmulBackwardWeightMMAPlan(dw, dout, inp program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit) program.Op {
 	sfx := mmaSuffix(dw, dout, inp)
-	return mmaKernel("matmul_backward_weight_"+sfx, p.Tiles, p.Slices, matmulFLOPs(n, c, oc),
+	if p.BN != gemmplan.MMABlockNWide && p.BN != gemmplan.MMABlockNNarrow {
+		panic(fmt.Sprintf("kernels: tensor-core weight gradient plan %v: block width %d is neither %d nor %d",
+			p, p.BN, gemmplan.MMABlockNWide, gemmplan.MMABlockNNarrow))
+	}
+	return mmaKernel("matmul_backward_weight_"+sfx, p.BN, p.Tiles, p.Slices, matmulFLOPs(n, c, oc),
 		program.Out("dw", dw, int64(oc*c)), program.In("dout", dout, strided(n, oc, ld)), program.In("inp", inp, int64(n*c)),
 		program.InOut("partials", ws.Partials, int64(p.PartialFloats())), program.InOut("counters", ws.Counters, int64(p.Counters())),
 		program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("ld", ld),

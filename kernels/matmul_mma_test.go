@@ -90,6 +90,10 @@ func (d mmaDtype) download(t *testing.T, v program.View, n int) []float64 {
 // mmaShape is (n, c, oc) with the (n, oc) tensors' row stride ld.
 type mmaShape struct{ n, c, oc, ld int }
 
+// mmaWidths are the block widths the tests force: 0 for the launcher's
+// choice (gemmplan.MMAPick), then each of gemmplan.MMABlockNs.
+var mmaWidths = []int{0, gemmplan.MMABlockNWide, gemmplan.MMABlockNNarrow}
+
 var mmaShapes = []mmaShape{
 	{1, 1, 1, 1},
 	{37, 100, 1003, 1003},  // C = 100: bf16 fallback for inp and w; ld odd: fallback for dout
@@ -99,6 +103,7 @@ var mmaShapes = []mmaShape{
 	{129, 52, 130, 136},    // C = 52: bf16 fallback, TF32 cp.async with K tails
 	{300, 256, 384, 448},   // several tiles, aligned, padded
 	{512, 768, 2304, 2304}, // a gpt2-124m product (qkv) at a shorter n
+	{1100, 64, 200, 200},   // 9 row tiles: a GROUP_M group and a partial one
 }
 
 // mmaPadded draws the (n, oc) tensor of row stride ld: N(0,1) in the first
@@ -214,7 +219,8 @@ func testMatmulMMA(t *testing.T, r *rand.Rand, d mmaDtype, sh mmaShape) {
 	dout, doutExact, doutOp := d.upload(t, "dout", mmaPadded(r, sh))
 	doutV, doutExactV := mmaDense(doutOp, sh), mmaDense(doutExact, sh)
 
-	// Forward, with and without the bias.
+	// Forward, with and without the bias: the launcher's tile (bn 0), then
+	// each width.
 	for _, withBias := range []bool{true, false} {
 		b, bv := program.View{}, []float64(nil)
 		if withBias {
@@ -222,12 +228,17 @@ func testMatmulMMA(t *testing.T, r *rand.Rand, d mmaDtype, sh mmaShape) {
 		}
 		want := make([]float64, n*oc)
 		ref.MatmulForward(want, inpOp, wOp, bv, n, c, oc)
-		what := fmt.Sprintf("out (bias %v)", withBias)
-		got := mmaRunTwice(t, d, what, n*ld, func(out program.View) program.Op {
-			return MatmulForwardMMA(out, inp, w, b, n, c, oc, ld, sms())
-		}, nil)
-		checkClose(t, what, mmaDense(got, sh), want, d.tol)
-		mmaPaddingPoisoned(t, what, got, sh)
+		for _, bn := range mmaWidths {
+			what := fmt.Sprintf("out (bias %v, bn %d)", withBias, bn)
+			got := mmaRunTwice(t, d, what, n*ld, func(out program.View) program.Op {
+				if bn == 0 {
+					return MatmulForwardMMA(out, inp, w, b, n, c, oc, ld, sms())
+				}
+				return mmaForward(out, inp, w, b, n, c, oc, ld, bn)
+			}, nil)
+			checkClose(t, what, mmaDense(got, sh), want, d.tol)
+			mmaPaddingPoisoned(t, what, got, sh)
+		}
 	}
 
 	wantDinp, wantDw := make([]float64, n*c), make([]float64, oc*c)
@@ -239,16 +250,25 @@ func testMatmulMMA(t *testing.T, r *rand.Rand, d mmaDtype, sh mmaShape) {
 		}
 	}
 
-	got := mmaRunTwice(t, d, "dinp", n*c, func(out program.View) program.Op {
-		return MatmulBackwardInputMMA(out, dout, w, n, c, oc, ld, sms())
-	}, nil)
-	checkClose(t, "dinp", got, wantDinp, d.tol)
+	for _, bn := range mmaWidths {
+		what := fmt.Sprintf("dinp (bn %d)", bn)
+		got := mmaRunTwice(t, d, what, n*c, func(out program.View) program.Op {
+			if bn == 0 {
+				return MatmulBackwardInputMMA(out, dout, w, n, c, oc, ld, sms())
+			}
+			return mmaBackwardInput(out, dout, w, n, c, oc, ld, bn)
+		}, nil)
+		checkClose(t, what, got, wantDinp, d.tol)
+	}
 
-	// The weight gradient: the launcher's plan, then forced ones.
+	// The weight gradient: the launcher's plan, then forced ones of each
+	// width.
 	ws := mmaWorkspace(t, n, c, oc)
 	plans := []gemmplan.MMASplit{MatmulWeightPlanMMA(n, c, oc, sms(), ws)}
-	for _, s := range []int{1, 2, 3} {
-		plans = append(plans, gemmplan.MMASplitOf(oc, c, n, s))
+	for _, bn := range gemmplan.MMABlockNs {
+		for _, s := range []int{1, 2, 3} {
+			plans = append(plans, gemmplan.MMASplitOf(oc, c, n, s, bn))
+		}
 	}
 	t.Logf("weight gradient plan on %d SMs: %v", sms(), plans[0])
 	for i, p := range plans {
@@ -372,20 +392,22 @@ func TestMatmulMMAUnaligned(t *testing.T) {
 			ref.MatmulForward(want, inpOp, wOp, nil, n, c, oc)
 			wantDinp, wantDw := make([]float64, n*c), make([]float64, oc*c)
 			ref.MatmulBackward(wantDinp, wantDw, nil, mmaDense(doutOp, sh), inpOp, wOp, n, c, oc)
-			out := d.poison(t, "out", n*ld+1).At(1)
-			dinp := d.poison(t, "dinp", n*c+1).At(1)
-			dw := d.poison(t, "dw", oc*c+1).At(1)
-			p := gemmplan.MMASplitOf(oc, c, n, 2)
-			ws := matmulWorkspaceSized(t, p.PartialFloats(), p.Counters())
-			run(t, MatmulForwardMMA(out, inp, w, program.View{}, n, c, oc, ld, sms()),
-				MatmulBackwardInputMMA(dinp, dout, w, n, c, oc, ld, sms()),
-				MatmulBackwardWeightMMAPlan(dw, dout, inp, ws, n, c, oc, ld, p))
-			gotOut := d.download(t, out, n*ld)
-			checkClose(t, "out", mmaDense(gotOut, sh), want, d.tol)
-			mmaPaddingPoisoned(t, "out", gotOut, sh)
-			checkClose(t, "dinp", d.download(t, dinp, n*c), wantDinp, d.tol)
-			checkClose(t, "dw "+p.String(), d.download(t, dw, oc*c), wantDw, d.tol)
-			matmulCountersZero(t, "dw", ws)
+			for _, bn := range gemmplan.MMABlockNs {
+				out := d.poison(t, "out", n*ld+1).At(1)
+				dinp := d.poison(t, "dinp", n*c+1).At(1)
+				dw := d.poison(t, "dw", oc*c+1).At(1)
+				p := gemmplan.MMASplitOf(oc, c, n, 2, bn)
+				ws := matmulWorkspaceSized(t, p.PartialFloats(), p.Counters())
+				run(t, mmaForward(out, inp, w, program.View{}, n, c, oc, ld, bn),
+					mmaBackwardInput(dinp, dout, w, n, c, oc, ld, bn),
+					MatmulBackwardWeightMMAPlan(dw, dout, inp, ws, n, c, oc, ld, p))
+				gotOut := d.download(t, out, n*ld)
+				checkClose(t, fmt.Sprintf("out (bn %d)", bn), mmaDense(gotOut, sh), want, d.tol)
+				mmaPaddingPoisoned(t, "out", gotOut, sh)
+				checkClose(t, fmt.Sprintf("dinp (bn %d)", bn), d.download(t, dinp, n*c), wantDinp, d.tol)
+				checkClose(t, "dw "+p.String(), d.download(t, dw, oc*c), wantDw, d.tol)
+				matmulCountersZero(t, "dw", ws)
+			}
 		})
 	}
 }
@@ -518,12 +540,32 @@ func BenchmarkMatmulMMA(b *testing.B) {
 				// The split's baseline: the same product, one block a tile.
 				{"backward_weight_unsplit", MatmulBackwardWeightMMA(dw, dout, inp, MatmulScratch{}, n, c, oc, ld, sms())},
 			}
+			type product = struct {
+				name string
+				op   program.Op
+			}
+			// The alternatives the planner weighs: each block width for the
+			// forward and the input gradient, and (transformer-block shapes)
+			// the weight gradient's splits of each width that fit ws.
+			for _, bn := range gemmplan.MMABlockNs {
+				products = append(products,
+					product{fmt.Sprintf("forward_bn%d", bn), mmaForward(out, inp, w, bias, n, c, oc, ld, bn)},
+					product{fmt.Sprintf("backward_input_bn%d", bn), mmaBackwardInput(dinp, dout, w, n, c, oc, ld, bn)})
+				if sh.name == "lmhead" || sh.name == "8192^3" {
+					continue
+				}
+				for _, s := range []int{1, 2, 3, 4, 5, 6, 8} {
+					q := gemmplan.MMASplitOf(oc, c, n, s, bn)
+					if q.Slices != s || int64(q.PartialFloats()) > ws.Partials.Elems || int64(q.Counters()) > ws.Counters.Elems {
+						continue
+					}
+					products = append(products, product{"backward_weight_" + strings.NewReplacer(" ", "_", "/", "_").Replace(q.String()),
+						MatmulBackwardWeightMMAPlan(dw, dout, inp, ws, n, c, oc, ld, q)})
+				}
+			}
 			if d.elem == program.BF16 {
 				dbias := alloc(b, "dbias", d.elem, oc).All()
-				products = append(products, struct {
-					name string
-					op   program.Op
-				}{"bias_backward", BiasBackwardBF16(dbias, dout, n, oc, ld)})
+				products = append(products, product{"bias_backward", BiasBackwardBF16(dbias, dout, n, oc, ld)})
 			}
 			for _, p := range products {
 				b.Run(d.name+"/"+sh.name+"/"+p.name, func(b *testing.B) {
@@ -539,11 +581,11 @@ func BenchmarkMatmulMMA(b *testing.B) {
 					tflops := 2 * float64(n) * float64(c) * float64(oc) / sec / 1e12
 					b.ReportMetric(tflops, "TFLOP/s")
 					b.ReportMetric(sec*1e6, "us/launch")
-					extra := ""
+					extra := fmt.Sprintf(" bn=%d", p.op.Args[len(p.op.Args)-1].Int)
 					if p.name == "backward_weight" {
 						extra = " " + plan.String()
 					}
-					lines = append(lines, fmt.Sprintf("MMA %s %-8s %-16s n=%d c=%d oc=%d ld=%d  %8.1f us  %6.1f TFLOP/s%s",
+					lines = append(lines, fmt.Sprintf("MMA %s %-8s %-30s n=%d c=%d oc=%d ld=%d  %8.1f us  %6.1f TFLOP/s%s",
 						d.name, sh.name, p.name, n, c, oc, ld, sec*1e6, tflops, extra))
 				})
 			}

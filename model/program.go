@@ -509,10 +509,20 @@ func (m *GPT2) Modules() []ModuleUse {
 	return uses
 }
 
-// CheckDevice refuses a GPU (named name, of compute capability
-// major.minor) that cannot load one of the program's modules, naming the
-// module, its target and what to use instead.
-func (m *GPT2) CheckDevice(name string, major, minor int) error {
+// Device is what CheckDevice needs to know of a GPU.
+type Device struct {
+	Name         string
+	Major, Minor int // compute capability
+	// SharedOptIn is the most dynamic shared memory a block may use
+	// (after opting in); 0 skips that check.
+	SharedOptIn int
+}
+
+// CheckDevice refuses a GPU that cannot load one of the program's modules,
+// naming the module, its target and what to use instead, or that has less
+// shared memory a block than one of its kernels asks for.
+func (m *GPT2) CheckDevice(d Device) error {
+	name, major, minor := d.Name, d.Major, d.Minor
 	for _, u := range m.Modules() {
 		if !u.Target.Runs(major, minor) {
 			hint := "use --dtype=fp32"
@@ -521,6 +531,18 @@ func (m *GPT2) CheckDevice(name string, major, minor int) error {
 			}
 			return fmt.Errorf("--dtype=%s: its kernels in %s.ptx are %s PTX, which %s (compute capability %d.%d) cannot run (%s)",
 				m.DType, u.Name, u.Target, name, major, minor, hint)
+		}
+	}
+	if d.SharedOptIn > 0 {
+		var ops []*program.Op
+		for i := range m.Setup {
+			ops = append(ops, &m.Setup[i])
+		}
+		for _, op := range append(ops, m.Iteration.Ops()...) {
+			if op.Kind == program.Kernel && op.SharedBytes > d.SharedOptIn {
+				return fmt.Errorf("--dtype=%s: kernel %s asks for %d B of shared memory a block; %s allows %d (use --dtype=fp32)",
+					m.DType, op.Name, op.SharedBytes, name, d.SharedOptIn)
+			}
 		}
 	}
 	return nil

@@ -296,10 +296,18 @@ func TestCheckDevice(t *testing.T) {
 	d := config.Presets[0].Dims(2)
 	for _, dt := range config.DTypes {
 		m := Program(d, config.Train, Options{DType: dt})
-		if err := m.CheckDevice("H200", 9, 0); err != nil {
+		if err := m.CheckDevice(Device{Name: "H200", Major: 9, SharedOptIn: 227 << 10}); err != nil {
 			t.Errorf("%s on an H200: %v", dt, err)
 		}
-		err := m.CheckDevice("Tesla V100", 7, 0)
+		// An A100 has 163 KB a block: the tensor-core GEMM's 4 stages of
+		// 128×256 tiles need more.
+		a100 := m.CheckDevice(Device{Name: "A100", Major: 8, SharedOptIn: 163 << 10})
+		if dt.TensorCores() != (a100 != nil) {
+			t.Errorf("%s on an A100: %v", dt, a100)
+		} else if a100 != nil && !strings.Contains(a100.Error(), "shared memory") {
+			t.Errorf("%s on an A100: %q does not name the shared memory", dt, a100)
+		}
+		err := m.CheckDevice(Device{Name: "Tesla V100", Major: 7})
 		if dt == config.FP32 {
 			if err != nil {
 				t.Errorf("fp32 on a V100: %v", err)

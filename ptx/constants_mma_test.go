@@ -25,19 +25,23 @@ var mmaConstexpr = regexp.MustCompile(`(?m)^\s*constexpr\s+int\s+(\w+)\s*=\s*([^
 // mmaMirrors are matmul_mma.cu's constants that Go restates.
 var mmaMirrors = []mirror{
 	{mmaFile, "BM", "gemmplan.MMABlockM", gemmplan.MMABlockM},
-	{mmaFile, "BN", "gemmplan.MMABlockN", gemmplan.MMABlockN},
+	{mmaFile, "BN_WIDE", "gemmplan.MMABlockNWide", gemmplan.MMABlockNWide},
+	{mmaFile, "BN_NARROW", "gemmplan.MMABlockNNarrow", gemmplan.MMABlockNNarrow},
 	{mmaFile, "THREADS", "gemmplan.MMAThreads", gemmplan.MMAThreads},
 	{mmaFile, "STAGES", "gemmplan.MMAStages", gemmplan.MMAStages},
-	{mmaFile, "SMEM_BYTES", "gemmplan.MMASharedBytes", gemmplan.MMASharedBytes},
+	{mmaFile, "ROW_BYTES", "gemmplan.MMARowBytes", gemmplan.MMARowBytes},
+	{mmaFile, "KC_STRIDE", "gemmplan.MMARowStride", gemmplan.MMARowStride},
+	{mmaFile, "SMEM_WIDE", "gemmplan.MMASharedBytes(MMABlockNWide)", gemmplan.MMASharedBytes(gemmplan.MMABlockNWide)},
+	{mmaFile, "SMEM_NARROW", "gemmplan.MMASharedBytes(MMABlockNNarrow)", gemmplan.MMASharedBytes(gemmplan.MMABlockNNarrow)},
 	{mmaFile, "BIAS_COLS", "ptx.BiasBackwardBF16Cols", BiasBackwardBF16Cols},
 	{mmaFile, "BIAS_ROWS", "ptx.BiasBackwardBF16Rows", BiasBackwardBF16Rows},
 }
 
 // mmaCudaOnly are matmul_mma.cu's constants that no Go code needs.
 var mmaCudaOnly = map[string]string{
-	"ROW_BYTES":  "a stage's K extent in bytes; Go sees only SMEM_BYTES and, through the slices' alignment, BK (checked in checkMMA)",
-	"TILE_BYTES": "one operand's stage, a factor of SMEM_BYTES",
-	"GROUP_M":    "block-index swizzle inside the kernel; the grid is the tile count whatever it is",
+	"WARPS_N": "the warps' arrangement inside a block; Go sees only THREADS",
+	"KSTEPS":  "mma k-steps a stage, ROW_BYTES/32, inside the kernel",
+	"GROUP_M": "block-index swizzle inside the kernel; the grid is the tile count whatever it is",
 }
 
 // parseMMA reads matmul_mma.cu's constexpr ints, at any indentation.
@@ -79,18 +83,16 @@ func checkMMA(s cuSources) []string {
 			add("%s: %s is %d, but %s is %d", mmaFile, m.macro, v, m.goName, m.goValue)
 		}
 	}
-	// The stage: ROW_BYTES of K for BM rows of each operand.
-	if rb, err := local.value(mmaFile, "ROW_BYTES"); err != nil {
-		add("%v", err)
-	} else {
-		if want := 2 * gemmplan.MMABlockM * rb; want != gemmplan.MMAStageBytes {
-			add("%s: a stage is 2·BM·ROW_BYTES = %d bytes, but gemmplan.MMAStageBytes is %d", mmaFile, want, gemmplan.MMAStageBytes)
-		}
-		// A slice must be whole stages of both types: BK = ROW_BYTES/2
-		// (bf16) and ROW_BYTES/4 (fp32).
-		if gemmplan.MMASliceAlign%(rb/2) != 0 || gemmplan.MMASliceAlign%(rb/4) != 0 {
-			add("%s: ROW_BYTES = %d gives stages of %d bf16 and %d fp32 rows, which gemmplan.MMASliceAlign %d is not a multiple of",
-				mmaFile, rb, rb/2, rb/4, gemmplan.MMASliceAlign)
+	// A slice must be whole stages of both types: BK = ROW_BYTES/2 (bf16)
+	// and ROW_BYTES/4 (fp32).
+	if rb := gemmplan.MMARowBytes; gemmplan.MMASliceAlign%(rb/2) != 0 || gemmplan.MMASliceAlign%(rb/4) != 0 {
+		add("%s: ROW_BYTES = %d gives stages of %d bf16 and %d fp32 rows, which gemmplan.MMASliceAlign %d is not a multiple of",
+			mmaFile, rb, rb/2, rb/4, gemmplan.MMASliceAlign)
+	}
+	// Every width the planner may pick is one the kernel dispatches on.
+	for _, bn := range gemmplan.MMABlockNs {
+		if bn != gemmplan.MMABlockNWide && bn != gemmplan.MMABlockNNarrow {
+			add("gemmplan.MMABlockNs holds %d, which is neither BN_WIDE nor BN_NARROW", bn)
 		}
 	}
 	if m := mmaBounds.FindAllStringSubmatch(f.text, -1); len(m) != 6 {
@@ -151,11 +153,13 @@ func TestConstantsMMACatchDrift(t *testing.T) {
 		name, old, new string
 		wantParts      []string
 	}{
-		{"STAGES", "constexpr int STAGES = 3;", "constexpr int STAGES = 4;", []string{mmaFile, "STAGES is 4", "gemmplan.MMAStages is 3"}},
+		{"STAGES", "constexpr int STAGES = 4;", "constexpr int STAGES = 3;", []string{mmaFile, "STAGES is 3", "gemmplan.MMAStages is 4"}},
 		{"BM", "constexpr int BM = 128;", "constexpr int BM = 64;", []string{mmaFile, "BM is 64", "gemmplan.MMABlockM is 128"}},
-		{"ROW_BYTES", "constexpr int ROW_BYTES = 64;", "constexpr int ROW_BYTES = 128;", []string{mmaFile, "gemmplan.MMAStageBytes"}},
+		{"BN_NARROW", "constexpr int BN_NARROW = 192;", "constexpr int BN_NARROW = 128;", []string{mmaFile, "BN_NARROW is 128", "gemmplan.MMABlockNNarrow is 192"}},
+		{"ROW_BYTES", "constexpr int ROW_BYTES = 128;", "constexpr int ROW_BYTES = 64;", []string{mmaFile, "ROW_BYTES is 64", "gemmplan.MMARowBytes"}},
+		{"padding", "constexpr int KC_STRIDE = ROW_BYTES + 16;", "constexpr int KC_STRIDE = ROW_BYTES;", []string{mmaFile, "SMEM_WIDE", "gemmplan.MMASharedBytes"}},
 		{"bias rows", "constexpr int BIAS_ROWS = 256;", "constexpr int BIAS_ROWS = 128;", []string{mmaFile, "BIAS_ROWS is 128"}},
-		{"residency", "__launch_bounds__(THREADS, 2)", "__launch_bounds__(THREADS, 3)", []string{mmaFile, "THREADS, 3", "gemmplan.MMAResidentBlocks"}},
+		{"residency", "__launch_bounds__(THREADS, 1)", "__launch_bounds__(THREADS, 2)", []string{mmaFile, "THREADS, 2", "gemmplan.MMAResidentBlocks"}},
 		{"new constant", "constexpr int GROUP_M = 8;", "constexpr int GROUP_M = 8;\n    constexpr int SPLIT_MIN = 2;", []string{mmaFile, "SPLIT_MIN", "not accounted for"}},
 	}
 	orig := readCU(t)

@@ -25,14 +25,21 @@
 // (TF32 cannot transpose 32-bit elements with ldmatrix: its N- and
 // M-contiguous operands are read from shared memory with 32-bit loads.)
 //
-// A block of 4 warps computes a 128×128 tile of C; each warp a 64×64
-// quarter as 4×8 mma tiles (m16n8k16 bf16 or m16n8k8 tf32), 128 fp32
-// accumulators a thread. A stage is 64 bytes of K (32 bf16 or 16 fp32) of
-// both operands, 16 KB; STAGES = 3 stages are in flight through cp.async
-// (48 KB of dynamic shared memory, the most a launch gets without
-// cuFuncSetAttribute). Shared memory is XOR-swizzled in 16-byte chunks (see
-// Tile), so that cp.async stores, ldmatrix and the TF32 32-bit reads are
-// all free of bank conflicts without padding.
+// A block of 8 warps (2 along M × 4 along N) computes a 128×BN tile of C,
+// BN = 256 (the wide tile) or 192 (the narrow one, for C's of 768 columns:
+// 256 tiles instead of 192 fill 132 SMs in two waves); each warp a 64×BN/4
+// part as 4×(BN/32) mma tiles (m16n8k16 bf16 or m16n8k8 tf32), up to 128
+// fp32 accumulators a thread, one block an SM. The entry's last parameter
+// bn picks the tile (gemmplan.MMAPick). A stage is 128 bytes of K (64 bf16
+// or 32 fp32, four mma k-steps) of both operands; STAGES = 4 stages are in
+// flight through cp.async (216 or 180 KB of dynamic shared memory: the
+// executor opts the entries in above 48 KB), one barrier a stage. The mma
+// fragments are double-buffered in registers: k-step s+1's ldmatrix are
+// issued before k-step s's mma. Shared-memory rows are padded (see Tile) so
+// that cp.async stores, ldmatrix and the TF32 32-bit reads are all free of
+// bank conflicts and every mainloop address is a lane's base plus a
+// constant. The epilogue stages the rounded tile through shared memory
+// (XOR-swizzled, swz_rc) and stores it in 16-byte chunks, whole rows a warp.
 //
 // Edges: a 16-byte chunk that runs past K, M or Nc is zero-filled by
 // cp.async's src-size operand. That needs every chunk's global address
@@ -53,21 +60,29 @@
 
 namespace mma {
 
-    // The block tile, its warps and its pipeline (gemmplan's MMA* constants
-    // mirror them; ptx/constants_mma_test.go checks).
+    // The block tiles, their warps and the pipeline (gemmplan's MMA*
+    // constants mirror them; ptx/constants_mma_test.go checks).
     constexpr int BM = 128;
-    constexpr int BN = 128;
-    constexpr int THREADS = 128;
-    constexpr int STAGES = 3;
-    // ROW_BYTES is a stage's K extent in bytes: 32 bf16 or 16 fp32, two mma
-    // k-steps either way, and four 16-byte chunks per row of a K-contiguous
-    // tile.
-    constexpr int ROW_BYTES = 64;
-    // One operand's stage: BM rows of ROW_BYTES, or ROW_BYTES/size rows of
-    // BM elements; the same 8 KB (BM == BN).
-    constexpr int TILE_BYTES = BM * ROW_BYTES;
-    constexpr int SMEM_BYTES = STAGES * 2 * TILE_BYTES;
-    static_assert(SMEM_BYTES <= 48 * 1024, "a launch gets more than 48 KB only after cuFuncSetAttribute");
+    constexpr int BN_WIDE = 256;
+    constexpr int BN_NARROW = 192;
+    constexpr int THREADS = 256;
+    // WARPS_N warps side by side along N, THREADS/32/WARPS_N = 2 along M,
+    // each 64 rows.
+    constexpr int WARPS_N = 4;
+    constexpr int STAGES = 4;
+    // ROW_BYTES is a stage's K extent in bytes: 64 bf16 or 32 fp32, four mma
+    // k-steps (KSTEPS, 32 bytes of K each) either way, and eight 16-byte
+    // chunks per row of a K-contiguous tile.
+    constexpr int ROW_BYTES = 128;
+    constexpr int KSTEPS = ROW_BYTES / 32;
+    // KC_STRIDE is a K-contiguous tile's row in shared memory: ROW_BYTES
+    // and 16 bytes of padding (see Tile).
+    constexpr int KC_STRIDE = ROW_BYTES + 16;
+    // A stage holds BM rows of A and BN rows of B, KC_STRIDE bytes each.
+    constexpr int SMEM_WIDE = STAGES * (BM + BN_WIDE) * KC_STRIDE;
+    constexpr int SMEM_NARROW = STAGES * (BM + BN_NARROW) * KC_STRIDE;
+    static_assert(SMEM_WIDE <= 227 * 1024, "more than an H100/H200 block may opt in to");
+    static_assert(SMEM_NARROW <= SMEM_WIDE, "the narrow tile needs less");
     // Block-index swizzle: consecutive blocks walk GROUP_M row-tiles down one
     // column of tiles before moving right, so that the blocks resident at
     // one time share a few A and B panels in L2.
@@ -78,6 +93,17 @@ namespace mma {
     constexpr int BIAS_ROWS = 256;
 
 typedef __nv_bfloat16 bf16;
+
+// Cfg is one block tile: 128×BN, warps of 64×WN, NI n8 tiles a warp.
+template <int BN_>
+struct Cfg {
+    static constexpr int BN = BN_;
+    static constexpr int WN = BN / WARPS_N;
+    static constexpr int NI = WN / 8;
+    static constexpr int STAGE_BYTES = (BM + BN) * KC_STRIDE;
+    static_assert(NI % 2 == 0, "B fragments are loaded two n8 tiles at a time");
+    static_assert(BM * BN * 4 <= STAGES * STAGE_BYTES, "the fp32 epilogue tile fits in the stages");
+};
 
 // Elem describes an element type: its 16-byte chunk holds PER_CHUNK
 // elements and a stage BK of K.
@@ -117,6 +143,20 @@ __device__ __forceinline__ void cp_async_wait() {
 
 __device__ __forceinline__ void sts4(unsigned addr, unsigned a, unsigned b, unsigned c, unsigned d) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+__device__ __forceinline__ void sts1(unsigned addr, unsigned a) {
+    asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(a) : "memory");
+}
+__device__ __forceinline__ void sts2(unsigned addr, unsigned a, unsigned b) {
+    asm volatile("st.shared.v2.b32 [%0], {%1, %2};" ::"r"(addr), "r"(a), "r"(b) : "memory");
+}
+__device__ __forceinline__ uint4 lds4(unsigned addr) {
+    uint4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(addr)
+                 : "memory");
+    return v;
 }
 __device__ __forceinline__ unsigned lds1(unsigned addr) {
     unsigned v;
@@ -170,6 +210,10 @@ __device__ __forceinline__ void stg4(float* p, float4 v) {
     asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
                  : "memory");
 }
+__device__ __forceinline__ void stg4u(void* p, uint4 v) {
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
+}
 __device__ __forceinline__ void fence_gpu() { asm volatile("membar.gl;" ::: "memory"); }
 __device__ __forceinline__ unsigned atom_add(int* p, unsigned v) {
     unsigned old;
@@ -193,85 +237,123 @@ __device__ __forceinline__ unsigned bits_of(const float* p, int i, int valid) {
     return i < valid ? __float_as_uint(p[i]) : 0u;
 }
 
-// Tile is one operand's stage in shared memory, in 16-byte chunks.
+// swz_rc is the chunk swizzle of the epilogue's tile (rows of T, a
+// multiple of 128 bytes each), for row k: chunk c of row k sits at chunk
+// c ^ swz_rc(k), which stays inside c's aligned group of 8 chunks (128
+// bytes, the 32 banks). bf16: k%8, so that the 8 rows one warp writes at
+// one logical chunk (a fragment's rows g = 0..7, 4 bytes from each of 4
+// lanes) hit 8 different chunks. fp32: 2·(k%4), so that the 4 rows a
+// half-warp writes at an aligned pair of chunks (8 bytes from each of 4
+// lanes) hit 8 different chunks. A row's 8 consecutive chunks (one read
+// phase) are permuted within their group: conflict-free too.
+template <typename T>
+__device__ __forceinline__ int swz_rc(int k) {
+    return sizeof(T) == 2 ? (k & 7) : ((k & 3) << 1);
+}
+
+// Tile is one operand's stage in shared memory, ROWS rows of the operand
+// (BM for A, BN for B), in 16-byte chunks, with rows padded so that every
+// address the mainloop forms is a lane's base plus a constant (no swizzle
+// to compute) and every access is still free of bank conflicts:
 //
-// K-contiguous (KC: global element (r,k) at p[r·ld + k]): BM rows of 4
-// chunks (64 bytes of K). Chunk c of row r sits at chunk c ^ ((r/2)%4): the
-// 8 rows that one ldmatrix phase reads (same logical chunk, rows r0..r0+7)
-// then fall in 8 different 16-byte bank groups.
+// K-contiguous (KC: global element (r,k) at p[r·ld + k]): ROWS rows of 8
+// chunks (128 bytes of K), KC_STRIDE = 144 bytes apart. The 8 rows of one
+// ldmatrix phase (same chunk, rows r0..r0+7) start 4 banks apart: 32 banks.
 //
 // R-contiguous (RC: element (r,k) at p[k·ld + r]): BK rows (one per k) of
-// BM elements, 16 chunks (bf16) or 32 (fp32). bf16: chunk c of row k sits
-// at c ^ (k%8), so the 8 k-rows of an ldmatrix.trans phase differ.
-// fp32: at c ^ 2·(k%4): the TF32 fragment reads 4 k-rows (t = lane%4) × 8
-// consecutive elements (two chunks, g = lane/4), which then land on 32
-// different banks.
-template <typename T, bool KC>
+// ROWS elements, RC_STRIDE apart: ROWS·size + 16 bytes for bf16 (the 8
+// k-rows of an ldmatrix.trans phase start 4 banks apart), + 32 for fp32
+// (the TF32 fragment reads 4 k-rows × 8 consecutive elements: 8 banks
+// apart). Either fits in ROWS·KC_STRIDE bytes (BK·RC_STRIDE = 128·ROWS +
+// 1024 ≤ 144·ROWS for ROWS ≥ 64).
+//
+// cp.async writes a row's consecutive chunks from consecutive threads,
+// 128 contiguous bytes a phase: conflict-free in both layouts.
+template <typename T, bool KC, int ROWS>
 struct Tile {
     static constexpr int EPC = Elem<T>::PER_CHUNK;
     static constexpr int BK = Elem<T>::BK;
-    static constexpr int ROWB = BM * (int)sizeof(T); // bytes of an RC row
-    static constexpr int CPR = ROWB / 16;            // chunks of an RC row
+    static constexpr int CPR = ROWS * (int)sizeof(T) / 16; // chunks of an RC row
+    static constexpr int RC_STRIDE = ROWS * (int)sizeof(T) + 8 * (int)sizeof(T);
+    static constexpr int CHUNKS = ROWS * ROW_BYTES / 16;
+    static constexpr int BYTES = ROWS * KC_STRIDE; // the slot, either layout
+    static_assert(BK * RC_STRIDE <= BYTES, "an RC stage fits in the slot");
+    static_assert(CHUNKS % THREADS == 0, "every thread loads the same number of chunks");
+    static_assert(KC || CPR % 8 == 0, "a phase of 8 chunks stays in one RC row");
 
-    __device__ static __forceinline__ unsigned swz_rc(int k) { return sizeof(T) == 2 ? (k & 7) : ((k & 3) << 1); }
-
-    // chunk is the byte offset of chunk q (0..511) of the stage, and the
-    // tile coordinates it holds: (r, k) of its first element.
-    __device__ static __forceinline__ unsigned chunk(int q, int& r, int& k) {
-        if (KC) {
-            r = q >> 2;
-            const int c = q & 3;
-            k = c * EPC;
-            return (unsigned)(r * ROW_BYTES + ((c ^ ((r >> 1) & 3)) << 4));
-        }
-        k = q / CPR;
-        const int c = q % CPR;
-        r = c * EPC;
-        return (unsigned)(k * ROWB + ((c ^ swz_rc(k)) << 4));
-    }
-
-    // elem is the byte offset of element (r, k) of an RC tile.
+    // elem_rc is the byte offset of element (r, k) of an RC tile.
     __device__ static __forceinline__ unsigned elem_rc(int r, int k) {
-        return (unsigned)(k * ROWB + (((r / EPC) ^ swz_rc(k)) << 4) + (r % EPC) * (int)sizeof(T));
+        return (unsigned)(k * RC_STRIDE + r * (int)sizeof(T));
     }
 };
 
-// Operand stages one input of the GEMM: rows [r0, r0+BM) of its R rows (M
-// for A, Nc for B), over k in [k, kend).
-template <typename T, bool KC>
+// Operand stages one input of the GEMM: rows [r0, r0+ROWS) of its R rows
+// (M for A, Nc for B), over k in [k, kend). Each thread owns a fixed set of
+// chunks of the tile, the same every stage:
+//   KC: row lr + 32·i (i < ROWS/32), chunk tid%8 of it (lr = tid/8);
+//   RC: k-row lk + PASS_K·i (i < PASSES, lk + PASS_K·i < BK), chunk
+//       tid%CPR of it (lk = tid/CPR, PASS_K = THREADS/CPR k-rows a pass;
+//       the threads past PASS_K·CPR, when CPR does not divide THREADS,
+//       load nothing).
+// so that a stage's addresses are a per-thread base plus i times a step.
+template <typename T, bool KC, int ROWS>
 struct Operand {
-    typedef Tile<T, KC> L;
-    const T* p;
-    int ld, R, r0, kend;
-    bool vec; // every chunk 16-byte aligned: cp.async
+    typedef Tile<T, KC, ROWS> L;
+    static constexpr int EPC = L::EPC;
+    static constexpr int PASS_K = THREADS / L::CPR;
+    static constexpr int PASSES = KC ? ROWS / 32 : (L::BK + PASS_K - 1) / PASS_K;
+    const T* p;     // the matrix (a safe address for an empty chunk)
+    const T* first; // this thread's first chunk at k = 0 (KC) or k-row lk (RC), unchecked
+    size_t step;    // elements from one of its chunks to the next (32 or PASS_K rows)
+    unsigned soff;  // its first chunk's offset in the stage
+    int ld, kend;
+    int lk;         // RC: its first k-row in the tile
+    int kc;         // KC: its chunk's first k in the tile
+    int fixed;      // KC: bit i set where row lr+32·i is inside R; RC: elements of its chunk inside R
+    bool vec;       // every chunk 16-byte aligned: cp.async
 
-    __device__ __forceinline__ void init(const T* p_, int ld_, int R_, int r0_, int kend_) {
+    __device__ __forceinline__ void init(const T* p_, int ld_, int R, int r0, int kend_, int tid) {
         p = p_;
         ld = ld_;
-        R = R_;
-        r0 = r0_;
         kend = kend_;
-        vec = aligned16(p_) && ld_ % L::EPC == 0;
+        vec = aligned16(p_) && ld_ % EPC == 0;
+        if (KC) {
+            const int lr = tid >> 3;
+            kc = (tid & 7) * EPC;
+            lk = 0;
+            first = p_ + (size_t)(r0 + lr) * (size_t)ld_ + kc;
+            step = (size_t)32 * (size_t)ld_;
+            soff = (unsigned)(lr * KC_STRIDE + (tid & 7) * 16);
+            fixed = 0;
+#pragma unroll
+            for (int i = 0; i < PASSES; ++i) fixed |= (r0 + lr + 32 * i < R ? 1 : 0) << i;
+        } else {
+            const int rc = (tid % L::CPR) * EPC;
+            kc = 0;
+            lk = tid / L::CPR;
+            first = p_ + (size_t)lk * (size_t)ld_ + (size_t)(r0 + rc);
+            step = (size_t)PASS_K * (size_t)ld_;
+            soff = (unsigned)(lk * L::RC_STRIDE + (tid % L::CPR) * 16);
+            fixed = tid < PASS_K * L::CPR ? min(max(R - (r0 + rc), 0), EPC) : 0;
+        }
     }
 
-    // load stages K from k0 into the tile at shared byte address s: chunk
-    // q = tid + i·THREADS for i < 4 (512 chunks of 16 bytes).
-    __device__ __forceinline__ void load(unsigned s, int k0, int tid) const {
+    // load stages K from k0 into the tile at shared byte address s.
+    __device__ __forceinline__ void load(unsigned s, int k0) const {
+        if (!KC && PASS_K * L::CPR < THREADS && lk >= PASS_K) return; // an idle thread (see above)
+        const T* src0 = first + (KC ? (size_t)k0 : (size_t)k0 * (size_t)ld);
+        const int kvalid = KC ? min(max(kend - (k0 + kc), 0), EPC) : 0;
 #pragma unroll
-        for (int i = 0; i < TILE_BYTES / 16 / THREADS; ++i) {
-            int r, k;
-            const unsigned at = s + L::chunk(tid + i * THREADS, r, k);
-            r += r0;
-            k += k0;
+        for (int i = 0; i < PASSES; ++i) {
+            if (!KC && PASSES * PASS_K > L::BK && lk + PASS_K * i >= L::BK) break; // past the tile
             int valid; // elements of the chunk inside the matrix
             if (KC) {
-                valid = r < R ? min(max(kend - k, 0), L::EPC) : 0;
+                valid = (fixed >> i) & 1 ? kvalid : 0;
             } else {
-                valid = k < kend ? min(max(R - r, 0), L::EPC) : 0;
+                valid = k0 + lk + PASS_K * i < kend ? fixed : 0;
             }
-            const T* src = valid > 0 ? p + (KC ? (unsigned)r * (unsigned)ld + (unsigned)k
-                                               : (unsigned)k * (unsigned)ld + (unsigned)r)
-                                     : p;
+            const unsigned at = s + soff + (unsigned)(i * (KC ? 32 * KC_STRIDE : PASS_K * L::RC_STRIDE));
+            const T* src = valid > 0 ? src0 + (size_t)i * step : p;
             if (vec) {
                 cp_async16(at, src, valid * (int)sizeof(T));
             } else {
@@ -297,31 +379,32 @@ struct Split {
     int splits;
 };
 
-// Frags loads the mma fragments of one k-step (ks = 0, 1 of a stage) for
-// a warp's 64×64: A for its 4 m16 tiles, B for its 8 n8 tiles, following
-// the PTX ISA's fragment layouts (g = lane/4, t = lane%4):
+// frags_a and frags_b load the mma fragments of one k-step (ks = 0..3 of a
+// stage) for a warp's 64×WN: A for its 4 m16 tiles, B for its NI n8 tiles,
+// following the PTX ISA's fragment layouts (g = lane/4, t = lane%4):
 //   bf16 m16n8k16: a0 (g, 2t..2t+1), a1 (g+8, ..), a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t.., n g), b1 (k 2t+8..)
 //   tf32 m16n8k8:  a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4);            b0 (k t, n g),   b1 (k t+4)
 // ldmatrix.x4 lane l gives the row address of matrix l/8, row l%8; in
-// chunks both types address alike (a k-step is two chunks of K).
+// chunks both types address alike (a k-step is two chunks of K). (An 8×8
+// b16 matrix is an 8×4 fp32 one: exactly the TF32 fragment.)
 template <typename T, bool KC>
 __device__ __forceinline__ void frags_a(unsigned (&a)[4][4], unsigned s, int ks, int wm, int lane) {
-    typedef Tile<T, KC> L;
+    typedef Tile<T, KC, BM> L;
     const int j = lane >> 3, l8 = lane & 7;
     if (KC) {
         // matrices: (m 0-7, k-chunk 0), (m 8-15, 0), (m 0-7, 1), (m 8-15, 1)
         const int r = wm * 64 + (j & 1) * 8 + l8;
         const int c = ks * 2 + (j >> 1);
-        const unsigned at = s + r * ROW_BYTES + ((c ^ ((r >> 1) & 3)) << 4);
+        const unsigned at = s + r * KC_STRIDE + c * 16;
 #pragma unroll
-        for (int mi = 0; mi < 4; ++mi) ldsm4(at + mi * 16 * ROW_BYTES, a[mi][0], a[mi][1], a[mi][2], a[mi][3]);
+        for (int mi = 0; mi < 4; ++mi) ldsm4(at + mi * 16 * KC_STRIDE, a[mi][0], a[mi][1], a[mi][2], a[mi][3]);
     } else if (sizeof(T) == 2) {
         // .trans matrices: (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15)
         const int k = ks * 16 + (j >> 1) * 8 + l8;
 #pragma unroll
         for (int mi = 0; mi < 4; ++mi) {
             const int c = wm * 8 + mi * 2 + (j & 1);
-            ldsm4t(s + k * L::ROWB + ((c ^ L::swz_rc(k)) << 4), a[mi][0], a[mi][1], a[mi][2], a[mi][3]);
+            ldsm4t(s + k * L::RC_STRIDE + c * 16, a[mi][0], a[mi][1], a[mi][2], a[mi][3]);
         }
     } else {
         const int g = lane >> 2, t = lane & 3;
@@ -343,39 +426,41 @@ __device__ __forceinline__ void frags_a(unsigned (&a)[4][4], unsigned s, int ks,
     }
 }
 
-template <typename T, bool KC>
-__device__ __forceinline__ void frags_b(unsigned (&b)[8][2], unsigned s, int ks, int wn, int lane) {
-    typedef Tile<T, KC> L;
+template <typename T, bool KC, int BN, int NI>
+__device__ __forceinline__ void frags_b(unsigned (&b)[NI][2], unsigned s, int ks, int wn, int lane) {
+    typedef Tile<T, KC, BN> L;
+    const int WN = NI * 8;
     const int j = lane >> 3, l8 = lane & 7;
     if (KC) {
         // matrices: (n 0-7, chunk 0), (n 0-7, 1), (n 8-15, 0), (n 8-15, 1)
-        const int r = wn * 64 + (j >> 1) * 8 + l8;
+        const int r = wn * WN + (j >> 1) * 8 + l8;
         const int c = ks * 2 + (j & 1);
-        const unsigned at = s + r * ROW_BYTES + ((c ^ ((r >> 1) & 3)) << 4);
+        const unsigned at = s + r * KC_STRIDE + c * 16;
 #pragma unroll
-        for (int p = 0; p < 4; ++p) ldsm4(at + p * 16 * ROW_BYTES, b[2 * p][0], b[2 * p][1], b[2 * p + 1][0], b[2 * p + 1][1]);
+        for (int p = 0; p < NI / 2; ++p)
+            ldsm4(at + p * 16 * KC_STRIDE, b[2 * p][0], b[2 * p][1], b[2 * p + 1][0], b[2 * p + 1][1]);
     } else if (sizeof(T) == 2) {
         // .trans matrices: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)
         const int k = ks * 16 + (j & 1) * 8 + l8;
 #pragma unroll
-        for (int p = 0; p < 4; ++p) {
-            const int c = wn * 8 + p * 2 + (j >> 1);
-            ldsm4t(s + k * L::ROWB + ((c ^ L::swz_rc(k)) << 4), b[2 * p][0], b[2 * p][1], b[2 * p + 1][0],
+        for (int p = 0; p < NI / 2; ++p) {
+            const int c = wn * (WN / 8) + p * 2 + (j >> 1);
+            ldsm4t(s + k * L::RC_STRIDE + c * 16, b[2 * p][0], b[2 * p][1], b[2 * p + 1][0],
                    b[2 * p + 1][1]);
         }
     } else {
         const int g = lane >> 2, t = lane & 3;
         const int k = ks * 8 + t;
 #pragma unroll
-        for (int ni = 0; ni < 8; ++ni) {
-            const int n = wn * 64 + ni * 8 + g;
+        for (int ni = 0; ni < NI; ++ni) {
+            const int n = wn * WN + ni * 8 + g;
             b[ni][0] = lds1(s + L::elem_rc(n, k));
             b[ni][1] = lds1(s + L::elem_rc(n, k + 4));
         }
     }
     if (sizeof(T) == 4) {
 #pragma unroll
-        for (int ni = 0; ni < 8; ++ni) {
+        for (int ni = 0; ni < NI; ++ni) {
             b[ni][0] = tf32(b[ni][0]);
             b[ni][1] = tf32(b[ni][1]);
         }
@@ -385,23 +470,33 @@ __device__ __forceinline__ void frags_b(unsigned (&b)[8][2], unsigned s, int ks,
 __device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(float v) { return v; }
 
-// store2 writes the outputs (row, col) and (row, col+1) of C, those inside
-// Nc; pair says the two may be written as one aligned word.
-__device__ __forceinline__ void store2(bf16* c, int col, int Nc, bool pair, float v0, float v1) {
-    if (pair && col + 1 < Nc) {
-        *reinterpret_cast<__nv_bfloat162*>(c) = __floats2bfloat162_rn(v0, v1);
-    } else {
-        if (col < Nc) c[0] = __float2bfloat16_rn(v0);
-        if (col + 1 < Nc) c[1] = __float2bfloat16_rn(v1);
-    }
+// put2 writes the outputs (row, col), (row, col+1) of the epilogue's tile
+// (rows of BN elements, col even) rounded to T, at their swizzled place.
+template <int BN>
+__device__ __forceinline__ void put2(unsigned s, int row, int col, float v0, float v1, bf16) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(v0, v1);
+    sts1(s + row * (BN * 2) + (((col >> 3) ^ swz_rc<bf16>(row)) << 4) + (col & 7) * 2,
+         *reinterpret_cast<const unsigned*>(&v));
 }
-__device__ __forceinline__ void store2(float* c, int col, int Nc, bool pair, float v0, float v1) {
-    if (pair && col + 1 < Nc) {
-        *reinterpret_cast<float2*>(c) = make_float2(v0, v1);
-    } else {
-        if (col < Nc) c[0] = v0;
-        if (col + 1 < Nc) c[1] = v1;
-    }
+template <int BN>
+__device__ __forceinline__ void put2(unsigned s, int row, int col, float v0, float v1, float) {
+    sts2(s + row * (BN * 4) + (((col >> 2) ^ swz_rc<float>(row)) << 4) + (col & 3) * 4, __float_as_uint(v0),
+         __float_as_uint(v1));
+}
+
+// store_elems writes the first n (< PER_CHUNK) elements of chunk v to c.
+__device__ __forceinline__ void store_elems(bf16* c, uint4 v, int n) {
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+    unsigned short* d = reinterpret_cast<unsigned short*>(c);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+        if (j < n) d[j] = (unsigned short)(j & 1 ? w[j >> 1] >> 16 : w[j >> 1] & 0xffffu);
+}
+__device__ __forceinline__ void store_elems(float* c, uint4 v, int n) {
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+        if (j < n) c[j] = __uint_as_float(w[j]);
 }
 
 // gemm computes one BM×BN tile of C(M,Nc) = A(M,K)·B(K,Nc) (+ bias(Nc)) over
@@ -409,14 +504,16 @@ __device__ __forceinline__ void store2(float* c, int col, int Nc, bool pair, flo
 // lda, else (K,M); B_KC: B is (Nc,K) with row stride ldb, else (K,Nc). A
 // SPLIT block (the weight gradient's slice) hands its partial tile to the
 // split epilogue instead of storing it.
-template <typename T, bool A_KC, bool B_KC, bool SPLIT>
+template <typename T, bool A_KC, bool B_KC, bool SPLIT, int BN>
 __device__ __forceinline__ void gemm(T* __restrict__ Cm, const T* __restrict__ A, const T* __restrict__ B,
                                      const T* __restrict__ bias, int M, int Nc, int lda, int ldb, int ldc, int k0,
                                      int kend, const Split& sp, unsigned char* smem) {
+    typedef Cfg<BN> CF;
+    const int NI = CF::NI, WN = CF::WN, SB = CF::STAGE_BYTES;
     if (M <= 0 || Nc <= 0) return;
     const int BK = Elem<T>::BK; // a compile-time constant
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 1, wn = warp & 1;
+    const int wm = warp / WARPS_N, wn = warp % WARPS_N;
 
     // Tile placement in grouped order (GROUP_M).
     const int tiles_m = (M + BM - 1) / BM, tiles_n = (Nc + BN - 1) / BN;
@@ -428,19 +525,20 @@ __device__ __forceinline__ void gemm(T* __restrict__ Cm, const T* __restrict__ A
     const int m0 = (first_m + in_group % gsize) * BM;
     const int n0 = (in_group / gsize) * BN;
 
-    Operand<T, A_KC> a;
-    a.init(A, lda, M, m0, kend);
-    Operand<T, B_KC> b;
-    b.init(B, ldb, Nc, n0, kend);
+    Operand<T, A_KC, BM> a;
+    a.init(A, lda, M, m0, kend, tid);
+    Operand<T, B_KC, BN> b;
+    b.init(B, ldb, Nc, n0, kend, tid);
 
-    // Stage s: A at base + s·2·TILE_BYTES, B TILE_BYTES after it.
+    // Stage s: A at base + s·SB, B BM·KC_STRIDE after it.
     const unsigned base = smem_addr(smem);
+    const int B_OFF = BM * KC_STRIDE;
 
-    float acc[4][8][4];
+    float acc[4][NI][4];
 #pragma unroll
     for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < 8; ++ni)
+        for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
             for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.0f;
 
@@ -448,40 +546,55 @@ __device__ __forceinline__ void gemm(T* __restrict__ Cm, const T* __restrict__ A
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < stages) {
-            a.load(base + s * 2 * TILE_BYTES, k0 + s * BK, tid);
-            b.load(base + s * 2 * TILE_BYTES + TILE_BYTES, k0 + s * BK, tid);
+            a.load(base + s * SB, k0 + s * BK);
+            b.load(base + s * SB + B_OFF, k0 + s * BK);
         }
         cp_async_commit();
     }
 
-    // The pipeline: at iteration it, stage it has landed (wait_group leaves
-    // the STAGES−2 younger groups in flight) and the barrier publishes it and
-    // retires every read of the buffer the next load overwrites (the one
-    // computed on at it−1). One group is committed every iteration, empty
-    // or not, so that the count stays exact.
-    int cur = 0, nxt = STAGES - 1;
-    for (int it = 0; it < stages; ++it) {
+    // The pipeline. Stage it lives in slot it % STAGES. Before the last
+    // k-step of stage it, wait_group(STAGES−2) lands stage it+1 (one group
+    // is committed every stage, empty or not, so that the count stays
+    // exact) and the barrier publishes it; the same barrier retires every
+    // read of stage it−1's slot, which the first k-step of stage it+1 then
+    // refills with stage it+STAGES. Each k-step loads the next k-step's
+    // fragments (of this stage, or after the barrier of the next) into the
+    // other register buffer before its own mma.
+    if (stages > 0) {
         cp_async_wait<STAGES - 2>();
         __syncthreads();
-        if (it + STAGES - 1 < stages) {
-            const int kn = k0 + (it + STAGES - 1) * BK;
-            a.load(base + nxt * 2 * TILE_BYTES, kn, tid);
-            b.load(base + nxt * 2 * TILE_BYTES + TILE_BYTES, kn, tid);
+        unsigned af[2][4][4], bfr[2][NI][2];
+        frags_a<T, A_KC>(af[0], base, 0, wm, lane);
+        frags_b<T, B_KC, BN, NI>(bfr[0], base + B_OFF, 0, wn, lane);
+        int slot = 0;
+        for (int it = 0; it < stages; ++it) {
+            const int next = slot == STAGES - 1 ? 0 : slot + 1;
+#pragma unroll
+            for (int ks = 0; ks < KSTEPS; ++ks) {
+                if (ks == KSTEPS - 1) {
+                    cp_async_wait<STAGES - 2>();
+                    __syncthreads();
+                }
+                const unsigned fs = base + (ks == KSTEPS - 1 ? next : slot) * SB;
+                frags_a<T, A_KC>(af[(ks + 1) & 1], fs, (ks + 1) % KSTEPS, wm, lane);
+                frags_b<T, B_KC, BN, NI>(bfr[(ks + 1) & 1], fs + B_OFF, (ks + 1) % KSTEPS, wn, lane);
+                if (ks == 0) {
+                    // Refill the slot of stage it−1 (= it+STAGES−1 mod STAGES).
+                    const int fill = slot == 0 ? STAGES - 1 : slot - 1;
+                    if (it + STAGES - 1 < stages) {
+                        const int kn = k0 + (it + STAGES - 1) * BK;
+                        a.load(base + fill * SB, kn);
+                        b.load(base + fill * SB + B_OFF, kn);
+                    }
+                    cp_async_commit();
+                }
+#pragma unroll
+                for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+                    for (int ni = 0; ni < NI; ++ni) mma_k(acc[mi][ni], af[ks & 1][mi], bfr[ks & 1][ni], T());
+            }
+            slot = next;
         }
-        cp_async_commit();
-        const unsigned sa = base + cur * 2 * TILE_BYTES, sb = sa + TILE_BYTES;
-#pragma unroll
-        for (int ks = 0; ks < 2; ++ks) {
-            unsigned af[4][4], bfr[8][2];
-            frags_a<T, A_KC>(af, sa, ks, wm, lane);
-            frags_b<T, B_KC>(bfr, sb, ks, wn, lane);
-#pragma unroll
-            for (int mi = 0; mi < 4; ++mi)
-#pragma unroll
-                for (int ni = 0; ni < 8; ++ni) mma_k(acc[mi][ni], af[mi], bfr[ni], T());
-        }
-        cur = cur == STAGES - 1 ? 0 : cur + 1;
-        nxt = nxt == STAGES - 1 ? 0 : nxt + 1;
     }
     cp_async_wait<0>();
 
@@ -498,8 +611,8 @@ __device__ __forceinline__ void gemm(T* __restrict__ Cm, const T* __restrict__ A
 #pragma unroll
         for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-            for (int ni = 0; ni < 8; ++ni)
-                stg4(mine + (mi * 8 + ni) * 4 * THREADS,
+            for (int ni = 0; ni < NI; ++ni)
+                stg4(mine + (mi * NI + ni) * 4 * THREADS,
                      make_float4(acc[mi][ni][0], acc[mi][ni][1], acc[mi][ni][2], acc[mi][ni][3]));
         fence_gpu();
         __syncthreads(); // every thread's partial is fenced before the count; smem is free
@@ -519,7 +632,7 @@ __device__ __forceinline__ void gemm(T* __restrict__ Cm, const T* __restrict__ A
 #pragma unroll
         for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-            for (int ni = 0; ni < 8; ++ni)
+            for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
                 for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.0f;
         for (int s = 0; s < sp.splits; ++s) {
@@ -527,8 +640,8 @@ __device__ __forceinline__ void gemm(T* __restrict__ Cm, const T* __restrict__ A
 #pragma unroll
             for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < 8; ++ni) {
-                    const float4 v = ldcg4(ps + (mi * 8 + ni) * 4 * THREADS);
+                for (int ni = 0; ni < NI; ++ni) {
+                    const float4 v = ldcg4(ps + (mi * NI + ni) * 4 * THREADS);
                     acc[mi][ni][0] += v.x;
                     acc[mi][ni][1] += v.y;
                     acc[mi][ni][2] += v.z;
@@ -537,64 +650,97 @@ __device__ __forceinline__ void gemm(T* __restrict__ Cm, const T* __restrict__ A
         }
     }
 
-    // Epilogue: add the bias in fp32, round once, store the pairs a thread
-    // owns (rows g and g+8 of each m16 tile, columns 2t, 2t+1 of each n8).
+    // Epilogue: add the bias in fp32, round once into a BM×BN tile of T in
+    // shared memory (rows of BN elements, chunk c of row r at c ^ swz_rc(r):
+    // the fragment writes, 8 rows × one chunk a warp, and the row reads
+    // below are free of bank conflicts), then store it row by row in 16-byte
+    // chunks where C's rows allow, element by element at the edges. The
+    // barrier first retires every warp's reads of the stages (and the split
+    // flag's).
+    __syncthreads();
     const int g = lane >> 2, t = lane & 3;
-    const bool pair = ldc % 2 == 0 && (reinterpret_cast<unsigned long long>(Cm) % (2 * sizeof(T))) == 0;
-    float bv[8][2];
 #pragma unroll
-    for (int ni = 0; ni < 8; ++ni) {
-        const int col = n0 + wn * 64 + ni * 8 + 2 * t;
-        bv[ni][0] = (bias != nullptr && col < Nc) ? to_float(bias[col]) : 0.0f;
-        bv[ni][1] = (bias != nullptr && col + 1 < Nc) ? to_float(bias[col + 1]) : 0.0f;
+    for (int ni = 0; ni < NI; ++ni) {
+        const int cl = wn * WN + ni * 8 + 2 * t, col = n0 + cl;
+        const float b0 = (bias != nullptr && col < Nc) ? to_float(bias[col]) : 0.0f;
+        const float b1 = (bias != nullptr && col + 1 < Nc) ? to_float(bias[col + 1]) : 0.0f;
+#pragma unroll
+        for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+                put2<BN>(base, wm * 64 + mi * 16 + h * 8 + g, cl, acc[mi][ni][2 * h] + b0, acc[mi][ni][2 * h + 1] + b1,
+                         T());
     }
-#pragma unroll
-    for (int mi = 0; mi < 4; ++mi)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int row = m0 + wm * 64 + mi * 16 + h * 8 + g;
-            if (row >= M) continue;
-            T* crow = Cm + (size_t)row * ldc;
-#pragma unroll
-            for (int ni = 0; ni < 8; ++ni) {
-                const int col = n0 + wn * 64 + ni * 8 + 2 * t;
-                if (col >= Nc) continue;
-                store2(crow + col, col, Nc, pair, acc[mi][ni][2 * h] + bv[ni][0], acc[mi][ni][2 * h + 1] + bv[ni][1]);
-            }
+    __syncthreads();
+    const int EPC = Elem<T>::PER_CHUNK, CPR = BN * (int)sizeof(T) / 16;
+    const bool vec = aligned16(Cm) && ldc % EPC == 0;
+#pragma unroll 4
+    for (int q = tid; q < BM * CPR; q += THREADS) {
+        const int r = q / CPR, c = q % CPR;
+        const int row = m0 + r, col = n0 + c * EPC;
+        if (row >= M || col >= Nc) continue;
+        const uint4 v = lds4(base + r * (BN * (int)sizeof(T)) + ((c ^ swz_rc<T>(r)) << 4));
+        T* dst = Cm + (size_t)row * ldc + col;
+        if (vec && col + EPC <= Nc) {
+            stg4u(dst, v);
+        } else {
+            store_elems(dst, v, min(Nc - col, EPC));
         }
+    }
 }
 
 __device__ __forceinline__ Split unsplit() { return Split{nullptr, nullptr, 1}; }
 
 // The entries of one element type. Launch: grid (tiles, 1) or, for a split
-// weight gradient, (tiles, splits); block THREADS; SMEM_BYTES of dynamic
-// shared memory.
+// weight gradient, (tiles, splits); block THREADS; SMEM_WIDE or SMEM_NARROW
+// bytes of dynamic shared memory for bn = BN_WIDE or BN_NARROW (any other
+// bn is taken as BN_WIDE).
 template <typename T>
-__device__ __forceinline__ void forward(T* out, const T* inp, const T* w, const T* bias, int N, int C, int OC, int ld) {
+__device__ __forceinline__ void forward(T* out, const T* inp, const T* w, const T* bias, int N, int C, int OC, int ld,
+                                        int bn) {
     extern __shared__ __align__(128) unsigned char smem[];
-    gemm<T, true, true, false>(out, inp, w, bias, N, OC, C, C, ld, 0, C, unsplit(), smem);
+    if (bn == BN_NARROW) {
+        gemm<T, true, true, false, BN_NARROW>(out, inp, w, bias, N, OC, C, C, ld, 0, C, unsplit(), smem);
+    } else {
+        gemm<T, true, true, false, BN_WIDE>(out, inp, w, bias, N, OC, C, C, ld, 0, C, unsplit(), smem);
+    }
 }
 
 template <typename T>
-__device__ __forceinline__ void backward_input(T* dinp, const T* dout, const T* w, int N, int C, int OC, int ld) {
+__device__ __forceinline__ void backward_input(T* dinp, const T* dout, const T* w, int N, int C, int OC, int ld,
+                                               int bn) {
     extern __shared__ __align__(128) unsigned char smem[];
-    gemm<T, true, false, false>(dinp, dout, w, nullptr, N, C, ld, C, C, 0, OC, unsplit(), smem);
+    if (bn == BN_NARROW) {
+        gemm<T, true, false, false, BN_NARROW>(dinp, dout, w, nullptr, N, C, ld, C, C, 0, OC, unsplit(), smem);
+    } else {
+        gemm<T, true, false, false, BN_WIDE>(dinp, dout, w, nullptr, N, C, ld, C, C, 0, OC, unsplit(), smem);
+    }
 }
 
 // backward_weight: block (x, y) sums rows [y·slice_k, min((y+1)·slice_k, N))
 // of tile x; slice_k is a multiple of both types' BK (the launcher's
 // gemmplan.MMAWeightGrad). splits = 1 is the plain GEMM and touches neither
 // partials nor counters (they may be null).
+template <typename T, int BN>
+__device__ __forceinline__ void backward_weight_bn(T* dw, const T* dout, const T* inp, const Split& sp, int N, int C,
+                                                   int OC, int ld, int slice_k, unsigned char* smem) {
+    if (sp.splits > 1) {
+        const int k0 = blockIdx.y * slice_k;
+        gemm<T, false, false, true, BN>(dw, dout, inp, nullptr, OC, C, ld, C, C, k0, min(k0 + slice_k, N), sp, smem);
+    } else {
+        gemm<T, false, false, false, BN>(dw, dout, inp, nullptr, OC, C, ld, C, C, 0, N, sp, smem);
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void backward_weight(T* dw, const T* dout, const T* inp, float* partials, int* counters,
-                                                int N, int C, int OC, int ld, int splits, int slice_k) {
+                                                int N, int C, int OC, int ld, int splits, int slice_k, int bn) {
     extern __shared__ __align__(128) unsigned char smem[];
     const Split sp{partials, counters, splits};
-    if (splits > 1) {
-        const int k0 = blockIdx.y * slice_k;
-        gemm<T, false, false, true>(dw, dout, inp, nullptr, OC, C, ld, C, C, k0, min(k0 + slice_k, N), sp, smem);
+    if (bn == BN_NARROW) {
+        backward_weight_bn<T, BN_NARROW>(dw, dout, inp, sp, N, C, OC, ld, slice_k, smem);
     } else {
-        gemm<T, false, false, false>(dw, dout, inp, nullptr, OC, C, ld, C, C, 0, N, sp, smem);
+        backward_weight_bn<T, BN_WIDE>(dw, dout, inp, sp, N, C, OC, ld, slice_k, smem);
     }
 }
 
@@ -602,36 +748,38 @@ __device__ __forceinline__ void backward_weight(T* dw, const T* dout, const T* i
 
 using namespace mma;
 
-extern "C" __global__ void __launch_bounds__(THREADS, 2)
-    matmul_forward_bf16(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, int ld) {
-    forward<bf16>(out, inp, w, bias, N, C, OC, ld);
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_forward_bf16(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, int ld,
+                        int bn) {
+    forward<bf16>(out, inp, w, bias, N, C, OC, ld, bn);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, 2)
-    matmul_forward_tf32(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, int ld) {
-    forward<float>(out, inp, w, bias, N, C, OC, ld);
+extern "C" __global__ void __launch_bounds__(THREADS, 1) matmul_forward_tf32(float* out, const float* inp,
+                                                                             const float* w, const float* bias, int N,
+                                                                             int C, int OC, int ld, int bn) {
+    forward<float>(out, inp, w, bias, N, C, OC, ld, bn);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, 2)
-    matmul_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* w, int N, int C, int OC, int ld) {
-    backward_input<bf16>(dinp, dout, w, N, C, OC, ld);
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_backward_input_bf16(bf16* dinp, const bf16* dout, const bf16* w, int N, int C, int OC, int ld, int bn) {
+    backward_input<bf16>(dinp, dout, w, N, C, OC, ld, bn);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, 2)
-    matmul_backward_input_tf32(float* dinp, const float* dout, const float* w, int N, int C, int OC, int ld) {
-    backward_input<float>(dinp, dout, w, N, C, OC, ld);
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_backward_input_tf32(float* dinp, const float* dout, const float* w, int N, int C, int OC, int ld, int bn) {
+    backward_input<float>(dinp, dout, w, N, C, OC, ld, bn);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, 2)
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
     matmul_backward_weight_bf16(bf16* dw, const bf16* dout, const bf16* inp, float* partials, int* counters, int N,
-                                int C, int OC, int ld, int splits, int slice_k) {
-    backward_weight<bf16>(dw, dout, inp, partials, counters, N, C, OC, ld, splits, slice_k);
+                                int C, int OC, int ld, int splits, int slice_k, int bn) {
+    backward_weight<bf16>(dw, dout, inp, partials, counters, N, C, OC, ld, splits, slice_k, bn);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, 2)
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
     matmul_backward_weight_tf32(float* dw, const float* dout, const float* inp, float* partials, int* counters, int N,
-                                int C, int OC, int ld, int splits, int slice_k) {
-    backward_weight<float>(dw, dout, inp, partials, counters, N, C, OC, ld, splits, slice_k);
+                                int C, int OC, int ld, int splits, int slice_k, int bn) {
+    backward_weight<float>(dw, dout, inp, partials, counters, N, C, OC, ld, splits, slice_k, bn);
 }
 
 // bias_backward_bf16: dbias(OC) = Σ_n dout(n*ld + oc), bf16 in and out, fp32

@@ -41,7 +41,7 @@ func dtypePaths(w io.Writer, i gpu.Info) {
 	p, _ := config.LookupPreset("tiny")
 	for _, dt := range config.DTypes {
 		m := model.Program(p.Dims(1), config.Train, model.Options{SMs: i.SMs, DType: dt})
-		if err := m.CheckDevice(i.Name, i.CCMajor, i.CCMinor); err != nil {
+		if err := m.CheckDevice(model.Device{Name: i.Name, Major: i.CCMajor, Minor: i.CCMinor, SharedOptIn: i.SharedOptIn}); err != nil {
 			fmt.Fprintf(w, "  --dtype=%-4s       cannot run: %v\n", dt, err)
 			continue
 		}

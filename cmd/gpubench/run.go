@@ -59,7 +59,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	defer dev.Close()
 	opts := model.Options{SMs: dev.Info.SMs, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}
 	prog := model.Program(r.Dims, r.Mode, opts)
-	if err := prog.CheckDevice(dev.Info.Name, dev.Info.CCMajor, dev.Info.CCMinor); err != nil {
+	if err := prog.CheckDevice(model.Device{Name: dev.Info.Name, Major: dev.Info.CCMajor, Minor: dev.Info.CCMinor, SharedOptIn: dev.Info.SharedOptIn}); err != nil {
 		return cli.UsageError{Err: err}
 	}
 	if err := preflight(dev, r, need); err != nil {

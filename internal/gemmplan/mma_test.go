@@ -10,14 +10,14 @@ func TestMMAWeightGradPlans(t *testing.T) {
 		n, c, oc int
 		want     string
 	}{
-		{8192, 768, 2304, "128x128×108 S=2/4096"},   // gpt2-124m qkv
-		{8192, 768, 768, "128x128×36 S=7/1184"},     // attproj
-		{8192, 768, 3072, "128x128×144 S=3/2752"},   // fc
-		{8192, 3072, 768, "128x128×144 S=3/2752"},   // fcproj
-		{8192, 768, 50257, "128x128×2358 S=1/8192"}, // lm head
-		{2048, 512, 512, "128x128×16 S=6/352"},      // small attproj
-		{512, 128, 384, "128x128×3 S=2/256"},        // tiny qkv
-		{37, 100, 1003, "128x128×8 S=1/37"},
+		{8192, 768, 2304, "128x256×54 S=2/4096"},    // gpt2-124m qkv
+		{8192, 768, 768, "128x192×24 S=5/1664"},     // attproj
+		{8192, 768, 3072, "128x256×72 S=3/2752"},    // fc
+		{8192, 3072, 768, "128x256×72 S=3/2752"},    // fcproj
+		{8192, 768, 50257, "128x256×1179 S=1/8192"}, // lm head
+		{2048, 512, 512, "128x192×12 S=8/256"},      // small attproj
+		{512, 128, 384, "128x192×3 S=2/256"},        // tiny qkv
+		{37, 100, 1003, "128x192×8 S=1/37"},
 	} {
 		f, k := MMAWeightGradScratch(tc.n, tc.c, tc.oc)
 		p := MMAWeightGrad(tc.n, tc.c, tc.oc, 132, f, k)
@@ -49,6 +49,18 @@ func TestMMAScratchBounds(t *testing.T) {
 			if q := MMAWeightGrad(n, c, oc, sms, 0, 0); q.Slices != 1 {
 				t.Errorf("%v on %d SMs without a workspace: %s", sh, sms, q)
 			}
+		}
+	}
+	// The tile widths the forward and input gradient get on 132 SMs for
+	// gpt2-124m (n = 8192), as measured fastest on the H200: narrow where
+	// wide tiles would leave the last wave part empty (768 columns: 192
+	// wide tiles, 1.45 waves; 2304: 4.4 waves), wide at 3072 (5.8 waves).
+	for _, tc := range []struct{ m, n, k, want int }{
+		{8192, 2304, 768, MMABlockNNarrow}, {8192, 3072, 768, MMABlockNWide}, {8192, 768, 768, MMABlockNNarrow},
+		{8192, 768, 3072, MMABlockNNarrow}, {8192, 8192, 8192, MMABlockNWide},
+	} {
+		if got := MMAPick(tc.m, tc.n, tc.k, 132); got != tc.want {
+			t.Errorf("MMAPick(%d, %d, %d, 132) = %d, want %d", tc.m, tc.n, tc.k, got, tc.want)
 		}
 	}
 	if f, k := MMAWeightGradScratch(255, 768, 768); f != 0 || k != 0 {
