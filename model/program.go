@@ -42,6 +42,10 @@ type Options struct {
 	// config.NVTXIteration (none inside the passes). A deeper program
 	// cannot be captured as graphs.
 	NVTX config.NVTXDepth
+	// Flaws are the planted flaws (config.Flaws), each a change to the
+	// program: see flaws.go. config.ParseRun refuses the combinations
+	// that cannot run (a graph with a synchronisation inside, say).
+	Flaws []config.Flaw
 }
 
 // GPT2 is the program of one GPT-2 step with its buffers by role, for the

@@ -57,7 +57,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dev.Close()
-	opts := model.Options{SMs: dev.Info.SMs, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}
+	opts := cli.OptionsOf(r, dev.Info.SMs)
 	prog := model.Program(r.Dims, r.Mode, opts)
 	if err := prog.CheckDevice(dev.Info.Name, dev.Info.CCMajor, dev.Info.CCMinor); err != nil {
 		return cli.UsageError{Err: err}

@@ -17,7 +17,7 @@ func Check(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageOrHelp(err)
 	}
-	p := plan.Of(model.Program(r.Dims, r.Mode, model.Options{Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}))
+	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, 0)))
 	var rep *nsyscheck.Report
 	if r.ProfileIters != nil || r.ProfileWindows > 0 {
 		// The report holds one of the run's windows (repeat:N gives one
