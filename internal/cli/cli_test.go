@@ -66,6 +66,8 @@ func TestWithoutGPU(t *testing.T) {
 		{"info left to main", []string{"info"}, false, 0, "", ""},
 		{"check", []string{"check", "--model=tiny", "--iters=3", tinyExport}, true, ExitOK, "all iterations", ""},
 		{"check without capture range", []string{"check", "--model=tiny", "--iters=3", noCaptureExport}, true, ExitFailure, "", "lies outside every iteration range"},
+		{"check --flaw on a clean capture", []string{"check", "--model=tiny", "--iters=3", "--flaw=sync-every-launch", tinyExport}, true, ExitFailure, "sync-every-launch: signature missing in iteration0", ""},
+		{"check --flaw, bad combination", []string{"check", "--model=tiny", "--graph", "--flaw=sync-every-launch", tinyExport}, true, ExitUsage, "", "--graph"},
 		{"check missing file", []string{"check", "--model=tiny", "no-such-report.sqlite"}, true, ExitFailure, "", "no-such-report.sqlite"},
 		{"check no report", []string{"check", "--model=tiny"}, true, ExitUsage, "", "expected 1"},
 	}

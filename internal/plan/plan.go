@@ -225,6 +225,8 @@ type Plan struct {
 	// which kernels that gives (model.GPT2.KernelPath).
 	DType   config.DType `json:"dtype"`
 	Kernels string       `json:"kernels"`
+	// Flaws are the flaws planted in the program (--flaw).
+	Flaws []config.Flaw `json:"flaws,omitempty"`
 	// SMs is the multiprocessor count the program was built for; it
 	// changes launch shapes, never which kernels run.
 	SMs int `json:"sms"`
@@ -250,6 +252,7 @@ func For(d config.Dims, mode config.Mode) Plan {
 func Of(m *model.GPT2) Plan {
 	p := FromProgram(m.Program)
 	p.Mode, p.Dims, p.SMs, p.DType, p.Kernels = m.Mode, m.Dims, m.SMs, m.DType, m.KernelPath()
+	p.Flaws = m.Flaws
 	return p
 }
 

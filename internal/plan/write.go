@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/program"
 )
 
@@ -18,6 +19,9 @@ func (p Plan) WriteText(w io.Writer) error {
 	fmt.Fprintf(bw, "plan: mode %s, %s, launch shapes for %d SMs\n", p.Mode, p.Dims, p.SMs)
 	if p.Kernels != "" {
 		fmt.Fprintf(bw, "kernels: %s\n", p.Kernels)
+	}
+	if len(p.Flaws) > 0 {
+		fmt.Fprintf(bw, "flaws: %s planted (gpubench flaws describes them; a run with them is no benchmark result)\n", config.FlawList(p.Flaws))
 	}
 	fmt.Fprintf(bw, "per iteration: %s in %d NVTX ranges, %s\n", describe(p.PerIteration, true), p.Ranges, flopsBytes(p.PerIteration))
 	fmt.Fprintf(bw, "(the range %s is named %s, %s, ... in a run)\n", IterationTemplate, IterationName(0), IterationName(1))
