@@ -99,6 +99,11 @@ func TestFlawsPlantOnlyTheirOps(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				m := Program(d, c.mode, Options{DType: c.dtype, NVTX: c.nvtx, Graph: c.graph, Flaws: []config.Flaw{f.Name}})
 				got, events := trace(t, m, 2)
+				// The same buffers: the memory plan (which sums the clean
+				// program's) stays the flawed run's peak.
+				if bytesOf(m.Used()) != bytesOf(base.Used()) || len(m.Used()) != len(base.Used()) {
+					t.Errorf("buffers %d (%d B), clean %d (%d B)", len(m.Used()), bytesOf(m.Used()), len(base.Used()), bytesOf(base.Used()))
+				}
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("without its planted operations the program differs from the clean one (%d events, want %d)", len(got), len(want))
 				}
@@ -270,4 +275,12 @@ func TestRecorderTracksLifetimes(t *testing.T) {
 	if err := rec.Do(&free); err == nil || !strings.Contains(err.Error(), "not allocated") {
 		t.Errorf("free of an unallocated buffer: %v", err)
 	}
+}
+
+func bytesOf(bs []*program.Buffer) int64 {
+	var n int64
+	for _, b := range bs {
+		n += b.Bytes()
+	}
+	return n
 }

@@ -195,6 +195,10 @@ func (x *Executor) Free(bufs ...*program.Buffer) {
 			*c = 0
 			freed[b] = true
 		}
+		if h := x.host[b]; h != nil {
+			cudrv.HostFree(h.p, h.pinned)
+			delete(x.host, b)
+		}
 	}
 	var uses func(op *program.Op) bool
 	uses = func(op *program.Op) bool {
