@@ -35,6 +35,7 @@ import (
 const stallShare = 0.9
 
 func (c *checker) signatures() {
+	c.unplannedGaps()
 	for _, f := range c.opts.Flaws {
 		found := 0
 		for _, it := range c.iters {
@@ -171,10 +172,30 @@ func planOps(r *plan.Range) []plan.Launch {
 	return out
 }
 
-func (c *checker) hostGap(it *node) string {
+// unplannedGaps notes host gaps before the forward that the plan has no
+// host work for: the trace of a host-stall checked without --flaw, or of a
+// slow data loader of the user's own. A gap is timing, so it is a note,
+// never a failure.
+func (c *checker) unplannedGaps() {
+	for _, l := range c.p.Iteration.Launches() {
+		if l.Kind == program.Host {
+			return
+		}
+	}
+	for _, it := range c.iters {
+		if g, ok := c.gapBeforeForward(it); ok && time.Duration(g) >= config.HostStallTime/2 {
+			c.note("%s: %s without CUDA calls before the forward, where the plan has no host work (a stalled data loader? check --flaw=host-stall)", it.path, ms(g))
+			return
+		}
+	}
+}
+
+// gapBeforeForward is the longest time between the iteration's start and
+// its forward's in which its thread made no CUDA call.
+func (c *checker) gapBeforeForward(it *node) (int64, bool) {
 	fwd := child(it, plan.Forward)
 	if fwd == nil {
-		return "no forward range to measure the gap before"
+		return 0, false
 	}
 	// Every API call on the iteration's thread between its start and the
 	// forward's, tracked or not.
@@ -189,7 +210,14 @@ func (c *checker) hostGap(it *node) string {
 		longest = max(longest, b[0]-from)
 		from = max(from, b[1])
 	}
-	longest = max(longest, fwd.r.Start-from)
+	return max(longest, fwd.r.Start-from), true
+}
+
+func (c *checker) hostGap(it *node) string {
+	longest, ok := c.gapBeforeForward(it)
+	if !ok {
+		return "no forward range to measure the gap before"
+	}
 	want := time.Duration(stallShare * float64(config.HostStallTime))
 	if time.Duration(longest) >= want {
 		return ""

@@ -24,6 +24,13 @@
 //     StringIds, deviceId, streamId.
 //   - CUPTI_ACTIVITY_KIND_MEMSET: start, end, correlationId, globalPid,
 //     bytes, deviceId, streamId.
+//   - CUPTI_ACTIVITY_KIND_MEMCPY: the same, with copyKind (1 host to
+//     device, 2 device to host) and srcKind, dstKind in nsys's own
+//     ENUM_CUDA_MEM_KIND numbering (0 pageable, 1 pinned, 2 device). The
+//     copies outside the iteration ranges (the run loop's inputs and loss)
+//     are not checked; those inside are a planted flaw's.
+//   - Every API call of CUPTI_ACTIVITY_KIND_RUNTIME, launch or not (Trace.
+//     Calls): the synchronisations, allocations and frees a flaw plants.
 //   - StringIds(id, value), ThreadNames(nameId, globalTid) and
 //     META_DATA_EXPORT(name, value) where present; META_DATA_EXPORT's
 //     EXPORT_PRODUCT_VERSION and EXPORT_SCHEMA_VERSION name the nsys that
