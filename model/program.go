@@ -42,6 +42,10 @@ type Options struct {
 	// config.NVTXIteration (none inside the passes). A deeper program
 	// cannot be captured as graphs.
 	NVTX config.NVTXDepth
+	// Flaws are the planted flaws (config.Flaws), each a change to the
+	// program: see flaws.go. config.ParseRun refuses the combinations
+	// that cannot run (a graph with a synchronisation inside, say).
+	Flaws []config.Flaw
 }
 
 // GPT2 is the program of one GPT-2 step with its buffers by role, for the
@@ -63,6 +67,8 @@ type GPT2 struct {
 	Elem program.Elem
 	// NVTX is the depth of the NVTX ranges (Options.NVTX).
 	NVTX config.NVTXDepth
+	// Flaws are the planted flaws (Options.Flaws; see flaws.go).
+	Flaws []config.Flaw
 	// Vp is the row stride of the logits: V for fp32, V rounded up to a
 	// multiple of VocabPad for the tensor-core dtypes, whose products load
 	// rows in 16-byte chunks (columns V..Vp-1 are never read or written).
@@ -125,7 +131,7 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 		o.DType = config.FP32
 	}
 	m := &GPT2{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Graph: o.Graph, Layout: ref.Layout(d),
-		DType: o.DType, Elem: program.F32, Vp: d.V, NVTX: o.NVTX}
+		DType: o.DType, Elem: program.F32, Vp: d.V, NVTX: o.NVTX, Flaws: o.Flaws}
 	if m.NVTX == "" {
 		m.NVTX = config.NVTXIteration
 	}
@@ -139,11 +145,17 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 	it := &m.Iteration
 	it.Name = program.IterationTemplate
 	it.Layer = -1
+	it.Add(m.iterationOps()...)
 	m.forward = it.NestKind(program.Forward, program.PassRange, -1)
 	m.buildForward(m.forward)
+	last := m.forward
 	if mode == config.Train {
 		m.backward = it.NestKind(program.Backward, program.PassRange, -1)
 		m.buildBackward(m.backward)
+		last = m.backward
+	}
+	if free := m.freeActivations(); len(free) > 0 {
+		m.part(last, "activations", -1, "", "free", free...)
 	}
 	if o.Graph {
 		for _, r := range []*program.Range{m.forward, m.backward} {
@@ -315,13 +327,22 @@ func (m *GPT2) blockInput(l int) program.View {
 // the program's depth gives them (rangeFor).
 func (m *GPT2) part(r *program.Range, name string, l int, half, step string, ops ...program.Op) {
 	into := m.rangeFor(r, name, l, half)
-	for i := range ops {
+	ops = m.withSyncs(ops)
+	for i := 0; i < len(ops); i++ {
 		ops[i].Part, ops[i].Layer, ops[i].Step = name, l, step
-		if m.NVTX == config.NVTXOp {
-			into.NestKind(ops[i].Name, program.OpRange, l).Add(ops[i])
+		if m.NVTX != config.NVTXOp {
+			into.Add(ops[i])
 			continue
 		}
-		into.Add(ops[i])
+		// One range per operation; a planted synchronisation stays in its
+		// launch's range.
+		op := into.NestKind(ops[i].Name, program.OpRange, l)
+		op.Add(ops[i])
+		for i+1 < len(ops) && ops[i+1].Kind == program.Sync && ops[i].Kind != program.Memcpy && ops[i].Kind != program.Sync {
+			i++
+			ops[i].Part, ops[i].Layer, ops[i].Step = name, l, step
+			op.Add(ops[i])
+		}
 	}
 }
 
@@ -362,6 +383,9 @@ func (m *GPT2) buildForward(r *program.Range) {
 	B, T, C, NH, N, V := d.B, d.T, d.C, d.NH, d.Rows(), d.V
 	p, tok := m.Param, m.Tokens.All()
 
+	if alloc := m.allocActivations(); len(alloc) > 0 {
+		m.part(r, "activations", -1, "", "alloc", alloc...)
+	}
 	m.part(r, "embedding", -1, "", "encoder", kernels.EncoderForward(a.encoded, tok, p(iWte, 0), p(iWpe, 0), B, T, C))
 	for l := 0; l < d.L; l++ {
 		x := m.blockInput(l)
@@ -379,6 +403,9 @@ func (m *GPT2) buildForward(r *program.Range) {
 		mlp("gelu", kernels.GELUForward(a.fchGelu[l], a.fch[l], N*4*C))
 		mlp("fc proj", m.linearForward(a.proj, a.fchGelu[l], p(iFcprojw, l), p(iFcprojb, l), N, 4*C, C, C))
 		mlp("residual2", kernels.ResidualForward(a.residual3[l], a.residual2[l], a.proj, N*C))
+		if rb := m.readback(l); len(rb) > 0 {
+			mlp("readback", rb...)
+		}
 	}
 	head := func(name string, ops ...program.Op) { m.part(r, "head", -1, "", name, ops...) }
 	head("final ln", kernels.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, m.blockInput(d.L), p(iLnfw, 0), p(iLnfb, 0), N, C))

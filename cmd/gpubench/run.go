@@ -57,7 +57,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dev.Close()
-	opts := model.Options{SMs: dev.Info.SMs, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}
+	opts := cli.OptionsOf(r, dev.Info.SMs)
 	prog := model.Program(r.Dims, r.Mode, opts)
 	if err := prog.CheckDevice(model.Device{Name: dev.Info.Name, Major: dev.Info.CCMajor, Minor: dev.Info.CCMinor, SharedOptIn: dev.Info.SharedOptIn}); err != nil {
 		return cli.UsageError{Err: err}
@@ -234,6 +234,9 @@ func deviceOf(i gpu.Info) report.Device {
 
 // step runs one untimed iteration.
 func step(m *cuda.Model, mode config.Mode) error {
+	if err := m.Prologue(); err != nil {
+		return err
+	}
 	if err := m.Forward(); err != nil {
 		return err
 	}
@@ -266,10 +269,15 @@ func newIterationNames(x *cuexec.Executor, iters int) (iterationNames, error) {
 }
 
 // timedStep is one iteration of the template with its events recorded:
+// the iteration's own operations (a planted flaw's, before the forward),
 // the program's forward range, then its backward range in train mode. The
-// caller pushes and pops the iteration range around it.
+// caller pushes and pops the iteration range around it. The step time
+// includes the prologue: a flaw's cost is part of the step.
 func timedStep(m *cuda.Model, s cu.Stream, t *timer, i int) error {
 	if err := t.start[i].Record(s); err != nil {
+		return err
+	}
+	if err := m.Prologue(); err != nil {
 		return err
 	}
 	if err := m.Forward(); err != nil {

@@ -17,15 +17,11 @@ func Check(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageOrHelp(err)
 	}
-	p := plan.Of(model.Program(r.Dims, r.Mode, model.Options{Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}))
-	var rep *nsyscheck.Report
-	if r.ProfileIters != nil || r.ProfileWindows > 0 {
-		// The report holds one of the run's windows (repeat:N gives one
-		// report per window).
-		rep, err = nsyscheck.CheckWindows(rest[0], p, r.Windows())
-	} else {
-		rep, err = nsyscheck.Check(rest[0], p, r.Iters)
-	}
+	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, 0)))
+	// With profiler windows the report holds one of them (repeat:N gives
+	// one report per window); with --flaw it must show each flaw's
+	// signature.
+	rep, err := nsyscheck.CheckRun(rest[0], p, r)
 	if rep != nil {
 		if werr := rep.WriteText(stdout); werr != nil && err == nil {
 			err = werr

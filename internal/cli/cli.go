@@ -44,7 +44,7 @@ func (e Interrupted) Unwrap() error { return e.Err }
 func Split(args []string) (cmd string, rest []string) {
 	if len(args) > 0 {
 		switch args[0] {
-		case "run", "info", "plan", "check", "selftest", "help":
+		case "run", "info", "plan", "check", "flaws", "selftest", "help":
 			return args[0], args[1:]
 		case "-h", "--help", "-help":
 			return "help", nil
@@ -68,6 +68,12 @@ func WithoutGPU(args []string, stdout, stderr io.Writer) (handled bool, code int
 		err = Plan(rest, stdout)
 	case "check":
 		err = Check(rest, stdout)
+	case "flaws":
+		if len(rest) > 0 {
+			err = UsageError{fmt.Errorf("flaws takes no arguments, got %q", rest[0])}
+		} else {
+			err = config.WriteFlaws(stdout)
+		}
 	case "run":
 		if _, perr := config.ParseRun(rest); perr != nil {
 			err = usageOrHelp(perr)
@@ -123,6 +129,7 @@ Usage:
                                       the NVTX ranges and kernels one iteration launches
   gpubench check [flags] REPORT.sqlite
                                       check an nsys sqlite export against the plan
+  gpubench flaws                      the flaws --flaw plants for profiling lessons: what each does, what to look for
   gpubench selftest                   launch one kernel inside NVTX ranges and a profiler window
 
 Profile it with Nsight Systems:
@@ -154,7 +161,7 @@ func Plan(args []string, stdout io.Writer) error {
 	if format != "text" && format != "json" {
 		return UsageError{fmt.Errorf("--format: unknown format %q (allowed: text, json)", format)}
 	}
-	p := plan.Of(model.Program(r.Dims, r.Mode, model.Options{SMs: sms, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX}))
+	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, sms)))
 	switch format {
 	case "text":
 		return p.WriteText(stdout)
@@ -167,4 +174,10 @@ func Plan(args []string, stdout io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// OptionsOf is the program options of run r for a GPU of sms
+// multiprocessors (0: model.DefaultSMs).
+func OptionsOf(r config.Run, sms int) model.Options {
+	return model.Options{SMs: sms, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX, Flaws: r.Flaws}
 }

@@ -37,6 +37,9 @@ type Run struct {
 	CheckNumerics bool   // fail on NaN/Inf after each iteration
 	SyncLaunches  bool   // synchronise after every launch (debugging)
 	Graph         bool   // each pass captured once as a CUDA graph, then replayed
+	// Flaws are the planted flaws (--flaw), in the order given: a run
+	// with any is a lesson, not a benchmark result.
+	Flaws []Flaw
 }
 
 // Custom is the model name of a run whose model is none of the presets.
@@ -77,6 +80,7 @@ type runFlags struct {
 	fs                   *flag.FlagSet
 	model, mode, dtype   string
 	nvtx, profileIters   string
+	flaw                 string
 	v, maxT, t, l, nh, c optionalInt
 	b                    int
 	run                  Run
@@ -133,6 +137,7 @@ func newRunFlags(name string) *runFlags {
 	fs.StringVar(&f.nvtx, "nvtx", string(NVTXIteration), "NVTX range depth: iteration (iteration{i}, forward, backward), layer (adds embedding, layer{l} with attention and mlp, head) or op (adds one range per operation)")
 	fs.StringVar(&f.run.NVTXDomain, "nvtx-domain", "", "put every NVTX range in this domain (default: the global domain, as the template does)")
 	fs.BoolVar(&f.run.Graph, "graph", false, "capture each pass (forward, backward) once as a CUDA graph and replay it every iteration, inside the same NVTX ranges")
+	fs.StringVar(&f.flaw, "flaw", "", "plant flaws `NAME[,NAME...]` for a profiling lesson (gpubench flaws lists them); the numbers are then no benchmark result")
 	return f
 }
 
@@ -271,6 +276,12 @@ func (f *runFlags) finish() (Run, error) {
 	}
 	if r.CheckNumerics && r.Mode == Infer {
 		return Run{}, errors.New("--check-numerics: needs --mode=train (it checks the gradients, which infer does not compute)")
+	}
+	if r.Flaws, err = ParseFlaws(f.flaw); err != nil {
+		return Run{}, err
+	}
+	if err := checkFlaws(r); err != nil {
+		return Run{}, err
 	}
 	return r, nil
 }

@@ -41,7 +41,19 @@ type Executor struct {
 	// run (an sm_80 tensor-core module on a Volta), by name.
 	unloadable map[string]ptx.Target
 	ptrs       map[*program.Buffer]cu.DevicePtr
-	prepared   map[*program.Op]*prepared
+	// cells hold the address of each dynamic buffer: one the program
+	// allocates and frees itself (program.Alloc and Free operations), 0
+	// while it is not allocated. A prepared operation on one keeps the
+	// cell and reads the address at every launch, so it stays valid
+	// across the buffer's reallocations (see resolve).
+	cells map[*program.Buffer]*cu.DevicePtr
+	// host are the host-side copies of the buffers that the program
+	// uploads (Memcpy HostToDevice): what the copy reads, kept equal to
+	// what Upload last wrote.
+	host map[*program.Buffer]*hostMem
+	// hostScratch is the host memory of the device-to-host copies.
+	hostScratch []*hostMem
+	prepared    map[*program.Op]*prepared
 	// Domain is the NVTX domain of every range the executor pushes; nil
 	// is the global domain (the template's). Set it before the first Push.
 	Domain *nvtx.Domain
@@ -63,6 +75,7 @@ type Executor struct {
 func New(dev *gpu.Device) (*Executor, error) {
 	x := &Executor{dev: dev, s: dev.Stream, functions: map[string]cu.Function{},
 		ptrs: map[*program.Buffer]cu.DevicePtr{}, prepared: map[*program.Op]*prepared{},
+		cells: map[*program.Buffer]*cu.DevicePtr{}, host: map[*program.Buffer]*hostMem{},
 		ranges: map[rangeKey]*nvtx.Attributes{}, strings: map[string]*nvtx.RegisteredString{}, sharedSet: map[string]int{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{}}
 	for _, name := range ptx.Modules() {
 		if t, ok := ptx.ModuleTarget(name); ok && !t.Runs(dev.Info.CCMajor, dev.Info.CCMinor) {
@@ -116,9 +129,32 @@ func cString(b []byte) string {
 	return string(b)
 }
 
+// hostMem is host memory the executor allocated for copies.
+type hostMem struct {
+	p      unsafe.Pointer
+	bytes  int64
+	pinned bool
+}
+
+func (x *Executor) hostAlloc(bytes int64, pinned bool) (*hostMem, error) {
+	p, err := cudrv.HostAlloc(bytes, pinned)
+	if err != nil {
+		return nil, err
+	}
+	return &hostMem{p: p, bytes: bytes, pinned: pinned}, nil
+}
+
 // Close frees every buffer the executor allocated and unloads the modules.
 func (x *Executor) Close() {
 	x.FreeAll()
+	for b, h := range x.host {
+		cudrv.HostFree(h.p, h.pinned)
+		delete(x.host, b)
+	}
+	for _, h := range x.hostScratch {
+		cudrv.HostFree(h.p, h.pinned)
+	}
+	x.hostScratch = nil
 	for _, m := range x.modules {
 		m.Unload()
 	}
@@ -155,6 +191,14 @@ func (x *Executor) Free(bufs ...*program.Buffer) {
 			delete(x.ptrs, b)
 			freed[b] = true
 		}
+		if c := x.cells[b]; c != nil {
+			*c = 0
+			freed[b] = true
+		}
+		if h := x.host[b]; h != nil {
+			cudrv.HostFree(h.p, h.pinned)
+			delete(x.host, b)
+		}
 	}
 	var uses func(op *program.Op) bool
 	uses = func(op *program.Op) bool {
@@ -183,6 +227,9 @@ func (x *Executor) FreeAll() {
 	for b, p := range x.ptrs {
 		x.dev.Free(p)
 		delete(x.ptrs, b)
+	}
+	for _, c := range x.cells {
+		*c = 0
 	}
 	x.forget(func(*program.Op) bool { return true })
 }
@@ -377,6 +424,16 @@ type arg uint64
 // maxParams bounds the parameters of any gpubench kernel.
 const maxParams = 16
 
+// fixup is a kernel argument that points into a dynamic buffer: slot gets
+// the cell's address plus off at every launch.
+type fixup struct {
+	slot  int
+	cell  *cu.DevicePtr
+	off   cu.DevicePtr
+	param string
+	buf   *program.Buffer
+}
+
 // prepared is an operation ready to launch: its function and its packed
 // arguments.
 type prepared struct {
@@ -384,7 +441,14 @@ type prepared struct {
 	slots [maxParams]arg
 	ptrs  [maxParams]unsafe.Pointer // ptrs[i] = &slots[i]
 	n     int
-	dst   cu.DevicePtr // memset target
+	dst   cu.DevicePtr // memset or copy target, or
+	// dstCell is a dynamic target's address (dst is then its offset), and
+	// fixups the dynamic pointer arguments: see resolve.
+	dstCell *cu.DevicePtr
+	fixups  []fixup
+	// host is a copy's host memory; cell an allocation's or free's buffer.
+	host *hostMem
+	cell *cu.DevicePtr
 
 	// A graph operation's instantiated graph and prepared nodes.
 	exec  cudrv.GraphExec
@@ -423,6 +487,12 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 		for i, a := range op.Args {
 			switch a.Kind {
 			case program.Ptr:
+				if c := x.cells[a.View.Buf]; c != nil && !a.View.IsNull() {
+					off := cu.DevicePtr(a.View.Offset * a.View.Buf.Elem.Size())
+					p.fixups = append(p.fixups, fixup{slot: i, cell: c, off: off, param: a.Param, buf: a.View.Buf})
+					p.ptrs[i] = unsafe.Pointer(&p.slots[i])
+					continue
+				}
 				ptr := x.Ptr(a.View)
 				if ptr == 0 && !a.View.IsNull() {
 					return nil, fmt.Errorf("kernel %s argument %s: buffer %s is not allocated", op.Name, a.Param, a.View.Buf)
@@ -435,11 +505,30 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 			}
 			p.ptrs[i] = unsafe.Pointer(&p.slots[i])
 		}
-	case program.Memset:
-		if p.dst = x.Ptr(op.Dst); p.dst == 0 {
-			return nil, fmt.Errorf("%s: buffer %s is not allocated", op.Name, op.Dst.Buf)
+	case program.Memset, program.Memcpy:
+		if err := x.prepareTarget(op, p); err != nil {
+			return nil, err
 		}
-	case program.Sync:
+		if op.Kind == program.Memcpy {
+			if err := x.prepareHost(op, p); err != nil {
+				return nil, err
+			}
+		}
+	case program.Alloc, program.Free:
+		b := op.Dst.Buf
+		c := x.cells[b]
+		if c == nil {
+			if op.Kind == program.Free {
+				return nil, fmt.Errorf("%s %s: the program frees a buffer it did not allocate", op.Name, b)
+			}
+			if _, ok := x.ptrs[b]; ok {
+				return nil, fmt.Errorf("%s %s: the buffer is allocated already; the program allocates it itself (allocate program.Static() only)", op.Name, b)
+			}
+			c = new(cu.DevicePtr)
+			x.cells[b] = c
+		}
+		p.cell = c
+	case program.Sync, program.Host:
 	case program.Graph:
 		if err := x.capture(op, p); err != nil {
 			return nil, err
@@ -449,6 +538,78 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 	}
 	x.prepared[op] = p
 	return p, nil
+}
+
+// prepareTarget resolves a memset's or copy's device memory: its address,
+// or for a dynamic buffer its cell and offset.
+func (x *Executor) prepareTarget(op *program.Op, p *prepared) error {
+	if c := x.cells[op.Dst.Buf]; c != nil {
+		p.dstCell, p.dst = c, cu.DevicePtr(op.Dst.Offset*op.Dst.Buf.Elem.Size())
+		return nil
+	}
+	if p.dst = x.Ptr(op.Dst); p.dst == 0 {
+		return fmt.Errorf("%s: buffer %s is not allocated", op.Name, op.Dst.Buf)
+	}
+	return nil
+}
+
+// prepareHost finds a copy's host memory: for an upload, the buffer's
+// host copy (made on first use from what the device holds, and kept equal
+// to what Upload writes), for a download scratch memory of the op's own.
+func (x *Executor) prepareHost(op *program.Op, p *prepared) error {
+	pinned, n := op.Host == program.Pinned, op.Dst.Bytes()
+	if op.Dir == program.DeviceToHost {
+		h, err := x.hostAlloc(n, pinned)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op.Name, err)
+		}
+		x.hostScratch = append(x.hostScratch, h)
+		p.host = h
+		return nil
+	}
+	if op.Dst.Offset != 0 || op.Dst.Elems != op.Dst.Buf.Elems {
+		return fmt.Errorf("%s: uploads whole buffers, not %s", op.Name, op.Dst)
+	}
+	h := x.host[op.Dst.Buf]
+	if h != nil && h.pinned != pinned {
+		return fmt.Errorf("%s: %s is uploaded from both pinned and pageable memory", op.Name, op.Dst.Buf)
+	}
+	if h == nil {
+		var err error
+		if h, err = x.hostAlloc(n, pinned); err != nil {
+			return fmt.Errorf("%s: %w", op.Name, err)
+		}
+		x.host[op.Dst.Buf] = h
+		if d := x.Ptr(op.Dst); d != 0 {
+			if err := cudrv.Explain(x.s.Synchronize()); err != nil {
+				return err
+			}
+			if err := cu.MemcpyDtoH(h.p, d, n); err != nil {
+				return fmt.Errorf("%s: read the batch's host copy: %w", op.Name, cudrv.Explain(err))
+			}
+		}
+	}
+	p.host = h
+	return nil
+}
+
+// resolve writes the current addresses of p's dynamic buffers into its
+// arguments and target; an operation on a dynamic buffer that is not
+// allocated now fails, naming the buffer.
+func resolve(op *program.Op, p *prepared) (cu.DevicePtr, error) {
+	for _, f := range p.fixups {
+		if *f.cell == 0 {
+			return 0, fmt.Errorf("argument %s: buffer %s is not allocated now (the program frees it before this operation, or allocates it after)", f.param, f.buf)
+		}
+		p.slots[f.slot] = arg(*f.cell + f.off)
+	}
+	if p.dstCell == nil {
+		return p.dst, nil
+	}
+	if *p.dstCell == 0 {
+		return 0, fmt.Errorf("buffer %s is not allocated now (the program frees it before this operation, or allocates it after)", op.Dst.Buf)
+	}
+	return *p.dstCell + p.dst, nil
 }
 
 // capture records a graph operation's nodes: it runs them on the stream
@@ -463,6 +624,9 @@ func (x *Executor) capture(op *program.Op, p *prepared) error {
 		n, err := x.prepare(it.Op)
 		if err != nil {
 			return fmt.Errorf("graph %s, node %s: %w", op.Part, it.Op.Where(), err)
+		}
+		if len(n.fixups) > 0 || n.dstCell != nil {
+			return fmt.Errorf("graph %s, node %s: uses a buffer the program allocates per iteration, whose address a graph cannot follow", op.Part, it.Op.Where())
 		}
 		p.nodes, p.names = append(p.nodes, n), append(p.names, it.Op.Name)
 	}
@@ -524,17 +688,50 @@ func (x *Executor) Do(op *program.Op) error {
 }
 
 func (x *Executor) launch(op *program.Op, p *prepared) error {
-	var err error
+	dst, err := resolve(op, p)
+	if err != nil {
+		return &LaunchError{Kernel: op.Name, Err: err}
+	}
 	switch op.Kind {
 	case program.Kernel:
 		g, b := op.Grid, op.Block
 		err = p.fn.Launch(g.X, g.Y, g.Z, b.X, b.Y, b.Z, op.SharedBytes, x.s, p.ptrs[:p.n])
 	case program.Memset:
 		if op.Name == program.MemsetD16 {
-			err = cu.MemsetD16Async(p.dst, uint16(op.Value), int64(op.Dst.Elems), x.s)
+			err = cu.MemsetD16Async(dst, uint16(op.Value), int64(op.Dst.Elems), x.s)
 		} else {
-			err = cu.MemsetD32Async(p.dst, uint(op.Value), int64(op.Dst.Elems), x.s)
+			err = cu.MemsetD32Async(dst, uint(op.Value), int64(op.Dst.Elems), x.s)
 		}
+	case program.Memcpy:
+		n := op.Dst.Bytes()
+		switch op.Name {
+		case program.MemcpyHtoD:
+			err = cu.MemcpyHtoD(dst, p.host.p, n)
+		case program.MemcpyHtoDAsync:
+			err = cu.MemcpyHtoDAsync(dst, p.host.p, n, x.s)
+		default:
+			err = cu.MemcpyDtoHAsync(p.host.p, dst, n, x.s)
+		}
+	case program.Alloc:
+		if *p.cell != 0 {
+			err = fmt.Errorf("buffer %s is allocated already (the program allocates it twice without a free)", op.Dst.Buf)
+			break
+		}
+		var d cu.DevicePtr
+		if d, err = x.dev.Alloc(op.Dst.Buf.Bytes()); err == nil {
+			*p.cell = d
+			x.ptrs[op.Dst.Buf] = d
+		}
+	case program.Free:
+		if *p.cell == 0 {
+			err = fmt.Errorf("buffer %s is not allocated (the program frees it twice)", op.Dst.Buf)
+			break
+		}
+		err = x.dev.Free(*p.cell)
+		*p.cell = 0
+		delete(x.ptrs, op.Dst.Buf)
+	case program.Host:
+		op.Func()
 	case program.Sync:
 		err = x.s.Synchronize()
 	case program.Graph:
@@ -608,6 +805,19 @@ func (x *Executor) Compile(r *program.Range) (*Compiled, error) {
 	return c, nil
 }
 
+// CompileOps prepares operations that run outside any range of their own
+// (the iteration's own operations, between its push and the forward's).
+func (x *Executor) CompileOps(ops []*program.Op) (*Compiled, error) {
+	c := &Compiled{x: x}
+	k := compiler{c}
+	for _, op := range ops {
+		if err := k.Do(op); err != nil {
+			return nil, fmt.Errorf("%s: %w", op.Where(), err)
+		}
+	}
+	return c, nil
+}
+
 // Run enqueues the compiled range. On an error it closes the ranges it
 // opened and says where in the model the failing operation sits.
 func (c *Compiled) Run() error {
@@ -647,6 +857,16 @@ func Upload[T float32 | int32 | uint16](x *Executor, v program.View, src []T) er
 	}
 	if int64(len(src)) > v.Elems {
 		return fmt.Errorf("upload %d elements to %s, which holds %d", len(src), v, v.Elems)
+	}
+	if h := x.host[v.Buf]; h != nil && len(src) > 0 {
+		// The program uploads this buffer itself from its host copy, which
+		// must hold what was last written (after any copy in flight).
+		if err := cudrv.Explain(x.s.Synchronize()); err != nil {
+			return err
+		}
+		n := int64(len(src)) * int64(unsafe.Sizeof(src[0]))
+		off := v.Offset * v.Buf.Elem.Size()
+		copy(unsafe.Slice((*byte)(h.p), h.bytes)[off:off+n], unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), n))
 	}
 	return gpu.Upload(p, src)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/internal/program"
 )
 
 // NoNVTXMessage is the failure reported for a capture without NVTX ranges.
@@ -45,7 +46,7 @@ func CheckWindows(path string, p plan.Plan, windows []config.Window) (*Report, e
 	if err != nil {
 		return nil, err
 	}
-	return checkTrace(t, p, windows)
+	return checkTrace(t, p, windows, Options{})
 }
 
 // CheckTrace checks a loaded trace; see Check.
@@ -54,10 +55,25 @@ func CheckTrace(t *Trace, p plan.Plan, iters int) (*Report, error) {
 	if iters > 0 {
 		ws = []config.Window{{First: 0, Last: iters - 1}}
 	}
-	return checkTrace(t, p, ws)
+	return checkTrace(t, p, ws, Options{})
 }
 
-func checkTrace(t *Trace, p plan.Plan, windows []config.Window) (*Report, error) {
+// CheckRun checks the export at path against plan p of run r: its
+// iterations or profiler windows, its --sync-launches, and the signature
+// of each of its flaws (--flaw).
+func CheckRun(path string, p plan.Plan, r config.Run) (*Report, error) {
+	t, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	ws := []config.Window{{First: 0, Last: r.Iters - 1}}
+	if r.ProfileIters != nil || r.ProfileWindows > 0 {
+		ws = r.Windows()
+	}
+	return checkTrace(t, p, ws, Options{SyncLaunches: r.SyncLaunches, Flaws: r.Flaws})
+}
+
+func checkTrace(t *Trace, p plan.Plan, windows []config.Window, opts Options) (*Report, error) {
 	iters := 0
 	if len(windows) > 0 {
 		iters = windows[0].Len()
@@ -75,7 +91,7 @@ func checkTrace(t *Trace, p plan.Plan, windows []config.Window) (*Report, error)
 		},
 	}
 	c.index()
-	c.windows = windows
+	c.windows, c.opts = windows, opts
 	c.run(iters)
 	return c.rep, c.rep.Err()
 }
@@ -86,8 +102,10 @@ type node struct {
 	plan     *plan.Range
 	r        Range
 	children []*node
-	// launches were made directly inside the range, not in a child.
+	// launches were made directly inside the range, not in a child, and
+	// calls are the API calls there that a flaw can plant (trackedCalls).
 	launches []Launch
+	calls    []APICall
 	// incomplete nodes lack a planned child range, so their launches
 	// cannot be attributed as the plan expects and are not counted.
 	incomplete bool
@@ -113,6 +131,18 @@ type checker struct {
 	graphNoted bool
 	// windows are the run's profiler windows; the capture holds one.
 	windows []config.Window
+	// opts are the run's settings that change what the capture shows.
+	opts Options
+}
+
+// Options are what a check needs to know of the run beyond its plan.
+type Options struct {
+	// SyncLaunches: the run synchronised after every launch
+	// (--sync-launches), so cuStreamSynchronize calls are not counted.
+	SyncLaunches bool
+	// Flaws are the planted flaws whose signatures the capture must show
+	// (gpubench check --flaw): see flaws.go.
+	Flaws []config.Flaw
 }
 
 func (c *checker) fail(format string, args ...any) {
@@ -179,6 +209,7 @@ func (c *checker) run(iters int) {
 		}
 		c.compare(it)
 	}
+	c.signatures()
 	c.stats()
 }
 
@@ -451,6 +482,9 @@ func (c *checker) attribute() {
 	}
 	for _, l := range t.Launches {
 		n := c.owner(l)
+		if n == nil && l.Op.Kind == program.Memcpy {
+			continue // the run loop's copies between iterations: inputs, the loss
+		}
 		if n == nil && outside >= maxOutside {
 			outside++
 			continue
@@ -475,6 +509,9 @@ func (c *checker) attribute() {
 				tableRuntime, len(t.Unlaunched))
 		} else {
 			for _, op := range t.Unlaunched {
+				if op.Kind == program.Memcpy {
+					continue
+				}
 				if outside >= maxOutside {
 					outside++
 					continue
@@ -487,6 +524,27 @@ func (c *checker) attribute() {
 	if outside > maxOutside {
 		c.fail("... and %d more GPU operations outside every iteration range", outside-maxOutside)
 	}
+	for _, a := range t.Calls {
+		if !trackedCalls[a.Name] {
+			continue
+		}
+		if n := c.ownerAt(a.Thread, a.Start); n != nil {
+			n.calls = append(n.calls, a)
+		}
+	}
+}
+
+// trackedCalls are the API calls a range is checked for, beyond its
+// launches: those the program's synchronisations, allocations and frees
+// make, and the other ways to synchronise.
+var trackedCalls = map[string]bool{
+	program.StreamSynchronize: true, "cuCtxSynchronize": true, "cudaStreamSynchronize": true, "cudaDeviceSynchronize": true,
+	program.MemAlloc: true, program.MemFree: true, "cudaMalloc": true, "cudaFree": true,
+}
+
+// syncCalls are the tracked calls that wait for the GPU.
+var syncCalls = map[string]bool{
+	program.StreamSynchronize: true, "cuCtxSynchronize": true, "cudaStreamSynchronize": true, "cudaDeviceSynchronize": true,
 }
 
 func apiName(s string) string {
@@ -499,7 +557,11 @@ func apiName(s string) string {
 // owner finds the range a launch was made in: the first iteration on its
 // thread that holds the launch call's start, then the deepest matched
 // range inside it that does.
-func (c *checker) owner(l Launch) *node {
+func (c *checker) owner(l Launch) *node { return c.ownerAt(l.Thread, l.Start) }
+
+// ownerAt finds the deepest matched range on thread that holds time at.
+func (c *checker) ownerAt(thread, at int64) *node {
+	l := struct{ Thread, Start int64 }{thread, at}
 	its, ends := c.itersByThread[l.Thread], c.iterEnds[l.Thread]
 	// From the last iteration that starts no later than the call back to
 	// the first, for as long as one of them ends no earlier than it: when
@@ -540,15 +602,16 @@ func (c *checker) compareRange(n *node) {
 		return
 	}
 	t := c.t
-	if len(t.Launches)+len(t.Unlaunched) == 0 {
+	if !t.hasGPUWork() {
 		if !c.rep.noGPU {
 			c.rep.noGPU = true
 			c.fail("no GPU kernels found in the capture: was it made with -t cuda?")
 		}
 		return
 	}
+	c.compareCalls(n)
 	want := c.expected(n.plan)
-	wantKernels, wantMemsets, wantGraphs := map[string]int{}, 0, 0
+	wantKernels, wantMemsets, wantGraphs, wantMemcpys := map[string]int{}, 0, 0, 0
 	var kernelOrder []string
 	for _, l := range want {
 		switch l.Kind {
@@ -561,16 +624,20 @@ func (c *checker) compareRange(n *node) {
 			wantMemsets++
 		case plan.Graph:
 			wantGraphs++
+		case program.Memcpy:
+			wantMemcpys++
 		}
 	}
 	got := map[string]int{}
-	memsets, graphs := 0, 0
+	memsets, graphs, memcpys := 0, 0, 0
 	for _, l := range n.launches {
 		switch l.Op.Kind {
 		case plan.Memset:
 			memsets++
 		case plan.Graph:
 			graphs++
+		case program.Memcpy:
+			memcpys++
 		default:
 			got[l.Op.Name]++
 		}
@@ -610,6 +677,14 @@ func (c *checker) compareRange(n *node) {
 		ok = false
 		c.fail("%s: %s, plan says %d", n.path, plural(graphs, "graph launch"), wantGraphs)
 	}
+	if memcpys != wantMemcpys {
+		ok = false
+		msg := fmt.Sprintf("%s: %s, plan says %d", n.path, plural(memcpys, "memcpy"), wantMemcpys)
+		if !t.MemcpyTable {
+			msg += fmt.Sprintf(" (the export has no %s table: no memcpy was captured)", tableMemcpy)
+		}
+		c.fail("%s", msg)
+	}
 	if ok {
 		c.order(n)
 	}
@@ -626,9 +701,51 @@ func (c *checker) expected(r *plan.Range) []plan.Launch {
 			c.graphNoted = true
 			c.note("the capture traced each CUDA graph as one launch (nsys's default); profile with --cuda-graph-trace=node to see, and check, the kernels inside")
 		}
-		return r.Ops
+		return gpuWork(r.Ops)
 	}
-	return r.Launches()
+	return gpuWork(r.Launches())
+}
+
+// gpuWork keeps the operations a profiler lists as GPU work: not the
+// synchronisations, allocations, frees and host work, which are calls
+// (compareCalls) or nothing the CUDA trace shows.
+func gpuWork(ls []plan.Launch) []plan.Launch {
+	out := make([]plan.Launch, 0, len(ls))
+	for _, l := range ls {
+		if plan.GPUWork(l.Kind) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// compareCalls checks the tracked API calls made directly inside n
+// against the plan's synchronisations, allocations and frees there.
+func (c *checker) compareCalls(n *node) {
+	want := map[string]int{}
+	for _, l := range n.plan.Launches() {
+		switch l.Kind {
+		case program.Sync, program.Alloc, program.Free:
+			want[l.Name]++
+		}
+	}
+	got := map[string]int{}
+	for _, a := range n.calls {
+		got[a.Name]++
+	}
+	names := make([]string, 0, len(trackedCalls))
+	for name := range trackedCalls {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if c.opts.SyncLaunches && syncCalls[name] {
+			continue // --sync-launches: one after every launch
+		}
+		if got[name] != want[name] {
+			c.fail("%s: %s called %s, plan says %d", n.path, name, times(got[name]), want[name])
+		}
+	}
 }
 
 // order compares the launch sequence of n with the plan's.
@@ -638,6 +755,7 @@ func (c *checker) order(n *node) {
 		g, w := got[i], want[i]
 		// A memset is known by its size: the plan's target buffer.
 		if g.Op.Kind == w.Kind && ((g.Op.Kind == plan.Memset && g.Op.Bytes == w.Bytes) ||
+			(g.Op.Kind == program.Memcpy && g.Op.Bytes == w.Bytes && g.Op.CopyKind == copyKind(w.Dir)) ||
 			(g.Op.Kind == plan.Kernel && g.Op.Name == w.Name) || g.Op.Kind == plan.Graph) {
 			continue
 		}
@@ -647,10 +765,20 @@ func (c *checker) order(n *node) {
 			wantDesc = fmt.Sprintf("a memset of %d bytes (%s %s)", w.Bytes, w.Name, w.Target)
 		case plan.Graph:
 			wantDesc = fmt.Sprintf("a graph launch of %d nodes", len(w.Nodes))
+		case program.Memcpy:
+			wantDesc = fmt.Sprintf("a %s memcpy of %d bytes (%s %s)", w.Dir, w.Bytes, w.Name, w.Target)
 		}
 		c.fail("%s: launch %d is %s, plan says %s at %s", n.path, i+1, g.Op.Describe(), wantDesc, w.Where())
 		return
 	}
+}
+
+// copyKind is the export's copyKind of a planned copy's direction.
+func copyKind(d program.CopyDir) int64 {
+	if d == program.HostToDevice {
+		return CopyHtoD
+	}
+	return CopyDtoH
 }
 
 func times(n int) string {

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/internal/program"
 )
 
 // This file builds synthetic Nsight Systems SQLite exports: the tables and
@@ -62,6 +64,8 @@ type fxLaunch struct {
 	seq               int    // index in that range's launch sequence
 	noGPU             bool   // an API call that starts nothing (cuStreamSynchronize)
 	globalPidOverride int64
+	// A memcpy's direction and memory kinds (the export's codes).
+	copyKind, srcKind, dstKind int64
 }
 
 type fixture struct {
@@ -70,6 +74,7 @@ type fixture struct {
 
 	noNVTXTable    bool
 	noMemsetTable  bool
+	noMemcpyTable  bool
 	noRuntimeTable bool
 	legacyNVTX     bool // NVTX_EVENTS with text only, no enum tables
 	registered     bool // all range names through textId
@@ -103,6 +108,8 @@ func runFixtureFrom(p plan.Plan, first, iters int, profileRange bool) *fixture {
 		n := int64(i)
 		it := fxRange{name: plan.IterationName(i), start: t, tid: fxMainThread, eventType: EventNvtxPushPopRange, payload: &n, iter: i, path: "iteration"}
 		t += fxRangeGap
+		own := 0
+		f.emitOps(&t, p.Iteration.Launches(), i, "iteration", &own)
 		for _, child := range p.Iteration.Children {
 			// A pass, and (--nvtx=layer, op) the ranges inside it, depth
 			// first; every launch is labelled with its pass.
@@ -111,21 +118,7 @@ func runFixtureFrom(p plan.Plan, first, iters int, profileRange bool) *fixture {
 			emit = func(pr plan.Range, path string) {
 				r := fxRange{name: pr.Name, start: t, tid: fxMainThread, eventType: EventNvtxPushPopRange, iter: i, path: path}
 				t += fxRangeGap
-				for _, l := range pr.Launches() {
-					fl := fxLaunch{
-						apiStart: t, apiEnd: t + fxAPIDur, tid: fxMainThread, corr: f.corr(),
-						kind: l.Kind, gpuStart: t + fxQueue, gpuEnd: t + fxQueue + fxOpDur,
-						iter: i, rng: child.Name, seq: seq,
-					}
-					seq++
-					if l.Kind == plan.Memset {
-						fl.api, fl.bytes = l.Name, l.Bytes
-					} else {
-						fl.api, fl.kernel = "cuLaunchKernel", l.Name
-					}
-					f.launches = append(f.launches, fl)
-					t += fxAPIStep
-				}
+				f.emitOps(&t, pr.Launches(), i, child.Name, &seq)
 				for _, c := range pr.Children {
 					emit(c, path+"/"+c.Name)
 				}
@@ -150,6 +143,48 @@ func runFixtureFrom(p plan.Plan, first, iters int, profileRange bool) *fixture {
 }
 
 func (f *fixture) corr() int64 { f.nextCorr++; return f.nextCorr }
+
+// emitOps appends the calls and GPU rows of planned operations ls, made in
+// range rng of iteration i from time *t on, as gpubench's executor makes
+// them: a launch call and its GPU row for kernels, memsets and memcpys; a
+// call alone for synchronisations, allocations and frees; nothing but
+// time for host work. seq numbers the GPU operations of the range.
+func (f *fixture) emitOps(t *int64, ls []plan.Launch, i int, rng string, seq *int) {
+	for _, l := range ls {
+		if l.Kind == program.Host {
+			*t += int64(config.HostStallTime)
+			continue
+		}
+		fl := fxLaunch{
+			api: l.Name, apiStart: *t, apiEnd: *t + fxAPIDur, tid: fxMainThread, corr: f.corr(),
+			kind: l.Kind, gpuStart: *t + fxQueue, gpuEnd: *t + fxQueue + fxOpDur,
+			iter: i, rng: rng, seq: *seq,
+		}
+		switch l.Kind {
+		case plan.Kernel:
+			fl.api, fl.kernel = "cuLaunchKernel", l.Name
+		case plan.Memset:
+			fl.bytes = l.Bytes
+		case program.Memcpy:
+			fl.bytes = l.Bytes
+			host := int64(MemPageable)
+			if l.Host == program.Pinned {
+				host = MemPinned
+			}
+			fl.copyKind, fl.srcKind, fl.dstKind = CopyHtoD, host, MemDevice
+			if l.Dir == program.DeviceToHost {
+				fl.copyKind, fl.srcKind, fl.dstKind = CopyDtoH, MemDevice, host
+			}
+		default: // a call alone
+			fl.noGPU, fl.seq = true, -1
+		}
+		if !fl.noGPU {
+			*seq++
+		}
+		f.launches = append(f.launches, fl)
+		*t += fxAPIStep
+	}
+}
 
 // rangeOf returns the range of iteration i at path ("iteration", "forward", ...).
 func (f *fixture) rangeOf(tb testing.TB, i int, path string) *fxRange {
@@ -264,6 +299,15 @@ CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (
 	sharedMemoryExecuted INTEGER, graphNodeId INTEGER, sharedMemoryLimitConfig INTEGER);
 `
 
+const fxMemcpy = `
+CREATE TABLE CUPTI_ACTIVITY_KIND_MEMCPY (
+	start INTEGER NOT NULL, end INTEGER NOT NULL, deviceId INTEGER NOT NULL, contextId INTEGER NOT NULL,
+	greenContextId INTEGER, streamId INTEGER NOT NULL, correlationId INTEGER, globalPid INTEGER,
+	bytes INTEGER NOT NULL, copyKind INTEGER NOT NULL, deprecatedSrcId INTEGER, srcKind INTEGER, dstKind INTEGER,
+	srcDeviceId INTEGER, srcContextId INTEGER, dstDeviceId INTEGER, dstContextId INTEGER, migrationCause INTEGER,
+	graphNodeId INTEGER, virtualAddress INTEGER, copyCount INTEGER);
+`
+
 const fxMemset = `
 CREATE TABLE CUPTI_ACTIVITY_KIND_MEMSET (
 	start INTEGER NOT NULL, end INTEGER NOT NULL, deviceId INTEGER NOT NULL, contextId INTEGER NOT NULL,
@@ -355,6 +399,9 @@ func (f *fixture) write(tb testing.TB) string {
 	if !f.noMemsetTable {
 		exec(fxMemset)
 	}
+	if !f.noMemcpyTable {
+		exec(fxMemcpy)
+	}
 	callchain := 0
 	for _, l := range f.launches {
 		if !l.noAPI && !f.noRuntimeTable {
@@ -379,6 +426,11 @@ func (f *fixture) write(tb testing.TB) string {
 			if !f.noMemsetTable {
 				exec(`INSERT INTO CUPTI_ACTIVITY_KIND_MEMSET VALUES (?, ?, ?, 1, NULL, ?, ?, ?, 0, ?, NULL, 1)`,
 					l.gpuStart, l.gpuEnd, fxDevice, fxStream, l.corr, pid, l.bytes)
+			}
+		case program.Memcpy:
+			if !f.noMemcpyTable {
+				exec(`INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY VALUES (?, ?, ?, 1, 0, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1)`,
+					l.gpuStart, l.gpuEnd, fxDevice, fxStream, l.corr, pid, l.bytes, l.copyKind, l.srcKind, l.dstKind)
 			}
 		default:
 			panic(fmt.Sprintf("launch kind %q", l.kind))

@@ -24,6 +24,13 @@
 //     StringIds, deviceId, streamId.
 //   - CUPTI_ACTIVITY_KIND_MEMSET: start, end, correlationId, globalPid,
 //     bytes, deviceId, streamId.
+//   - CUPTI_ACTIVITY_KIND_MEMCPY: the same, with copyKind (1 host to
+//     device, 2 device to host) and srcKind, dstKind in nsys's own
+//     ENUM_CUDA_MEM_KIND numbering (0 pageable, 1 pinned, 2 device). The
+//     copies outside the iteration ranges (the run loop's inputs and loss)
+//     are not checked; those inside are a planted flaw's.
+//   - Every API call of CUPTI_ACTIVITY_KIND_RUNTIME, launch or not (Trace.
+//     Calls): the synchronisations, allocations and frees a flaw plants.
 //   - StringIds(id, value), ThreadNames(nameId, globalTid) and
 //     META_DATA_EXPORT(name, value) where present; META_DATA_EXPORT's
 //     EXPORT_PRODUCT_VERSION and EXPORT_SCHEMA_VERSION name the nsys that
@@ -54,6 +61,7 @@ import (
 	"strings"
 
 	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/internal/program"
 
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
@@ -65,6 +73,7 @@ const (
 	tableRuntime    = "CUPTI_ACTIVITY_KIND_RUNTIME"
 	tableKernel     = "CUPTI_ACTIVITY_KIND_KERNEL"
 	tableMemset     = "CUPTI_ACTIVITY_KIND_MEMSET"
+	tableMemcpy     = "CUPTI_ACTIVITY_KIND_MEMCPY"
 	tableGraph      = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE"
 	tableStrings    = "StringIds"
 	tableThreads    = "ThreadNames"
@@ -92,7 +101,7 @@ type Range struct {
 // Contains reports whether t lies in the range's span, ends included.
 func (r Range) Contains(t int64) bool { return r.Start <= t && t <= r.End }
 
-// GPUOp is a kernel or memset as the GPU ran it.
+// GPUOp is a kernel, memset, memcpy or graph launch as the GPU ran it.
 type GPUOp struct {
 	Kind          plan.OpKind
 	Name          string // kernel name; empty for memsets
@@ -101,7 +110,35 @@ type GPUOp struct {
 	GlobalPid     int64 // 0 when the export has none
 	Device        int64
 	Stream        int64
-	Bytes         int64 // memsets only
+	Bytes         int64 // memsets and memcpys
+	// A memcpy's direction (CUPTI copyKind: CopyHtoD, CopyDtoH) and the
+	// kinds of memory on its two sides (CUPTI srcKind, dstKind:
+	// MemPageable, MemPinned, ...).
+	CopyKind, SrcKind, DstKind int64
+}
+
+// The export's codes for a memcpy's direction (ENUM_CUDA_MEMCPY_OPER) and
+// its memory (ENUM_CUDA_MEM_KIND: nsys's own numbering, which is not
+// CUPTI's), as nsys 2025.3 writes them (testdata/nsys).
+const (
+	CopyHtoD    = 1 // CUDA_MEMCPY_KIND_HTOD
+	CopyDtoH    = 2 // CUDA_MEMCPY_KIND_DTOH
+	MemPageable = 0 // CUDA_MEMOPR_MEMORY_KIND_PAGEABLE
+	MemPinned   = 1 // CUDA_MEMOPR_MEMORY_KIND_PINNED
+	MemDevice   = 2 // CUDA_MEMOPR_MEMORY_KIND_DEVICE
+)
+
+// memoryKind names a CUPTI memory kind for messages.
+func memoryKind(k int64) string {
+	switch k {
+	case MemPageable:
+		return "pageable"
+	case MemPinned:
+		return "pinned"
+	case MemDevice:
+		return "device"
+	}
+	return fmt.Sprintf("memory kind %d", k)
 }
 
 // Duration is End - Start in ns.
@@ -115,6 +152,15 @@ func (o GPUOp) Describe() string {
 		return fmt.Sprintf("memset of %d bytes", o.Bytes)
 	case plan.Graph:
 		return "graph launch " + o.Name
+	case program.Memcpy:
+		dir := fmt.Sprintf("copy kind %d", o.CopyKind)
+		switch o.CopyKind {
+		case CopyHtoD:
+			dir = "host-to-device from " + memoryKind(o.SrcKind)
+		case CopyDtoH:
+			dir = "device-to-host to " + memoryKind(o.DstKind)
+		}
+		return fmt.Sprintf("memcpy of %d bytes %s memory", o.Bytes, dir)
 	}
 	return "kernel " + o.Name
 }
@@ -162,6 +208,35 @@ type Trace struct {
 	GraphTable bool
 	// ThreadNames maps a globalTid to its name, where the export has one.
 	ThreadNames map[int64]string
+	// Calls are every CUDA API call (but the --cudabacktrace copies), by
+	// start: the synchronisations, allocations and copies a flaw plants
+	// are calls, some of which start no GPU operation.
+	Calls []APICall
+	// MemcpyTable reports whether the export has a memcpy table.
+	MemcpyTable bool
+}
+
+// hasGPUWork reports whether the capture holds any kernel, memset or graph
+// launch (memcpys alone are the run loop's reads of the loss).
+func (t *Trace) hasGPUWork() bool {
+	for _, l := range t.Launches {
+		if l.Op.Kind != program.Memcpy {
+			return true
+		}
+	}
+	for _, op := range t.Unlaunched {
+		if op.Kind != program.Memcpy {
+			return true
+		}
+	}
+	return false
+}
+
+// APICall is one CUDA runtime or driver API call.
+type APICall struct {
+	Name       string
+	Start, End int64 // ns
+	Thread     int64 // globalTid
 }
 
 // ThreadLabel formats a globalTid for messages: "tid 4242 (pid 4240, main)".
@@ -216,6 +291,7 @@ func load(path string) (*Trace, error) {
 		KernelTable: l.has(tableKernel),
 		MemsetTable: l.has(tableMemset),
 		GraphTable:  l.has(tableGraph),
+		MemcpyTable: l.has(tableMemcpy),
 		ThreadNames: map[int64]string{},
 	}
 	l.meta(t)
@@ -339,7 +415,7 @@ func (l *loader) readTables() error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("%s (is it an SQLite file from nsys export --type sqlite?)", describeSQLite(err))
 	}
-	for _, name := range []string{tableNVTX, tableRuntime, tableKernel, tableMemset, tableGraph, tableStrings, tableThreads,
+	for _, name := range []string{tableNVTX, tableRuntime, tableKernel, tableMemset, tableMemcpy, tableGraph, tableStrings, tableThreads,
 		tableEventType, tableEventClass, tableMeta} {
 		if typ, ok := l.tables[name]; ok && typ != "table" {
 			return fmt.Errorf("%s is a %s, not a table: not an Nsight Systems SQLite export (%s)", name, typ, exportHint)
@@ -702,6 +778,14 @@ func (l *loader) readOps() error {
 			return err
 		}
 	}
+	if l.has(tableMemcpy) {
+		if _, err := l.need(tableMemcpy, "start", "end", "correlationId", "bytes"); err != nil {
+			return err
+		}
+		if err := l.scanMemcpys(); err != nil {
+			return err
+		}
+	}
 	if l.has(tableGraph) {
 		if _, err := l.need(tableGraph, "start", "end", "correlationId"); err != nil {
 			return err
@@ -747,6 +831,26 @@ func (l *loader) scanOps(table string, kind plan.OpKind, extra column) error {
 		}
 		l.ops = append(l.ops, op)
 		l.opNames = append(l.opNames, name)
+		return nil
+	})
+}
+
+// scanMemcpys reads the memcpys: scanOps's columns, with the size, the
+// direction and the memory kinds.
+func (l *loader) scanMemcpys() error {
+	cols := []column{{name: "start", required: true}, {name: "end", required: true}, intCol("correlationId"),
+		intCol("globalPid"), intCol("deviceId"), intCol("streamId"), intCol("bytes"), intCol("copyKind"), intCol("srcKind"), intCol("dstKind")}
+	return l.scan(tableMemcpy, cols, func(r *row) error {
+		op := GPUOp{Kind: program.Memcpy}
+		var err error
+		for i, dst := range []*int64{&op.Start, &op.End, &op.CorrelationID, &op.GlobalPid, &op.Device, &op.Stream,
+			&op.Bytes, &op.CopyKind, &op.SrcKind, &op.DstKind} {
+			if *dst, _, err = r.int(i); err != nil {
+				return err
+			}
+		}
+		l.ops = append(l.ops, op)
+		l.opNames = append(l.opNames, noName)
 		return nil
 	})
 }
@@ -838,7 +942,11 @@ func (l *loader) build(t *Trace) error {
 	for _, a := range l.calls {
 		a.name = l.name(a.nameID)
 		calls[a.corr] = append(calls[a.corr], a)
+		if !a.backtrace {
+			t.Calls = append(t.Calls, APICall{Name: a.name, Start: a.start, End: a.end, Thread: a.thread})
+		}
 	}
+	sort.SliceStable(t.Calls, func(i, j int) bool { return t.Calls[i].Start < t.Calls[j].Start })
 	for i, op := range l.ops {
 		if op.Kind == plan.Kernel {
 			op.Name = l.name(l.opNames[i])

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/internal/program"
 )
 
 // Report is the result of checking one export.
@@ -44,10 +46,10 @@ type RangeStats struct {
 	Thread     int64  // globalTid
 	Start, End int64  // the NVTX range on the CPU timeline, ns
 
-	Kernels, Memsets int
-	// KernelTime and MemsetTime sum the GPU durations of the range's
-	// kernels and memsets.
-	KernelTime, MemsetTime time.Duration
+	Kernels, Memsets, Memcpys int
+	// KernelTime, MemsetTime and MemcpyTime sum the GPU durations of the
+	// range's kernels, memsets and memcpys.
+	KernelTime, MemsetTime, MemcpyTime time.Duration
 	// GPUSpan runs from the first GPU operation's start to the last one's
 	// end.
 	GPUSpan time.Duration
@@ -143,10 +145,14 @@ func rangeStats(n *node, depth int, ls []Launch) RangeStats {
 	ops := make([]GPUOp, len(ls))
 	for i, l := range ls {
 		ops[i] = l.Op
-		if l.Op.Kind == plan.Memset {
+		switch l.Op.Kind {
+		case plan.Memset:
 			s.Memsets++
 			s.MemsetTime += time.Duration(l.Op.Duration())
-		} else {
+		case program.Memcpy:
+			s.Memcpys++
+			s.MemcpyTime += time.Duration(l.Op.Duration())
+		default:
 			s.Kernels++
 			s.KernelTime += time.Duration(l.Op.Duration())
 		}
@@ -184,6 +190,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	p := r.Plan
 	fmt.Fprintf(bw, "plan: mode %s, %s; per iteration %s, %s in %d NVTX ranges\n",
 		p.Mode, p.Dims, plural(p.PerIteration.Kernels, "kernel"), plural(p.PerIteration.Memsets, "memset"), p.Ranges)
+	if len(p.Flaws) > 0 {
+		fmt.Fprintf(bw, "flaws planted: %s\n", config.FlawList(p.Flaws))
+	}
 	expected := "any number expected"
 	if r.Expected > 0 {
 		expected = fmt.Sprintf("%d expected", r.Expected)
@@ -207,7 +216,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		rows := [][]string{{"range", "launches", "CPU span", "GPU time", "GPU span", "idle", "idle max", "API mean", "API max", "queue mean"}}
 		for _, s := range r.Ranges {
 			rows = append(rows, []string{strings.Repeat("  ", s.Depth) + s.Name, fmt.Sprint(s.Launch.Count),
-				dur(s.CPUSpan()), dur(s.KernelTime + s.MemsetTime), dur(s.GPUSpan), dur(s.IdleTotal), dur(s.IdleMax),
+				dur(s.CPUSpan()), dur(s.KernelTime + s.MemsetTime + s.MemcpyTime), dur(s.GPUSpan), dur(s.IdleTotal), dur(s.IdleMax),
 				dur(s.Launch.APIMean), dur(s.Launch.APIMax), dur(s.Launch.QueueMean)})
 		}
 		writeTable(bw, rows)

@@ -81,14 +81,18 @@ type Op struct {
 	// Name is the PTX entry point of a kernel, or the driver call of any
 	// other operation (cuMemsetD32Async).
 	Name string `json:"name"`
-	// Target names the buffer a memset clears; empty for kernels.
-	Target      string       `json:"target,omitempty"`
-	Grid        program.Dim3 `json:"grid"`
-	Block       program.Dim3 `json:"block"`
-	SharedBytes int          `json:"shared_bytes"`
-	Args        []Arg        `json:"args,omitempty"`
-	FLOPs       int64        `json:"flops"`
-	Bytes       int64        `json:"bytes"`
+	// Target names the buffer a memset clears, a copy writes or reads,
+	// an allocation makes or a free releases; empty for kernels.
+	Target string `json:"target,omitempty"`
+	// Dir and Host are a copy's direction and host memory.
+	Dir         program.CopyDir    `json:"dir,omitempty"`
+	Host        program.HostMemory `json:"host,omitempty"`
+	Grid        program.Dim3       `json:"grid"`
+	Block       program.Dim3       `json:"block"`
+	SharedBytes int                `json:"shared_bytes"`
+	Args        []Arg              `json:"args,omitempty"`
+	FLOPs       int64              `json:"flops"`
+	Bytes       int64              `json:"bytes"`
 	// Nodes are what a graph launch replays, in capture order.
 	Nodes []Launch `json:"nodes,omitempty"`
 }
@@ -118,17 +122,29 @@ type Count struct {
 
 // Totals count launches and their annotations.
 type Totals struct {
-	Kernels  int   `json:"kernels"`
-	Memsets  int   `json:"memsets"`
-	Graphs   int   `json:"graphs"`   // graph launches; their nodes count as kernels and memsets
-	Launches int   `json:"launches"` // Kernels + Memsets
-	FLOPs    int64 `json:"flops"`
-	Bytes    int64 `json:"bytes"`
+	Kernels  int `json:"kernels"`
+	Memsets  int `json:"memsets"`
+	Memcpys  int `json:"memcpys,omitempty"`
+	Graphs   int `json:"graphs"`   // graph launches; their nodes count as kernels and memsets
+	Launches int `json:"launches"` // Kernels + Memsets + Memcpys: what the GPU runs
+	// Calls count the operations that run on the host only:
+	// synchronisations, allocations, frees and host work.
+	Calls int   `json:"calls,omitempty"`
+	FLOPs int64 `json:"flops"`
+	Bytes int64 `json:"bytes"`
+}
+
+// GPUWork reports whether the GPU runs an operation of kind k (a profiler
+// lists it in its own table), rather than the host alone.
+func GPUWork(k OpKind) bool {
+	return k == Kernel || k == Memset || k == program.Memcpy || k == Graph
 }
 
 func (t *Totals) add(o Totals) {
 	t.Kernels += o.Kernels
 	t.Memsets += o.Memsets
+	t.Memcpys += o.Memcpys
+	t.Calls += o.Calls
 	t.Graphs += o.Graphs
 	t.Launches += o.Launches
 	t.FLOPs += o.FLOPs
@@ -209,6 +225,8 @@ type Plan struct {
 	// which kernels that gives (model.GPT2.KernelPath).
 	DType   config.DType `json:"dtype"`
 	Kernels string       `json:"kernels"`
+	// Flaws are the flaws planted in the program (--flaw).
+	Flaws []config.Flaw `json:"flaws,omitempty"`
 	// SMs is the multiprocessor count the program was built for; it
 	// changes launch shapes, never which kernels run.
 	SMs int `json:"sms"`
@@ -234,6 +252,7 @@ func For(d config.Dims, mode config.Mode) Plan {
 func Of(m *model.GPT2) Plan {
 	p := FromProgram(m.Program)
 	p.Mode, p.Dims, p.SMs, p.DType, p.Kernels = m.Mode, m.Dims, m.SMs, m.DType, m.KernelPath()
+	p.Flaws = m.Flaws
 	return p
 }
 
@@ -276,6 +295,11 @@ func fromRange(pr *program.Range) Range {
 		case Memset:
 			r.Memsets = bump(r.Memsets, l.Name)
 			r.Direct.Memsets++
+		case program.Memcpy:
+			r.Direct.Memcpys++
+		default:
+			r.Direct.Calls++
+			continue
 		}
 		r.Direct.Launches++
 	}
@@ -287,7 +311,7 @@ func fromRange(pr *program.Range) Range {
 }
 
 func launchOf(op *program.Op) Launch {
-	l := Launch{Op: Op{Kind: op.Kind, Name: op.Name, Target: op.Target(), Grid: op.Grid, Block: op.Block,
+	l := Launch{Op: Op{Kind: op.Kind, Name: op.Name, Target: op.Target(), Dir: op.Dir, Host: op.Host, Grid: op.Grid, Block: op.Block,
 		SharedBytes: op.SharedBytes, FLOPs: op.FLOPs, Bytes: op.Bytes}, Part: op.Part, Layer: op.Layer, Step: op.Step}
 	for _, a := range op.Args {
 		pa := Arg{Param: a.Param, Kind: a.Kind, Access: a.Access}

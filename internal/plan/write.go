@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/program"
 )
 
@@ -18,6 +19,9 @@ func (p Plan) WriteText(w io.Writer) error {
 	fmt.Fprintf(bw, "plan: mode %s, %s, launch shapes for %d SMs\n", p.Mode, p.Dims, p.SMs)
 	if p.Kernels != "" {
 		fmt.Fprintf(bw, "kernels: %s\n", p.Kernels)
+	}
+	if len(p.Flaws) > 0 {
+		fmt.Fprintf(bw, "flaws: %s planted (gpubench flaws describes them; a run with them is no benchmark result)\n", config.FlawList(p.Flaws))
 	}
 	fmt.Fprintf(bw, "per iteration: %s in %d NVTX ranges, %s\n", describe(p.PerIteration, true), p.Ranges, flopsBytes(p.PerIteration))
 	fmt.Fprintf(bw, "(the range %s is named %s, %s, ... in a run)\n", IterationTemplate, IterationName(0), IterationName(1))
@@ -80,7 +84,7 @@ func sameSteps(a, b []Launch) bool {
 
 func writeRange(w *bufio.Writer, r Range, depth int) {
 	ind := strings.Repeat("  ", depth)
-	if r.Direct.Launches == 0 {
+	if len(r.Ops) == 0 {
 		fmt.Fprintf(w, "%s%s: nothing launched directly", ind, r.Name)
 	} else {
 		fmt.Fprintf(w, "%s%s: %s, %s", ind, r.Name, describe(r.Direct, false), flopsBytes(r.Direct))
@@ -89,7 +93,7 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 		fmt.Fprintf(w, " (with nested ranges: %s)", describe(r.Inclusive, false))
 	}
 	fmt.Fprintln(w)
-	if r.Direct.Launches > 0 {
+	if len(r.Ops) > 0 {
 		fmt.Fprintf(w, "%s  launch order:\n", ind)
 		for i := 0; i < len(r.Ops); {
 			if g := r.Ops[i]; g.Kind == program.Graph {
@@ -140,9 +144,14 @@ func writeGroups(w *bufio.Writer, ind string, ls []Launch) {
 func opNames(ls []Launch) []string {
 	names := make([]string, len(ls))
 	for i, l := range ls {
-		if l.Kind == Kernel {
+		switch l.Kind {
+		case Kernel:
 			names[i] = fmt.Sprintf("%s<<<%s, %s>>>", l.Name, dim(l.Grid), dim(l.Block))
-		} else {
+		case program.Memcpy:
+			names[i] = fmt.Sprintf("%s (%s %s, %d B, %s memory)", l.Name, l.Dir, l.Target, l.Bytes, l.Host)
+		case program.Sync, program.Host:
+			names[i] = l.Name + "()"
+		default:
 			names[i] = fmt.Sprintf("%s (%s)", l.Name, l.Target)
 		}
 	}
@@ -180,11 +189,17 @@ func describe(t Totals, launches bool) string {
 	if t.Memsets > 0 {
 		s += ", " + plural(t.Memsets, "memset")
 	}
+	if t.Memcpys > 0 {
+		s += ", " + plural(t.Memcpys, "memcpy")
+	}
 	if t.Graphs > 0 {
 		s += fmt.Sprintf(" in %s", plural(t.Graphs, "graph launch"))
 	}
 	if launches {
 		s += fmt.Sprintf(" (%s)", plural(t.Launches, "launch"))
+	}
+	if t.Calls > 0 {
+		s += fmt.Sprintf(" and %s", plural(t.Calls, "host call"))
 	}
 	return s
 }

@@ -72,6 +72,60 @@ func (e Event) String() string {
 type Recorder struct {
 	Events []Event
 	depth  int
+	// Live, when not nil, tracks which buffers are allocated: Do refuses
+	// an operation on a buffer not live, an Alloc of a live one and a
+	// Free of one that is not. Track sets it up for a program.
+	Live map[*Buffer]bool
+}
+
+// Track makes r check buffer lifetimes for program p: its static buffers
+// live (as an executor allocates them), its dynamic ones not yet.
+func (r *Recorder) Track(p *Program) {
+	r.Live = map[*Buffer]bool{}
+	for _, b := range p.Static() {
+		r.Live[b] = true
+	}
+}
+
+// lifetime applies op to r.Live, or says why it cannot run.
+func (r *Recorder) lifetime(op *Op) error {
+	if r.Live == nil {
+		return nil
+	}
+	switch op.Kind {
+	case Alloc:
+		if r.Live[op.Dst.Buf] {
+			return fmt.Errorf("%s %s: already allocated", op.Name, op.Dst.Buf)
+		}
+		r.Live[op.Dst.Buf] = true
+		return nil
+	case Free:
+		if !r.Live[op.Dst.Buf] {
+			return fmt.Errorf("%s %s: not allocated", op.Name, op.Dst.Buf)
+		}
+		delete(r.Live, op.Dst.Buf)
+		return nil
+	}
+	var check func(op *Op) error
+	check = func(op *Op) error {
+		if !op.Dst.IsNull() && !r.Live[op.Dst.Buf] {
+			return fmt.Errorf("%s: buffer %s is not allocated", op.Name, op.Dst.Buf)
+		}
+		for _, a := range op.Args {
+			if a.Kind == Ptr && !a.View.IsNull() && !r.Live[a.View.Buf] {
+				return fmt.Errorf("%s argument %s: buffer %s is not allocated", op.Name, a.Param, a.View.Buf)
+			}
+		}
+		if op.Kind == Graph {
+			for _, n := range op.Body.Ops() {
+				if err := check(n); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return check(op)
 }
 
 // Push records an NVTX push.
@@ -94,6 +148,9 @@ func (r *Recorder) Pop() error {
 // Do validates and records op.
 func (r *Recorder) Do(op *Op) error {
 	if err := Validate(op); err != nil {
+		return err
+	}
+	if err := r.lifetime(op); err != nil {
 		return err
 	}
 	r.Events = append(r.Events, Event{Op: op})
@@ -131,7 +188,7 @@ func Validate(op *Op) error {
 					op.Name, a.Param, a.Touch, a.View, a.View.Elems)
 			}
 		}
-	case Memset, Memcpy:
+	case Memset, Memcpy, Alloc, Free:
 		if op.Dst.IsNull() {
 			return fmt.Errorf("%s %s has no target", op.Kind, op.Name)
 		}
@@ -140,6 +197,9 @@ func Validate(op *Op) error {
 		}
 		if err := inside(op.Dst); err != nil {
 			return fmt.Errorf("%s %s: %w", op.Kind, op.Name, err)
+		}
+		if err := validateMemory(op); err != nil {
+			return err
 		}
 	case Graph:
 		if op.Body == nil || len(op.Body.Items) == 0 {
@@ -156,9 +216,52 @@ func Validate(op *Op) error {
 				return fmt.Errorf("graph node %s: %w", it.Op.Where(), err)
 			}
 		}
-	case Sync, Alloc, Free, Host:
+	case Sync:
+		if op.Name != StreamSynchronize {
+			return fmt.Errorf("sync %s: the executor synchronises with %s", op.Name, StreamSynchronize)
+		}
+	case Host:
+		if op.Func == nil || op.Name == "" {
+			return fmt.Errorf("host operation %q: needs a name and a function to run", op.Name)
+		}
 	default:
 		return fmt.Errorf("unknown operation kind %q", op.Kind)
+	}
+	return nil
+}
+
+// validateMemory checks what a copy, allocation or free needs beyond its
+// target: a whole buffer to allocate or free, and a copy's direction, host
+// memory and driver call in agreement.
+func validateMemory(op *Op) error {
+	switch op.Kind {
+	case Alloc, Free:
+		want := MemAlloc
+		if op.Kind == Free {
+			want = MemFree
+		}
+		if op.Name != want {
+			return fmt.Errorf("%s %s: the executor calls %s", op.Kind, op.Name, want)
+		}
+		if op.Dst.Offset != 0 || op.Dst.Elems != op.Dst.Buf.Elems {
+			return fmt.Errorf("%s %s: %s is not a whole buffer", op.Kind, op.Name, op.Dst)
+		}
+	case Memcpy:
+		var want string
+		switch {
+		case op.Dir == HostToDevice && op.Host == Pageable:
+			want = MemcpyHtoD
+		case op.Dir == HostToDevice && op.Host == Pinned:
+			want = MemcpyHtoDAsync
+		case op.Dir == DeviceToHost && (op.Host == Pageable || op.Host == Pinned):
+			want = MemcpyDtoHAsync
+		default:
+			return fmt.Errorf("memcpy %s: direction %q and host memory %q (want %s or %s, %s or %s)", op.Name, op.Dir, op.Host,
+				HostToDevice, DeviceToHost, Pageable, Pinned)
+		}
+		if op.Name != want {
+			return fmt.Errorf("memcpy %s %s from %s memory: the executor calls %s", op.Name, op.Dir, op.Host, want)
+		}
 	}
 	return nil
 }

@@ -268,6 +268,31 @@ const (
 	Pinned   HostMemory = "pinned"
 )
 
+// The driver calls of the operations other than kernels and memsets.
+const (
+	// StreamSynchronize waits for the stream's work (a Sync operation).
+	StreamSynchronize = "cuStreamSynchronize"
+	// MemAlloc and MemFree allocate and free a device buffer (Alloc and
+	// Free operations); cuMemFree waits for the device's work first.
+	MemAlloc = "cuMemAlloc_v2"
+	MemFree  = "cuMemFree_v2"
+	// MemcpyHtoD is a synchronous host-to-device copy, MemcpyHtoDAsync
+	// one enqueued on the stream; MemcpyDtoHAsync copies device memory to
+	// the host on the stream.
+	MemcpyHtoD      = "cuMemcpyHtoD_v2"
+	MemcpyHtoDAsync = "cuMemcpyHtoDAsync_v2"
+	MemcpyDtoHAsync = "cuMemcpyDtoHAsync_v2"
+)
+
+// CopyDir is the direction of a Memcpy operation.
+type CopyDir string
+
+// The directions of a copy.
+const (
+	HostToDevice CopyDir = "htod"
+	DeviceToHost CopyDir = "dtoh"
+)
+
 // MemsetD32 is the driver call of a memset of 32-bit words on the stream.
 const MemsetD32 = "cuMemsetD32Async"
 
@@ -296,11 +321,18 @@ type Op struct {
 	SharedBytes int    `json:"shared_bytes"`
 	Args        []Arg  `json:"args,omitempty"`
 
-	// Dst is what a memset or copy writes (or an allocation makes); Value
-	// is a memset's 32-bit word.
+	// Dst is the device memory a memset writes, a copy writes or reads
+	// (Dir says which), or an allocation makes or a free releases (the
+	// whole buffer); Value is a memset's 32-bit word. Host is the kind
+	// of host memory on a copy's other side, which the executor owns.
 	Dst   View       `json:"-"`
 	Value uint32     `json:"value,omitempty"`
 	Host  HostMemory `json:"host,omitempty"`
+	Dir   CopyDir    `json:"dir,omitempty"`
+
+	// Func is what a host operation runs on the CPU, in the executor's
+	// thread; Name names it (the Go function a CPU sampler shows).
+	Func func() `json:"-"`
 
 	// Body is what a graph operation replays: operations only, no NVTX
 	// ranges (a graph does not replay host calls).
@@ -352,6 +384,10 @@ func (o *Op) String() string {
 		return fmt.Sprintf("%s<<<%v, %v, %d>>>(%s)", o.Name, o.Grid, o.Block, o.SharedBytes, strings.Join(args, ", "))
 	case Graph:
 		return fmt.Sprintf("%s %s(%d nodes)", o.Kind, o.Name, len(o.Body.Items))
+	case Sync, Host:
+		return fmt.Sprintf("%s %s()", o.Kind, o.Name)
+	case Memcpy:
+		return fmt.Sprintf("%s %s(%s %s, %s)", o.Kind, o.Name, o.Dir, o.Host, o.Dst)
 	default:
 		return fmt.Sprintf("%s %s(%s)", o.Kind, o.Name, o.Dst)
 	}
@@ -475,6 +511,54 @@ func (p *Program) Find(name string, layer int) *Buffer {
 
 // Ops returns every operation of one iteration, in order.
 func (p *Program) Ops() []*Op { return p.Iteration.Ops() }
+
+// Dynamic returns the buffers that the iteration allocates itself (Alloc
+// operations), in declaration order: an executor leaves them to those
+// operations. A dynamic buffer is allocated and freed once per iteration.
+func (p *Program) Dynamic() []*Buffer {
+	dyn := map[*Buffer]bool{}
+	p.Iteration.walk(func(op *Op) {
+		if op.Kind == Alloc {
+			dyn[op.Dst.Buf] = true
+		}
+	})
+	var out []*Buffer
+	for _, b := range p.Buffers {
+		if dyn[b] {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Static returns the used buffers that are not dynamic: what an executor
+// allocates before the setup, and keeps until the program is done.
+func (p *Program) Static() []*Buffer {
+	dyn := map[*Buffer]bool{}
+	for _, b := range p.Dynamic() {
+		dyn[b] = true
+	}
+	var out []*Buffer
+	for _, b := range p.Used() {
+		if !dyn[b] {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Direct returns the operations directly inside r (not in a child
+// range), in order: the iteration's own operations, which a run loop
+// makes between pushing the iteration range and the forward's.
+func (r *Range) Direct() []*Op {
+	var out []*Op
+	for _, it := range r.Items {
+		if it.Op != nil {
+			out = append(out, it.Op)
+		}
+	}
+	return out
+}
 
 // Used returns the buffers that some operation of the setup or the
 // iteration reads or writes, in declaration order: what an executor

@@ -64,13 +64,16 @@ type Config struct {
 	Profile       bool         `json:"profile"`        // cuProfilerStart/Stop around the measured iterations
 	CheckNumerics bool         `json:"check_numerics"` // NaN/Inf check after each iteration
 	SyncLaunches  bool         `json:"sync_launches"`  // synchronised after every launch: timings not representative
+	// Flaws are the planted flaws (--flaw): a run with any is a profiling
+	// lesson, whose numbers are not a benchmark result.
+	Flaws []config.Flaw `json:"flaws,omitempty"`
 }
 
 // ConfigOf copies the run's settings. A preset whose shape the flags
 // changed is model "custom", started from that preset.
 func ConfigOf(r config.Run) Config {
 	return Config{Model: r.Model(), Preset: r.Preset, Dims: DimsOf(r.Dims), Mode: r.Mode, DType: r.DType, Graph: r.Graph, Iters: r.Iters, Warmup: r.Warmup,
-		Seed: r.Seed, Profile: r.Profile, CheckNumerics: r.CheckNumerics, SyncLaunches: r.SyncLaunches}
+		Seed: r.Seed, Profile: r.Profile, CheckNumerics: r.CheckNumerics, SyncLaunches: r.SyncLaunches, Flaws: r.Flaws}
 }
 
 // Device describes the GPU; the caller fills it from CUDA (and NVML).

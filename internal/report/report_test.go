@@ -370,10 +370,51 @@ func TestHumanBytes(t *testing.T) {
 	}
 }
 
+// TestFlawedRunSaysSo: a run with flaws names them in its table's first
+// line and in the JSON's config.
+func TestFlawedRunSaysSo(t *testing.T) {
+	r := newResult(t, config.Train, 5)
+	r.Config.Flaws = []config.Flaw{config.SyncEveryLaunch, config.HostStall}
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	if first := strings.SplitN(buf.String(), "\n", 2)[0]; first != "FLAWED (sync-every-launch, host-stall): not a benchmark result" {
+		t.Errorf("first line %q", first)
+	}
+	var js bytes.Buffer
+	if err := EncodeJSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"flaws": [
+      "sync-every-launch",
+      "host-stall"
+    ]`) {
+		t.Errorf("JSON config lacks the flaws:\n%s", js.String()[:min(600, js.Len())])
+	}
+	if got := FlawLine([]config.Flaw{config.PinnedUpload}); got != "LESSON (pinned-upload, the fix of pageable-upload): not a benchmark result" {
+		t.Errorf("fix only: %q", got)
+	}
+	if FlawLine(nil) != "" {
+		t.Error("a clean run has a flaw line")
+	}
+	r.Config.Flaws = nil
+	js.Reset()
+	if err := EncodeJSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(js.String(), "flaws") {
+		t.Error("a clean run's JSON names flaws")
+	}
+}
+
 func TestConfigOf(t *testing.T) {
 	run := config.Run{Preset: "tiny", Dims: config.Presets[0].Dims(2), Mode: config.Infer, Warmup: 1, Iters: 5,
-		Profile: true, Seed: 1 << 63, SyncLaunches: true}
+		Profile: true, Seed: 1 << 63, SyncLaunches: true, Flaws: []config.Flaw{config.HostStall}}
 	c := ConfigOf(run)
+	if len(c.Flaws) != 1 || c.Flaws[0] != config.HostStall {
+		t.Errorf("ConfigOf flaws = %v", c.Flaws)
+	}
 	if c.Model != "tiny" || c.Dims.Config() != run.Dims || c.Mode != config.Infer || c.Iters != 5 || c.Warmup != 1 ||
 		!c.Profile || c.Seed != 1<<63 || !c.SyncLaunches || c.CheckNumerics {
 		t.Errorf("ConfigOf = %+v", c)

@@ -63,6 +63,32 @@ const (
 	tokFmt    = "%.0f"
 )
 
+// FlawLine is the table's first line for a run with planted flaws: that
+// they are there, so that its numbers are never taken for a benchmark
+// result ("FLAWED (sync-every-launch): not a benchmark result"); a run of
+// fix variants only says so. "" without flaws.
+func FlawLine(fs []config.Flaw) string {
+	if len(fs) == 0 {
+		return ""
+	}
+	var flaws, fixes []string
+	for _, f := range fs {
+		if fi, ok := config.LookupFlaw(f); ok && fi.FixOf != "" {
+			fixes = append(fixes, fmt.Sprintf("%s, the fix of %s", f, fi.FixOf))
+		} else {
+			flaws = append(flaws, string(f))
+		}
+	}
+	if len(flaws) == 0 {
+		return fmt.Sprintf("LESSON (%s): not a benchmark result", strings.Join(fixes, "; "))
+	}
+	line := fmt.Sprintf("FLAWED (%s)", strings.Join(flaws, ", "))
+	if len(fixes) > 0 {
+		line += fmt.Sprintf(" with %s", strings.Join(fixes, "; "))
+	}
+	return line + ": not a benchmark result"
+}
+
 // WriteTable writes the human summary of r (after Finalize). Every number
 // it prints is a field of r, rounded.
 func WriteTable(w io.Writer, r *Result) error {
@@ -75,6 +101,9 @@ func WriteTable(w io.Writer, r *Result) error {
 	}
 	if model == config.Custom && c.Preset != "" {
 		model += " (from " + c.Preset + ")"
+	}
+	if line := FlawLine(c.Flaws); line != "" {
+		b.WriteString(line + "\n")
 	}
 	fmt.Fprintf(&b, "gpubench  %s  %s  %s\n", model, c.Mode, d)
 	dev := r.Device

@@ -27,8 +27,10 @@ type Model struct {
 	*model.GPT2
 	x *cuexec.Executor
 	// forward and backward are the program's two ranges compiled for the
-	// executor (backward is nil in infer mode).
-	forward, backward *cuexec.Compiled
+	// executor (backward is nil in infer mode); prologue is the
+	// iteration's own operations, which run before the forward range (a
+	// planted flaw's; nil when there are none).
+	forward, backward, prologue *cuexec.Compiled
 }
 
 // New builds the program of d in mode with options o (o.SMs should be the
@@ -38,7 +40,9 @@ type Model struct {
 // left allocated on an error.
 func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, seed uint64) (_ *Model, err error) {
 	m := &Model{GPT2: model.Program(d, mode, o), x: x}
-	if err := x.Alloc(m.Used()...); err != nil {
+	// The buffers the iteration allocates itself (alloc-per-iteration)
+	// are left to it.
+	if err := x.Alloc(m.Static()...); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -56,6 +60,11 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, s
 	if err := x.Setup(m.Program); err != nil {
 		return nil, err
 	}
+	if ops := m.Iteration.Direct(); len(ops) > 0 {
+		if m.prologue, err = x.CompileOps(ops); err != nil {
+			return nil, err
+		}
+	}
 	if m.forward, err = x.Compile(m.GPT2.Forward()); err != nil {
 		return nil, err
 	}
@@ -69,6 +78,16 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, s
 
 // Free releases every buffer. The model must not be used afterwards.
 func (m *Model) Free() { m.x.Free(m.Buffers...) }
+
+// Prologue runs the iteration's own operations, which come before its
+// forward range: a planted data loader's stall or batch upload. Without
+// them it does nothing.
+func (m *Model) Prologue() error {
+	if m.prologue == nil {
+		return nil
+	}
+	return m.prologue.Run()
+}
 
 // Forward enqueues the forward range of the program.
 func (m *Model) Forward() error { return m.forward.Run() }

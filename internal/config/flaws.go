@@ -1,0 +1,172 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Flaw is a planted performance problem (--flaw): a change to the step's
+// program that the profiler must show, made the way people make it in
+// their own programs. A run with a flaw is a lesson, never a benchmark
+// result; its fix is the clean run, or a named variant (Fix).
+type Flaw string
+
+// The flaws, and the fix variants that are run the same way.
+const (
+	SyncEveryLaunch   Flaw = "sync-every-launch"
+	AllocPerIteration Flaw = "alloc-per-iteration"
+	HostStall         Flaw = "host-stall"
+	ReadbackPerLayer  Flaw = "readback-per-layer"
+	PageableUpload    Flaw = "pageable-upload"
+	// PinnedUpload is pageable-upload's fix: the same per-iteration
+	// upload, from pinned memory with an asynchronous copy.
+	PinnedUpload Flaw = "pinned-upload"
+)
+
+// HostStallTime is how long host-stall's data loader spins per iteration.
+const HostStallTime = 2 * time.Millisecond
+
+// FlawInfo describes one flaw for `gpubench flaws` and the lessons.
+type FlawInfo struct {
+	Name    Flaw
+	Does    string // what it plants, in one line
+	LookFor string // what the profiler shows, in one line
+	// FixOf names the flaw this variant fixes; "" for a flaw (whose fix
+	// is the clean run unless Fix says otherwise).
+	FixOf Flaw
+	Fix   Flaw // the named variant that fixes it, if any
+}
+
+// Flaws is the table of flaws and fix variants, in the order of the course.
+var Flaws = []FlawInfo{
+	{Name: SyncEveryLaunch,
+		Does:    "a stream synchronisation (cuStreamSynchronize) after every kernel and memset launch",
+		LookFor: "a cuStreamSynchronize call after each launch in the CUDA API row, the GPU idle between kernels while the CPU launches the next"},
+	{Name: AllocPerIteration,
+		Does:    "the activations allocated (cuMemAlloc) at the start of each forward and freed (cuMemFree) at the end of the iteration",
+		LookFor: "cuMemAlloc_v2 and cuMemFree_v2 calls in every iteration; cuMemFree synchronises, so the GPU drains at each iteration's end"},
+	{Name: HostStall,
+		Does:    fmt.Sprintf("a CPU data loader (dataLoaderStall) that spins %v before each forward", HostStallTime),
+		LookFor: "a gap with no CUDA calls before each forward range; CPU samples (-s cpu) in dataLoaderStall"},
+	{Name: ReadbackPerLayer,
+		Does:    "after each layer's forward, one activation element copied to the host (cuMemcpyDtoHAsync) and waited for: the .item() ping-pong",
+		LookFor: "a small device-to-host memcpy and a cuStreamSynchronize after each layer, the GPU idle after each"},
+	{Name: PageableUpload, Fix: PinnedUpload,
+		Does:    "each iteration uploads its batch (tokens, targets) from pageable host memory with a synchronous copy (cuMemcpyHtoD)",
+		LookFor: "host-to-device memcpys from pageable memory before each forward, the CPU blocked in cuMemcpyHtoD_v2"},
+	{Name: PinnedUpload, FixOf: PageableUpload,
+		Does:    "the fix of pageable-upload: the same upload from pinned host memory with an asynchronous copy (cuMemcpyHtoDAsync)",
+		LookFor: "host-to-device memcpys from pinned memory; the CPU returns at once (overlap with compute needs a second stream)"},
+}
+
+// LookupFlaw returns the table entry of f.
+func LookupFlaw(f Flaw) (FlawInfo, bool) {
+	for _, fi := range Flaws {
+		if fi.Name == f {
+			return fi, true
+		}
+	}
+	return FlawInfo{}, false
+}
+
+// FlawNames lists the flaw names in the table's order.
+func FlawNames() []string {
+	names := make([]string, len(Flaws))
+	for i, f := range Flaws {
+		names[i] = string(f.Name)
+	}
+	return names
+}
+
+// ParseFlaws parses a --flaw value: names separated by commas, each known
+// and given once. "" is no flaw.
+func ParseFlaws(s string) ([]Flaw, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []Flaw
+	seen := map[Flaw]bool{}
+	for _, name := range strings.Split(s, ",") {
+		f := Flaw(strings.TrimSpace(name))
+		if _, ok := LookupFlaw(f); !ok {
+			return nil, fmt.Errorf("--flaw: unknown flaw %q (allowed: %s; gpubench flaws describes them)", string(f), strings.Join(FlawNames(), ", "))
+		}
+		if seen[f] {
+			return nil, fmt.Errorf("--flaw: %s is named twice", f)
+		}
+		seen[f] = true
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// HasFlaw reports whether fs holds f.
+func HasFlaw(fs []Flaw, f Flaw) bool {
+	for _, g := range fs {
+		if g == f {
+			return true
+		}
+	}
+	return false
+}
+
+// FlawList joins flaws with commas, as --flaw takes them.
+func FlawList(fs []Flaw) string {
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = string(f)
+	}
+	return strings.Join(s, ",")
+}
+
+// checkFlaws refuses the flaws that cannot be planted in run r, with the
+// reason. Every flaw composes with both modes, every dtype and every NVTX
+// depth; what a CUDA graph cannot capture is refused with --graph (the
+// flaws that act before the forward run outside the graphs, so they
+// compose with it).
+func checkFlaws(r Run) error {
+	fs := r.Flaws
+	if HasFlaw(fs, PageableUpload) && HasFlaw(fs, PinnedUpload) {
+		return errors.New("--flaw: pageable-upload and pinned-upload are the flaw and its fix; name one of them")
+	}
+	if r.Graph {
+		for _, f := range fs {
+			switch f {
+			case SyncEveryLaunch:
+				return errors.New("--flaw=sync-every-launch: cannot be combined with --graph (a stream being captured into a graph cannot synchronise; the graph is the fix)")
+			case AllocPerIteration:
+				return errors.New("--flaw=alloc-per-iteration: cannot be combined with --graph (cuMemAlloc and cuMemFree cannot be captured, and a graph's kernels keep the addresses they were captured with)")
+			case ReadbackPerLayer:
+				return errors.New("--flaw=readback-per-layer: cannot be combined with --graph (a captured stream cannot wait for a copy to reach the host in the middle of the forward)")
+			}
+		}
+	}
+	if r.SyncLaunches && HasFlaw(fs, SyncEveryLaunch) {
+		return errors.New("--flaw=sync-every-launch: cannot be combined with --sync-launches (both synchronise after every launch; drop --sync-launches)")
+	}
+	if r.Dump != "" && HasFlaw(fs, AllocPerIteration) {
+		return errors.New("--flaw=alloc-per-iteration: cannot be combined with --dump (the dump reads the activations, which the flaw frees at the end of each iteration)")
+	}
+	return nil
+}
+
+// WriteFlaws writes the table of flaws: each name, what it does, what to
+// look for, and its fix.
+func WriteFlaws(w io.Writer) error {
+	for _, f := range Flaws {
+		fix := "the clean run (no --flaw)"
+		if f.Fix != "" {
+			fix = "--flaw=" + string(f.Fix)
+		}
+		if f.FixOf != "" {
+			fix = "(this is the fix of " + string(f.FixOf) + ")"
+		}
+		if _, err := fmt.Fprintf(w, "%s\n  does:         %s\n  look for:     %s\n  fix:          %s\n", f.Name, f.Does, f.LookFor, fix); err != nil {
+			return err
+		}
+	}
+	return nil
+}

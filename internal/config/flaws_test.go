@@ -1,0 +1,75 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseFlaws(t *testing.T) {
+	r, err := ParseRun([]string{"--flaw=host-stall,readback-per-layer"})
+	require.NoError(t, err)
+	assert.Equal(t, []Flaw{HostStall, ReadbackPerLayer}, r.Flaws)
+	r, err = ParseRun(nil)
+	require.NoError(t, err)
+	assert.Empty(t, r.Flaws)
+	// Every flaw alone is a valid run in both modes, every dtype and
+	// every NVTX depth.
+	for _, f := range Flaws {
+		for _, extra := range [][]string{nil, {"--mode=infer"}, {"--dtype=bf16"}, {"--dtype=tf32"}, {"--nvtx=layer"}, {"--nvtx=op"}} {
+			_, err := ParseRun(append([]string{"--flaw=" + string(f.Name)}, extra...))
+			assert.NoError(t, err, "%s %v", f.Name, extra)
+		}
+	}
+}
+
+// TestFlawsRejected: unknown flaws and impossible combinations exit 2 with
+// one line that names the allowed flaws or the reason.
+func TestFlawsRejected(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown", []string{"--flaw=slow"}, []string{"--flaw", `"slow"`, "sync-every-launch", "pinned-upload", "gpubench flaws"}},
+		{"empty name in list", []string{"--flaw=host-stall,"}, []string{"--flaw", `""`}},
+		{"twice", []string{"--flaw=host-stall,host-stall"}, []string{"host-stall is named twice"}},
+		{"flaw and its fix", []string{"--flaw=pageable-upload,pinned-upload"}, []string{"flaw and its fix"}},
+		{"sync with graph", []string{"--graph", "--flaw=sync-every-launch"}, []string{"sync-every-launch", "--graph", "cannot synchronise"}},
+		{"alloc with graph", []string{"--graph", "--flaw=alloc-per-iteration"}, []string{"alloc-per-iteration", "--graph", "cuMemAlloc"}},
+		{"readback with graph", []string{"--graph", "--flaw=readback-per-layer"}, []string{"readback-per-layer", "--graph"}},
+		{"sync with sync-launches", []string{"--sync-launches", "--flaw=sync-every-launch"}, []string{"--sync-launches"}},
+		{"alloc with dump", []string{"--dump=/tmp/x", "--flaw=alloc-per-iteration"}, []string{"--dump", "frees"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseRun(c.args)
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), "\n")
+			for _, w := range c.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+	// What acts before the forward runs outside the graphs.
+	for _, f := range []Flaw{HostStall, PageableUpload, PinnedUpload} {
+		_, err := ParseRun([]string{"--graph", "--flaw=" + string(f)})
+		assert.NoError(t, err, "%s with --graph", f)
+	}
+}
+
+func TestWriteFlaws(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, WriteFlaws(&b))
+	for _, f := range Flaws {
+		assert.Contains(t, b.String(), string(f.Name)+"\n  does:")
+		assert.NotEmpty(t, f.Does)
+		assert.NotEmpty(t, f.LookFor)
+		assert.NotContains(t, f.Does+f.LookFor, "\n")
+	}
+	assert.Equal(t, 4*len(Flaws), strings.Count(b.String(), "\n"))
+	assert.Contains(t, b.String(), "fix:          --flaw=pinned-upload")
+}

@@ -1,0 +1,297 @@
+package nsyscheck
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/internal/program"
+)
+
+// The signatures of the planted flaws (gpubench check --flaw=NAME). The
+// plan already holds a flaw's operations, so the ordinary comparison
+// covers its kernels, memsets, memcpys and tracked calls range by range;
+// a signature is what a learner must see in the timeline, checked in
+// every iteration:
+//
+//   - sync-every-launch: every launch inside the passes is followed by a
+//     synchronising call (syncCalls) before the next launch;
+//   - alloc-per-iteration: the iteration allocates (cuMemAlloc) and frees
+//     (cuMemFree) as many buffers as the flaw does;
+//   - host-stall: a gap of at least 90% of config.HostStallTime with no
+//     CUDA call between the iteration's start and its forward's;
+//   - readback-per-layer: the forward copies device-to-host once per
+//     layer, each copy followed by a synchronising call;
+//   - pageable-upload (pinned-upload): before the forward, host-to-device
+//     copies of the batch from pageable (pinned) memory.
+//
+// A failure names the flaw, says "signature missing" and what the
+// iteration showed instead.
+
+// stallShare is the part of config.HostStallTime the host gap must reach.
+const stallShare = 0.9
+
+func (c *checker) signatures() {
+	c.unplannedGaps()
+	for _, f := range c.opts.Flaws {
+		found := 0
+		for _, it := range c.iters {
+			if c.stopped {
+				return
+			}
+			if msg := c.signature(f, it); msg != "" {
+				c.fail("%s: signature missing in %s: %s", f, it.path, msg)
+				continue
+			}
+			found++
+		}
+		if found == len(c.iters) && found > 0 {
+			c.note("%s: the signature is in all %d iterations", f, found)
+		}
+	}
+}
+
+// signature returns what iteration it lacks of flaw f's signature, or "".
+func (c *checker) signature(f config.Flaw, it *node) string {
+	switch f {
+	case config.SyncEveryLaunch:
+		return c.syncAfterEachLaunch(it)
+	case config.AllocPerIteration:
+		return c.allocsAndFrees(it)
+	case config.HostStall:
+		return c.hostGap(it)
+	case config.ReadbackPerLayer:
+		return c.readbacks(it)
+	case config.PageableUpload:
+		return c.uploads(it, MemPageable)
+	case config.PinnedUpload:
+		return c.uploads(it, MemPinned)
+	}
+	return "gpubench check knows no signature of this flaw"
+}
+
+// subtree lists the launches and tracked calls of n and its children, each
+// by start.
+func subtree(n *node) ([]Launch, []APICall) {
+	ls, cs := append([]Launch(nil), n.launches...), append([]APICall(nil), n.calls...)
+	for _, ch := range n.children {
+		l, c := subtree(ch)
+		ls, cs = append(ls, l...), append(cs, c...)
+	}
+	sort.SliceStable(ls, func(i, j int) bool { return ls[i].Start < ls[j].Start })
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Start < cs[j].Start })
+	return ls, cs
+}
+
+// syncedAfter reports whether a synchronising call on l's thread starts
+// after l's call and before next (the next launch call's start; 0: none).
+func syncedAfter(l Launch, next int64, calls []APICall) bool {
+	i := sort.Search(len(calls), func(k int) bool { return calls[k].Start >= l.End })
+	for ; i < len(calls) && (next == 0 || calls[i].Start < next); i++ {
+		if calls[i].Thread == l.Thread && syncCalls[calls[i].Name] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *checker) syncAfterEachLaunch(it *node) string {
+	ls, calls := subtree(it)
+	var launches []Launch
+	for _, l := range ls {
+		if l.Op.Kind == plan.Kernel || l.Op.Kind == plan.Memset {
+			launches = append(launches, l)
+		}
+	}
+	if len(launches) == 0 {
+		return "no kernel or memset launches inside it"
+	}
+	missing, first := 0, ""
+	for k, l := range launches {
+		next := int64(0)
+		if k+1 < len(launches) {
+			next = launches[k+1].Start
+		}
+		if !syncedAfter(l, next, calls) {
+			if missing++; missing == 1 {
+				first = fmt.Sprintf("%s at %s", l.Op.Describe(), ms(l.Start))
+			}
+		}
+	}
+	if missing == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d launches are not followed by a synchronising call (%s) before the next launch, the first %s",
+		missing, len(launches), syncNames(), first)
+}
+
+func syncNames() string {
+	var names []string
+	for n := range syncCalls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func (c *checker) allocsAndFrees(it *node) string {
+	want := 0
+	for _, l := range planOps(&c.p.Iteration) {
+		if l.Kind == program.Alloc {
+			want++
+		}
+	}
+	if want == 0 {
+		return "the plan allocates nothing per iteration (check with the run's --flaw)"
+	}
+	_, calls := subtree(it)
+	allocs, frees := 0, 0
+	for _, a := range calls {
+		switch a.Name {
+		case program.MemAlloc, "cudaMalloc":
+			allocs++
+		case program.MemFree, "cudaFree":
+			frees++
+		}
+	}
+	if allocs >= want && frees >= want {
+		return ""
+	}
+	return fmt.Sprintf("%s and %s inside it, the flaw makes %d of each", plural(allocs, "cuMemAlloc call"), plural(frees, "cuMemFree call"), want)
+}
+
+// planOps lists every operation of a planned range and its children.
+func planOps(r *plan.Range) []plan.Launch {
+	out := r.Launches()
+	for i := range r.Children {
+		out = append(out, planOps(&r.Children[i])...)
+	}
+	return out
+}
+
+// unplannedGaps notes host gaps before the forward that the plan has no
+// host work for: the trace of a host-stall checked without --flaw, or of a
+// slow data loader of the user's own. A gap is timing, so it is a note,
+// never a failure.
+func (c *checker) unplannedGaps() {
+	for _, l := range c.p.Iteration.Launches() {
+		if l.Kind == program.Host {
+			return
+		}
+	}
+	for _, it := range c.iters {
+		if g, ok := c.gapBeforeForward(it); ok && time.Duration(g) >= config.HostStallTime/2 {
+			c.note("%s: %s without CUDA calls before the forward, where the plan has no host work (a stalled data loader? check --flaw=host-stall)", it.path, ms(g))
+			return
+		}
+	}
+}
+
+// gapBeforeForward is the longest time between the iteration's start and
+// its forward's in which its thread made no CUDA call.
+func (c *checker) gapBeforeForward(it *node) (int64, bool) {
+	fwd := child(it, plan.Forward)
+	if fwd == nil {
+		return 0, false
+	}
+	// Every API call on the iteration's thread between its start and the
+	// forward's, tracked or not.
+	var busy [][2]int64
+	for _, a := range c.t.Calls {
+		if a.Thread == it.r.Thread && a.End > it.r.Start && a.Start < fwd.r.Start {
+			busy = append(busy, [2]int64{a.Start, a.End})
+		}
+	}
+	longest, from := int64(0), it.r.Start
+	for _, b := range busy {
+		longest = max(longest, b[0]-from)
+		from = max(from, b[1])
+	}
+	return max(longest, fwd.r.Start-from), true
+}
+
+func (c *checker) hostGap(it *node) string {
+	longest, ok := c.gapBeforeForward(it)
+	if !ok {
+		return "no forward range to measure the gap before"
+	}
+	want := time.Duration(stallShare * float64(config.HostStallTime))
+	if time.Duration(longest) >= want {
+		return ""
+	}
+	return fmt.Sprintf("the longest gap without CUDA calls before the forward is %s, the data loader stalls %v (at least %v expected)",
+		ms(longest), config.HostStallTime, want)
+}
+
+func child(n *node, name string) *node {
+	for _, ch := range n.children {
+		if ch.plan.Name == name {
+			return ch
+		}
+	}
+	return nil
+}
+
+func (c *checker) readbacks(it *node) string {
+	fwd := child(it, plan.Forward)
+	if fwd == nil {
+		return "no forward range"
+	}
+	want := c.p.Dims.L
+	ls, calls := subtree(fwd)
+	var copies []Launch
+	for _, l := range ls {
+		if l.Op.Kind == program.Memcpy && l.Op.CopyKind == CopyDtoH {
+			copies = append(copies, l)
+		}
+	}
+	waited := 0
+	for k, l := range copies {
+		next := int64(0)
+		if k+1 < len(copies) {
+			next = copies[k+1].Start
+		}
+		if syncedAfter(l, next, calls) {
+			waited++
+		}
+	}
+	if len(copies) >= want && waited >= want {
+		return ""
+	}
+	return fmt.Sprintf("the forward copies device-to-host %s, %d of them waited for, the flaw makes one per layer (%d), each waited for",
+		times(len(copies)), waited, want)
+}
+
+func (c *checker) uploads(it *node, kind int64) string {
+	want := 0
+	for _, l := range c.p.Iteration.Launches() {
+		if l.Kind == program.Memcpy && l.Dir == program.HostToDevice {
+			want++
+		}
+	}
+	if want == 0 {
+		return "the plan uploads nothing per iteration (check with the run's --flaw)"
+	}
+	got, other := 0, 0
+	for _, l := range it.launches {
+		if l.Op.Kind != program.Memcpy || l.Op.CopyKind != CopyHtoD {
+			continue
+		}
+		if l.Op.SrcKind == kind {
+			got++
+		} else {
+			other++
+		}
+	}
+	if got >= want {
+		return ""
+	}
+	msg := fmt.Sprintf("%d host-to-device memcpys from %s memory before the forward, the flaw makes %d", got, memoryKind(kind), want)
+	if other > 0 {
+		msg += fmt.Sprintf(" (%d from other host memory)", other)
+	}
+	return msg
+}

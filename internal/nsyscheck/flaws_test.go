@@ -1,0 +1,150 @@
+package nsyscheck
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/plan"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/model"
+)
+
+func flawPlan(t testing.TB, mode config.Mode, fs ...config.Flaw) plan.Plan {
+	t.Helper()
+	p, err := config.LookupPreset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan.Of(model.Program(p.Dims(config.DefaultBatch), mode, model.Options{Flaws: fs}))
+}
+
+// checkFixture writes f and checks it against p with opts, over fxIters
+// iterations.
+func checkFixture(t *testing.T, f *fixture, p plan.Plan, opts Options) (*Report, []string) {
+	t.Helper()
+	tr, err := Load(f.write(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := checkTrace(tr, p, []config.Window{{First: 0, Last: fxIters - 1}}, opts)
+	if err == nil {
+		return rep, nil
+	}
+	var me *MismatchError
+	if !errors.As(err, &me) {
+		t.Fatalf("not a mismatch: %v", err)
+	}
+	return rep, me.Failures
+}
+
+func holds(fails []string, want string) bool {
+	for _, f := range fails {
+		if strings.Contains(f, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFlawSignatures: for every flaw, in both modes, a capture of the
+// flawed run passes check --flaw (noting the signature), the clean run's
+// capture fails it naming the missing signature, and the plain check of
+// the flawed capture names what differs from the clean plan.
+func TestFlawSignatures(t *testing.T) {
+	plainDiff := map[config.Flaw]string{
+		config.SyncEveryLaunch:   "iteration0/forward: cuStreamSynchronize called",
+		config.AllocPerIteration: "iteration0/forward: cuMemAlloc_v2 called",
+		config.ReadbackPerLayer:  "iteration0/forward: 2 memcpys, plan says 0",
+		config.PageableUpload:    "iteration0: 2 memcpys, plan says 0",
+		config.PinnedUpload:      "iteration0: 2 memcpys, plan says 0",
+		// host-stall plants no CUDA call: the plain check passes and notes
+		// the gap before the forward (timing is never a failure).
+		config.HostStall: "",
+	}
+	missing := map[config.Flaw]string{
+		config.SyncEveryLaunch:   "launches are not followed by a synchronising call",
+		config.AllocPerIteration: "0 cuMemAlloc calls and 0 cuMemFree calls inside it, the flaw makes",
+		config.HostStall:         "the longest gap without CUDA calls before the forward is",
+		config.ReadbackPerLayer:  "the forward copies device-to-host 0 times",
+		config.PageableUpload:    "0 host-to-device memcpys from pageable memory",
+		config.PinnedUpload:      "0 host-to-device memcpys from pinned memory",
+	}
+	for _, mode := range []config.Mode{config.Train, config.Infer} {
+		clean := flawPlan(t, mode)
+		for _, fi := range config.Flaws {
+			f := fi.Name
+			t.Run(string(mode)+"/"+string(f), func(t *testing.T) {
+				flawed := flawPlan(t, mode, f)
+				opts := Options{Flaws: []config.Flaw{f}}
+				rep, fails := checkFixture(t, runFixture(flawed, fxIters), flawed, opts)
+				if fails != nil {
+					t.Fatalf("flawed capture, check --flaw: %v", fails)
+				}
+				if !strings.Contains(strings.Join(rep.Notes, "\n"), string(f)+": the signature is in all 3 iterations") {
+					t.Errorf("notes lack the signature: %v", rep.Notes)
+				}
+				_, fails = checkFixture(t, runFixture(clean, fxIters), flawed, opts)
+				prefix := string(f) + ": signature missing in iteration0: "
+				found := false
+				for _, msg := range fails {
+					found = found || (strings.HasPrefix(msg, prefix) && strings.Contains(msg, missing[f]))
+				}
+				if !found {
+					t.Errorf("clean capture, check --flaw: want %q...%q in %v", prefix, missing[f], fails)
+				}
+				rep, fails = checkFixture(t, runFixture(flawed, fxIters), clean, Options{})
+				if want := plainDiff[f]; want == "" && fails != nil {
+					t.Errorf("plain check: %v", fails)
+				} else if want == "" && !strings.Contains(strings.Join(rep.Notes, "\n"), "iteration0: 2.0") {
+					t.Errorf("plain check notes no host gap: %v", rep.Notes)
+				} else if want != "" && !holds(fails, want) {
+					t.Errorf("plain check of the flawed capture: want %q in %v", want, fails)
+				}
+			})
+		}
+	}
+}
+
+// TestFlawSignatureDetails: a signature fails on a capture that shows the
+// flaw only in part, or another flaw's.
+func TestFlawSignatureDetails(t *testing.T) {
+	t.Run("one sync dropped", func(t *testing.T) {
+		p := flawPlan(t, config.Train, config.SyncEveryLaunch)
+		f := runFixture(p, fxIters)
+		for k, l := range f.launches {
+			if l.iter == 1 && l.api == program.StreamSynchronize {
+				f.remove(k)
+				break
+			}
+		}
+		_, fails := checkFixture(t, f, p, Options{Flaws: []config.Flaw{config.SyncEveryLaunch}})
+		if !holds(fails, "sync-every-launch: signature missing in iteration1: 1 of ") || holds(fails, "in iteration0") {
+			t.Errorf("%v", fails)
+		}
+	})
+	t.Run("pageable capture, pinned signature", func(t *testing.T) {
+		pageable := flawPlan(t, config.Train, config.PageableUpload)
+		pinned := flawPlan(t, config.Train, config.PinnedUpload)
+		_, fails := checkFixture(t, runFixture(pageable, fxIters), pinned, Options{Flaws: []config.Flaw{config.PinnedUpload}})
+		if !holds(fails, "0 host-to-device memcpys from pinned memory before the forward, the flaw makes 2 (2 from other host memory)") {
+			t.Errorf("%v", fails)
+		}
+	})
+	t.Run("sync-launches counts no syncs", func(t *testing.T) {
+		p := flawPlan(t, config.Train, config.SyncEveryLaunch)
+		clean := flawPlan(t, config.Train)
+		_, fails := checkFixture(t, runFixture(p, fxIters), clean, Options{SyncLaunches: true})
+		if fails != nil {
+			t.Errorf("a --sync-launches run's syncs are not the plan's: %v", fails)
+		}
+	})
+	t.Run("all flaws together", func(t *testing.T) {
+		fs := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.ReadbackPerLayer, config.PageableUpload}
+		p := flawPlan(t, config.Train, fs...)
+		if _, fails := checkFixture(t, runFixture(p, fxIters), p, Options{Flaws: fs}); fails != nil {
+			t.Errorf("%v", fails)
+		}
+	})
+}

@@ -1,0 +1,138 @@
+package model
+
+import (
+	"time"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/program"
+)
+
+// The planted flaws (config.Flaws), each a change to the program made
+// where a user's own program would make it:
+//
+//   - sync-every-launch: part appends a stream synchronisation after each
+//     kernel and memset, in the same NVTX range;
+//   - alloc-per-iteration: the forward starts by allocating the
+//     activations (all but the loss, which the run loop reads after the
+//     iteration) and the iteration's last pass frees them;
+//   - host-stall: the iteration starts with a host operation that spins
+//     in dataLoaderStall;
+//   - readback-per-layer: each block's forward ends with a copy of one
+//     element of its output to the host and a wait for it;
+//   - pageable-upload (pinned-upload): the iteration starts by uploading
+//     the batch, synchronously from pageable memory (asynchronously from
+//     pinned memory).
+//
+// The operations of the iteration itself (host-stall, the uploads) run
+// before the forward range, outside the passes, so they compose with
+// --graph.
+
+func (m *GPT2) has(f config.Flaw) bool { return config.HasFlaw(m.Flaws, f) }
+
+// withSyncs is ops with a stream synchronisation after each launch, under
+// sync-every-launch; ops unchanged otherwise.
+func (m *GPT2) withSyncs(ops []program.Op) []program.Op {
+	if !m.has(config.SyncEveryLaunch) {
+		return ops
+	}
+	out := make([]program.Op, 0, 2*len(ops))
+	for _, op := range ops {
+		out = append(out, op)
+		if op.Kind == program.Kernel || op.Kind == program.Memset {
+			out = append(out, syncOp())
+		}
+	}
+	return out
+}
+
+func syncOp() program.Op {
+	return program.Op{Kind: program.Sync, Name: program.StreamSynchronize}
+}
+
+// iterationOps are the operations the iteration runs before its forward:
+// the data loader's stall, then the batch's upload.
+func (m *GPT2) iterationOps() []program.Op {
+	var ops []program.Op
+	at := func(op program.Op, step string) program.Op {
+		op.Part, op.Layer, op.Step = "data", -1, step
+		return op
+	}
+	if m.has(config.HostStall) {
+		d := config.HostStallTime
+		ops = append(ops, at(program.Op{Kind: program.Host, Name: "dataLoaderStall", Func: func() { dataLoaderStall(d) }},
+			"data loader ("+d.String()+" on the CPU)"))
+	}
+	upload := func(b *program.Buffer, call string, host program.HostMemory) program.Op {
+		return at(program.Op{Kind: program.Memcpy, Name: call, Dst: b.All(), Dir: program.HostToDevice, Host: host, Bytes: b.Bytes()},
+			"upload "+b.Name)
+	}
+	for _, b := range []*program.Buffer{m.Tokens, m.Targets} {
+		switch {
+		case m.has(config.PageableUpload):
+			ops = append(ops, upload(b, program.MemcpyHtoD, program.Pageable))
+		case m.has(config.PinnedUpload):
+			ops = append(ops, upload(b, program.MemcpyHtoDAsync, program.Pinned))
+		}
+	}
+	return ops
+}
+
+// perIteration are the buffers alloc-per-iteration allocates and frees
+// each iteration: the activations but the loss.
+func (m *GPT2) perIteration() []*program.Buffer {
+	var out []*program.Buffer
+	for _, b := range m.Buffers {
+		if b.Group == program.Activations && b != m.Loss {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// allocActivations and freeActivations are alloc-per-iteration's
+// operations, none without the flaw.
+func (m *GPT2) allocActivations() []program.Op { return m.lifetimeOps(program.Alloc, program.MemAlloc) }
+func (m *GPT2) freeActivations() []program.Op  { return m.lifetimeOps(program.Free, program.MemFree) }
+
+func (m *GPT2) lifetimeOps(k program.OpKind, call string) []program.Op {
+	if !m.has(config.AllocPerIteration) {
+		return nil
+	}
+	var ops []program.Op
+	for _, b := range m.perIteration() {
+		ops = append(ops, program.Op{Kind: k, Name: call, Dst: b.All()})
+	}
+	return ops
+}
+
+// readback is readback-per-layer's copy of one element of block l's output
+// to the host and the wait for it (a loss.item() or tensor.item() per
+// layer); none without the flaw.
+func (m *GPT2) readback(l int) []program.Op {
+	if !m.has(config.ReadbackPerLayer) {
+		return nil
+	}
+	v := m.acts.residual3[l].Buf.Slice("", 0, 1)
+	return []program.Op{
+		{Kind: program.Memcpy, Name: program.MemcpyDtoHAsync, Dst: v, Dir: program.DeviceToHost, Host: program.Pageable, Bytes: v.Bytes()},
+		syncOp(),
+	}
+}
+
+// dataLoaderStall is host-stall's CPU data loader: a busy spin for d, in a
+// function of its own so that a CPU sampler names it.
+//
+//go:noinline
+func dataLoaderStall(d time.Duration) {
+	end := time.Now().Add(d)
+	x := uint64(1)
+	for time.Now().Before(end) {
+		for i := 0; i < 1000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	stallSink = x
+}
+
+// stallSink keeps the spin's result, so that the compiler keeps the spin.
+var stallSink uint64

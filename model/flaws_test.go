@@ -1,0 +1,286 @@
+package model
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/program"
+)
+
+// planted reports whether op is of a kind only a flaw plants: the clean
+// program launches kernels and memsets, and graphs of them, only.
+func planted(op *program.Op) bool {
+	switch op.Kind {
+	case program.Sync, program.Host, program.Alloc, program.Free, program.Memcpy:
+		return true
+	}
+	return false
+}
+
+// trace is a program's iteration as the Recorder saw it, one line per
+// event, with every planted operation left out, and every range that held
+// nothing else: what a flawed program must share with the clean one.
+func trace(t *testing.T, m *GPT2, iters int) (clean []string, all []program.Event) {
+	t.Helper()
+	var rec program.Recorder
+	rec.Track(m.Program)
+	for i := range m.Setup {
+		if err := rec.Do(&m.Setup[i]); err != nil {
+			t.Fatalf("setup: %v", err)
+		}
+	}
+	setup := len(rec.Events)
+	for range iters {
+		if err := program.Run(&m.Iteration, &rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec.Open() != 0 {
+		t.Fatalf("%d ranges left open", rec.Open())
+	}
+	var out []string
+	for _, e := range rec.Events[setup:] {
+		switch {
+		case e.Op != nil && planted(e.Op):
+			continue
+		case e.Pop && len(out) > 0 && strings.HasPrefix(out[len(out)-1], "push "):
+			out = out[:len(out)-1] // a range that held only planted ops
+			continue
+		case e.Op != nil:
+			out = append(out, e.Op.Where()+" "+e.String())
+		default:
+			out = append(out, e.String())
+		}
+	}
+	return out, rec.Events[setup:]
+}
+
+type flawCase struct {
+	mode  config.Mode
+	dtype config.DType
+	nvtx  config.NVTXDepth
+	graph bool
+}
+
+func flawCases() []flawCase {
+	var out []flawCase
+	for _, mode := range modes {
+		for _, dt := range []config.DType{config.FP32, config.TF32, config.BF16} {
+			for _, depth := range []config.NVTXDepth{config.NVTXIteration, config.NVTXLayer, config.NVTXOp} {
+				out = append(out, flawCase{mode, dt, depth, false})
+			}
+			out = append(out, flawCase{mode, dt, config.NVTXIteration, true})
+		}
+	}
+	return out
+}
+
+// TestFlawsPlantOnlyTheirOps: each flaw's program, in every mode, dtype
+// and NVTX depth (and with --graph where config allows it), runs through
+// the Recorder with buffer lifetimes tracked over two iterations, and is
+// the clean program plus exactly the planted operations.
+func TestFlawsPlantOnlyTheirOps(t *testing.T) {
+	d := config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}
+	for _, c := range flawCases() {
+		base := Program(d, c.mode, Options{DType: c.dtype, NVTX: c.nvtx, Graph: c.graph})
+		want, _ := trace(t, base, 2)
+		for _, f := range config.Flaws {
+			name := fmt.Sprintf("%s/%s/%s/graph=%v/%s", c.mode, c.dtype, c.nvtx, c.graph, f.Name)
+			args := []string{"--mode=" + string(c.mode), "--dtype=" + string(c.dtype), "--nvtx=" + string(c.nvtx), "--flaw=" + string(f.Name)}
+			if c.graph {
+				args = append(args, "--graph")
+			}
+			if _, err := config.ParseRun(args); err != nil {
+				continue // refused with its reason: config's tests
+			}
+			t.Run(name, func(t *testing.T) {
+				m := Program(d, c.mode, Options{DType: c.dtype, NVTX: c.nvtx, Graph: c.graph, Flaws: []config.Flaw{f.Name}})
+				got, events := trace(t, m, 2)
+				// The same buffers: the memory plan (which sums the clean
+				// program's) stays the flawed run's peak.
+				if bytesOf(m.Used()) != bytesOf(base.Used()) || len(m.Used()) != len(base.Used()) {
+					t.Errorf("buffers %d (%d B), clean %d (%d B)", len(m.Used()), bytesOf(m.Used()), len(base.Used()), bytesOf(base.Used()))
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("without its planted operations the program differs from the clean one (%d events, want %d)", len(got), len(want))
+				}
+				checkPlanted(t, m, f.Name, events)
+			})
+		}
+	}
+}
+
+// checkPlanted checks the planted operations of one iteration of m
+// (the first of events), flaw by flaw.
+func checkPlanted(t *testing.T, m *GPT2, f config.Flaw, events []program.Event) {
+	t.Helper()
+	var ops []*program.Op
+	for _, e := range events {
+		if e.Op != nil {
+			ops = append(ops, e.Op)
+		}
+	}
+	ops = ops[:len(ops)/2] // one iteration
+	count := map[program.OpKind]int{}
+	for _, op := range ops {
+		if planted(op) {
+			count[op.Kind]++
+		}
+	}
+	launches := 0
+	for _, op := range m.Iteration.Ops() {
+		if op.Kind == program.Kernel || op.Kind == program.Memset {
+			launches++
+		}
+	}
+	fwd := m.Forward().Ops()
+	only := func(want map[program.OpKind]int) {
+		t.Helper()
+		if !reflect.DeepEqual(count, want) {
+			t.Errorf("planted %v, want %v", count, want)
+		}
+	}
+	switch f {
+	case config.SyncEveryLaunch:
+		only(map[program.OpKind]int{program.Sync: launches})
+		for i, op := range ops {
+			if (op.Kind == program.Kernel || op.Kind == program.Memset) && (i+1 == len(ops) || ops[i+1].Kind != program.Sync) {
+				t.Fatalf("%s at %s is not followed by a sync", op.Name, op.Where())
+			}
+		}
+	case config.AllocPerIteration:
+		n := len(m.perIteration())
+		only(map[program.OpKind]int{program.Alloc: n, program.Free: n})
+		for i := range n {
+			if fwd[i].Kind != program.Alloc {
+				t.Fatalf("forward op %d is %s, want the allocations first", i, fwd[i])
+			}
+		}
+		last := ops[len(ops)-n:]
+		for _, op := range last {
+			if op.Kind != program.Free {
+				t.Fatalf("%s among the iteration's last ops, want only frees", op)
+			}
+		}
+		if len(m.Dynamic()) != n || len(m.Static())+n != len(m.Used()) {
+			t.Errorf("%d dynamic buffers of %d used, want %d", len(m.Dynamic()), len(m.Used()), n)
+		}
+		for _, b := range m.Dynamic() {
+			if b == m.Loss || b.Group != program.Activations {
+				t.Errorf("%s (%s) is allocated per iteration", b, b.Group)
+			}
+		}
+	case config.HostStall:
+		only(map[program.OpKind]int{program.Host: 1})
+		if ops[0].Kind != program.Host || ops[0].Name != "dataLoaderStall" || ops[0].Func == nil {
+			t.Errorf("first op %s, want the host stall", ops[0])
+		}
+	case config.ReadbackPerLayer:
+		L := m.Dims.L
+		only(map[program.OpKind]int{program.Memcpy: L, program.Sync: L})
+		n := 0
+		for i, op := range fwd {
+			if op.Kind != program.Memcpy {
+				continue
+			}
+			if op.Dir != program.DeviceToHost || op.Bytes != m.Elem.Size() || op.Layer != n || fwd[i+1].Kind != program.Sync ||
+				fwd[i-1].Step != "residual2" {
+				t.Errorf("readback %s at %s (%d B) then %s", op, op.Where(), op.Bytes, fwd[i+1])
+			}
+			n++
+		}
+	case config.PageableUpload, config.PinnedUpload:
+		only(map[program.OpKind]int{program.Memcpy: 2})
+		host := program.Pageable
+		if f == config.PinnedUpload {
+			host = program.Pinned
+		}
+		direct := m.Iteration.Direct()
+		if len(direct) != 2 || direct[0].Dst.Buf != m.Tokens || direct[1].Dst.Buf != m.Targets {
+			t.Fatalf("the iteration's own ops are %v, want the tokens' and targets' uploads", direct)
+		}
+		for _, op := range direct {
+			if op.Dir != program.HostToDevice || op.Host != host || op.Bytes != op.Dst.Buf.Bytes() {
+				t.Errorf("upload %s", op)
+			}
+		}
+	default:
+		t.Fatalf("no test for flaw %s", f)
+	}
+}
+
+// TestFlawsCompose: all the flaws that can run together plant the sum of
+// their operations, and the lifetimes still hold.
+func TestFlawsCompose(t *testing.T) {
+	d := config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}
+	all := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.ReadbackPerLayer, config.PageableUpload}
+	for _, mode := range modes {
+		for _, depth := range []config.NVTXDepth{config.NVTXIteration, config.NVTXLayer, config.NVTXOp} {
+			base := Program(d, mode, Options{NVTX: depth})
+			want, _ := trace(t, base, 1)
+			m := Program(d, mode, Options{NVTX: depth, Flaws: all})
+			got, events := trace(t, m, 3)
+			if !reflect.DeepEqual(got[:len(want)], want) {
+				t.Errorf("%s %s: all flaws together change the clean program's operations", mode, depth)
+			}
+			n := 0
+			for _, e := range events {
+				if e.Op != nil && planted(e.Op) {
+					n++
+				}
+			}
+			L, kernels := d.L, 0
+			for _, op := range base.Iteration.Ops() {
+				if op.Kind == program.Kernel || op.Kind == program.Memset {
+					kernels++
+				}
+			}
+			if want := 3 * (kernels + 2*len(m.perIteration()) + 1 + 2*L + 2); n != want {
+				t.Errorf("%s %s: %d planted ops in 3 iterations, want %d", mode, depth, n, want)
+			}
+		}
+	}
+}
+
+// TestRecorderTracksLifetimes: the Recorder refuses a use after free, a
+// double allocation and a free of what is not allocated.
+func TestRecorderTracksLifetimes(t *testing.T) {
+	d := config.Dims{V: 50, MaxT: 8, T: 4, L: 1, NH: 1, C: 4, B: 1}
+	m := Program(d, config.Infer, Options{Flaws: []config.Flaw{config.AllocPerIteration}})
+	fwd := m.Forward()
+	var rec program.Recorder
+	rec.Track(m.Program)
+	// Skip the allocations: the first kernel uses an unallocated buffer.
+	var first *program.Op
+	for _, op := range fwd.Ops() {
+		if op.Kind == program.Kernel {
+			first = op
+			break
+		}
+	}
+	if err := rec.Do(first); err == nil || !strings.Contains(err.Error(), "not allocated") {
+		t.Errorf("kernel on unallocated buffers: %v", err)
+	}
+	alloc := fwd.Ops()[0]
+	if err := rec.Do(alloc); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Do(alloc); err == nil || !strings.Contains(err.Error(), "already allocated") {
+		t.Errorf("double allocation: %v", err)
+	}
+	free := program.Op{Kind: program.Free, Name: program.MemFree, Dst: m.Logits.All()}
+	if err := rec.Do(&free); err == nil || !strings.Contains(err.Error(), "not allocated") {
+		t.Errorf("free of an unallocated buffer: %v", err)
+	}
+}
+
+func bytesOf(bs []*program.Buffer) int64 {
+	var n int64
+	for _, b := range bs {
+		n += b.Bytes()
+	}
+	return n
+}
