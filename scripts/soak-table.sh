@@ -19,12 +19,18 @@ rows=(
 	"bf16 --graph|--dtype=bf16 --graph"
 	"fp32 --nvtx=op|--nvtx=op"
 	"bf16 infer|--dtype=bf16 --mode=infer"
+	"alloc-per-iteration|--flaw=alloc-per-iteration"
+	"pageable-upload|--flaw=pageable-upload"
+	"pinned-upload|--flaw=pinned-upload"
+	"readback-per-layer|--flaw=readback-per-layer"
 )
+# SOAK_ROWS, a regular expression, keeps only the rows whose name matches.
 failed=0
 table="| mode | flags | iterations | RSS baseline → end | GPU memory | result |
 |---|---|---|---|---|---|"
 for row in "${rows[@]}"; do
 	name=${row%%|*} flags=${row#*|}
+	[[ $name =~ ${SOAK_ROWS:-.} ]] || continue
 	dir="$OUTDIR/soak-${name// /_}"
 	mkdir -p "$dir"
 	# shellcheck disable=SC2086 # flags split into words on purpose
