@@ -48,8 +48,14 @@ func attentionArgs(B, T, C, NH int) []program.Arg {
 // outputs are overwritten. Two products: S = QKᵀ and O = PV.
 func AttentionForward(out, lse, qkv program.View, B, T, C, NH int) program.Op {
 	rows, _, _ := ptx.AttentionTiles(C / NH)
+	return attentionForward("attention", "attention_forward", rows, ptx.AttentionThreads, out, lse, qkv, B, T, C, NH)
+}
+
+// attentionForward is the forward launch of either tier (module, entry,
+// its tile rows and threads): the same arguments, grid and FLOPs.
+func attentionForward(module, entry string, rows, threads int, out, lse, qkv program.View, B, T, C, NH int) program.Op {
 	N := int64(B * T)
-	op := kernel("attention", "attention_forward", program.D3(ceilDiv(T, rows), NH, B), program.D1(ptx.AttentionThreads),
+	op := kernel(module, entry, program.D3(ceilDiv(T, rows), NH, B), program.D1(threads),
 		append([]program.Arg{program.Out("out", out, N*int64(C)), program.Out("lse", lse, int64(B*NH*T)),
 			program.In("qkv", qkv, 3*N*int64(C))}, attentionArgs(B, T, C, NH)...)...)
 	live, product := attentionWork(B, T, C, NH)
@@ -76,7 +82,7 @@ func AttentionBackwardPreprocess(d, dout, out program.View, B, T, C, NH int) pro
 // recomputes S = QKᵀ and dP = dO·Vᵀ, and forms dV = PᵀdO and dK = dSᵀQ.
 func AttentionBackwardDKDV(dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
 	_, rows, _ := ptx.AttentionTiles(C / NH)
-	return attentionBackward("attention_backward_dkdv", rows, 4, dqkv, d, dout, qkv, lse, B, T, C, NH)
+	return attentionBackward("attention", "attention_backward_dkdv", rows, ptx.AttentionThreads, 4, dqkv, d, dout, qkv, lse, B, T, C, NH)
 }
 
 // AttentionBackwardDQ overwrites the q part of dqkv (B,T,3C) with its
@@ -85,12 +91,13 @@ func AttentionBackwardDKDV(dqkv, d, dout, qkv, lse program.View, B, T, C, NH int
 // recomputes S = QKᵀ and dP = dO·Vᵀ, and forms dQ = dS·K.
 func AttentionBackwardDQ(dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
 	_, _, rows := ptx.AttentionTiles(C / NH)
-	return attentionBackward("attention_backward_dq", rows, 3, dqkv, d, dout, qkv, lse, B, T, C, NH)
+	return attentionBackward("attention", "attention_backward_dq", rows, ptx.AttentionThreads, 3, dqkv, d, dout, qkv, lse, B, T, C, NH)
 }
 
-func attentionBackward(entry string, rows int, products int64, dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
+// attentionBackward is a backward launch (dkdv or dq) of either tier.
+func attentionBackward(module, entry string, rows, threads int, products int64, dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
 	N := int64(B * T)
-	op := kernel("attention", entry, program.D3(ceilDiv(T, rows), NH, B), program.D1(ptx.AttentionThreads),
+	op := kernel(module, entry, program.D3(ceilDiv(T, rows), NH, B), program.D1(threads),
 		append([]program.Arg{program.Out("dqkv", dqkv, 3*N*int64(C)), program.In("d", d, int64(B*NH*T)),
 			program.In("dout", dout, N*int64(C)), program.In("qkv", qkv, 3*N*int64(C)),
 			program.In("lse", lse, int64(B*NH*T))}, attentionArgs(B, T, C, NH)...)...)

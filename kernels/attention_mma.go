@@ -52,14 +52,7 @@ func AttentionForwardMMA(out, lse, qkv program.View, B, T, C, NH int) program.Op
 	const entry = "attention_forward_bf16"
 	attnMMAElems(entry, attnMMAArg{"out", out, program.BF16}, attnMMAArg{"lse", lse, program.F32}, attnMMAArg{"qkv", qkv, program.BF16})
 	c := ptx.AttentionMMAConfigFor(C / NH)
-	N := int64(B * T)
-	op := kernel(attnMMAModule, entry, program.D3(ceilDiv(T, c.Fwd.R), NH, B), program.D1(ptx.AttentionMMAThreads),
-		append([]program.Arg{program.Out("out", out, N*int64(C)), program.Out("lse", lse, int64(B*NH*T)),
-			program.In("qkv", qkv, 3*N*int64(C))}, attentionArgs(B, T, C, NH)...)...)
-	live, product := attentionWork(B, T, C, NH)
-	op.MatmulFLOPs = 2 * product
-	op.FLOPs = op.MatmulFLOPs + attnScoreFwdFLOPs*live + int64(B*NH*T)*int64(C/NH+attnRowFwdFLOPs)
-	return op
+	return attentionForward(attnMMAModule, entry, c.Fwd.R, ptx.AttentionMMAThreads, out, lse, qkv, B, T, C, NH)
 }
 
 // AttentionBackwardPreprocessMMA computes d (B,NH,T) fp32 = Σ over each
@@ -101,15 +94,7 @@ func AttentionBackwardDQMMA(dqkv, d, dout, qkv, lse program.View, B, T, C, NH in
 func attentionBackwardMMA(entry string, rows int, products int64, dqkv, d, dout, qkv, lse program.View, B, T, C, NH int) program.Op {
 	attnMMAElems(entry, attnMMAArg{"dqkv", dqkv, program.BF16}, attnMMAArg{"d", d, program.F32},
 		attnMMAArg{"dout", dout, program.BF16}, attnMMAArg{"qkv", qkv, program.BF16}, attnMMAArg{"lse", lse, program.F32})
-	N := int64(B * T)
-	op := kernel(attnMMAModule, entry, program.D3(ceilDiv(T, rows), NH, B), program.D1(ptx.AttentionMMAThreads),
-		append([]program.Arg{program.Out("dqkv", dqkv, 3*N*int64(C)), program.In("d", d, int64(B*NH*T)),
-			program.In("dout", dout, N*int64(C)), program.In("qkv", qkv, 3*N*int64(C)),
-			program.In("lse", lse, int64(B*NH*T))}, attentionArgs(B, T, C, NH)...)...)
-	live, product := attentionWork(B, T, C, NH)
-	op.MatmulFLOPs = products * product
-	op.FLOPs = op.MatmulFLOPs + attnScoreBwdFLOPs*live
-	return op
+	return attentionBackward(attnMMAModule, entry, rows, ptx.AttentionMMAThreads, products, dqkv, d, dout, qkv, lse, B, T, C, NH)
 }
 
 // AttentionBackwardMMA overwrites dqkv (B,T,3C) bf16 with the gradient of

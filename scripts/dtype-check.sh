@@ -19,19 +19,8 @@ mkdir -p "$OUT" || exit 2
 bin=.device/gpubench
 dtypes=("$@")
 [ ${#dtypes[@]} -gt 0 ] || dtypes=(fp32 tf32 bf16)
-summary=()
-failed=0
-check() { # check NAME RC WANT DETAIL...
-	local name=$1 rc=$2 want=$3
-	shift 3
-	if [ "$rc" = "$want" ]; then
-		summary+=("ok    $name $*")
-	else
-		summary+=("FAIL  $name rc=$rc (want $want) $*")
-		failed=1
-	fi
-	echo "## ${summary[-1]}"
-}
+# shellcheck source=scripts/check-lib.sh
+source scripts/check-lib.sh # the scripts run from the repository root
 # torch_check's tolerances for an fp32-storage dump (bf16 dumps carry
 # their own yardstick, PyTorch's bf16 step): TF32 products.
 tc_flags() { [ "$1" = tf32 ] && echo "--loss-tol 1e-3 --grad-tol 5e-3" || true; }

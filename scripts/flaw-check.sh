@@ -26,14 +26,9 @@ ITERS=5
 run_flags="--model=$model --batch-size 8 --iters $ITERS --warmup 2"
 nsys_flags="-t cuda,nvtx,osrt -s cpu --capture-range=cudaProfilerApi --capture-range-end=stop -f true"
 step_ms() { sed -nE 's/^step +([0-9.]+).*/\1/p' "$1" | head -1; }
-failed=0
-summary=()
-check() { # check NAME RC WANT DETAIL...
-	local name=$1 rc=$2 want=$3
-	shift 3
-	if [ "$rc" = "$want" ]; then summary+=("ok    $name $*"); else summary+=("FAIL  $name rc=$rc (want $want) $*"); failed=1; fi
-	echo "## ${summary[-1]}"
-}
+
+# shellcheck source=scripts/check-lib.sh
+source scripts/check-lib.sh # the scripts run from the repository root
 capture() { # capture NAME FLAGS...: a profiled run exported to $OUT/NAME.sqlite
 	local name=$1
 	shift

@@ -9,14 +9,8 @@ cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-/tmp/gpubench-graph-check}
 mkdir -p "$OUT/logs" || exit 2
 bin=.device/gpubench
-summary=()
-failed=0
-check() { # check NAME RC WANT DETAIL...
-	local name=$1 rc=$2 want=$3
-	shift 3
-	if [ "$rc" = "$want" ]; then summary+=("ok    $name $*"); else summary+=("FAIL  $name rc=$rc (want $want) $*"); failed=1; fi
-	echo "## ${summary[-1]}"
-}
+# shellcheck source=scripts/check-lib.sh
+source scripts/check-lib.sh # the scripts run from the repository root
 L=$OUT/logs
 
 .device/model-cuda.test -test.count=1 -test.v -graph >"$L/model-graph.log" 2>&1

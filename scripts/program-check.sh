@@ -18,19 +18,8 @@ OUT=${OUT:-/tmp/gpubench-program-check}
 mkdir -p "$OUT" || exit 2
 bin=.device/gpubench
 base=.device/gpubench-base
-summary=()
-failed=0
-check() { # check NAME RC WANT DETAIL...
-	local name=$1 rc=$2 want=$3
-	shift 3
-	if [ "$rc" = "$want" ]; then
-		summary+=("ok    $name $*")
-	else
-		summary+=("FAIL  $name rc=$rc (want $want) $*")
-		failed=1
-	fi
-	echo "## ${summary[-1]}"
-}
+# shellcheck source=scripts/check-lib.sh
+source scripts/check-lib.sh # the scripts run from the repository root
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
 

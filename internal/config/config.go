@@ -271,10 +271,4 @@ const (
 )
 
 // ParseMode checks a --mode value.
-func ParseMode(s string) (Mode, error) {
-	switch Mode(s) {
-	case Train, Infer:
-		return Mode(s), nil
-	}
-	return "", fmt.Errorf("--mode: unknown mode %q (allowed: train, infer)", s)
-}
+func ParseMode(s string) (Mode, error) { return parseChoice("--mode", "mode", s, []Mode{Train, Infer}) }

@@ -29,13 +29,19 @@ const (
 var DTypes = []DType{FP32, TF32, BF16}
 
 // ParseDType checks a --dtype value.
-func ParseDType(s string) (DType, error) {
-	for _, d := range DTypes {
-		if string(d) == s {
-			return d, nil
+func ParseDType(s string) (DType, error) { return parseChoice("--dtype", "dtype", s, DTypes) }
+
+// parseChoice returns the one of allowed that s names, or the one-line
+// error of flag: what it got (a kind, quoted) and what it allows.
+func parseChoice[T ~string](flag, kind, s string, allowed []T) (T, error) {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		if string(a) == s {
+			return a, nil
 		}
+		names[i] = string(a)
 	}
-	return "", fmt.Errorf("--dtype: unknown dtype %q (allowed: fp32, tf32, bf16)", s)
+	return "", fmt.Errorf("%s: unknown %s %q (allowed: %s)", flag, kind, s, strings.Join(names, ", "))
 }
 
 // TensorCores says whether the dtype's products run on tensor cores.

@@ -26,12 +26,7 @@ var NVTXDepths = []NVTXDepth{NVTXIteration, NVTXLayer, NVTXOp}
 
 // ParseNVTXDepth checks an --nvtx value.
 func ParseNVTXDepth(s string) (NVTXDepth, error) {
-	for _, d := range NVTXDepths {
-		if string(d) == s {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("--nvtx: unknown depth %q (allowed: iteration, layer, op)", s)
+	return parseChoice("--nvtx", "depth", s, NVTXDepths)
 }
 
 // MaxNVTXDomain bounds the length of an --nvtx-domain name.
