@@ -66,6 +66,8 @@ ptx/%.ptx: ptx/%.cu $(wildcard ptx/*.cuh)
 	sed -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $(PTX_BUILD)/$*.ptx > $@
 # ptx/<layer>_bf16.cu is `#include "<layer>.cu"` with GPUBENCH_BF16 defined.
 $(filter %_bf16.ptx,$(PTX_OUT)): ptx/%_bf16.ptx: ptx/%.cu
+# ptx/matmul_mma3.cu is matmul_mma.cu with a 3-stage pipeline.
+ptx/matmul_mma3.ptx: ptx/matmul_mma.cu
 
 ptx: $(PTX_OUT)
 

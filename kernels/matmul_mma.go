@@ -31,6 +31,36 @@ import (
 
 const mmaModule = "matmul_mma"
 
+// mmaModuleLow is matmul_mma.cu built at gemmplan.MMAStagesLow stages
+// (ptx/matmul_mma3.cu): the same entries, less shared memory.
+const mmaModuleLow = "matmul_mma3"
+
+// MMAOnStages retargets the matmul_mma launches among ops to the build of
+// stages pipeline stages: gemmplan.MMAStages leaves them as they are,
+// gemmplan.MMAStagesLow moves them to matmul_mma3 with its shared memory.
+// Other ops pass unchanged. It panics on any other depth.
+func MMAOnStages(stages int, ops ...program.Op) []program.Op {
+	if stages == gemmplan.MMAStages {
+		return ops
+	}
+	if stages != gemmplan.MMAStagesLow {
+		panic(fmt.Sprintf("kernels: no matmul_mma build of %d stages (have %d and %d)", stages, gemmplan.MMAStages, gemmplan.MMAStagesLow))
+	}
+	for i := range ops {
+		op := &ops[i]
+		if op.Module != mmaModule {
+			continue
+		}
+		op.Module = mmaModuleLow
+		for _, a := range op.Args {
+			if a.Param == "bn" && op.SharedBytes > 0 {
+				op.SharedBytes = gemmplan.MMASharedBytesAt(int(a.Int), stages)
+			}
+		}
+	}
+	return ops
+}
+
 // mmaSuffix is the entry suffix for views of one element type: "bf16" or
 // "tf32" (f32 storage). It panics on a mix or any other type; null views
 // (an absent bias) do not count.

@@ -600,3 +600,50 @@ func BenchmarkMatmulMMA(b *testing.B) {
 	}
 	fmt.Println(strings.Join(lines, "\n"))
 }
+
+// TestMatmulMMAStages: the 3-stage build (matmul_mma3, for GPUs whose
+// blocks get under 216 KB of shared memory, such as an A100) gives the
+// 4-stage build's bits for every product: the pipeline's depth changes
+// when tiles land, never the order of any sum. (It runs on the H200 too,
+// where both fit.)
+func TestMatmulMMAStages(t *testing.T) {
+	env(t)
+	r := rng(t)
+	for _, d := range mmaDtypes {
+		for _, sh := range []mmaShape{{67, 13, 45, 45}, {300, 256, 384, 448}, {512, 768, 2304, 2304}} {
+			t.Run(fmt.Sprintf("%s/N%d_C%d_OC%d_ld%d", d.name, sh.n, sh.c, sh.oc, sh.ld), func(t *testing.T) {
+				env(t)
+				n, c, oc, ld := sh.n, sh.c, sh.oc, sh.ld
+				inp, _, _ := d.upload(t, "inp", normal(r, n*c, 1))
+				w, _, _ := d.upload(t, "w", normal(r, oc*c, 1))
+				dout, _, _ := d.upload(t, "dout", mmaPadded(r, sh))
+				products := []struct {
+					what  string
+					elems int
+					build func(out program.View) program.Op
+				}{
+					{"out", n * ld, func(out program.View) program.Op {
+						return MatmulForwardMMA(out, inp, w, program.View{}, n, c, oc, ld, sms())
+					}},
+					{"dinp", n * c, func(out program.View) program.Op {
+						return MatmulBackwardInputMMA(out, dout, w, n, c, oc, ld, sms())
+					}},
+					{"dw", oc * c, func(out program.View) program.Op {
+						return MatmulBackwardWeightMMA(out, dout, inp, MatmulScratch{}, n, c, oc, ld, sms())
+					}},
+				}
+				for _, p := range products {
+					four := mmaRunTwice(t, d, p.what+" 4 stages", p.elems, p.build, nil)
+					three := mmaRunTwice(t, d, p.what+" 3 stages", p.elems, func(out program.View) program.Op {
+						op := MMAOnStages(gemmplan.MMAStagesLow, p.build(out))[0]
+						if op.Module != "matmul_mma3" || op.SharedBytes > 163<<10 {
+							t.Fatalf("%s: the 3-stage launch is %s with %d B of shared memory", p.what, op.Module, op.SharedBytes)
+						}
+						return op
+					}, nil)
+					sameBits(t, p.what+": 3 stages against 4", three, four)
+				}
+			})
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/gemmplan"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/kernels"
 	"github.com/gpubench/gpubench/model/ref"
@@ -38,6 +39,10 @@ type Options struct {
 	Graph bool
 	// DType is the step's precision; "" means config.FP32.
 	DType config.DType
+	// SharedOptIn is the GPU's shared memory a block may opt in to; it
+	// picks the tensor-core GEMM's pipeline depth
+	// (gemmplan.MMAStagesFor). 0 means not known: the H100/H200's.
+	SharedOptIn int
 	// NVTX is the depth of the NVTX ranges inside each pass; "" means
 	// config.NVTXIteration (none inside the passes). A deeper program
 	// cannot be captured as graphs.
@@ -67,6 +72,10 @@ type GPT2 struct {
 	Elem program.Elem
 	// NVTX is the depth of the NVTX ranges (Options.NVTX).
 	NVTX config.NVTXDepth
+	// mmaStages is the tensor-core GEMM's pipeline depth for the GPU
+	// (Options.SharedOptIn); a GPU with room for none keeps the deepest,
+	// which CheckDevice then refuses.
+	mmaStages int
 	// Flaws are the planted flaws (Options.Flaws; see flaws.go).
 	Flaws []config.Flaw
 	// Vp is the row stride of the logits: V for fp32, V rounded up to a
@@ -134,6 +143,9 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 		DType: o.DType, Elem: program.F32, Vp: d.V, NVTX: o.NVTX, Flaws: o.Flaws}
 	if m.NVTX == "" {
 		m.NVTX = config.NVTXIteration
+	}
+	if m.mmaStages = gemmplan.MMAStagesFor(o.SharedOptIn); m.mmaStages == 0 {
+		m.mmaStages = gemmplan.MMAStages
 	}
 	if o.DType == config.BF16 {
 		m.Elem = program.BF16
@@ -466,7 +478,7 @@ func (m *GPT2) buildBackward(r *program.Range) {
 // (kernels/matmul_mma.go). Only the tensor-core path pads (ld > oc).
 func (m *GPT2) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) program.Op {
 	if m.DType.TensorCores() {
-		return kernels.MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, m.SMs)
+		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, m.SMs))[0]
 	}
 	return kernels.MatmulForward(out, inp, w, bias, n, c, oc, m.SMs)
 }
@@ -475,7 +487,7 @@ func (m *GPT2) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) p
 // dbias, all overwritten, from dout (rows of stride ld).
 func (m *GPT2) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, oc, ld int) []program.Op {
 	if m.DType.TensorCores() {
-		return kernels.MatmulBackwardMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)
+		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulBackwardMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)...)
 	}
 	return kernels.MatmulBackward(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, m.SMs)
 }

@@ -95,10 +95,14 @@ func TestProgramMatchesPTX(t *testing.T) {
 	for _, dt := range config.DTypes {
 		for _, d := range shapesFor(t, dt) {
 			for _, mode := range modes {
-				m := Program(d, mode, Options{DType: dt})
-				for _, e := range record(t, m).Events {
-					if e.Op != nil {
-						check(e.Op)
+				// The H200's program, and an A100's (163 KB of shared
+				// memory a block: the 3-stage GEMM build).
+				for _, optIn := range []int{0, 163 << 10} {
+					m := Program(d, mode, Options{DType: dt, SharedOptIn: optIn})
+					for _, e := range record(t, m).Events {
+						if e.Op != nil {
+							check(e.Op)
+						}
 					}
 				}
 			}
@@ -300,14 +304,28 @@ func TestCheckDevice(t *testing.T) {
 			t.Errorf("%s on an H200: %v", dt, err)
 		}
 		// An A100 has 163 KB a block: the tensor-core GEMM's 4 stages of
-		// 128×256 tiles need more.
-		a100 := m.CheckDevice(Device{Name: "A100", Major: 8, SharedOptIn: 163 << 10})
-		if dt.TensorCores() != (a100 != nil) {
-			t.Errorf("%s on an A100: %v", dt, a100)
-		} else if a100 != nil && !strings.Contains(a100.Error(), "shared memory") {
-			t.Errorf("%s on an A100: %q does not name the shared memory", dt, a100)
+		// 128×256 tiles need more, so the H200's program does not run
+		// there, and the A100's (built with its shared memory: 3 stages,
+		// module matmul_mma3) does.
+		a100 := Device{Name: "A100", Major: 8, SharedOptIn: 163 << 10}
+		err := m.CheckDevice(a100)
+		if dt.TensorCores() != (err != nil) {
+			t.Errorf("%s: the H200's program on an A100: %v", dt, err)
+		} else if err != nil && !strings.Contains(err.Error(), "shared memory") {
+			t.Errorf("%s on an A100: %q does not name the shared memory", dt, err)
 		}
-		err := m.CheckDevice(Device{Name: "Tesla V100", Major: 7})
+		forA100 := Program(d, config.Train, Options{DType: dt, SharedOptIn: a100.SharedOptIn})
+		if err := forA100.CheckDevice(a100); err != nil {
+			t.Errorf("%s: the A100's program on an A100: %v", dt, err)
+		}
+		if dt.TensorCores() && !strings.Contains(forA100.KernelPath(), "matmul_mma3") {
+			t.Errorf("%s: the A100's program does not use the 3-stage GEMM: %s", dt, forA100.KernelPath())
+		}
+		// 99 KB (an RTX 4090) fits neither build.
+		if err := Program(d, config.Train, Options{DType: dt, SharedOptIn: 99 << 10}).CheckDevice(Device{Name: "RTX 4090", Major: 8, Minor: 9, SharedOptIn: 99 << 10}); dt.TensorCores() && err == nil {
+			t.Errorf("%s on 99 KB of shared memory: no error", dt)
+		}
+		err = m.CheckDevice(Device{Name: "Tesla V100", Major: 7})
 		if dt == config.FP32 {
 			if err != nil {
 				t.Errorf("fp32 on a V100: %v", err)

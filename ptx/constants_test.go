@@ -220,6 +220,7 @@ var cudaOnly = map[string]string{
 	"gelu_bf16.cu:GPUBENCH_BF16":         "selects the bf16 instantiations of gelu.cu for this module; no value",
 	"layernorm_bf16.cu:GPUBENCH_BF16":    "selects the bf16 instantiations of layernorm.cu for this module; no value",
 	"residual_bf16.cu:GPUBENCH_BF16":     "selects the bf16 instantiations of residual.cu for this module; no value",
+	"matmul_mma3.cu:MMA_STAGES_3":        "selects matmul_mma.cu's 3-stage pipeline for this module (gemmplan.MMAStagesLow); no value",
 	"layernorm.cu:LN_EPS":                "model math: model/ref.LNEps restates it and the GPU tests compare against model/ref",
 	"gelu.cu:GELU_SCALE":                 "model math, checked like LN_EPS",
 	"gelu.cu:GELU_COEF":                  "model math, checked like LN_EPS",

@@ -69,7 +69,14 @@ namespace mma {
     // WARPS_N warps side by side along N, THREADS/32/WARPS_N = 2 along M,
     // each 64 rows.
     constexpr int WARPS_N = 4;
+    // 4 stages (216 KB a block, wide) fit Hopper; ptx/matmul_mma3.cu builds
+    // this file again with MMA_STAGES_3 for the GPUs whose blocks get less
+    // (A100: 163 KB), at 3 stages (162 KB).
+#ifdef MMA_STAGES_3
+    constexpr int STAGES = 3;
+#else
     constexpr int STAGES = 4;
+#endif
     // ROW_BYTES is a stage's K extent in bytes: 64 bf16 or 32 fp32, four mma
     // k-steps (KSTEPS, 32 bytes of K each) either way, and eight 16-byte
     // chunks per row of a K-contiguous tile.

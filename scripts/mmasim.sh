@@ -19,5 +19,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$here"/mmasim/*.h "$here"/mmasim/main.cpp "$work"/
 python3 "$here"/mmasim/gen.py "$here"/../ptx/matmul_mma.cu "$work"/kern.cpp
-g++ -std=c++20 -O2 -include functional -o "$work"/sim "$work"/main.cpp
+# MMASIM_DEFINES (e.g. -DMMA_STAGES_3, the 3-stage build of matmul_mma3.cu)
+# passes compile-time switches of the kernel source.
+g++ -std=c++20 -O2 ${MMASIM_DEFINES:-} -include functional -o "$work"/sim "$work"/main.cpp
 "$work"/sim "$@"

@@ -58,6 +58,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	}
 	defer dev.Close()
 	opts := cli.OptionsOf(r, dev.Info.SMs)
+	opts.SharedOptIn = dev.Info.SharedOptIn
 	prog := model.Program(r.Dims, r.Mode, opts)
 	if err := prog.CheckDevice(model.Device{Name: dev.Info.Name, Major: dev.Info.CCMajor, Minor: dev.Info.CCMinor, SharedOptIn: dev.Info.SharedOptIn}); err != nil {
 		return cli.UsageError{Err: err}

@@ -46,7 +46,31 @@ var MMABlockNs = [...]int{MMABlockNWide, MMABlockNNarrow}
 // width bn (SMEM_WIDE, SMEM_NARROW): MMAStages stages of MMABlockM + bn
 // rows of MMARowStride bytes (216 KB wide, 180 KB narrow), above the 48 KB
 // a launch gets without cuFuncSetAttribute (the executor opts in).
-func MMASharedBytes(bn int) int { return MMAStages * (MMABlockM + bn) * MMARowStride }
+func MMASharedBytes(bn int) int { return MMASharedBytesAt(bn, MMAStages) }
+
+// MMAStagesLow is the pipeline depth of the build for GPUs whose blocks
+// get less shared memory than MMAStages needs (ptx/matmul_mma3.cu: 162 KB
+// wide, fitting an A100's 163 KB).
+const MMAStagesLow = 3
+
+// MMASharedBytesAt is MMASharedBytes at a pipeline depth of stages.
+func MMASharedBytesAt(bn, stages int) int { return stages * (MMABlockM + bn) * MMARowStride }
+
+// MMAStagesFor is the deepest pipeline whose wide tile fits sharedOptIn
+// bytes of shared memory a block (the device's opt-in limit): MMAStages,
+// or MMAStagesLow, or 0 when neither fits. 0 bytes (not known: plan and
+// check without a GPU) means MMAStages, the H100/H200's.
+func MMAStagesFor(sharedOptIn int) int {
+	if sharedOptIn == 0 {
+		return MMAStages
+	}
+	for _, s := range []int{MMAStages, MMAStagesLow} {
+		if MMASharedBytesAt(MMABlockNWide, s) <= sharedOptIn {
+			return s
+		}
+	}
+	return 0
+}
 
 // MMASplit is the plan of one tensor-core weight gradient dw(oc,c) over K =
 // n rows: Tiles output tiles of MMABlockM×BN (the grid's x), Slices slices

@@ -67,3 +67,20 @@ func TestMMAScratchBounds(t *testing.T) {
 		t.Errorf("a 255-row reduction gets scratch %d/%d, want none", f, k)
 	}
 }
+
+// TestMMAStagesFor: an H200 (227 KB a block) gets 4 stages, an A100
+// (163 KB) 3, a GPU of 99 KB none; unknown means the H200's.
+func TestMMAStagesFor(t *testing.T) {
+	cases := []struct{ optIn, want int }{{0, 4}, {227 << 10, 4}, {216 << 10, 4}, {163 << 10, 3}, {99 << 10, 0}}
+	for _, c := range cases {
+		if got := MMAStagesFor(c.optIn); got != c.want {
+			t.Errorf("MMAStagesFor(%d) = %d, want %d", c.optIn, got, c.want)
+		}
+		if s := MMAStagesFor(c.optIn); s > 0 && c.optIn > 0 && MMASharedBytesAt(MMABlockNWide, s) > c.optIn {
+			t.Errorf("%d stages need %d B, more than %d", s, MMASharedBytesAt(MMABlockNWide, s), c.optIn)
+		}
+	}
+	if MMASharedBytes(MMABlockNWide) != MMASharedBytesAt(MMABlockNWide, MMAStages) {
+		t.Error("MMASharedBytes is not MMASharedBytesAt at MMAStages")
+	}
+}

@@ -86,7 +86,7 @@ func TestMain(m *testing.M) {
 
 func newModel(t *testing.T, d config.Dims, mode config.Mode, seed uint64) *Model {
 	t.Helper()
-	m, err := New(testExec, d, mode, model.Options{SMs: testDev.Info.SMs, Graph: *graph, DType: dtype(t)}, seed)
+	m, err := New(testExec, d, mode, model.Options{SMs: testDev.Info.SMs, Graph: *graph, DType: dtype(t), SharedOptIn: testDev.Info.SharedOptIn}, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
