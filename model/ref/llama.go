@@ -89,10 +89,7 @@ const (
 // interleaved-pair order.
 func LlamaLayout(d LlamaDims) []Tensor {
 	V, L, C, H, QKV := d.V, d.L, d.C, d.Hidden, d.QKVWidth()
-	spec := []struct {
-		name  string
-		shape []int
-	}{
+	return layoutOf([]tensorSpec{
 		{NameLlamaEmbed, []int{V, C}},
 		{NameLlamaAttnNorm, []int{L, C}},
 		{NameLlamaWqkv, []int{L, QKV, C}},
@@ -103,26 +100,11 @@ func LlamaLayout(d LlamaDims) []Tensor {
 		{NameLlamaW2, []int{L, C, H}},
 		{NameLlamaNorm, []int{C}},
 		{NameLlamaHead, []int{V, C}},
-	}
-	out := make([]Tensor, len(spec))
-	off := 0
-	for i, s := range spec {
-		size := 1
-		for _, n := range s.shape {
-			size *= n
-		}
-		out[i] = Tensor{Name: s.name, Shape: s.shape, Offset: off, Size: size}
-		off += size
-	}
-	return out
+	})
 }
 
 // LlamaNumParams is the total number of parameters of LlamaLayout(d).
-func LlamaNumParams(d LlamaDims) int {
-	ts := LlamaLayout(d)
-	last := ts[len(ts)-1]
-	return last.Offset + last.Size
-}
+func LlamaNumParams(d LlamaDims) int { return flatSize(LlamaLayout(d)) }
 
 // LlamaViews splits a flat parameter (or gradient) array into its
 // LlamaLayout tensors without copying.

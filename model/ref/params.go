@@ -92,10 +92,7 @@ const (
 //	fcb (L,4C), fcprojw (L,C,4C), fcprojb (L,C), lnfw (C), lnfb (C).
 func Layout(d Dims) []Tensor {
 	V, MaxT, L, C := d.V, d.MaxT, d.L, d.C
-	spec := []struct {
-		name  string
-		shape []int
-	}{
+	return layoutOf([]tensorSpec{
 		{NameWte, []int{V, C}},
 		{NameWpe, []int{MaxT, C}},
 		{NameLn1w, []int{L, C}},
@@ -112,7 +109,20 @@ func Layout(d Dims) []Tensor {
 		{NameFcprojb, []int{L, C}},
 		{NameLnfw, []int{C}},
 		{NameLnfb, []int{C}},
-	}
+	})
+}
+
+// NumParams is the total number of parameters (the length of the flat array).
+func NumParams(d Dims) int { return flatSize(Layout(d)) }
+
+// tensorSpec names one parameter tensor and its shape, for layoutOf.
+type tensorSpec struct {
+	name  string
+	shape []int
+}
+
+// layoutOf lays the tensors out contiguously in one flat array, in order.
+func layoutOf(spec []tensorSpec) []Tensor {
 	out := make([]Tensor, len(spec))
 	off := 0
 	for i, s := range spec {
@@ -126,9 +136,8 @@ func Layout(d Dims) []Tensor {
 	return out
 }
 
-// NumParams is the total number of parameters (the length of the flat array).
-func NumParams(d Dims) int {
-	ts := Layout(d)
+// flatSize is the length of the flat array that holds layout ts.
+func flatSize(ts []Tensor) int {
 	last := ts[len(ts)-1]
 	return last.Offset + last.Size
 }
