@@ -67,12 +67,20 @@ func roundOf(e program.Elem, v []float64) []float64 {
 // would dilute (a tail element, one row).
 func checkEachBF16(t *testing.T, what string, got, want []float64, floor float64) {
 	t.Helper()
+	checkEach(t, what, got, want, bf16.Epsilon, floor)
+}
+
+// checkEach fails unless every element is within rel of its reference
+// value plus an absolute floor: for outputs whose error does not scale
+// with the value (a difference that cancels, such as p − 1).
+func checkEach(t *testing.T, what string, got, want []float64, rel, floor float64) {
+	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d elements, want %d", what, len(got), len(want))
 	}
 	for i := range got {
-		if d := math.Abs(got[i] - want[i]); !(d <= bf16.Epsilon*math.Abs(want[i])+floor) {
-			t.Fatalf("%s: element %d is %g, want %g (off by %.3g, allowed %.3g)", what, i, got[i], want[i], d, bf16.Epsilon*math.Abs(want[i])+floor)
+		if d := math.Abs(got[i] - want[i]); !(d <= rel*math.Abs(want[i])+floor) {
+			t.Fatalf("%s: element %d is %g, want %g (off by %.3g, allowed %.3g)", what, i, got[i], want[i], d, rel*math.Abs(want[i])+floor)
 		}
 	}
 }

@@ -16,13 +16,18 @@
 # The baseline is the first sample at 10% of that window. It fails (exit 1)
 #   - if RSS at the end of the window is over 110% of the baseline's,
 #   - if the GPU's used memory differs from the baseline's in any later sample
-#     of the window (or could not be read),
+#     of the window (or could not be read); or, for a mode that allocates
+#     and frees inside its loop (SOAK_GPU_SWING=S MiB, the most it holds at
+#     once beyond the rest), if the samples span more than S MiB, or the
+#     highest of the window's second half is above the highest of its first
+#     (growth, however slow, shows as a rising peak),
 #   - or if gpubench exited non-zero.
 # nvidia-smi reports the whole GPU: run nothing else on it meanwhile.
 #
 # Environment: OUT (default /tmp), SOAK_ITERS (default 10000), SOAK_GPU (the
 # nvidia-smi GPU index, default 0: match --device), SOAK_INTERVAL (seconds,
-# default 1), SOAK_RSS_GROWTH (allowed fraction, default 0.10).
+# default 1), SOAK_RSS_GROWTH (allowed fraction, default 0.10), SOAK_GPU_SWING
+# (MiB, default 0: GPU memory must not change at all).
 set -uo pipefail
 
 GPUBENCH=${1:-.device/gpubench}
@@ -32,6 +37,7 @@ ITERS=${SOAK_ITERS:-10000}
 GPU=${SOAK_GPU:-0}
 INTERVAL=${SOAK_INTERVAL:-1}
 RSS_GROWTH=${SOAK_RSS_GROWTH:-0.10}
+GPU_SWING=${SOAK_GPU_SWING:-0}
 JSON="$OUTDIR/soak.json"
 CSV="$OUTDIR/soak.csv"
 LOG="$OUTDIR/soak.log"
@@ -88,7 +94,7 @@ fi
 
 echo
 echo "soak: gpubench exit code $rc ($LOG), samples in $CSV"
-awk -F, -v ts="$ts" -v te="$te" -v growth="$RSS_GROWTH" -v window="$window" '
+awk -F, -v ts="$ts" -v te="$te" -v growth="$RSS_GROWTH" -v swing="$GPU_SWING" -v window="$window" '
 NR == 1 { next }
 {
 	n++; t[n] = $1; el[n] = $2; rss[n] = $3 / 1024; gpu[n] = $4
@@ -137,6 +143,13 @@ END {
 	if (gpu[b] == "NA" || unread) {
 		printf "GPU: %d samples from the baseline on could not be read  FAIL\n", unread
 		fail = 1
+	} else if (swing > 0) {
+		mid = int((b + last) / 2); p1 = gpu[b]; p2 = gpu[mid]
+		for (i = b; i <= mid; i++) if (gpu[i] + 0 > p1 + 0) p1 = gpu[i]
+		for (i = mid; i <= last; i++) if (gpu[i] + 0 > p2 + 0) p2 = gpu[i]
+		ok = (hi - lo <= swing) && (p2 + 0 <= p1 + 0)
+		printf "GPU: %s .. %s MiB (swing %d MiB, allowed %d); peak %s MiB in the first half, %s MiB in the second  %s\n", lo, hi, hi - lo, swing, p1, p2, ok ? "OK" : "FAIL"
+		if (!ok) fail = 1
 	} else if (changed) {
 		printf "GPU: baseline %s MiB, then %d samples differ (%s .. %s MiB)  FAIL\n", gpu[b], changed, lo, hi
 		fail = 1
