@@ -56,8 +56,7 @@ const (
 	NameLlamaWqkv     = "wqkv"
 	NameLlamaWo       = "wo"
 	NameLlamaMlpNorm  = "mlp_norm"
-	NameLlamaW1       = "w1"
-	NameLlamaW3       = "w3"
+	NameLlamaW13      = "w13"
 	NameLlamaW2       = "w2"
 	NameLlamaNorm     = "norm"
 	NameLlamaHead     = "head"
@@ -70,21 +69,22 @@ const (
 	IdxLlamaWqkv
 	IdxLlamaWo
 	IdxLlamaMlpNorm
-	IdxLlamaW1
-	IdxLlamaW3
+	IdxLlamaW13
 	IdxLlamaW2
 	IdxLlamaNorm
 	IdxLlamaHead
 	NumLlamaTensors
 )
 
-// LlamaLayout returns the 10 parameter tensors, contiguous in one flat array,
+// LlamaLayout returns the 9 parameter tensors, contiguous in one flat array,
 // the per-layer ones stacked along a leading L, with QKV = (NH+2*NKV)*C/NH:
 //
 //	embed (V,C), attn_norm (L,C), wqkv (L,QKV,C), wo (L,C,C), mlp_norm (L,C),
-//	w1 (L,Hidden,C), w3 (L,Hidden,C), w2 (L,C,Hidden), norm (C), head (V,C).
+//	w13 (L,2*Hidden,C), w2 (L,C,Hidden), norm (C), head (V,C).
 //
-// Matrices are stored (out, in) as nn.Linear does. The rows of wqkv are
+// Matrices are stored (out, in) as nn.Linear does. Each layer's w13 is the
+// gate projection w1 (Hidden rows) then the up projection w3 (Hidden rows),
+// packed so that one product computes both (vLLM's gate_up_proj). The rows of wqkv are
 // [wq (NH*hs) | wk (NKV*hs) | wv (NKV*hs)], each head's rows in RopeRotate's
 // interleaved-pair order.
 func LlamaLayout(d LlamaDims) []Tensor {
@@ -95,8 +95,7 @@ func LlamaLayout(d LlamaDims) []Tensor {
 		{NameLlamaWqkv, []int{L, QKV, C}},
 		{NameLlamaWo, []int{L, C, C}},
 		{NameLlamaMlpNorm, []int{L, C}},
-		{NameLlamaW1, []int{L, H, C}},
-		{NameLlamaW3, []int{L, H, C}},
+		{NameLlamaW13, []int{L, 2 * H, C}},
 		{NameLlamaW2, []int{L, C, H}},
 		{NameLlamaNorm, []int{C}},
 		{NameLlamaHead, []int{V, C}},
@@ -178,9 +177,8 @@ type LlamaLayerActs struct {
 	Residual2 []float64 // (N,C)  residual + Attproj
 	MlpNorm   []float64 // (N,C)
 	MlpRstd   []float64 // (N)
-	H1        []float64 // (N,Hidden) w1 · MlpNorm
-	H3        []float64 // (N,Hidden) w3 · MlpNorm
-	Gate      []float64 // (N,Hidden) silu(H1) ∘ H3
+	H13       []float64 // (N,2*Hidden) w13 · MlpNorm: each row [w1 · x | w3 · x]
+	Gate      []float64 // (N,Hidden) silu(w1 · x) ∘ (w3 · x)
 	Mlp       []float64 // (N,C)  w2 · Gate
 	Residual3 []float64 // (N,C)  block output: Residual2 + Mlp
 }
@@ -241,7 +239,7 @@ func NewLlamaModel(d LlamaDims, params []float32) *LlamaModel {
 		a.Layers[l] = LlamaLayerActs{
 			AttnNorm: f(N * C), AttnRstd: f(N), Qkv: f(N * QKV), QkvRope: f(N * QKV),
 			Atty: f(N * C), AttLse: f(d.B * d.NH * d.T), Attproj: f(N * C), Residual2: f(N * C),
-			MlpNorm: f(N * C), MlpRstd: f(N), H1: f(N * H), H3: f(N * H), Gate: f(N * H),
+			MlpNorm: f(N * C), MlpRstd: f(N), H13: f(N * 2 * H), Gate: f(N * H),
 			Mlp: f(N * C), Residual3: f(N * C),
 		}
 	}
@@ -333,9 +331,8 @@ func (m *LlamaModel) Forward(tokens, targets []int32) float64 {
 		MatmulForward(la.Attproj, la.Atty, row(p[IdxLlamaWo], l, C*C), nil, N, C, C)
 		ResidualForward(la.Residual2, residual, la.Attproj, N*C)
 		RMSNormForward(la.MlpNorm, la.MlpRstd, la.Residual2, row(p[IdxLlamaMlpNorm], l, C), N, C, d.Eps)
-		MatmulForward(la.H1, la.MlpNorm, row(p[IdxLlamaW1], l, H*C), nil, N, C, H)
-		MatmulForward(la.H3, la.MlpNorm, row(p[IdxLlamaW3], l, H*C), nil, N, C, H)
-		SwiGLUForward(la.Gate, la.H1, la.H3, N*H)
+		MatmulForward(la.H13, la.MlpNorm, row(p[IdxLlamaW13], l, 2*H*C), nil, N, C, 2*H)
+		SwiGLURowsForward(la.Gate, la.H13, N, H)
 		MatmulForward(la.Mlp, la.Gate, row(p[IdxLlamaW2], l, C*H), nil, N, H, C)
 		ResidualForward(la.Residual3, la.Residual2, la.Mlp, N*C)
 		residual = la.Residual3
@@ -382,8 +379,8 @@ func (m *LlamaModel) Backward() []float64 {
 	}
 	RMSNormBackward(dresidual, g[IdxLlamaNorm], dnorm, residual, p[IdxLlamaNorm], a.NormRstd, N, C)
 
-	dgate, dh1, dh3 := f(N*H), f(N*H), f(N*H)
-	dmlpnorm, dmlpnorm3, datty, dqkv, dattnnorm := f(N*C), f(N*C), f(N*C), f(N*QKV), f(N*C)
+	dgate, dh13 := f(N*H), f(N*2*H)
+	dmlpnorm, datty, dqkv, dattnnorm := f(N*C), f(N*C), f(N*QKV), f(N*C)
 	for l := d.L - 1; l >= 0; l-- {
 		la := &a.Layers[l]
 		residual := a.Embedded
@@ -393,12 +390,8 @@ func (m *LlamaModel) Backward() []float64 {
 		// MLP: dresidual is the gradient of Residual3 and flows unchanged to
 		// Residual2. MlpNorm feeds both w1 and w3, so its gradient is a sum.
 		MatmulBackward(dgate, row(g[IdxLlamaW2], l, C*H), nil, dresidual, la.Gate, row(p[IdxLlamaW2], l, C*H), N, H, C)
-		SwiGLUBackward(dh1, dh3, dgate, la.H1, la.H3, N*H)
-		MatmulBackward(dmlpnorm, row(g[IdxLlamaW1], l, H*C), nil, dh1, la.MlpNorm, row(p[IdxLlamaW1], l, H*C), N, C, H)
-		MatmulBackward(dmlpnorm3, row(g[IdxLlamaW3], l, H*C), nil, dh3, la.MlpNorm, row(p[IdxLlamaW3], l, H*C), N, C, H)
-		for i, v := range dmlpnorm3 {
-			dmlpnorm[i] += v
-		}
+		SwiGLURowsBackward(dh13, dgate, la.H13, N, H)
+		MatmulBackward(dmlpnorm, row(g[IdxLlamaW13], l, 2*H*C), nil, dh13, la.MlpNorm, row(p[IdxLlamaW13], l, 2*H*C), N, C, 2*H)
 		RMSNormBackward(dresidual, row(g[IdxLlamaMlpNorm], l, C), dmlpnorm, la.Residual2, row(p[IdxLlamaMlpNorm], l, C), la.MlpRstd, N, C)
 		// Attention: dresidual is now the gradient of Residual2.
 		MatmulBackward(datty, row(g[IdxLlamaWo], l, C*C), nil, dresidual, la.Atty, row(p[IdxLlamaWo], l, C*C), N, C, C)
@@ -432,7 +425,7 @@ func (m *LlamaModel) DecodeStep(tokens []int32, pos int) []float64 {
 	p := m.p
 	f := func(n int) []float64 { return make([]float64, n) }
 	x, xn, qkv, q, att, proj := f(B*C), f(B*C), f(B*QKV), f(B*C), f(B*C), f(B*C)
-	h1, h3, gate := f(B*H), f(B*H), f(B*H)
+	h13, gate := f(B*2*H), f(B*H)
 	EmbeddingForward(x, tokens, p[IdxLlamaEmbed], B, C)
 	for l := 0; l < d.L; l++ {
 		RMSNormForward(xn, nil, x, row(p[IdxLlamaAttnNorm], l, C), B, C, d.Eps)
@@ -451,9 +444,8 @@ func (m *LlamaModel) DecodeStep(tokens []int32, pos int) []float64 {
 		MatmulForward(proj, att, row(p[IdxLlamaWo], l, C*C), nil, B, C, C)
 		ResidualForward(x, x, proj, B*C)
 		RMSNormForward(xn, nil, x, row(p[IdxLlamaMlpNorm], l, C), B, C, d.Eps)
-		MatmulForward(h1, xn, row(p[IdxLlamaW1], l, H*C), nil, B, C, H)
-		MatmulForward(h3, xn, row(p[IdxLlamaW3], l, H*C), nil, B, C, H)
-		SwiGLUForward(gate, h1, h3, B*H)
+		MatmulForward(h13, xn, row(p[IdxLlamaW13], l, 2*H*C), nil, B, C, 2*H)
+		SwiGLURowsForward(gate, h13, B, H)
 		MatmulForward(proj, gate, row(p[IdxLlamaW2], l, C*H), nil, B, H, C)
 		ResidualForward(x, x, proj, B*C)
 	}

@@ -157,6 +157,24 @@ func SwiGLUBackward(dh1, dh3, dout, h1, h3 []float64, n int) {
 	}
 }
 
+// SwiGLURowsForward is SwiGLUForward on the N rows of h (N,2H), each laid
+// out [h1 | h3] as the packed w13 product writes them: out is (N,H).
+func SwiGLURowsForward(out, h []float64, N, H int) {
+	for n := 0; n < N; n++ {
+		r := h[n*2*H : (n+1)*2*H]
+		SwiGLUForward(out[n*H:(n+1)*H], r[:H], r[H:], H)
+	}
+}
+
+// SwiGLURowsBackward OVERWRITES dh (N,2H), each row [dh1 | dh3], from dout
+// (N,H) and h as SwiGLURowsForward took it.
+func SwiGLURowsBackward(dh, dout, h []float64, N, H int) {
+	for n := 0; n < N; n++ {
+		r, dr := h[n*2*H:(n+1)*2*H], dh[n*2*H:(n+1)*2*H]
+		SwiGLUBackward(dr[:H], dr[H:], dout[n*H:(n+1)*H], r[:H], r[H:], H)
+	}
+}
+
 // GQAttentionForward is causal grouped-query self-attention on qkv
 // (B,T,(NH+2*NKV)*hs), each row laid out [q (NH*hs) | k (NKV*hs) | v (NKV*hs)].
 // NH must be a multiple of NKV; query head h uses key/value head

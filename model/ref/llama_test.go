@@ -737,7 +737,8 @@ func naiveLlamaLogits(d LlamaDims, params []float32, tokens []int32) [][]float64
 					x[t][i] += proj[i]
 				}
 				xn := rms(x[t], P[IdxLlamaMlpNorm][l*C:])
-				h1, h3 := linear(P[IdxLlamaW1][l*H*C:], xn, H), linear(P[IdxLlamaW3][l*H*C:], xn, H)
+				h13 := linear(P[IdxLlamaW13][l*2*H*C:], xn, 2*H)
+				h1, h3 := h13[:H], h13[H:]
 				for i := range h1 {
 					h1[i] = h1[i] / (1 + math.Exp(-h1[i])) * h3[i]
 				}
