@@ -27,11 +27,11 @@ import (
 // before the forward range, outside the passes, so they compose with
 // --graph.
 
-func (m *GPT2) has(f config.Flaw) bool { return config.HasFlaw(m.Flaws, f) }
+func (m *Step) has(f config.Flaw) bool { return config.HasFlaw(m.Flaws, f) }
 
 // withSyncs is ops with a stream synchronisation after each launch, under
 // sync-every-launch; ops unchanged otherwise.
-func (m *GPT2) withSyncs(ops []program.Op) []program.Op {
+func (m *Step) withSyncs(ops []program.Op) []program.Op {
 	if !m.has(config.SyncEveryLaunch) {
 		return ops
 	}
@@ -51,7 +51,7 @@ func syncOp() program.Op {
 
 // iterationOps are the operations the iteration runs before its forward:
 // the data loader's stall, then the batch's upload.
-func (m *GPT2) iterationOps() []program.Op {
+func (m *Step) iterationOps() []program.Op {
 	var ops []program.Op
 	at := func(op program.Op, step string) program.Op {
 		op.Part, op.Layer, op.Step = "data", -1, step
@@ -79,7 +79,7 @@ func (m *GPT2) iterationOps() []program.Op {
 
 // perIteration are the buffers alloc-per-iteration allocates and frees
 // each iteration: the activations but the loss.
-func (m *GPT2) perIteration() []*program.Buffer {
+func (m *Step) perIteration() []*program.Buffer {
 	var out []*program.Buffer
 	for _, b := range m.Buffers {
 		if b.Group == program.Activations && b != m.Loss {
@@ -91,10 +91,10 @@ func (m *GPT2) perIteration() []*program.Buffer {
 
 // allocActivations and freeActivations are alloc-per-iteration's
 // operations, none without the flaw.
-func (m *GPT2) allocActivations() []program.Op { return m.lifetimeOps(program.Alloc, program.MemAlloc) }
-func (m *GPT2) freeActivations() []program.Op  { return m.lifetimeOps(program.Free, program.MemFree) }
+func (m *Step) allocActivations() []program.Op { return m.lifetimeOps(program.Alloc, program.MemAlloc) }
+func (m *Step) freeActivations() []program.Op  { return m.lifetimeOps(program.Free, program.MemFree) }
 
-func (m *GPT2) lifetimeOps(k program.OpKind, call string) []program.Op {
+func (m *Step) lifetimeOps(k program.OpKind, call string) []program.Op {
 	if !m.has(config.AllocPerIteration) {
 		return nil
 	}
@@ -108,7 +108,7 @@ func (m *GPT2) lifetimeOps(k program.OpKind, call string) []program.Op {
 // readback is readback-per-layer's copy of one element of block l's output
 // to the host and the wait for it (a loss.item() or tensor.item() per
 // layer); none without the flaw.
-func (m *GPT2) readback(l int) []program.Op {
+func (m *Step) readback(l int) []program.Op {
 	if !m.has(config.ReadbackPerLayer) {
 		return nil
 	}

@@ -23,7 +23,7 @@ func planted(op *program.Op) bool {
 // trace is a program's iteration as the Recorder saw it, one line per
 // event, with every planted operation left out, and every range that held
 // nothing else: what a flawed program must share with the clean one.
-func trace(t *testing.T, m *GPT2, iters int) (clean []string, all []program.Event) {
+func trace(t *testing.T, m *Step, iters int) (clean []string, all []program.Event) {
 	t.Helper()
 	var rec program.Recorder
 	rec.Track(m.Program)
@@ -115,7 +115,7 @@ func TestFlawsPlantOnlyTheirOps(t *testing.T) {
 
 // checkPlanted checks the planted operations of one iteration of m
 // (the first of events), flaw by flaw.
-func checkPlanted(t *testing.T, m *GPT2, f config.Flaw, events []program.Event) {
+func checkPlanted(t *testing.T, m *Step, f config.Flaw, events []program.Event) {
 	t.Helper()
 	var ops []*program.Op
 	for _, e := range events {

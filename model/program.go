@@ -53,9 +53,9 @@ type Options struct {
 	Flaws []config.Flaw
 }
 
-// GPT2 is the program of one GPT-2 step with its buffers by role, for the
+// Step is the program of one step (GPT-2 or LLaMA) with its buffers by role, for the
 // executors and tests that need to reach a particular one.
-type GPT2 struct {
+type Step struct {
 	*program.Program
 	Dims config.Dims
 	Mode config.Mode
@@ -129,7 +129,7 @@ type scratch struct {
 // forward then backward, infer the forward only (loss included). d must
 // pass config.Dims.Validate; Program panics on an unknown mode, which
 // config.ParseMode would have refused.
-func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
+func Program(d config.Dims, mode config.Mode, o Options) *Step {
 	if mode != config.Train && mode != config.Infer {
 		panic(fmt.Sprintf("model.Program: unknown mode %q", mode))
 	}
@@ -139,7 +139,7 @@ func Program(d config.Dims, mode config.Mode, o Options) *GPT2 {
 	if o.DType == "" {
 		o.DType = config.FP32
 	}
-	m := &GPT2{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Graph: o.Graph, Layout: ref.Layout(d),
+	m := &Step{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Graph: o.Graph, Layout: ref.Layout(d),
 		DType: o.DType, Elem: program.F32, Vp: d.V, NVTX: o.NVTX, Flaws: o.Flaws}
 	if m.NVTX == "" {
 		m.NVTX = config.NVTXIteration
@@ -189,11 +189,11 @@ const VocabPad = 64
 
 // Forward and Backward are the iteration's two ranges; Backward is nil in
 // infer mode.
-func (m *GPT2) Forward() *program.Range  { return m.forward }
-func (m *GPT2) Backward() *program.Range { return m.backward }
+func (m *Step) Forward() *program.Range  { return m.forward }
+func (m *Step) Backward() *program.Range { return m.backward }
 
 // allocate declares every buffer the step uses, in allocation order.
-func (m *GPT2) allocate() {
+func (m *Step) allocate() {
 	d := m.Dims
 	N, C, L := int64(d.Rows()), int64(d.C), d.L
 	p, e := m.Program, m.Elem
@@ -273,7 +273,7 @@ type linear struct{ in, out int }
 
 // linears are the (in, out) channels of the model's linear layers: qkv,
 // attention projection, fc, fc projection, lm head.
-func (m *GPT2) linears() []linear {
+func (m *Step) linears() []linear {
 	C := m.Dims.C
 	return []linear{{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, m.Dims.V}}
 }
@@ -300,12 +300,12 @@ const (
 
 // Param returns the view of parameter tensor i at layer l (ignored for the
 // tensors outside the blocks), and Grad that of its gradient.
-func (m *GPT2) Param(i, l int) program.View { return m.tensor(m.Params, "", i, l) }
+func (m *Step) Param(i, l int) program.View { return m.tensor(m.Params, "", i, l) }
 
 // Grad is the gradient of Param(i, l).
-func (m *GPT2) Grad(i, l int) program.View { return m.tensor(m.Grads, "d", i, l) }
+func (m *Step) Grad(i, l int) program.View { return m.tensor(m.Grads, "d", i, l) }
 
-func (m *GPT2) tensor(b *program.Buffer, prefix string, i, l int) program.View {
+func (m *Step) tensor(b *program.Buffer, prefix string, i, l int) program.View {
 	t := m.Layout[i]
 	off, size, label := int64(t.Offset), int64(t.Size), prefix+t.Name
 	if isPerLayer(t.Name) {
@@ -326,7 +326,7 @@ func isPerLayer(name string) bool {
 
 // blockInput is the residual stream entering block l (l = L: the final
 // LayerNorm's input).
-func (m *GPT2) blockInput(l int) program.View {
+func (m *Step) blockInput(l int) program.View {
 	if l == 0 {
 		return m.acts.encoded
 	}
@@ -337,7 +337,7 @@ func (m *GPT2) blockInput(l int) program.View {
 // "layer" l, "head"; l is -1 outside the blocks), in the block's half
 // ("attention" or "mlp", "" outside the blocks), inside the NVTX ranges
 // the program's depth gives them (rangeFor).
-func (m *GPT2) part(r *program.Range, name string, l int, half, step string, ops ...program.Op) {
+func (m *Step) part(r *program.Range, name string, l int, half, step string, ops ...program.Op) {
 	into := m.rangeFor(r, name, l, half)
 	ops = m.withSyncs(ops)
 	for i := 0; i < len(ops); i++ {
@@ -362,7 +362,7 @@ func (m *GPT2) part(r *program.Range, name string, l int, half, step string, ops
 // NVTX depth: the pass itself at iteration depth; else the part's range
 // (embedding, layer{l}, head), and in a block its half's (attention, mlp),
 // each the pass's last child when that is the same range, else a new one.
-func (m *GPT2) rangeFor(pass *program.Range, name string, l int, half string) *program.Range {
+func (m *Step) rangeFor(pass *program.Range, name string, l int, half string) *program.Range {
 	if m.NVTX == config.NVTXIteration || m.NVTX == "" {
 		return pass
 	}
@@ -390,7 +390,7 @@ func lastChild(r *program.Range, name string, l int, k program.RangeKind) *progr
 
 // buildForward appends the forward pass to r: embeddings, L blocks, final
 // LayerNorm, logits and the mean cross-entropy loss.
-func (m *GPT2) buildForward(r *program.Range) {
+func (m *Step) buildForward(r *program.Range) {
 	d, a := m.Dims, &m.acts
 	B, T, C, NH, N, V := d.B, d.T, d.C, d.NH, d.Rows(), d.V
 	p, tok := m.Param, m.Tokens.All()
@@ -428,7 +428,7 @@ func (m *GPT2) buildForward(r *program.Range) {
 
 // buildBackward appends the backward pass of the forward to r, writing
 // every parameter gradient. It overwrites the logits with their gradient.
-func (m *GPT2) buildBackward(r *program.Range) {
+func (m *Step) buildBackward(r *program.Range) {
 	d, a, sc := m.Dims, &m.acts, &m.scratch
 	B, T, C, NH, N, V := d.B, d.T, d.C, d.NH, d.Rows(), d.V
 	p, g := m.Param, m.Grad
@@ -476,7 +476,7 @@ func (m *GPT2) buildBackward(r *program.Range) {
 // linearForward is out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias, out's rows of
 // stride ld: on the FP32 units for fp32, on tensor cores for tf32 and bf16
 // (kernels/matmul_mma.go). Only the tensor-core path pads (ld > oc).
-func (m *GPT2) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) program.Op {
+func (m *Step) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) program.Op {
 	if m.DType.TensorCores() {
 		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, m.SMs))[0]
 	}
@@ -485,7 +485,7 @@ func (m *GPT2) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) p
 
 // linearBackward is linearForward's backward: dinp, dw and (unless null)
 // dbias, all overwritten, from dout (rows of stride ld).
-func (m *GPT2) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, oc, ld int) []program.Op {
+func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, oc, ld int) []program.Op {
 	if m.DType.TensorCores() {
 		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulBackwardMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)...)
 	}
@@ -495,7 +495,7 @@ func (m *GPT2) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, 
 // attentionForward runs the causal attention of qkv: the bf16 tensor-core
 // flash attention (kernels/attention_mma.go) for bf16, the fp32 kernels
 // for fp32 and tf32 (whose TF32 covers the linear layers' products only).
-func (m *GPT2) attentionForward(out, lse, qkv program.View, B, T, C, NH int) program.Op {
+func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH int) program.Op {
 	if m.DType == config.BF16 {
 		return kernels.AttentionForwardMMA(out, lse, qkv, B, T, C, NH)
 	}
@@ -503,7 +503,7 @@ func (m *GPT2) attentionForward(out, lse, qkv program.View, B, T, C, NH int) pro
 }
 
 // attentionBackward is attentionForward's backward.
-func (m *GPT2) attentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH int) []program.Op {
+func (m *Step) attentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH int) []program.Op {
 	if m.DType == config.BF16 {
 		return kernels.AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH)
 	}
@@ -521,7 +521,7 @@ type ModuleUse struct {
 // Modules lists the modules the program's kernels come from, in first-use
 // order (setup, then the iteration). It is what decides which GPUs can run
 // the step: see CheckDevice.
-func (m *GPT2) Modules() []ModuleUse {
+func (m *Step) Modules() []ModuleUse {
 	var uses []ModuleUse
 	index := map[string]int{}
 	seen := map[string]bool{}
@@ -560,7 +560,7 @@ type Device struct {
 // CheckDevice refuses a GPU that cannot load one of the program's modules,
 // naming the module, its target and what to use instead, or that has less
 // shared memory a block than one of its kernels asks for.
-func (m *GPT2) CheckDevice(d Device) error {
+func (m *Step) CheckDevice(d Device) error {
 	name, major, minor := d.Name, d.Major, d.Minor
 	for _, u := range m.Modules() {
 		if !u.Target.Runs(major, minor) {
@@ -590,7 +590,7 @@ func (m *GPT2) CheckDevice(d Device) error {
 // KernelPath says, in one line, which kernels run the step: where the
 // dtype's products run, then every module the program launches from with
 // its PTX target. The run's header and `gpubench info` print it.
-func (m *GPT2) KernelPath() string {
+func (m *Step) KernelPath() string {
 	var products string
 	switch m.DType {
 	case config.BF16:

@@ -45,7 +45,7 @@ func shapesFor(t *testing.T, dt config.DType) []config.Dims {
 	return out
 }
 
-func record(t *testing.T, m *GPT2) *program.Recorder {
+func record(t *testing.T, m *Step) *program.Recorder {
 	t.Helper()
 	var rec program.Recorder
 	for i := range m.Setup {
@@ -350,7 +350,7 @@ func TestCheckDevice(t *testing.T) {
 func TestNVTXDepths(t *testing.T) {
 	d := config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}
 	base := Program(d, config.Train, Options{})
-	names := func(m *GPT2) []string {
+	names := func(m *Step) []string {
 		var out []string
 		for _, op := range m.Iteration.Ops() {
 			out = append(out, op.Where()+" "+op.Name)

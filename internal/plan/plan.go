@@ -222,7 +222,7 @@ type Plan struct {
 	Mode config.Mode `json:"mode"`
 	Dims config.Dims `json:"dims"`
 	// DType is the precision the program was built for; Kernels says
-	// which kernels that gives (model.GPT2.KernelPath).
+	// which kernels that gives (model.Step.KernelPath).
 	DType   config.DType `json:"dtype"`
 	Kernels string       `json:"kernels"`
 	// Flaws are the flaws planted in the program (--flaw).
@@ -249,7 +249,7 @@ func For(d config.Dims, mode config.Mode) Plan {
 }
 
 // Of is the plan of a model's program.
-func Of(m *model.GPT2) Plan {
+func Of(m *model.Step) Plan {
 	p := FromProgram(m.Program)
 	p.Mode, p.Dims, p.SMs, p.DType, p.Kernels = m.Mode, m.Dims, m.SMs, m.DType, m.KernelPath()
 	p.Flaws = m.Flaws

@@ -47,7 +47,7 @@ var modes = []config.Mode{config.Train, config.Infer}
 
 // event is one call of an executor in a form both sides can be put in:
 // a push, a pop, or an operation with everything but device addresses.
-func recorded(t *testing.T, m *model.GPT2) []string {
+func recorded(t *testing.T, m *model.Step) []string {
 	t.Helper()
 	var rec program.Recorder
 	if err := program.Run(&m.Iteration, &rec); err != nil {

@@ -182,7 +182,7 @@ type Result struct {
 	LossFirst     Float        `json:"loss_first"`
 	LossLast      Float        `json:"loss_last"`
 
-	// Kernels says which kernels ran the step (model.GPT2.KernelPath): the
+	// Kernels says which kernels ran the step (model.Step.KernelPath): the
 	// dtype's products and the PTX modules with their targets.
 	Kernels string `json:"kernels,omitempty"`
 

@@ -230,7 +230,7 @@ func TestLaunchesMatchPlan(t *testing.T) {
 				bind(t) // a subtest runs on its own goroutine
 				m := newModel(t, sh.d, mode, 1)
 				defer m.Free()
-				p := plan.Of(m.GPT2)
+				p := plan.Of(m.Step)
 				for _, r := range p.Iteration.Children {
 					testExec.ResetCounts()
 					var err error

@@ -24,7 +24,7 @@ import (
 
 // Model is one GPT-2 step's program with its buffers on the device.
 type Model struct {
-	*model.GPT2
+	*model.Step
 	x *cuexec.Executor
 	// forward and backward are the program's two ranges compiled for the
 	// executor (backward is nil in infer mode); prologue is the
@@ -39,7 +39,7 @@ type Model struct {
 // the same values), uploads them and runs the program's setup. Nothing is
 // left allocated on an error.
 func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, seed uint64) (_ *Model, err error) {
-	m := &Model{GPT2: model.Program(d, mode, o), x: x}
+	m := &Model{Step: model.Program(d, mode, o), x: x}
 	// The buffers the iteration allocates itself (alloc-per-iteration)
 	// are left to it.
 	if err := x.Alloc(m.Static()...); err != nil {
@@ -50,7 +50,7 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, s
 			m.Free()
 		}
 	}()
-	if err := m.upload(m.GPT2.Params, ref.InitParams(d, seed)); err != nil {
+	if err := m.upload(m.Step.Params, ref.InitParams(d, seed)); err != nil {
 		return nil, fmt.Errorf("upload parameters: %w", err)
 	}
 	tokens, targets := ref.Inputs(d, seed)
@@ -65,11 +65,11 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, s
 			return nil, err
 		}
 	}
-	if m.forward, err = x.Compile(m.GPT2.Forward()); err != nil {
+	if m.forward, err = x.Compile(m.Step.Forward()); err != nil {
 		return nil, err
 	}
-	if m.GPT2.Backward() != nil {
-		if m.backward, err = x.Compile(m.GPT2.Backward()); err != nil {
+	if m.Step.Backward() != nil {
+		if m.backward, err = x.Compile(m.Step.Backward()); err != nil {
 			return nil, err
 		}
 	}
@@ -145,28 +145,28 @@ func (m *Model) Loss() (float32, error) {
 		return 0, fmt.Errorf("waiting for the iteration's kernels: %w%s", err, hint)
 	}
 	var loss [1]float32
-	if err := cuexec.Download(m.x, loss[:], m.GPT2.Loss.All()); err != nil {
+	if err := cuexec.Download(m.x, loss[:], m.Step.Loss.All()); err != nil {
 		return 0, fmt.Errorf("read loss: %w", err)
 	}
 	return loss[0], nil
 }
 
 // Params copies the parameters to the host, in ref.Layout order.
-func (m *Model) Params() ([]float32, error) { return m.download(m.GPT2.Params, "parameters") }
+func (m *Model) Params() ([]float32, error) { return m.download(m.Step.Params, "parameters") }
 
 // Grads copies the gradients of the last Backward to the host.
 func (m *Model) Grads() ([]float32, error) {
-	if m.GPT2.Grads == nil {
+	if m.Step.Grads == nil {
 		return nil, fmt.Errorf("gradients: the model was built for --mode=%s", m.Mode)
 	}
-	return m.download(m.GPT2.Grads, "gradients")
+	return m.download(m.Step.Grads, "gradients")
 }
 
 // Logits copies the logits of the last Forward to the host, (B·T, V) with
-// the rows' padding (Vp > V, see model.GPT2.Vp) cut off. Call it before
+// the rows' padding (Vp > V, see model.Step.Vp) cut off. Call it before
 // Backward, which overwrites them with their gradient.
 func (m *Model) Logits() ([]float32, error) {
-	padded, err := m.download(m.GPT2.Logits, "logits")
+	padded, err := m.download(m.Step.Logits, "logits")
 	if err != nil || m.Vp == m.Dims.V {
 		return padded, err
 	}
@@ -230,7 +230,7 @@ func (m *Model) CheckNumerics() error {
 	if bad(loss) {
 		return fmt.Errorf("--check-numerics: the loss is %v", loss)
 	}
-	if m.GPT2.Grads == nil {
+	if m.Step.Grads == nil {
 		return nil
 	}
 	g, err := m.Grads()
