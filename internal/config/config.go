@@ -10,32 +10,94 @@ import (
 	"strings"
 )
 
+// Arch is a model architecture.
+type Arch string
+
+// The architectures.
+const (
+	// GPT2 is GPT-2: learned position embeddings, LayerNorm, a GELU MLP of
+	// width 4C, multi-head attention, biases, the lm head tied to the token
+	// embedding.
+	GPT2 Arch = "gpt2"
+	// Llama is LLaMA: rotary position embeddings, RMSNorm, a SwiGLU MLP,
+	// grouped-query attention, no biases, an untied output head.
+	Llama Arch = "llama"
+)
+
 // Dims are the shape of the model and of one batch.
 type Dims struct {
-	V    int // vocabulary size
-	MaxT int // context length: rows of the position embedding
-	T    int // sequence length of a batch, at most MaxT
-	L    int // transformer blocks
-	NH   int // attention heads
-	C    int // channels; C/NH is the head size
-	B    int // batch size
+	Arch Arch // "" means GPT2
+	V    int  // vocabulary size
+	MaxT int  // context length: rows of the position embedding (GPT-2), longest sequence (LLaMA)
+	T    int  // sequence length of a batch, at most MaxT; the prompt length in generate mode
+	L    int  // transformer blocks
+	NH   int  // attention heads
+	C    int  // channels; C/NH is the head size
+	B    int  // batch size
+
+	// LLaMA only (zero for GPT-2):
+	KVH    int     // key/value heads, a divisor of NH (grouped-query attention)
+	Hidden int     // the SwiGLU MLP's width
+	Eps    float64 // RMSNorm epsilon
+	Theta  float64 // RoPE base
+	// New is the number of tokens generate mode makes per sequence: the
+	// prefill's, then one per decode step (New-1 steps); 0 in train and
+	// infer mode.
+	New int
 }
+
+// IsLlama reports whether the shape is a LLaMA's.
+func (d Dims) IsLlama() bool { return d.Arch == Llama }
+
+// KVHeads is the number of key/value heads: KVH for LLaMA, NH for GPT-2.
+func (d Dims) KVHeads() int {
+	if d.IsLlama() {
+		return d.KVH
+	}
+	return d.NH
+}
+
+// MLPWidth is the width of the MLP's hidden activation: 4C for GPT-2,
+// Hidden for LLaMA.
+func (d Dims) MLPWidth() int {
+	if d.IsLlama() {
+		return d.Hidden
+	}
+	return 4 * d.C
+}
+
+// KVLen is the number of positions the KV cache of generate mode holds:
+// the prompt's T and the New-1 decode steps' (the last new token is
+// never fed back).
+func (d Dims) KVLen() int { return d.T + d.New - 1 }
 
 // Preset is a named model shape.
 type Preset struct {
 	Name string
+	Arch Arch // "" means GPT2
 	V    int
 	T    int // context length, and the default sequence length
 	L    int
 	NH   int
 	C    int
+	// LLaMA only:
+	KVH, Hidden int
+	Eps, Theta  float64
+	// Prompt and New are generate mode's default --prompt-len and
+	// --new-tokens.
+	Prompt, New int
 }
 
-// Presets are the model shapes gpubench knows by name.
+// Presets are the model shapes gpubench knows by name. The LLaMA ones are
+// Meta's published shapes; llama-tiny is small enough for the float64
+// reference on CI, with fewer key/value heads than heads.
 var Presets = []Preset{
 	{Name: "tiny", V: 512, T: 64, L: 2, NH: 4, C: 128},
 	{Name: "small", V: 8192, T: 256, L: 6, NH: 8, C: 512},
 	{Name: "gpt2-124m", V: 50257, T: 1024, L: 12, NH: 12, C: 768},
+	{Name: "llama-tiny", Arch: Llama, V: 512, T: 64, L: 2, NH: 4, C: 128, KVH: 2, Hidden: 352, Eps: 1e-5, Theta: 10000, Prompt: 32, New: 16},
+	{Name: "llama2-7b", Arch: Llama, V: 32000, T: 4096, L: 32, NH: 32, C: 4096, KVH: 32, Hidden: 11008, Eps: 1e-5, Theta: 10000, Prompt: 512, New: 64},
+	{Name: "llama3-8b", Arch: Llama, V: 128256, T: 8192, L: 32, NH: 32, C: 4096, KVH: 8, Hidden: 14336, Eps: 1e-5, Theta: 500000, Prompt: 512, New: 64},
 }
 
 // PresetNames lists the preset names in the order of Presets.
@@ -62,7 +124,11 @@ const DefaultBatch = 8
 
 // Dims returns the preset's shape at the given batch size.
 func (p Preset) Dims(batch int) Dims {
-	return Dims{V: p.V, MaxT: p.T, T: p.T, L: p.L, NH: p.NH, C: p.C, B: batch}
+	d := Dims{Arch: p.Arch, V: p.V, MaxT: p.T, T: p.T, L: p.L, NH: p.NH, C: p.C, B: batch}
+	if p.Arch == Llama {
+		d.KVH, d.Hidden, d.Eps, d.Theta = p.KVH, p.Hidden, p.Eps, p.Theta
+	}
+	return d
 }
 
 // HeadSize is C/NH.
@@ -73,7 +139,14 @@ func (d Dims) Rows() int { return d.B * d.T }
 
 // String formats the shape as the flags that would reproduce it.
 func (d Dims) String() string {
-	return fmt.Sprintf("V=%d MaxT=%d T=%d L=%d H=%d C=%d B=%d", d.V, d.MaxT, d.T, d.L, d.NH, d.C, d.B)
+	s := fmt.Sprintf("V=%d MaxT=%d T=%d L=%d H=%d C=%d B=%d", d.V, d.MaxT, d.T, d.L, d.NH, d.C, d.B)
+	if d.IsLlama() {
+		s = "llama " + s + fmt.Sprintf(" KV=%d MLP=%d", d.KVH, d.Hidden)
+		if d.New > 0 {
+			s += fmt.Sprintf(" new=%d", d.New)
+		}
+	}
+	return s
 }
 
 // The kernel limits Validate checks, from package ptx, whose constants.go
@@ -97,13 +170,23 @@ const (
 // indexes.
 func (d Dims) LargestBuffer() int64 {
 	rows := int64(d.B) * int64(d.T)
+	mlp := int64(d.mlpProduct())
 	return max(
 		rows*int64(d.V),          // logits
-		rows*4*int64(d.C),        // MLP hidden activations
-		4*int64(d.C)*int64(d.C),  // one layer's fc weight
+		rows*mlp,                 // MLP hidden activations
+		mlp*int64(d.C),           // one layer's fc (w13) weight
 		int64(d.V)*int64(d.C),    // token embedding
-		int64(d.MaxT)*int64(d.C), // position embedding
+		int64(d.MaxT)*int64(d.C), // position embedding; LLaMA's KV cache rows are shorter
 	)
+}
+
+// mlpProduct is the width of the MLP's first product: GPT-2's fc (4C),
+// LLaMA's packed gate and up projections (2·Hidden).
+func (d Dims) mlpProduct() int {
+	if d.IsLlama() {
+		return 2 * d.Hidden
+	}
+	return 4 * d.C
 }
 
 // Validate checks the shape against every limit of the kernels, so that a
@@ -160,10 +243,71 @@ func (d Dims) Validate() error {
 	if err := d.validateHeadSize(); err != nil {
 		return err
 	}
+	if err := d.validateLlama(); err != nil {
+		return err
+	}
 	if err := d.validateWeights(); err != nil {
 		return err
 	}
 	return d.validateBatch()
+}
+
+// validateLlama checks what only a LLaMA shape has: key/value heads that
+// divide the heads, an even head size (RoPE rotates pairs), an MLP width,
+// and in generate mode a prompt and its new tokens that fit the context.
+// GPT-2 shapes must leave those zero.
+func (d Dims) validateLlama() error {
+	if !d.IsLlama() {
+		if d.KVH != 0 && d.KVH != d.NH {
+			return fmt.Errorf("--kv-heads: GPT-2 has one key/value head per head (allowed: a LLaMA preset: %s)", strings.Join(LlamaPresetNames(), ", "))
+		}
+		if d.Hidden != 0 {
+			return fmt.Errorf("--mlp: GPT-2's MLP is 4C wide (allowed: a LLaMA preset: %s)", strings.Join(LlamaPresetNames(), ", "))
+		}
+		return nil
+	}
+	if d.KVH <= 0 || d.NH%d.KVH != 0 {
+		return fmt.Errorf("--kv-heads: %d does not divide --heads %d (allowed: %s)", d.KVH, d.NH, joinInts(divisors(d.NH)))
+	}
+	if d.HeadSize()%2 != 0 {
+		return fmt.Errorf("--heads: %d makes head size %d/%d = %d, which is odd; rotary embeddings rotate pairs of channels (allowed: an even C/H)", d.NH, d.C, d.NH, d.HeadSize())
+	}
+	if d.Hidden <= 0 {
+		return fmt.Errorf("--mlp: %d is not allowed (must be at least 1)", d.Hidden)
+	}
+	if !(d.Eps > 0) || !(d.Theta > 0) {
+		return fmt.Errorf("the preset's RMSNorm epsilon %g and RoPE base %g must both be positive", d.Eps, d.Theta)
+	}
+	if d.New < 0 {
+		return fmt.Errorf("--new-tokens: %d is not allowed (must be at least 1)", d.New)
+	}
+	if d.New > 0 && d.KVLen() > d.MaxT {
+		return fmt.Errorf("--prompt-len: %d with --new-tokens %d needs %d positions, over the context %d (allowed: prompt-len + new-tokens − 1 ≤ %d)",
+			d.T, d.New, d.KVLen(), d.MaxT, d.MaxT)
+	}
+	return nil
+}
+
+// divisors lists n's divisors in increasing order.
+func divisors(n int) []int {
+	var ds []int
+	for i := 1; i <= n; i++ {
+		if n%i == 0 {
+			ds = append(ds, i)
+		}
+	}
+	return ds
+}
+
+// LlamaPresetNames lists the LLaMA presets.
+func LlamaPresetNames() []string {
+	var names []string
+	for _, p := range Presets {
+		if p.Arch == Llama {
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }
 
 // validateHeadSize checks C/NH against the attention kernels' largest
@@ -209,7 +353,12 @@ func smallestDivisorFrom(n, k int) int {
 // (4C×C) on --channels.
 func (d Dims) validateWeights() error {
 	c := int64(d.C)
-	if n := 4 * c * c; n > maxIndex {
+	if d.IsLlama() {
+		if n := int64(d.mlpProduct()) * c; n > maxIndex {
+			return fmt.Errorf("--mlp: %d makes the gate and up weight 2·MLP×C = %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d at --channels=%d)",
+				d.Hidden, n, maxIndex, maxIndex/(2*c), d.C)
+		}
+	} else if n := 4 * c * c; n > maxIndex {
 		return fmt.Errorf("--channels: %d makes the MLP weight 4C×C = %d elements, over the kernels' 32-bit index limit %d (allowed: 1..%d)",
 			d.C, n, maxIndex, maxChannels())
 	}
@@ -239,10 +388,13 @@ func maxChannels() int {
 // hidden rows (T×4C); when even one sequence is too large, --seq-len is
 // at fault, otherwise --batch-size.
 func (d Dims) validateBatch() error {
-	width := int64(max(d.V, 4*d.C))
+	width := int64(max(d.V, d.mlpProduct()))
 	what, one := "logits B·T·V", "logits T·V"
-	if int64(d.V) < 4*int64(d.C) {
+	if d.V < d.mlpProduct() {
 		what, one = "MLP activations B·T·4C", "MLP activations T·4C"
+		if d.IsLlama() {
+			what, one = "MLP activations B·T·2·MLP", "MLP activations T·2·MLP"
+		}
 	}
 	perSequence := int64(d.T) * width
 	if perSequence > maxIndex {
@@ -270,5 +422,11 @@ const (
 	Infer Mode = "infer" // forward only, as prefill-style inference
 )
 
+// Generate is LLM inference as a server runs it: a prefill of the batch's
+// prompts, then one token per decode step with a KV cache (LLaMA only).
+const Generate Mode = "generate"
+
 // ParseMode checks a --mode value.
-func ParseMode(s string) (Mode, error) { return parseChoice("--mode", "mode", s, []Mode{Train, Infer}) }
+func ParseMode(s string) (Mode, error) {
+	return parseChoice("--mode", "mode", s, []Mode{Train, Infer, Generate})
+}

@@ -17,13 +17,77 @@ func TestPresetsMatchTheTable(t *testing.T) {
 		"tiny":      {V: 512, MaxT: 64, T: 64, L: 2, NH: 4, C: 128, B: 8},
 		"small":     {V: 8192, MaxT: 256, T: 256, L: 6, NH: 8, C: 512, B: 8},
 		"gpt2-124m": {V: 50257, MaxT: 1024, T: 1024, L: 12, NH: 12, C: 768, B: 8},
+		// The LLaMA shapes (Meta's published configurations).
+		"llama-tiny": {Arch: Llama, V: 512, MaxT: 64, T: 64, L: 2, NH: 4, C: 128, B: 8, KVH: 2, Hidden: 352, Eps: 1e-5, Theta: 10000},
+		"llama2-7b":  {Arch: Llama, V: 32000, MaxT: 4096, T: 4096, L: 32, NH: 32, C: 4096, B: 8, KVH: 32, Hidden: 11008, Eps: 1e-5, Theta: 10000},
+		"llama3-8b":  {Arch: Llama, V: 128256, MaxT: 8192, T: 8192, L: 32, NH: 32, C: 4096, B: 8, KVH: 8, Hidden: 14336, Eps: 1e-5, Theta: 500000},
 	}
 	require.Len(t, Presets, len(want))
 	for name, d := range want {
 		p, err := LookupPreset(name)
 		require.NoError(t, err)
 		assert.Equal(t, d, p.Dims(DefaultBatch), name)
-		assert.NoError(t, p.Dims(DefaultBatch).Validate(), name)
+		if p.Arch != Llama {
+			assert.NoError(t, p.Dims(DefaultBatch).Validate(), name)
+		}
+	}
+}
+
+// TestLlamaRuns: the LLaMA presets in each mode, generate's defaults and
+// flags, and what each refuses, with one line naming the flag.
+func TestLlamaRuns(t *testing.T) {
+	r, err := ParseRun([]string{"--model=llama2-7b", "--mode=generate"})
+	require.NoError(t, err)
+	assert.Equal(t, Generate, r.Mode)
+	assert.Equal(t, 512, r.Dims.T)
+	assert.Equal(t, 64, r.Dims.New)
+	assert.Equal(t, 575, r.Dims.KVLen())
+	assert.Equal(t, "llama2-7b", r.Model())
+
+	r, err = ParseRun([]string{"--model=llama-tiny", "--mode=generate", "--prompt-len=7", "--new-tokens=3", "--kv-heads=1", "--batch-size=3"})
+	require.NoError(t, err)
+	assert.Equal(t, Dims{Arch: Llama, V: 512, MaxT: 64, T: 7, L: 2, NH: 4, C: 128, B: 3, KVH: 1, Hidden: 352, Eps: 1e-5, Theta: 10000, New: 3}, r.Dims)
+	assert.Equal(t, Custom, r.Model(), "fewer key/value heads is another model")
+
+	r, err = ParseRun([]string{"--model=llama-tiny", "--seq-len=33"})
+	require.NoError(t, err)
+	assert.Equal(t, Train, r.Mode)
+	assert.Equal(t, 33, r.Dims.T)
+	assert.Equal(t, 0, r.Dims.New)
+
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--model=llama-tiny", "--mode=generate", "--prompt-len=60", "--new-tokens=6"}, []string{"--prompt-len: 60", "65 positions", "context 64"}},
+		{[]string{"--model=llama-tiny", "--mode=generate", "--prompt-len=60", "--new-tokens=5"}, nil},
+		{[]string{"--model=llama-tiny", "--kv-heads=3"}, []string{"--kv-heads: 3 does not divide --heads 4", "1, 2, 4"}},
+		{[]string{"--model=llama-tiny", "--kv-heads=0"}, []string{"--kv-heads: 0"}},
+		{[]string{"--model=llama-tiny", "--heads=8", "--channels=120", "--kv-heads=2"}, []string{"head size", "odd"}},
+		{[]string{"--model=llama-tiny", "--mlp=0"}, []string{"--mlp: 0"}},
+		{[]string{"--model=llama-tiny", "--mode=generate", "--new-tokens=0"}, []string{"--new-tokens: 0"}},
+		{[]string{"--model=llama-tiny", "--mode=generate", "--prompt-len=0"}, []string{"--prompt-len: 0"}},
+		{[]string{"--model=llama-tiny", "--mode=generate", "--seq-len=8"}, []string{"--seq-len", "--prompt-len"}},
+		{[]string{"--model=llama-tiny", "--prompt-len=8"}, []string{"--prompt-len", "generate"}},
+		{[]string{"--model=tiny", "--mode=generate"}, []string{"--mode=generate", "LLaMA preset", "llama-tiny"}},
+		{[]string{"--model=tiny", "--kv-heads=2"}, []string{"--kv-heads", "GPT-2"}},
+		{[]string{"--model=tiny", "--mlp=100"}, []string{"--mlp", "GPT-2"}},
+		{[]string{"--model=llama-tiny", "--mode=generate", "--check-numerics"}, []string{"--check-numerics", "generate"}},
+		{[]string{"--model=llama-tiny", "--mode=generate", "--flaw=host-stall"}, []string{"--flaw", "generate"}},
+		{[]string{"--model=llama-tiny", "--mode=fly"}, []string{"--mode", "generate"}},
+	}
+	for _, c := range cases {
+		_, err := ParseRun(c.args)
+		if c.want == nil {
+			assert.NoError(t, err, c.args)
+			continue
+		}
+		if assert.Error(t, err, c.args) {
+			for _, w := range c.want {
+				assert.Contains(t, err.Error(), w, c.args)
+			}
+			assert.NotContains(t, err.Error(), "\n", c.args)
+		}
 	}
 }
 

@@ -57,7 +57,8 @@ func (r Run) Model() string {
 	}
 	want := p.Dims(r.Dims.B)
 	got := r.Dims
-	if got.V != want.V || got.MaxT != want.MaxT || got.L != want.L || got.NH != want.NH || got.C != want.C {
+	if got.V != want.V || got.MaxT != want.MaxT || got.L != want.L || got.NH != want.NH || got.C != want.C ||
+		got.KVH != want.KVH || got.Hidden != want.Hidden {
 		return Custom
 	}
 	return p.Name
@@ -82,6 +83,8 @@ type runFlags struct {
 	nvtx, profileIters   string
 	flaw                 string
 	v, maxT, t, l, nh, c optionalInt
+	kvh, hidden          optionalInt
+	prompt, newTokens    optionalInt
 	b                    int
 	run                  Run
 }
@@ -121,7 +124,11 @@ func newRunFlags(name string) *runFlags {
 	fs.Var(&f.l, "layers", "transformer blocks, `L`; default: the preset's")
 	fs.Var(&f.nh, "heads", "attention heads, `H`; default: the preset's")
 	fs.Var(&f.c, "channels", "channels, `C`, a multiple of --heads; default: the preset's")
-	fs.StringVar(&f.mode, "mode", string(Train), "train (forward and backward) or infer (forward only)")
+	fs.Var(&f.kvh, "kv-heads", "key/value heads of a LLaMA model, a divisor of --heads (grouped-query attention); default: the preset's")
+	fs.Var(&f.hidden, "mlp", "width of a LLaMA model's SwiGLU MLP; default: the preset's")
+	fs.StringVar(&f.mode, "mode", string(Train), "train (forward and backward), infer (forward only) or generate (LLaMA: prefill, then one token per decode step with a KV cache)")
+	fs.Var(&f.prompt, "prompt-len", "generate mode: prompt tokens per sequence, `P`; default: the preset's")
+	fs.Var(&f.newTokens, "new-tokens", "generate mode: tokens generated per sequence, `N` (the prefill's, then N-1 decode steps); default: the preset's")
 	fs.StringVar(&f.dtype, "dtype", string(FP32), "precision: fp32 (FP32 units), tf32 (fp32 storage, products on TF32 tensor cores) or bf16 (bf16 storage, products on bf16 tensor cores, fp32 statistics and reductions)")
 	fs.IntVar(&f.run.Warmup, "warmup", DefaultWarmup, "iterations before the profiler window, not reported")
 	fs.IntVar(&f.run.Iters, "iters", DefaultIters, "iterations inside the profiler window, reported")
@@ -233,6 +240,9 @@ func (f *runFlags) finish() (Run, error) {
 	if f.t.set && !f.maxT.set && f.t.v > d.MaxT {
 		return Run{}, fmt.Errorf("--seq-len: %d is over the %s preset's context %d (allowed: 1..%d, or raise --context)", f.t.v, p.Name, d.MaxT, d.MaxT)
 	}
+	if err := f.llamaShape(&d, p, r.Mode); err != nil {
+		return Run{}, err
+	}
 	if err := d.Validate(); err != nil {
 		return Run{}, err
 	}
@@ -274,16 +284,74 @@ func (f *runFlags) finish() (Run, error) {
 	if r.Graph && r.SyncLaunches {
 		return Run{}, errors.New("--graph: cannot be combined with --sync-launches (a captured graph cannot synchronise after each kernel; drop one of them)")
 	}
-	if r.CheckNumerics && r.Mode == Infer {
-		return Run{}, errors.New("--check-numerics: needs --mode=train (it checks the gradients, which infer does not compute)")
+	if r.CheckNumerics && r.Mode != Train {
+		return Run{}, fmt.Errorf("--check-numerics: needs --mode=train (it checks the gradients, which %s does not compute)", r.Mode)
 	}
 	if r.Flaws, err = ParseFlaws(f.flaw); err != nil {
 		return Run{}, err
+	}
+	if len(r.Flaws) > 0 && r.Mode == Generate {
+		return Run{}, errors.New("--flaw: the planted flaws are written for train and infer; generate mode has none yet (drop --flaw, or use --mode=infer)")
 	}
 	if err := checkFlaws(r); err != nil {
 		return Run{}, err
 	}
 	return r, nil
+}
+
+// llamaShape applies the LLaMA flags (--kv-heads, --mlp) and generate
+// mode's (--prompt-len, --new-tokens, which sets T and New) to d, refusing
+// them where they mean nothing.
+func (f *runFlags) llamaShape(d *Dims, p Preset, mode Mode) error {
+	if !d.IsLlama() {
+		for _, o := range []struct {
+			name string
+			set  bool
+		}{{"--kv-heads", f.kvh.set}, {"--mlp", f.hidden.set}} {
+			if o.set {
+				return fmt.Errorf("%s: the %s preset is GPT-2, which has no such setting (allowed with a LLaMA preset: %s)", o.name, p.Name, strings.Join(LlamaPresetNames(), ", "))
+			}
+		}
+		if mode == Generate {
+			return fmt.Errorf("--mode=generate: needs a LLaMA preset (allowed: %s); GPT-2 runs train and infer", strings.Join(LlamaPresetNames(), ", "))
+		}
+	}
+	if mode != Generate {
+		for _, o := range []struct {
+			name string
+			set  bool
+		}{{"--prompt-len", f.prompt.set}, {"--new-tokens", f.newTokens.set}} {
+			if o.set {
+				return fmt.Errorf("%s: only generate mode has prompts (use --mode=generate, or --seq-len for train and infer)", o.name)
+			}
+		}
+	}
+	if f.kvh.set {
+		d.KVH = f.kvh.v
+	}
+	if f.hidden.set {
+		d.Hidden = f.hidden.v
+	}
+	if mode != Generate {
+		return nil
+	}
+	if f.t.set {
+		return errors.New("--seq-len: generate mode's sequences are its prompts (use --prompt-len)")
+	}
+	d.T, d.New = p.Prompt, p.New
+	if f.prompt.set {
+		d.T = f.prompt.v
+	}
+	if f.newTokens.set {
+		d.New = f.newTokens.v
+	}
+	if d.T < 1 {
+		return fmt.Errorf("--prompt-len: %d is not allowed (must be at least 1)", d.T)
+	}
+	if d.New < 1 {
+		return fmt.Errorf("--new-tokens: %d is not allowed (must be at least 1)", d.New)
+	}
+	return nil
 }
 
 // Usage writes the run flags' help.
