@@ -26,7 +26,7 @@ const (
 
 // Dims are the shape of the model and of one batch.
 type Dims struct {
-	Arch Arch // "" means GPT2
+	Arch Arch `json:",omitempty"` // "" means GPT2 (omitted: a GPT-2 dump's config.json stays as torch_check.py reads it)
 	V    int  // vocabulary size
 	MaxT int  // context length: rows of the position embedding (GPT-2), longest sequence (LLaMA)
 	T    int  // sequence length of a batch, at most MaxT; the prompt length in generate mode
@@ -36,14 +36,14 @@ type Dims struct {
 	B    int  // batch size
 
 	// LLaMA only (zero for GPT-2):
-	KVH    int     // key/value heads, a divisor of NH (grouped-query attention)
-	Hidden int     // the SwiGLU MLP's width
-	Eps    float64 // RMSNorm epsilon
-	Theta  float64 // RoPE base
+	KVH    int     `json:",omitempty"` // key/value heads, a divisor of NH (grouped-query attention)
+	Hidden int     `json:",omitempty"` // the SwiGLU MLP's width
+	Eps    float64 `json:",omitempty"` // RMSNorm epsilon
+	Theta  float64 `json:",omitempty"` // RoPE base
 	// New is the number of tokens generate mode makes per sequence: the
 	// prefill's, then one per decode step (New-1 steps); 0 in train and
 	// infer mode.
-	New int
+	New int `json:",omitempty"`
 }
 
 // IsLlama reports whether the shape is a LLaMA's.

@@ -36,6 +36,12 @@ func TestPresetsMatchTheTable(t *testing.T) {
 // TestLlamaRuns: the LLaMA presets in each mode, generate's defaults and
 // flags, and what each refuses, with one line naming the flag.
 func TestLlamaRuns(t *testing.T) {
+	_, err := ParseRun([]string{"--model=llama-tiny"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not yet its GPU kernels")
+	LlamaProgram = true
+	defer func() { LlamaProgram = false }()
+
 	r, err := ParseRun([]string{"--model=llama2-7b", "--mode=generate"})
 	require.NoError(t, err)
 	assert.Equal(t, Generate, r.Mode)

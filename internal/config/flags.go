@@ -296,7 +296,26 @@ func (f *runFlags) finish() (Run, error) {
 	if err := checkFlaws(r); err != nil {
 		return Run{}, err
 	}
+	if r.Dims.IsLlama() && !LlamaProgram {
+		return Run{}, fmt.Errorf("--model=%s: this build has the LLaMA shapes, flags and float64 reference (model/ref), but not yet its GPU kernels and program; use a GPT-2 preset (%s)",
+			p.Name, strings.Join(gpt2PresetNames(), ", "))
+	}
 	return r, nil
+}
+
+// LlamaProgram says whether model.Program builds LLaMA steps. Until it does,
+// a run of a LLaMA preset stops here, in one line, before the GPU is
+// touched; the config tests turn it on to check the LLaMA flags.
+var LlamaProgram = false
+
+func gpt2PresetNames() []string {
+	var names []string
+	for _, p := range Presets {
+		if p.Arch != Llama {
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }
 
 // llamaShape applies the LLaMA flags (--kv-heads, --mlp) and generate
