@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 )
 
 // The float64 reference LLaMA: a token embedding with no position table,
@@ -119,24 +121,31 @@ func LlamaViews[E any](d LlamaDims, flat []E) [][]E {
 	return out
 }
 
-// LlamaInitParams returns initialized parameters in LlamaLayout order, drawn
-// from the same stream as InitParams, rand.New(rand.NewPCG(seed,
-// 0x9e3779b97f4a7c15)), tensor by tensor in layout order, each element in
-// row-major order: embed, wqkv, w1, w3 and head take NormFloat64()*0.02, wo
-// and w2 NormFloat64()*0.02/sqrt(2L) (the GPT-2 scheme for the projections
-// into the residual stream). The norm weights are 1 and draw nothing. The
-// result is float32 so that a GPU model starts from bit-identical values.
+// LlamaInitParams returns initialized parameters in LlamaLayout order:
+// embed, wqkv, w13 and head take NormFloat64()*0.02, wo and w2
+// NormFloat64()*0.02/sqrt(2L) (the GPT-2 scheme for the projections into
+// the residual stream); the norm weights are 1. Each tensor is drawn in
+// chunks of initChunk elements, row-major, chunk c of tensor i from its own
+// stream rand.NewPCG(seed, paramStream^(i<<32|c)), so that the 6.7 billion
+// parameters of llama2-7b are drawn on every core at once and the values
+// still depend on the seed alone. The result is float32 so that a GPU
+// model starts from bit-identical values.
 func LlamaInitParams(d LlamaDims, seed uint64) []float32 {
 	if err := d.Validate(); err != nil {
 		panic(err)
 	}
-	rng := rand.New(rand.NewPCG(seed, paramStream))
 	p := make([]float32, LlamaNumParams(d))
 	projStd := InitStd
 	if d.L > 0 {
 		projStd = InitStd / math.Sqrt(2*float64(d.L))
 	}
-	for _, t := range LlamaLayout(d) {
+	type chunk struct {
+		dst    []float32
+		stream uint64
+		std    float64
+	}
+	var chunks []chunk
+	for i, t := range LlamaLayout(d) {
 		dst := p[t.Offset : t.Offset+t.Size]
 		std := InitStd
 		switch t.Name {
@@ -148,12 +157,34 @@ func LlamaInitParams(d LlamaDims, seed uint64) []float32 {
 			}
 			continue
 		}
-		for i := range dst {
-			dst[i] = float32(rng.NormFloat64() * std)
+		for c := 0; c*initChunk < len(dst); c++ {
+			chunks = append(chunks, chunk{dst[c*initChunk : min((c+1)*initChunk, len(dst))], paramStream ^ (uint64(i)<<32 | uint64(c)), std})
 		}
 	}
+	work := make(chan chunk)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ch := range work {
+				rng := rand.New(rand.NewPCG(seed, ch.stream))
+				for i := range ch.dst {
+					ch.dst[i] = float32(rng.NormFloat64() * ch.std)
+				}
+			}
+		}()
+	}
+	for _, ch := range chunks {
+		work <- ch
+	}
+	close(work)
+	wg.Wait()
 	return p
 }
+
+// initChunk is the elements of one of LlamaInitParams's streams.
+const initChunk = 1 << 22
 
 // LlamaInputs returns B*T tokens and B*T targets exactly as Inputs does for
 // the same V, B and T.

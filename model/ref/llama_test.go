@@ -625,7 +625,9 @@ func TestLlamaSeeded(t *testing.T) {
 	}
 	tokens, targets := LlamaInputs(d, 1)
 	m := NewLlamaModel(d, a)
-	if loss := m.Forward(tokens, targets); math.Abs(loss-math.Log(float64(d.V))) > 0.05 {
+	// The mean of N = 18 per-token losses: over seeds it spreads about
+	// ln V with a standard deviation near 0.03, so 0.15 is 5σ.
+	if loss := m.Forward(tokens, targets); math.Abs(loss-math.Log(float64(d.V))) > 0.15 {
 		t.Errorf("loss at init %v, want about ln V = %v", loss, math.Log(float64(d.V)))
 	}
 
