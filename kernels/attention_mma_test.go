@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -19,17 +18,25 @@ import (
 // attnMMAShapes: every head size (32, 64, 128) with B and NH > 1, a single
 // token, T that is no multiple of any tile (17, 100, 257: tails in the
 // forward's 128- and 64-row tiles and the streamed 16- to 64-row tiles),
-// whole tiles (128), and the gpt2-124m layer (T=1024, hs=64, NH=12).
-var attnMMAShapes = []struct{ b, t, c, nh int }{
-	{1, 1, 64, 2},    // hs 32
-	{2, 17, 96, 3},   // hs 32
-	{3, 100, 128, 2}, // hs 64
-	{2, 257, 256, 4}, // hs 64
-	{2, 128, 128, 2}, // hs 64
-	{2, 1, 256, 2},   // hs 128
-	{2, 100, 256, 2}, // hs 128
-	{1, 257, 384, 3}, // hs 128
-	{1, 1024, 768, 12},
+// whole tiles (128), and the gpt2-124m layer (T=1024, hs=64, NH=12), as
+// multi-head attention; then grouped-query attention (groups of 2, 4 and 8)
+// at odd T for every head size.
+var attnMMAShapes = []attentionShape{
+	{1, 1, 64, 2, 2},    // hs 32
+	{2, 17, 96, 3, 3},   // hs 32
+	{3, 100, 128, 2, 2}, // hs 64
+	{2, 257, 256, 4, 4}, // hs 64
+	{2, 128, 128, 2, 2}, // hs 64
+	{2, 1, 256, 2, 2},   // hs 128
+	{2, 100, 256, 2, 2}, // hs 128
+	{1, 257, 384, 3, 3}, // hs 128
+	{1, 1024, 768, 12, 12},
+	{2, 37, 128, 4, 2},   // hs 32
+	{3, 67, 256, 4, 2},   // hs 64
+	{1, 131, 512, 8, 1},  // hs 64
+	{2, 1, 512, 4, 1},    // hs 128, a single token
+	{2, 53, 512, 4, 1},   // hs 128
+	{1, 100, 1024, 8, 1}, // hs 128
 }
 
 // Tolerances, from the precision (docs/attention.md derives them). A bf16
@@ -54,30 +61,30 @@ const (
 	attnMMAGradTol = 1e-2
 )
 
-func attnMMAName(b, t, c, nh int) string {
-	return fmt.Sprintf("B%d_T%d_C%d_NH%d_hs%d", b, t, c, nh, c/nh)
+func attnMMAName(s attentionShape) string {
+	return fmt.Sprintf("B%d_T%d_C%d_NH%d_NKV%d_hs%d", s.b, s.t, s.c, s.nh, s.nkv, s.c/s.nh)
 }
 
 func TestAttentionMMAForward(t *testing.T) {
 	env(t)
 	r := rng(t)
 	for _, sh := range attnMMAShapes {
-		b, tt, c, nh := sh.b, sh.t, sh.c, sh.nh
-		t.Run(attnMMAName(b, tt, c, nh), func(t *testing.T) {
+		b, tt, c, nh, nkv := sh.b, sh.t, sh.c, sh.nh, sh.nkv
+		t.Run(attnMMAName(sh), func(t *testing.T) {
 			env(t)
 			n, nl := b*tt*c, b*nh*tt
-			qkvDev, qkv := uploadBF16(t, "qkv", normal(r, 3*n, 1))
+			qkvDev, qkv := uploadBF16(t, "qkv", normal(r, b*tt*sh.qkvW(), 1))
 			out, lse := bf16Buffer(t, "out", n), buffer(t, "lse", nl)
-			run(t, AttentionForwardMMA(out, lse, qkvDev, b, tt, c, nh))
+			run(t, AttentionForwardMMA(out, lse, qkvDev, b, tt, c, nh, nkv))
 			wantOut, wantLse := make([]float64, n), make([]float64, nl)
-			ref.AttentionForward(wantOut, wantLse, qkv, b, tt, c, nh)
+			ref.GQAttentionForward(wantOut, wantLse, qkv, b, tt, nh, nkv, c/nh)
 			gotOut, gotLse := downloadBF16(t, out, n), download(t, lse, nl)
 			checkClose(t, "attention bf16 out", gotOut, wantOut, attnMMAOutTol)
 			checkClose(t, "attention bf16 lse", gotLse, wantLse, attnMMALseTol)
 
 			// No cross-block sums, but bitwise repeatable all the same.
 			out2, lse2 := bf16Buffer(t, "out", n), buffer(t, "lse", nl)
-			run(t, AttentionForwardMMA(out2, lse2, qkvDev, b, tt, c, nh))
+			run(t, AttentionForwardMMA(out2, lse2, qkvDev, b, tt, c, nh, nkv))
 			sameBits(t, "attention bf16 out", downloadBF16(t, out2, n), gotOut)
 			sameBits(t, "attention bf16 lse", download(t, lse2, nl), gotLse)
 		})
@@ -88,17 +95,17 @@ func TestAttentionMMABackward(t *testing.T) {
 	env(t)
 	r := rng(t)
 	for _, sh := range attnMMAShapes {
-		b, tt, c, nh := sh.b, sh.t, sh.c, sh.nh
-		t.Run(attnMMAName(b, tt, c, nh), func(t *testing.T) {
+		b, tt, c, nh, nkv := sh.b, sh.t, sh.c, sh.nh, sh.nkv
+		t.Run(attnMMAName(sh), func(t *testing.T) {
 			env(t)
-			n, nq, nl := b*tt*c, b*tt*3*c, b*nh*tt
+			n, nq, nl := b*tt*c, b*tt*sh.qkvW(), b*nh*tt
 			qkvDev, qkv := uploadBF16(t, "qkv", normal(r, nq, 1))
 			doutDev, dout := uploadBF16(t, "dout", normal(r, n, 1))
 			// out and lse come from the GPU forward, as in the model.
 			out, lse := bf16Buffer(t, "out", n), buffer(t, "lse", nl)
-			run(t, AttentionForwardMMA(out, lse, qkvDev, b, tt, c, nh))
+			run(t, AttentionForwardMMA(out, lse, qkvDev, b, tt, c, nh, nkv))
 			d, dqkv := buffer(t, "d", nl), bf16Buffer(t, "dqkv", nq)
-			bwd := AttentionBackwardMMA(dqkv, d, doutDev, qkvDev, out, lse, b, tt, c, nh)
+			bwd := AttentionBackwardMMA(dqkv, d, doutDev, qkvDev, out, lse, b, tt, c, nh, nkv)
 			if len(bwd) != 3 {
 				t.Fatalf("AttentionBackwardMMA: %d ops, want 3 (preprocess, dK and dV, dQ)", len(bwd))
 			}
@@ -124,16 +131,17 @@ func TestAttentionMMABackward(t *testing.T) {
 			checkClose(t, "attention bf16 d", download(t, d, nl), wantD, attnMMADTol)
 
 			want := make([]float64, nq)
-			ref.AttentionBackward(want, dout, qkv, nil, nil, b, tt, c, nh)
+			ref.GQAttentionBackward(want, dout, qkv, b, tt, nh, nkv, hs)
 			// Each part separately, so a wrong or unwritten part is not
 			// hidden by the others' norm (a poisoned element is NaN).
+			gotParts, wantParts := attnParts(got, sh), attnParts(want, sh)
 			for p, name := range []string{"dq", "dk", "dv"} {
-				checkClose(t, "attention bf16 "+name, attnPart(got, tt*b, c, p), attnPart(want, tt*b, c, p), attnMMAGradTol)
+				checkClose(t, "attention bf16 "+name, gotParts[p], wantParts[p], attnMMAGradTol)
 			}
 
 			// Determinism: a second run into fresh poisoned buffers.
 			d2, dqkv2 := buffer(t, "d", nl), bf16Buffer(t, "dqkv", nq)
-			run(t, AttentionBackwardMMA(dqkv2, d2, doutDev, qkvDev, out, lse, b, tt, c, nh)...)
+			run(t, AttentionBackwardMMA(dqkv2, d2, doutDev, qkvDev, out, lse, b, tt, c, nh, nkv)...)
 			sameBits(t, "attention bf16 d", download(t, d2, nl), download(t, d, nl))
 			sameBits(t, "attention bf16 dqkv", downloadBF16(t, dqkv2, nq), got)
 		})
@@ -146,15 +154,15 @@ func TestAttentionMMABackward(t *testing.T) {
 func TestAttentionMMABackwardParts(t *testing.T) {
 	env(t)
 	r := rng(t)
-	for _, sh := range []struct{ b, t, c, nh int }{{2, 37, 96, 3}, {2, 70, 128, 2}, {1, 33, 256, 2}} {
-		b, tt, c, nh := sh.b, sh.t, sh.c, sh.nh
-		t.Run(attnMMAName(b, tt, c, nh), func(t *testing.T) {
+	for _, sh := range []attentionShape{{2, 37, 96, 3, 3}, {2, 70, 128, 2, 2}, {1, 33, 256, 2, 2}, {2, 37, 128, 4, 2}, {1, 45, 512, 4, 1}} {
+		b, tt, c, nh, nkv := sh.b, sh.t, sh.c, sh.nh, sh.nkv
+		t.Run(attnMMAName(sh), func(t *testing.T) {
 			env(t)
-			n, nq, nl := b*tt*c, b*tt*3*c, b*nh*tt
+			n, nq, nl := b*tt*c, b*tt*sh.qkvW(), b*nh*tt
 			qkvDev, _ := uploadBF16(t, "qkv", normal(r, nq, 1))
 			doutDev, _ := uploadBF16(t, "dout", normal(r, n, 1))
 			out, lse, d := bf16Buffer(t, "out", n), buffer(t, "lse", nl), buffer(t, "d", nl)
-			run(t, AttentionForwardMMA(out, lse, qkvDev, b, tt, c, nh),
+			run(t, AttentionForwardMMA(out, lse, qkvDev, b, tt, c, nh, nkv),
 				AttentionBackwardPreprocessMMA(d, doutDev, out, b, tt, c, nh))
 			launches := []struct {
 				name    string
@@ -162,31 +170,16 @@ func TestAttentionMMABackwardParts(t *testing.T) {
 				written [3]bool
 			}{
 				{"dkdv", func(p program.View) program.Op {
-					return AttentionBackwardDKDVMMA(p, d, doutDev, qkvDev, lse, b, tt, c, nh)
+					return AttentionBackwardDKDVMMA(p, d, doutDev, qkvDev, lse, b, tt, c, nh, nkv)
 				}, [3]bool{false, true, true}},
 				{"dq", func(p program.View) program.Op {
-					return AttentionBackwardDQMMA(p, d, doutDev, qkvDev, lse, b, tt, c, nh)
+					return AttentionBackwardDQMMA(p, d, doutDev, qkvDev, lse, b, tt, c, nh, nkv)
 				}, [3]bool{true, false, false}},
 			}
 			for _, l := range launches {
 				p := bf16Buffer(t, "dqkv", nq)
 				run(t, l.op(p))
-				got := downloadBF16(t, p, nq)
-				for pi, name := range []string{"q", "k", "v"} {
-					v := attnPart(got, b*tt, c, pi)
-					nans := 0
-					for _, x := range v {
-						if math.IsNaN(x) {
-							nans++
-						}
-					}
-					switch {
-					case l.written[pi] && nans != 0:
-						t.Errorf("%s left %d of %d elements of the %s part unwritten", l.name, nans, len(v), name)
-					case !l.written[pi] && nans != len(v):
-						t.Errorf("%s wrote %d of %d elements of the %s part, which it must not touch", l.name, len(v)-nans, len(v), name)
-					}
-				}
+				checkWrittenParts(t, l.name, attnParts(downloadBF16(t, p, nq), sh), l.written)
 			}
 		})
 	}
@@ -199,19 +192,26 @@ func TestAttentionMMAOps(t *testing.T) {
 	buf := func(name string, e program.Elem, n int) program.View {
 		return (&program.Buffer{Name: name, Layer: -1, Elem: e, Elems: int64(n)}).All()
 	}
-	for _, hs := range ptx.AttentionMMAHeadSizes() {
+	for _, cs := range []struct{ hs, NKV int }{{32, 5}, {64, 5}, {128, 5}, {64, 1}, {128, 1}} {
+		hs, NKV := cs.hs, cs.NKV
 		B, T, NH := 3, 301, 5
 		C := hs * NH
-		n, nq, nl := B*T*C, B*T*3*C, B*NH*T
+		n, nq, nl := B*T*C, B*T*(NH+2*NKV)*hs, B*NH*T
 		qkv, out, dout, dqkv := buf("qkv", program.BF16, nq), buf("out", program.BF16, n), buf("dout", program.BF16, n), buf("dqkv", program.BF16, nq)
 		lse, d := buf("lse", program.F32, nl), buf("d", program.F32, nl)
 		q32, o32, g32, dq32 := buf("qkv", program.F32, nq), buf("out", program.F32, n), buf("dout", program.F32, n), buf("dqkv", program.F32, nq)
-		mma := append([]program.Op{AttentionForwardMMA(out, lse, qkv, B, T, C, NH)}, AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH)...)
-		f32 := append([]program.Op{AttentionForward(o32, lse, q32, B, T, C, NH)}, AttentionBackward(dq32, d, g32, q32, o32, lse, B, T, C, NH)...)
+		mma := append([]program.Op{AttentionForwardMMA(out, lse, qkv, B, T, C, NH, NKV)}, AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NKV)...)
+		f32 := append([]program.Op{AttentionForward(o32, lse, q32, B, T, C, NH, NKV)}, AttentionBackward(dq32, d, g32, q32, o32, lse, B, T, C, NH, NKV)...)
+		// The FLOPs are those of NH-head attention whatever NKV: every
+		// query head does the same work.
+		mha := append([]program.Op{AttentionForward(o32, lse, q32, B, T, C, NH, NH)}, AttentionBackward(dq32, d, g32, q32, o32, lse, B, T, C, NH, NH)...)
 		for i := range mma {
 			m, f := mma[i], f32[i]
-			if m.FLOPs != f.FLOPs || m.MatmulFLOPs != f.MatmulFLOPs {
-				t.Errorf("hs %d: %s counts %d FLOPs (%d matmul), %s %d (%d)", hs, m.Name, m.FLOPs, m.MatmulFLOPs, f.Name, f.FLOPs, f.MatmulFLOPs)
+			if m.FLOPs != f.FLOPs || m.MatmulFLOPs != f.MatmulFLOPs || f.FLOPs != mha[i].FLOPs {
+				t.Errorf("hs %d NKV %d: %s counts %d FLOPs (%d matmul), %s %d (%d), MHA %d", hs, NKV, m.Name, m.FLOPs, m.MatmulFLOPs, f.Name, f.FLOPs, f.MatmulFLOPs, mha[i].FLOPs)
+			}
+			if g, w := m.Grid, f.Grid; i > 0 && g.Y != w.Y {
+				t.Errorf("hs %d NKV %d: %s grid %v, fp32 %v", hs, NKV, m.Name, g, w)
 			}
 			if err := program.Validate(&m); err != nil {
 				t.Errorf("hs %d: %v", hs, err)
@@ -228,9 +228,22 @@ func TestAttentionMMAOps(t *testing.T) {
 				t.Errorf("hs %d: %s in %s, block %v, want %v", hs, m.Name, m.Module, m.Block, block)
 			}
 		}
+		// The traffic follows the GQA shapes: qkv rows of (NH+2·NKV)·hs.
+		if got, want := mma[0].Bytes, int64(2*n+4*nl+2*nq); got != want {
+			t.Errorf("hs %d NKV %d: forward moves %d bytes, want %d (out, lse, qkv)", hs, NKV, got, want)
+		}
+		if got, want := f32[2].Bytes, int64(4*nq+4*nl+4*n+4*nq+4*nl); got != want {
+			t.Errorf("hs %d NKV %d: fp32 dkdv moves %d bytes, want %d (dqkv, d, dout, qkv, lse)", hs, NKV, got, want)
+		}
 		c := ptx.AttentionMMAConfigFor(hs)
 		if g := mma[0].Grid; g != program.D3(ceilDiv(T, c.Fwd.R), NH, B) {
 			t.Errorf("hs %d: forward grid %v", hs, g)
+		}
+		if g := mma[2].Grid; g != program.D3(ceilDiv(T, c.DKDV.R), NKV, B) {
+			t.Errorf("hs %d NKV %d: dkdv grid %v, want one block per key tile and kv head", hs, NKV, g)
+		}
+		if g := mma[3].Grid; g != program.D3(ceilDiv(T, c.DQ.R), NH, B) {
+			t.Errorf("hs %d NKV %d: dq grid %v", hs, NKV, g)
 		}
 		mustPanic := func(what string, f func()) {
 			defer func() {
@@ -240,9 +253,11 @@ func TestAttentionMMAOps(t *testing.T) {
 			}()
 			f()
 		}
-		mustPanic("fp32 qkv", func() { AttentionForwardMMA(out, lse, q32, B, T, C, NH) })
-		mustPanic("bf16 lse", func() { AttentionForwardMMA(out, out, qkv, B, T, C, NH) })
-		mustPanic("fp32 dqkv", func() { AttentionBackwardMMA(dq32, d, dout, qkv, out, lse, B, T, C, NH) })
+		mustPanic("fp32 qkv", func() { AttentionForwardMMA(out, lse, q32, B, T, C, NH, NKV) })
+		mustPanic("bf16 lse", func() { AttentionForwardMMA(out, out, qkv, B, T, C, NH, NKV) })
+		mustPanic("fp32 dqkv", func() { AttentionBackwardMMA(dq32, d, dout, qkv, out, lse, B, T, C, NH, NKV) })
+		mustPanic("NKV not dividing NH", func() { AttentionForwardMMA(out, lse, qkv, B, T, C, NH, 2) })
+		mustPanic("NKV 0", func() { AttentionForward(o32, lse, q32, B, T, C, NH, 0) })
 	}
 	for _, hs := range []int{16, 48, 96, 256} {
 		func() {
@@ -252,7 +267,7 @@ func TestAttentionMMAOps(t *testing.T) {
 				}
 			}()
 			n := 2 * 3 * hs
-			AttentionForwardMMA(buf("out", program.BF16, n), buf("lse", program.F32, 6), buf("qkv", program.BF16, 3*n), 1, 2, 3*hs, 3)
+			AttentionForwardMMA(buf("out", program.BF16, n), buf("lse", program.F32, 6), buf("qkv", program.BF16, 3*n), 1, 2, 3*hs, 3, 3)
 		}()
 	}
 }
@@ -276,8 +291,8 @@ func BenchmarkAttentionMMA(b *testing.B) {
 	dout, _ := uploadBF16(b, "dout", doutH)
 	out, lse := bf16Buffer(b, "out", n), buffer(b, "lse", nl)
 	d, dqkv := buffer(b, "d", nl), bf16Buffer(b, "dqkv", nq)
-	fwd := []program.Op{AttentionForwardMMA(out, lse, qkv, B, T, C, NH)}
-	bwd := AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH)
+	fwd := []program.Op{AttentionForwardMMA(out, lse, qkv, B, T, C, NH, NH)}
+	bwd := AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NH)
 	reps := max(30, b.N)
 	flops := 4 * float64(B*NH) * float64(T) * float64(T) * float64(hs) / 2
 	tf := attnMMAMedian(b, x, reps, fwd)
@@ -289,8 +304,8 @@ func BenchmarkAttentionMMA(b *testing.B) {
 	q32, _ := upload(b, "qkv32", qkvH)
 	g32, _ := upload(b, "dout32", doutH)
 	o32, dq32 := buffer(b, "out32", n), buffer(b, "dqkv32", nq)
-	tf32 := attnMMAMedian(b, x, 5, []program.Op{AttentionForward(o32, lse, q32, B, T, C, NH)})
-	tb32 := attnMMAMedian(b, x, 5, AttentionBackward(dq32, d, g32, q32, o32, lse, B, T, C, NH))
+	tf32 := attnMMAMedian(b, x, 5, []program.Op{AttentionForward(o32, lse, q32, B, T, C, NH, NH)})
+	tb32 := attnMMAMedian(b, x, 5, AttentionBackward(dq32, d, g32, q32, o32, lse, B, T, C, NH, NH))
 
 	b.ReportMetric(flops/tf/1e12, "fwd-TFLOP/s")
 	b.ReportMetric(2.5*flops/tb/1e12, "bwd-TFLOP/s")

@@ -116,7 +116,7 @@ func TestDriverRefusalNamesKernel(t *testing.T) {
 		r := rng(t)
 		out, lse := buffer(t, "out", B*T*C), buffer(t, "lse", B*NH*T)
 		qkv, qkvV := upload(t, "qkv", normal(r, B*T*3*C, 1))
-		bad := AttentionForward(out, lse, qkv, B, T, C, NH)
+		bad := AttentionForward(out, lse, qkv, B, T, C, NH, NH)
 		bad.Block = program.D1(2 * ptx.AttentionThreads)
 		if err := program.Validate(&bad); err != nil {
 			// The parent reads these lines.
@@ -125,7 +125,7 @@ func TestDriverRefusalNamesKernel(t *testing.T) {
 		}
 		println("REFUSAL: " + describe(launch(t, bad)))
 		// The context still works.
-		if err := launch(t, AttentionForward(out, lse, qkv, B, T, C, NH)); err != nil {
+		if err := launch(t, AttentionForward(out, lse, qkv, B, T, C, NH, NH)); err != nil {
 			println("REFUSAL: after: " + describe(err))
 			return
 		}

@@ -32,6 +32,13 @@ const (
 	ResidualFwdFLOPs     = 1
 	CrossEntropyFwdFLOPs = 4 // per logit: max, subtract, exp, sum
 	CrossEntropyBwdFLOPs = 4 // per logit: subtract, exp, scale, one-hot subtract
+	RMSNormFwdFLOPs      = 4 // square and add 2, normalise and weight 2
+	RMSNormBwdFLOPs      = 8 // norm, dnorm, the row's dnorm·norm sum 2, dinp 3 and its accumulate
+	RMSNormParamsFLOPs   = 2 // dweight partial sums, per element
+	RoPEFLOPs            = 4 // per rotated element: 2 multiplies, an add, and half of its pair's sin and cos
+	SwiGLUFwdFLOPs       = 5 // per output: silu's exp, add and divide, its multiply, the gate's multiply
+	SwiGLUBwdFLOPs       = 11
+	ArgmaxFLOPs          = 1 // per logit: one comparison
 )
 
 // kernel is a launch of entry in module with the traffic of its arguments

@@ -96,6 +96,12 @@ type Step struct {
 	scratch           scratch
 	matmulWorkspace   kernels.MatmulScratch
 	forward, backward *program.Range
+	passes            []*program.Range
+
+	// Generated is generate mode's (B, New) i32 greedy tokens: column 0
+	// from the prefill, column j+1 from decode step j.
+	Generated *program.Buffer
+	lm        *llama // LLaMA's own state; nil for GPT-2
 }
 
 // activations are the tensors the forward pass writes, per layer where the
@@ -120,7 +126,8 @@ type activations struct {
 type scratch struct {
 	dresidual program.View // (N,C) gradient of the residual stream
 	dC        program.View // (N,C) dlnf, dln2, datty, dln1 in turn
-	d4C       program.View // (N,4C) dfch; also dqkv (N,3C)
+	d4C       program.View // (N,4C) dfch; also dqkv (N,3C). LLaMA: (N,max(2H,QKV)) dh13, then dqkv
+	dH        program.View // LLaMA: (N,H) the SwiGLU output's gradient
 	attD      program.View // (B,NH,T) rowsum(dout∘out) for attention backward
 	lnPartial program.View // layernorm parameter-gradient partial sums
 }
@@ -130,8 +137,8 @@ type scratch struct {
 // pass config.Dims.Validate; Program panics on an unknown mode, which
 // config.ParseMode would have refused.
 func Program(d config.Dims, mode config.Mode, o Options) *Step {
-	if mode != config.Train && mode != config.Infer {
-		panic(fmt.Sprintf("model.Program: unknown mode %q", mode))
+	if mode != config.Train && mode != config.Infer && !(mode == config.Generate && d.IsLlama()) {
+		panic(fmt.Sprintf("model.Program: unknown mode %q for %s", mode, d.Arch))
 	}
 	if o.SMs <= 0 {
 		o.SMs = DefaultSMs
@@ -153,27 +160,30 @@ func Program(d config.Dims, mode config.Mode, o Options) *Step {
 	if o.DType.TensorCores() {
 		m.Vp = (d.V + VocabPad - 1) / VocabPad * VocabPad
 	}
-	m.allocate()
 	it := &m.Iteration
 	it.Name = program.IterationTemplate
 	it.Layer = -1
-	it.Add(m.iterationOps()...)
-	m.forward = it.NestKind(program.Forward, program.PassRange, -1)
-	m.buildForward(m.forward)
-	last := m.forward
-	if mode == config.Train {
-		m.backward = it.NestKind(program.Backward, program.PassRange, -1)
-		m.buildBackward(m.backward)
-		last = m.backward
+	if d.IsLlama() {
+		m.allocateLlama()
+		it.Add(m.iterationOps()...)
+		m.buildLlama()
+	} else {
+		m.allocate()
+		it.Add(m.iterationOps()...)
+		m.forward = it.NestKind(program.Forward, program.PassRange, -1)
+		m.buildForward(m.forward)
+		m.passes = append(m.passes, m.forward)
+		if mode == config.Train {
+			m.backward = it.NestKind(program.Backward, program.PassRange, -1)
+			m.buildBackward(m.backward)
+			m.passes = append(m.passes, m.backward)
+		}
 	}
 	if free := m.freeActivations(); len(free) > 0 {
-		m.part(last, "activations", -1, "", "free", free...)
+		m.part(m.passes[len(m.passes)-1], "activations", -1, "", "free", free...)
 	}
 	if o.Graph {
-		for _, r := range []*program.Range{m.forward, m.backward} {
-			if r == nil {
-				continue
-			}
+		for _, r := range m.passes {
 			if err := program.CaptureAsGraph(r); err != nil {
 				panic(err) // a deeper --nvtx puts ranges in the passes; config refuses it with --graph
 			}
@@ -181,6 +191,11 @@ func Program(d config.Dims, mode config.Mode, o Options) *Step {
 	}
 	return m
 }
+
+// Passes are the iteration's ranges in the order they run: forward, then
+// backward in train mode; prefill, then decode0, decode1, ... in generate
+// mode. Executors compile each once and time each.
+func (m *Step) Passes() []*program.Range { return m.passes }
 
 // VocabPad is what the tensor-core dtypes round the logits' row stride up
 // to: a multiple of 64 elements keeps every row 128-byte aligned in bf16
@@ -244,23 +259,37 @@ func (m *Step) allocate() {
 	sc.d4C = one("d4C", N*4*C, s)
 	sc.attD = f32("att_delta", int64(d.B*d.NH*d.T), s)
 	sc.lnPartial = f32("ln_partials", int64(kernels.LayerNormPartialSize(d.Rows(), d.C)), s)
+	m.allocateMatmulWorkspace(m.linears())
+	m.allocateBuckets()
+}
+
+// allocateMatmulWorkspace declares the split-K workspace of the train
+// step's weight gradients, sized for the one of ls that needs most.
+func (m *Step) allocateMatmulWorkspace(ls []linear) {
+	d, p := m.Dims, m.Program
+	s := program.Scratch
 	// A weight gradient whose output has too few tiles for the GPU splits
 	// its sum over the N rows; one workspace, sized for the linear layer
 	// that needs most (a bound for any SM count), serves them all in turn.
 	floats, counters := 1, 1
-	for _, l := range m.linears() {
+	for _, l := range ls {
 		f, c := kernels.MatmulScratchSize(d.Rows(), l.in, l.out)
 		if m.DType.TensorCores() {
 			f, c = kernels.MatmulScratchSizeMMA(d.Rows(), l.in, l.out)
 		}
 		floats, counters = max(floats, f), max(counters, c)
 	}
-	m.matmulWorkspace.Partials = f32("matmul_partials", int64(floats), s)
+	m.matmulWorkspace.Partials = p.Buffer("matmul_partials", -1, program.F32, int64(floats), s).All()
 	m.MatmulCounters = p.Buffer("matmul_counters", -1, program.I32, int64(counters), s)
 	m.MatmulCounters.State = true
 	m.matmulWorkspace.Counters = m.MatmulCounters.All()
 	// The tile counters start at zero, once: every launch leaves them so.
 	p.Setup = append(p.Setup, kernels.Memset(m.matmulWorkspace.Counters))
+}
+
+// allocateBuckets declares the embedding backward's token grouping.
+func (m *Step) allocateBuckets() {
+	d, p, N := m.Dims, m.Program, int64(m.Dims.Rows())
 	// Token positions grouped by token for the embedding backward
 	// (internal/buckets.Padded): order, bucket starts, bucket tokens.
 	m.NumBuckets = min(d.Rows(), d.V)
@@ -318,7 +347,7 @@ func (m *Step) tensor(b *program.Buffer, prefix string, i, l int) program.View {
 
 func isPerLayer(name string) bool {
 	switch name {
-	case ref.NameWte, ref.NameWpe, ref.NameLnfw, ref.NameLnfb:
+	case ref.NameWte, ref.NameWpe, ref.NameLnfw, ref.NameLnfb, ref.NameLlamaEmbed, ref.NameLlamaNorm, ref.NameLlamaHead:
 		return false
 	}
 	return true
@@ -406,7 +435,7 @@ func (m *Step) buildForward(r *program.Range) {
 		// x + Attn(LN1(x))
 		attn("ln1", kernels.LayerNormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], x, p(iLn1w, l), p(iLn1b, l), N, C))
 		attn("qkv", m.linearForward(a.qkv[l], a.ln1[l], p(iQkvw, l), p(iQkvb, l), N, C, 3*C, 3*C))
-		attn("attention", m.attentionForward(a.atty[l], a.attLSE[l], a.qkv[l], B, T, C, NH))
+		attn("attention", m.attentionForward(a.atty[l], a.attLSE[l], a.qkv[l], B, T, C, NH, NH))
 		attn("attn proj", m.linearForward(a.proj, a.atty[l], p(iAttprojw, l), p(iAttprojb, l), N, C, C, C))
 		attn("residual1", kernels.ResidualForward(a.residual2[l], x, a.proj, N*C))
 		// x + MLP(LN2(x))
@@ -460,7 +489,7 @@ func (m *Step) buildBackward(r *program.Range) {
 		// Attention: dresidual is now the gradient of residual2[l].
 		attn("attn proj", m.linearBackward(sc.dC, g(iAttprojw, l), g(iAttprojb, l), sc.dresidual, a.atty[l], p(iAttprojw, l), N, C, C, C)...)
 		dqkv := sc.d4C // free again: dfch was consumed above
-		attn("attention", m.attentionBackward(dqkv, sc.attD, sc.dC, a.qkv[l], a.atty[l], a.attLSE[l], B, T, C, NH)...)
+		attn("attention", m.attentionBackward(dqkv, sc.attD, sc.dC, a.qkv[l], a.atty[l], a.attLSE[l], B, T, C, NH, NH)...)
 		attn("qkv", m.linearBackward(sc.dC, g(iQkvw, l), g(iQkvb, l), dqkv, a.ln1[l], p(iQkvw, l), N, C, 3*C, 3*C)...)
 		attn("ln1", kernels.LayerNormBackward(sc.dresidual, g(iLn1w, l), g(iLn1b, l), sc.lnPartial, sc.dC,
 			m.blockInput(l), p(iLn1w, l), a.ln1Mean[l], a.ln1Rstd[l], N, C)...)
@@ -492,22 +521,23 @@ func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, 
 	return kernels.MatmulBackward(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, m.SMs)
 }
 
-// attentionForward runs the causal attention of qkv: the bf16 tensor-core
-// flash attention (kernels/attention_mma.go) for bf16, the fp32 kernels
-// for fp32 and tf32 (whose TF32 covers the linear layers' products only).
-func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH int) program.Op {
+// attentionForward runs the causal attention of qkv with NKV key/value
+// heads (NH for GPT-2): the bf16 tensor-core flash attention
+// (kernels/attention_mma.go) for bf16, the fp32 kernels for fp32 and tf32
+// (whose TF32 covers the linear layers' products only).
+func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH, NKV int) program.Op {
 	if m.DType == config.BF16 {
-		return kernels.AttentionForwardMMA(out, lse, qkv, B, T, C, NH)
+		return kernels.AttentionForwardMMA(out, lse, qkv, B, T, C, NH, NKV)
 	}
-	return kernels.AttentionForward(out, lse, qkv, B, T, C, NH)
+	return kernels.AttentionForward(out, lse, qkv, B, T, C, NH, NKV)
 }
 
 // attentionBackward is attentionForward's backward.
-func (m *Step) attentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH int) []program.Op {
+func (m *Step) attentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH, NKV int) []program.Op {
 	if m.DType == config.BF16 {
-		return kernels.AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH)
+		return kernels.AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NKV)
 	}
-	return kernels.AttentionBackward(dqkv, d, dout, qkv, out, lse, B, T, C, NH)
+	return kernels.AttentionBackward(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NKV)
 }
 
 // ModuleUse is one PTX module the program launches kernels from, with the

@@ -20,15 +20,38 @@ func shapesForCI(t *testing.T) []config.Dims {
 	t.Helper()
 	var out []config.Dims
 	for _, p := range config.Presets {
-		out = append(out, p.Dims(config.DefaultBatch))
+		if d := p.Dims(config.DefaultBatch); d.Validate() == nil {
+			out = append(out, d)
+		}
 	}
 	return append(out,
 		config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}, // odd sizes
 		config.Dims{V: 50, MaxT: 8, T: 1, L: 1, NH: 1, C: 4, B: 1},      // the smallest
+		llamaOdd,
 	)
 }
 
+// llamaOdd is a LLaMA of odd sizes with grouped-query attention (3 query
+// heads a key/value head).
+var llamaOdd = config.Dims{Arch: config.Llama, V: 1000, MaxT: 48, T: 29, L: 2, NH: 6, KVH: 2, C: 192, Hidden: 200, B: 3, Eps: 1e-5, Theta: 5e5}
+
 var modes = []config.Mode{config.Train, config.Infer}
+
+// modesOf are the modes shape d runs in, each with its shape: train and
+// infer, and for a LLaMA generate too, with a prompt of up to T tokens and
+// 5 new ones.
+func modesOf(d config.Dims) (ms []config.Mode, ds []config.Dims) {
+	for _, m := range modes {
+		ms, ds = append(ms, m), append(ds, d)
+	}
+	if d.IsLlama() {
+		g := d
+		g.New = 5
+		g.T = min(d.T, d.MaxT-g.New+1)
+		ms, ds = append(ms, config.Generate), append(ds, g)
+	}
+	return ms, ds
+}
 
 // shapesFor is shapesForCI less the shapes that dtype's kernels refuse
 // (config.Dims.ValidateDType), which never reach a program.
@@ -93,8 +116,10 @@ func TestProgramMatchesPTX(t *testing.T) {
 	}
 	check(&fill)
 	for _, dt := range config.DTypes {
-		for _, d := range shapesFor(t, dt) {
-			for _, mode := range modes {
+		for _, d0 := range shapesFor(t, dt) {
+			ms, ds := modesOf(d0)
+			for i, mode := range ms {
+				d := ds[i]
 				// The H200's program, and an A100's (163 KB of shared
 				// memory a block: the 3-stage GEMM build).
 				for _, optIn := range []int{0, 163 << 10} {
@@ -140,8 +165,10 @@ func TestRecorderValidatesEveryOp(t *testing.T) {
 }
 
 func testRecorderValidatesEveryOp(t *testing.T, dt config.DType) {
-	for _, d := range shapesFor(t, dt) {
-		for _, mode := range modes {
+	for _, d0 := range shapesFor(t, dt) {
+		ms, ds := modesOf(d0)
+		for i, mode := range ms {
+			d := ds[i]
 			m := Program(d, mode, Options{SMs: 132, DType: dt})
 			rec := record(t, m)
 			var pushes []string
@@ -151,8 +178,14 @@ func testRecorderValidatesEveryOp(t *testing.T, dt config.DType) {
 				}
 			}
 			want := []string{program.IterationTemplate, program.Forward}
-			if mode == config.Train {
+			switch mode {
+			case config.Train:
 				want = append(want, program.Backward)
+			case config.Generate:
+				want = []string{program.IterationTemplate, Prefill}
+				for j := 0; j < d.New-1; j++ {
+					want = append(want, DecodeName(j))
+				}
 			}
 			if !reflect.DeepEqual(pushes, want) {
 				t.Errorf("%v %s: ranges %v, want %v", d, mode, pushes, want)
@@ -178,16 +211,40 @@ func TestLaunchCounts(t *testing.T) {
 			}
 			return
 		}
+		fwd, bwd := 1+10*L+4, 1+2+2+L*(12+1+3+4)+2
+		if d.IsLlama() {
+			// forward: embedding; per layer 2 RMSNorms, 4 matmuls, RoPE,
+			// attention, 2 residuals, SwiGLU; final norm, head,
+			// cross-entropy, loss mean. backward: cross-entropy, head (2),
+			// final norm (2); per layer 4 linears (2 each, no biases),
+			// SwiGLU, attention (3), RoPE, 2 RMSNorms (2 each); embedding.
+			fwd, bwd = 1+11*L+4, 1+2+2+L*(8+1+3+1+4)+1
+			// generate: the prefill is the forward less the loss, with the
+			// last rows' gather and the argmax; a decode step the same
+			// launches but the residual adds (fused into the products) and
+			// the gather, and 2 per attention (split, combine).
+			g := d
+			g.New, g.T = 3, min(d.T, d.MaxT-2)
+			gm := Program(g, config.Generate, Options{})
+			if k, _ := count(gm.Passes()[0]); k != 1+11*L+4 {
+				t.Errorf("%v prefill: %d kernels, want %d", g, k, 1+11*L+4)
+			}
+			for _, r := range gm.Passes()[1:] {
+				if k, _ := count(r); k != 1+10*L+3 {
+					t.Errorf("%v %s: %d kernels, want %d", g, r.Name, k, 1+10*L+3)
+				}
+			}
+		}
 		// forward: encoder; per layer 2 LN, 4 matmuls, attention, 2
 		// residuals, GELU; final LN, lm head, cross-entropy, loss mean.
-		if k, ms := count(m.Forward()); k != 1+10*L+4 || ms != 0 {
-			t.Errorf("%v forward: %d kernels %d memsets, want %d and 0", d, k, ms, 1+10*L+4)
+		if k, ms := count(m.Forward()); k != fwd || ms != 0 {
+			t.Errorf("%v forward: %d kernels %d memsets, want %d and 0", d, k, ms, fwd)
 		}
 		// backward: 2 memsets; cross-entropy, lm head (2), final LN (2);
 		// per layer 4 linears (3 each with bias), GELU, attention (3), 2
 		// LNs (2 each); encoder (2).
-		if k, ms := count(m.Backward()); k != 1+2+2+L*(12+1+3+4)+2 || ms != 2 {
-			t.Errorf("%v backward: %d kernels %d memsets, want %d and 2", d, k, ms, 1+2+2+L*20+2)
+		if k, ms := count(m.Backward()); k != bwd || ms != 2 {
+			t.Errorf("%v backward: %d kernels %d memsets, want %d and 2", d, k, ms, bwd)
 		}
 	}
 }
@@ -429,6 +486,33 @@ func TestNVTXDepths(t *testing.T) {
 			}
 		} else if ops != want {
 			t.Errorf("layer depth: %d op ranges", ops)
+		}
+	}
+}
+
+// TestDecodeStepsOnlyLaunch: a decode step of generate mode allocates
+// nothing, copies nothing to or from the host and never waits: its
+// operations are kernel launches alone, and the token it makes is read by
+// the next step on the device.
+func TestDecodeStepsOnlyLaunch(t *testing.T) {
+	for _, dt := range config.DTypes {
+		for _, d0 := range shapesFor(t, dt) {
+			if !d0.IsLlama() {
+				continue
+			}
+			ms, ds := modesOf(d0)
+			d := ds[len(ms)-1]
+			m := Program(d, config.Generate, Options{DType: dt})
+			if n := len(m.Passes()); n != d.New {
+				t.Errorf("%v: %d passes, want the prefill and %d decode steps", d, n, d.New-1)
+			}
+			for _, r := range m.Passes()[1:] {
+				for _, op := range r.Ops() {
+					if op.Kind != program.Kernel {
+						t.Errorf("%v %s: %s is a %s, not a kernel launch", d, r.Name, op.Where(), op.Kind)
+					}
+				}
+			}
 		}
 	}
 }

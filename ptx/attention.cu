@@ -1,15 +1,18 @@
-// attention.cu: causal multi-head self-attention, forward and backward, in
-// the flash-attention-2 style, fp32.
+// attention.cu: causal grouped-query self-attention, forward and backward,
+// in the flash-attention-2 style, fp32.
 //
-// qkv is (B,T,3C) row-major, each row [q (C) | k (C) | v (C)]; head h uses
-// columns h*hs..(h+1)*hs of each part, hs = C/NH, scale = 1/sqrt(hs). Query t
-// attends keys 0..t.
+// qkv is (B,T,W) row-major, W = (NH+2·NKV)·hs, each row [q (NH·hs) |
+// k (NKV·hs) | v (NKV·hs)]; query head h uses columns h*hs..(h+1)*hs of q
+// and key/value head h/(NH/NKV) of k and v, so NH/NKV consecutive query
+// heads share one (NKV = NH is multi-head attention, W = 3C). hs = C/NH,
+// scale = 1/sqrt(hs). Query t attends keys 0..t.
 //
 //   attention_forward              out (B,T,C) = softmax(scale·q·kᵀ, causal)·v,
 //                                  heads concatenated; lse (B,NH,T) = natural-log
 //                                  logsumexp of each query row's scaled scores.
 //   attention_backward_preprocess  D (B,NH,T) = Σ_d dout·out over each head row.
-//   attention_backward_dkdv        dk, dv parts of dqkv (overwritten).
+//   attention_backward_dkdv        dk, dv parts of dqkv (overwritten); the
+//                                  gradient of a kv head sums over its group.
 //   attention_backward_dq          q part of dqkv (overwritten).
 //
 // Nothing of size T×T ever touches global memory: the forward keeps a running
@@ -23,7 +26,10 @@
 // (blocks own key tiles and sum over queries) and once in the dq kernel
 // (blocks own query tiles and sum over keys). A single pass would need dq to be
 // summed across key-tile blocks with float atomics, whose order, and so whose
-// rounding, changes from run to run.
+// rounding, changes from run to run. For the same reason a dkdv block owns a
+// key tile of one kv head and loops over all the query heads of its group
+// itself, in head order, rather than one block per query head adding into
+// the shared dk and dv.
 //
 // Tiling. Every kernel runs 128 threads as a 16×8 grid: ty = tid/8 picks rows
 // (row ty + 16·i), tx = tid%8 picks columns (column tx + 8·j of a score tile,
@@ -84,6 +90,13 @@ __host__ __device__ constexpr int cmax3(int a, int b, int c) { return a > b ? (a
 static_assert(FWD_SMEM * 4 <= 48 * 1024, "attention_forward: static shared memory over 48 KB");
 static_assert(DKDV_SMEM * 4 <= 48 * 1024, "attention_backward_dkdv: static shared memory over 48 KB");
 static_assert(DQ_SMEM * 4 <= 48 * 1024, "attention_backward_dq: static shared memory over 48 KB");
+
+// kv_head is the key/value head that query head h reads: h/(NH/NKV). The
+// division is unsigned because the signed one costs the dq kernel some 40
+// registers (nvcc 11.8, sm_90), which is a block fewer per SM.
+__device__ __forceinline__ int kv_head(int h, int NH, int NKV) {
+    return static_cast<int>(static_cast<unsigned>(h) / static_cast<unsigned>(NH / NKV));
+}
 
 // load_tile copies rows row0..row0+ROWS of one head (src points at the head's
 // column 0 of row 0, rows stride floats apart) into dst with row stride D+4.
@@ -226,7 +239,7 @@ __device__ __forceinline__ void score_pair(float (&s)[R][S], float (&dp)[R][S], 
 
 template <int D>
 __device__ __forceinline__ void forward_tile(float* smem, float* out, float* lse, const float* qkv, int T, int C, int NH,
-                                             int hs) {
+                                             int NKV, int hs) {
     constexpr int BR = FwdTiles<D>::R, BC = FwdTiles<D>::S;
     constexpr int RM = BR / ATT_TY, SC = BC / ATT_TX, OCV = D / (4 * ATT_TX);
     constexpr int LD = D + 4, LP = BC + 8;
@@ -241,12 +254,14 @@ __device__ __forceinline__ void forward_tile(float* smem, float* out, float* lse
     const int h = blockIdx.y, b = blockIdx.z;
     const int q0 = qt * BR;
     const int tx = threadIdx.x % ATT_TX, ty = threadIdx.x / ATT_TX;
-    const int C3 = 3 * C;
-    const float* base = qkv + b * T * C3 + h * hs;
+    const int W = (NH + 2 * NKV) * hs, kvh = kv_head(h, NH, NKV);
+    const float* base = qkv + b * T * W + h * hs;
+    const float* kbase = qkv + b * T * W + (NH + kvh) * hs;
+    const float* vbase = kbase + NKV * hs;
     const float scale = 1.0f / sqrtf((float)hs);
     const int n4 = (hs + 3) / 4;
 
-    load_tile<BR, D>(Qs, base, q0, T, C3, hs);
+    load_tile<BR, D>(Qs, base, q0, T, W, hs);
 
     float m[RM], l[RM];
     float4 o[RM][OCV];
@@ -264,8 +279,8 @@ __device__ __forceinline__ void forward_tile(float* smem, float* out, float* lse
     const int kend = min(q0 + BR, T);
     for (int k0 = 0; k0 < kend; k0 += BC) {
         __syncthreads(); // the previous tile's Ks, Vs, Ps are no longer read
-        load_tile<BC, D>(Ks, base + C, k0, T, C3, hs);
-        load_tile<BC, D>(Vs, base + 2 * C, k0, T, C3, hs);
+        load_tile<BC, D>(Ks, kbase, k0, T, W, hs);
+        load_tile<BC, D>(Vs, vbase, k0, T, W, hs);
         __syncthreads();
 
         float s[RM][SC];
@@ -335,15 +350,15 @@ __device__ __forceinline__ void forward_tile(float* smem, float* out, float* lse
 // attention_forward: grid (ceil(T/R), NH, B) with R = FwdTiles<D>::R, 128
 // threads. hs = C/NH <= 128 picks D (uniform over the grid, so no divergence).
 extern "C" __global__ void __launch_bounds__(ATT_THREADS)
-    attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) {
+    attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH, int NKV) {
     __shared__ __align__(16) float smem[FWD_SMEM];
     const int hs = C / NH;
     if (hs <= 32) {
-        forward_tile<32>(smem, out, lse, qkv, T, C, NH, hs);
+        forward_tile<32>(smem, out, lse, qkv, T, C, NH, NKV, hs);
     } else if (hs <= 64) {
-        forward_tile<64>(smem, out, lse, qkv, T, C, NH, hs);
+        forward_tile<64>(smem, out, lse, qkv, T, C, NH, NKV, hs);
     } else if (hs <= ATT_HS_MAX) {
-        forward_tile<128>(smem, out, lse, qkv, T, C, NH, hs);
+        forward_tile<128>(smem, out, lse, qkv, T, C, NH, NKV, hs);
     }
 }
 
@@ -372,8 +387,9 @@ extern "C" __global__ void attention_backward_preprocess(float* d, const float* 
 }
 
 // ---------------------------------------------------------------------------
-// dK and dV. One block per (key tile, head, batch): the block holds its K and
-// V tiles and loops over the query tiles from the diagonal on, recomputing
+// dK and dV. One block per (key tile, kv head, batch): the block holds its K
+// and V tiles and loops over the query heads of the kv head's group, in
+// order, and for each over the query tiles from the diagonal on, recomputing
 //   Sᵀ = K·Qᵀ, P = exp(scale·S − lse), dPᵀ = V·dOᵀ, dS = P∘(dP − D)
 // in registers (thread layout: key rows × query columns), then through
 // shared memory
@@ -381,7 +397,7 @@ extern "C" __global__ void attention_backward_preprocess(float* d, const float* 
 // Each dK/dV element belongs to one thread, summed over queries in order.
 template <int D>
 __device__ __forceinline__ void dkdv_tile(float* smem, float* dqkv, const float* dvec, const float* dout,
-                                          const float* qkv, const float* lse, int T, int C, int NH, int hs) {
+                                          const float* qkv, const float* lse, int T, int C, int NH, int NKV, int hs) {
     constexpr int BK = DkdvTiles<D>::R, BQ = DkdvTiles<D>::S;
     constexpr int RK = BK / ATT_TY, SQ = BQ / ATT_TX, OCV = D / (4 * ATT_TX);
     constexpr int LD = D + 4, LP = BQ + 8;
@@ -396,19 +412,18 @@ __device__ __forceinline__ void dkdv_tile(float* smem, float* dqkv, const float*
 
     // Early key tiles see the most queries; they have the lowest indices.
     const int kt = blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const int kvh = blockIdx.y, b = blockIdx.z;
+    const int group = NH / NKV;
     const int k0 = kt * BK;
     const int tx = threadIdx.x % ATT_TX, ty = threadIdx.x / ATT_TX;
-    const int C3 = 3 * C;
-    const float* base = qkv + b * T * C3 + h * hs;
-    const float* gbase = dout + b * T * C + h * hs;
-    const float* lrow = lse + (b * NH + h) * T;
-    const float* drow = dvec + (b * NH + h) * T;
+    const int W = (NH + 2 * NKV) * hs;
+    const float* kbase = qkv + b * T * W + (NH + kvh) * hs;
+    const float* vbase = kbase + NKV * hs;
     const float scale = 1.0f / sqrtf((float)hs);
     const int n4 = (hs + 3) / 4;
 
-    load_tile<BK, D>(Ks, base + C, k0, T, C3, hs);
-    load_tile<BK, D>(Vs, base + 2 * C, k0, T, C3, hs);
+    load_tile<BK, D>(Ks, kbase, k0, T, W, hs);
+    load_tile<BK, D>(Vs, vbase, k0, T, W, hs);
 
     float4 dk[RK][OCV], dv[RK][OCV];
 #pragma unroll
@@ -419,54 +434,62 @@ __device__ __forceinline__ void dkdv_tile(float* smem, float* dqkv, const float*
             dv[i][jo] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
 
-    // Queries before k0 attend none of these keys: start at the query tile
-    // holding query k0.
-    for (int q0 = (k0 / BQ) * BQ; q0 < T; q0 += BQ) {
-        __syncthreads(); // the previous query tile is no longer read
-        load_tile<BQ, D>(Qs, base, q0, T, C3, hs);
-        load_tile<BQ, D>(Gs, gbase, q0, T, C, hs);
-        for (int r = threadIdx.x; r < BQ; r += ATT_THREADS) {
-            const int q = q0 + r;
-            // Rows past T get P = exp(−inf) = 0 and dS = 0.
-            Ls[r] = q < T ? lrow[q] : INFINITY;
-            Ds[r] = q < T ? drow[q] : 0.0f;
-        }
-        __syncthreads();
-
-        float s[RK][SQ], dp[RK][SQ];
-        score_pair<RK, SQ, LD>(s, dp, Ks, Vs, Qs, Gs, n4, ty, tx); // S = K·Qᵀ, dP = V·dOᵀ
-#pragma unroll
-        for (int i = 0; i < RK; i++) {
-            const int k = k0 + ty + ATT_TY * i;
-#pragma unroll
-            for (int j = 0; j < SQ; j++) {
-                const int c = tx + ATT_TX * j;
-                const float p = k <= q0 + c ? expf(s[i][j] * scale - Ls[c]) : 0.0f;
-                Pt[(ty + ATT_TY * i) * LP + c] = p;
-                St[(ty + ATT_TY * i) * LP + c] = p * (dp[i][j] - Ds[c]);
+    // The group's query heads in order, so that dk and dv sum over them in
+    // a fixed order. Queries before k0 attend none of these keys: start at
+    // the query tile holding query k0.
+    for (int gh = 0; gh < group; gh++) {
+        const int h = kvh * group + gh;
+        const float* base = qkv + b * T * W + h * hs;
+        const float* gbase = dout + b * T * C + h * hs;
+        const float* lrow = lse + (b * NH + h) * T;
+        const float* drow = dvec + (b * NH + h) * T;
+        for (int q0 = (k0 / BQ) * BQ; q0 < T; q0 += BQ) {
+            __syncthreads(); // the previous query tile is no longer read
+            load_tile<BQ, D>(Qs, base, q0, T, W, hs);
+            load_tile<BQ, D>(Gs, gbase, q0, T, C, hs);
+            for (int r = threadIdx.x; r < BQ; r += ATT_THREADS) {
+                const int q = q0 + r;
+                // Rows past T get P = exp(−inf) = 0 and dS = 0.
+                Ls[r] = q < T ? lrow[q] : INFINITY;
+                Ds[r] = q < T ? drow[q] : 0.0f;
             }
-        }
-        __syncthreads(); // Pt, St complete
+            __syncthreads();
 
-#pragma unroll 2
-        for (int c = 0; c < BQ; c += 4) {
-            float4 pv[RK], sv[RK];
+            float s[RK][SQ], dp[RK][SQ];
+            score_pair<RK, SQ, LD>(s, dp, Ks, Vs, Qs, Gs, n4, ty, tx); // S = K·Qᵀ, dP = V·dOᵀ
 #pragma unroll
             for (int i = 0; i < RK; i++) {
-                pv[i] = lds4(&Pt[(ty + ATT_TY * i) * LP + c]);
-                sv[i] = lds4(&St[(ty + ATT_TY * i) * LP + c]);
+                const int k = k0 + ty + ATT_TY * i;
+#pragma unroll
+                for (int j = 0; j < SQ; j++) {
+                    const int c = tx + ATT_TX * j;
+                    const float p = k <= q0 + c ? expf(s[i][j] * scale - Ls[c]) : 0.0f;
+                    Pt[(ty + ATT_TY * i) * LP + c] = p;
+                    St[(ty + ATT_TY * i) * LP + c] = p * (dp[i][j] - Ds[c]);
+                }
             }
+            __syncthreads(); // Pt, St complete
+
+#pragma unroll 2
+            for (int c = 0; c < BQ; c += 4) {
+                float4 pv[RK], sv[RK];
 #pragma unroll
-            for (int cc = 0; cc < 4; cc++) {
+                for (int i = 0; i < RK; i++) {
+                    pv[i] = lds4(&Pt[(ty + ATT_TY * i) * LP + c]);
+                    sv[i] = lds4(&St[(ty + ATT_TY * i) * LP + c]);
+                }
 #pragma unroll
-                for (int jo = 0; jo < OCV; jo++) {
-                    const int col = (c + cc) * LD + 4 * (tx + ATT_TX * jo);
-                    const float4 gv = lds4(&Gs[col]);
-                    const float4 qv = lds4(&Qs[col]);
+                for (int cc = 0; cc < 4; cc++) {
 #pragma unroll
-                    for (int i = 0; i < RK; i++) {
-                        axpy4(dv[i][jo], comp(pv[i], cc), gv);
-                        axpy4(dk[i][jo], comp(sv[i], cc), qv);
+                    for (int jo = 0; jo < OCV; jo++) {
+                        const int col = (c + cc) * LD + 4 * (tx + ATT_TX * jo);
+                        const float4 gv = lds4(&Gs[col]);
+                        const float4 qv = lds4(&Qs[col]);
+#pragma unroll
+                        for (int i = 0; i < RK; i++) {
+                            axpy4(dv[i][jo], comp(pv[i], cc), gv);
+                            axpy4(dk[i][jo], comp(sv[i], cc), qv);
+                        }
                     }
                 }
             }
@@ -477,25 +500,25 @@ __device__ __forceinline__ void dkdv_tile(float* smem, float* dqkv, const float*
     for (int i = 0; i < RK; i++) {
         const int k = k0 + ty + ATT_TY * i;
         if (k >= T) continue;
-        float* row = dqkv + (b * T + k) * C3 + h * hs;
-        store_row<OCV>(row + C, dk[i], scale, tx, hs);
-        store_row<OCV>(row + 2 * C, dv[i], 1.0f, tx, hs);
+        float* row = dqkv + (b * T + k) * W + (NH + kvh) * hs;
+        store_row<OCV>(row, dk[i], scale, tx, hs);
+        store_row<OCV>(row + NKV * hs, dv[i], 1.0f, tx, hs);
     }
 }
 
-// attention_backward_dkdv: grid (ceil(T/R), NH, B) with R = DkdvTiles<D>::R,
+// attention_backward_dkdv: grid (ceil(T/R), NKV, B) with R = DkdvTiles<D>::R,
 // 128 threads. d is the output of attention_backward_preprocess.
 extern "C" __global__ void __launch_bounds__(ATT_THREADS)
     attention_backward_dkdv(float* dqkv, const float* d, const float* dout, const float* qkv, const float* lse, int B,
-                            int T, int C, int NH) {
+                            int T, int C, int NH, int NKV) {
     __shared__ __align__(16) float smem[DKDV_SMEM];
     const int hs = C / NH;
     if (hs <= 32) {
-        dkdv_tile<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH, hs);
+        dkdv_tile<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV, hs);
     } else if (hs <= 64) {
-        dkdv_tile<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH, hs);
+        dkdv_tile<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV, hs);
     } else if (hs <= ATT_HS_MAX) {
-        dkdv_tile<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH, hs);
+        dkdv_tile<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV, hs);
     }
 }
 
@@ -506,7 +529,7 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
 // columns), then dQ += dS·K (× scale when stored).
 template <int D>
 __device__ __forceinline__ void dq_tile(float* smem, float* dqkv, const float* dvec, const float* dout, const float* qkv,
-                                        const float* lse, int T, int C, int NH, int hs) {
+                                        const float* lse, int T, int C, int NH, int NKV, int hs) {
     constexpr int BR = DqTiles<D>::R, BC = DqTiles<D>::S;
     constexpr int RM = BR / ATT_TY, SC = BC / ATT_TX, OCV = D / (4 * ATT_TX);
     constexpr int LD = D + 4, LP = BC + 8;
@@ -521,12 +544,14 @@ __device__ __forceinline__ void dq_tile(float* smem, float* dqkv, const float* d
     const int h = blockIdx.y, b = blockIdx.z;
     const int q0 = qt * BR;
     const int tx = threadIdx.x % ATT_TX, ty = threadIdx.x / ATT_TX;
-    const int C3 = 3 * C;
-    const float* base = qkv + b * T * C3 + h * hs;
+    const int W = (NH + 2 * NKV) * hs, kvh = kv_head(h, NH, NKV);
+    const float* base = qkv + b * T * W + h * hs;
+    const float* kbase = qkv + b * T * W + (NH + kvh) * hs;
+    const float* vbase = kbase + NKV * hs;
     const float scale = 1.0f / sqrtf((float)hs);
     const int n4 = (hs + 3) / 4;
 
-    load_tile<BR, D>(Qs, base, q0, T, C3, hs);
+    load_tile<BR, D>(Qs, base, q0, T, W, hs);
     load_tile<BR, D>(Gs, dout + b * T * C + h * hs, q0, T, C, hs);
 
     float lr[RM], dr[RM];
@@ -544,8 +569,8 @@ __device__ __forceinline__ void dq_tile(float* smem, float* dqkv, const float* d
     const int kend = min(q0 + BR, T);
     for (int k0 = 0; k0 < kend; k0 += BC) {
         __syncthreads(); // the previous key tile is no longer read
-        load_tile<BC, D>(Ks, base + C, k0, T, C3, hs);
-        load_tile<BC, D>(Vs, base + 2 * C, k0, T, C3, hs);
+        load_tile<BC, D>(Ks, kbase, k0, T, W, hs);
+        load_tile<BC, D>(Vs, vbase, k0, T, W, hs);
         __syncthreads();
 
         float s[RM][SC], dp[RM][SC];
@@ -569,7 +594,7 @@ __device__ __forceinline__ void dq_tile(float* smem, float* dqkv, const float* d
     for (int i = 0; i < RM; i++) {
         const int q = q0 + ty + ATT_TY * i;
         if (q >= T) continue;
-        store_row<OCV>(dqkv + (b * T + q) * C3 + h * hs, dq[i], scale, tx, hs);
+        store_row<OCV>(dqkv + (b * T + q) * W + h * hs, dq[i], scale, tx, hs);
     }
 }
 
@@ -577,14 +602,14 @@ __device__ __forceinline__ void dq_tile(float* smem, float* dqkv, const float* d
 // threads. d is the output of attention_backward_preprocess.
 extern "C" __global__ void __launch_bounds__(ATT_THREADS)
     attention_backward_dq(float* dqkv, const float* d, const float* dout, const float* qkv, const float* lse, int B,
-                          int T, int C, int NH) {
+                          int T, int C, int NH, int NKV) {
     __shared__ __align__(16) float smem[DQ_SMEM];
     const int hs = C / NH;
     if (hs <= 32) {
-        dq_tile<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH, hs);
+        dq_tile<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV, hs);
     } else if (hs <= 64) {
-        dq_tile<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH, hs);
+        dq_tile<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV, hs);
     } else if (hs <= ATT_HS_MAX) {
-        dq_tile<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH, hs);
+        dq_tile<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV, hs);
     }
 }

@@ -1,19 +1,22 @@
 // nvcc-arch: compute_80
-// attention_mma.cu: causal multi-head self-attention, forward and backward,
+// attention_mma.cu: causal grouped-query self-attention, forward and backward,
 // bf16 on tensor cores: mma.sync m16n8k16 with fp32 accumulation, ldmatrix
 // and cp.async, in the FlashAttention-2 style. The sm_80 tier: it runs on
 // Ampere and on every later GPU, Hopper included.
 //
-// Semantics are those of attention.cu, in bf16: qkv (B,T,3C) rows
-// [q (C) | k (C) | v (C)], head h in columns h*hs..(h+1)*hs of each part,
-// hs = C/NH, scale = 1/sqrt(hs), query t attends keys 0..t.
+// Semantics are those of attention.cu, in bf16: grouped-query attention on
+// qkv (B,T,W) rows [q (NH·hs) | k (NKV·hs) | v (NKV·hs)], W = (NH+2·NKV)·hs,
+// query head h in columns h*hs..(h+1)*hs of q and key/value head
+// h/(NH/NKV) of k and v, hs = C/NH, scale = 1/sqrt(hs), query t attends
+// keys 0..t.
 //
 //   attention_forward_bf16              out (B,T,C) bf16, heads concatenated;
 //                                       lse (B,NH,T) fp32, natural-log
 //                                       logsumexp of each query row's scaled
 //                                       scores.
 //   attention_backward_preprocess_bf16  d (B,NH,T) fp32 = Σ dout·out per head row.
-//   attention_backward_dkdv_bf16        the k and v parts of dqkv (overwritten).
+//   attention_backward_dkdv_bf16        the k and v parts of dqkv (overwritten),
+//                                       a kv head's summed over its group.
 //   attention_backward_dq_bf16          the q part of dqkv (overwritten).
 //
 // Head sizes 32, 64 and 128 only (each has its own tiles, below); the Go
@@ -48,8 +51,9 @@
 //
 // Determinism without atomics, as in attention.cu: every output element
 // is summed by one thread in a fixed order. The backward recomputes P from
-// qkv and lse twice, once per kernel: the dkdv kernel owns key tiles and
-// loops over queries, the dq kernel owns query tiles and loops over keys.
+// qkv and lse twice, once per kernel: the dkdv kernel owns key tiles of one
+// kv head and loops over the queries of every query head of its group, head
+// by head; the dq kernel owns query tiles and loops over keys.
 //
 // Shared memory is static and at most 48 KB in every entry, so no launch
 // needs a cuFuncSetAttribute. Edges: rows past T are zero-filled by the
@@ -297,7 +301,7 @@ __device__ __forceinline__ void store_rows(bf16* dst, long long stride, const fl
 // output accumulator o.
 template <int D>
 __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restrict__ out, float* __restrict__ lse,
-                                            const bf16* __restrict__ qkv, int T, int C, int NH) {
+                                            const bf16* __restrict__ qkv, int T, int C, int NH, int NKV) {
     constexpr int BM = AttnMmaFwd<D>::R, BN = AttnMmaFwd<D>::S;
     constexpr int MT = BM / (16 * ATT_MMA_WARPS);
     static_assert(MT * 16 * ATT_MMA_WARPS == BM, "forward: the warps cover the query tile");
@@ -313,10 +317,11 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
     block_order(qt, h, b);
     qt = gridDim.x - 1 - qt;
     const int q0 = qt * BM;
-    const long long C3 = 3LL * C;
-    const bf16* qbase = qkv + b * T * C3 + h * D;
-    const bf16* kbase = qbase + C;
-    const bf16* vbase = qbase + 2 * C;
+    const long long W = static_cast<long long>(NH + 2 * NKV) * D;
+    const int kvh = h / (NH / NKV);
+    const bf16* qbase = qkv + b * T * W + h * D;
+    const bf16* kbase = qkv + b * T * W + (NH + kvh) * D;
+    const bf16* vbase = kbase + NKV * D;
     const float scale = 1.0f / sqrtf((float)D);
     const float sl2 = scale * log2e();
     const int wq0 = q0 + warp * 16 * MT; // the warp's first query row
@@ -325,9 +330,9 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
     // Keys at or past min(q0+BM, T) are seen by no query of this tile below T.
     const int ntiles = (min(q0 + BM, T) + BN - 1) / BN;
 
-    load_tile<BM, D>(sQ, qbase, q0, T, C3);
-    load_tile<BN, D>(sK, kbase, 0, T, C3);
-    load_tile<BN, D>(sV, vbase, 0, T, C3);
+    load_tile<BM, D>(sQ, qbase, q0, T, W);
+    load_tile<BN, D>(sK, kbase, 0, T, W);
+    load_tile<BN, D>(sV, vbase, 0, T, W);
     cp_async_commit();
 
     unsigned qf[MT][KS][4];
@@ -356,8 +361,8 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
         }
         if (j + 1 < ntiles) {
             const unsigned nb = ((j + 1) & 1) * KBYTES;
-            load_tile<BN, D>(sK + nb, kbase, (j + 1) * BN, T, C3);
-            load_tile<BN, D>(sV + nb, vbase, (j + 1) * BN, T, C3);
+            load_tile<BN, D>(sK + nb, kbase, (j + 1) * BN, T, W);
+            load_tile<BN, D>(sV + nb, vbase, (j + 1) * BN, T, W);
         }
         cp_async_commit();
 
@@ -482,15 +487,15 @@ __device__ __forceinline__ void forward_mma(unsigned char* smem, bf16* __restric
 // attention_forward_bf16: grid (ceil(T/R), NH, B) with R = AttnMmaFwd<hs>::R,
 // ATT_MMA_THREADS threads. hs = C/NH must be 32, 64 or 128.
 extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS)
-    attention_forward_bf16(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH) {
+    attention_forward_bf16(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH, int NKV) {
     __shared__ __align__(128) unsigned char smem[ATT_MMA_FWD_SMEM];
     const int hs = C / NH;
     if (hs == 32) {
-        forward_mma<32>(smem, out, lse, qkv, T, C, NH);
+        forward_mma<32>(smem, out, lse, qkv, T, C, NH, NKV);
     } else if (hs == 64) {
-        forward_mma<64>(smem, out, lse, qkv, T, C, NH);
+        forward_mma<64>(smem, out, lse, qkv, T, C, NH, NKV);
     } else if (hs == 128) {
-        forward_mma<128>(smem, out, lse, qkv, T, C, NH);
+        forward_mma<128>(smem, out, lse, qkv, T, C, NH, NKV);
     }
 }
 
@@ -533,20 +538,22 @@ extern "C" __global__ void attention_backward_preprocess_bf16(float* d, const bf
 }
 
 // ---------------------------------------------------------------------------
-// dK and dV. One block per (key tile, head, batch); each warp owns 16 keys
-// and keeps their K and V fragments in registers (A operands) with the dK
-// and dV accumulators. The block loops over query tiles from the one that
-// holds query k0 to T, (Q, dO, lse, d) double-buffered, and per tile
+// dK and dV. One block per (key tile, kv head, batch); each warp owns 16
+// keys and keeps their K and V fragments in registers (A operands) with the
+// dK and dV accumulators. The block loops over the query heads of the kv
+// head's group in order, and for each over the query tiles from the one
+// that holds query k0 to T: one sequence of tiles, (Q, dO, lse, d)
+// double-buffered across the heads too, and per tile
 //   Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ                       (keys × queries)
 //   Pᵀ = 2^(Sᵀ·sl2 − lse·log2e), masked where query < key
 //   dSᵀ = Pᵀ∘(dPᵀ − d)
 //   dV += Pᵀ·dO, dK += dSᵀ·Q                       (Pᵀ, dSᵀ rounded to bf16)
 // and stores dK·scale and dV. Each element is summed by one lane, in
-// query order.
+// (head, query) order.
 template <int D>
 __device__ __forceinline__ void dkdv_mma(unsigned char* smem, bf16* __restrict__ dqkv, const float* __restrict__ dvec,
                                          const bf16* __restrict__ dout, const bf16* __restrict__ qkv,
-                                         const float* __restrict__ lse, int T, int C, int NH) {
+                                         const float* __restrict__ lse, int T, int C, int NH, int NKV) {
     constexpr int BK = AttnMmaDkdv<D>::R, BQ = AttnMmaDkdv<D>::S;
     static_assert(BK == 16 * ATT_MMA_WARPS, "dkdv: 16 keys a warp");
     static_assert(BQ % 16 == 0 && BQ <= ATT_MMA_THREADS, "dkdv: whole k-steps of queries, one lse copy a thread");
@@ -559,21 +566,19 @@ __device__ __forceinline__ void dkdv_mma(unsigned char* smem, bf16* __restrict__
     const int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     const int g = lane >> 2, tq = lane & 3;
     // Early key tiles see the most queries; they start first (block_order).
-    int kt, h, b;
-    block_order(kt, h, b);
-    const int k0 = kt * BK;
-    const long long C3 = 3LL * C;
-    const bf16* qbase = qkv + b * T * C3 + h * D;
-    const bf16* gbase = dout + b * T * static_cast<long long>(C) + h * D;
-    const float* lrow = lse + (static_cast<long long>(b) * NH + h) * T;
-    const float* drow = dvec + (static_cast<long long>(b) * NH + h) * T;
+    int kt, kvh, b;
+    block_order(kt, kvh, b);
+    const int k0 = kt * BK, group = NH / NKV;
+    const long long W = static_cast<long long>(NH + 2 * NKV) * D;
+    const bf16* kbase = qkv + b * T * W + (NH + kvh) * D;
+    const bf16* vbase = kbase + NKV * D;
     const float scale = 1.0f / sqrtf((float)D);
     const float sl2 = scale * log2e();
     const int wk0 = k0 + warp * 16; // the warp's first key
 
     // K and V once, into registers.
-    load_tile<BK, D>(base, qbase + C, k0, T, C3);
-    load_tile<BK, D>(base + KVBYTES, qbase + 2 * C, k0, T, C3);
+    load_tile<BK, D>(base, kbase, k0, T, W);
+    load_tile<BK, D>(base + KVBYTES, vbase, k0, T, W);
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
@@ -594,13 +599,19 @@ __device__ __forceinline__ void dkdv_mma(unsigned char* smem, bf16* __restrict__
             dv[ot][e] = 0.0f;
         }
 
-    // Queries before k0 attend none of these keys.
+    // Queries before k0 attend none of these keys. Tile i of the sequence
+    // is query tile i % ntiles of the group's query head i / ntiles.
     const int qstart = (k0 / BQ) * BQ;
     const int ntiles = (T - qstart + BQ - 1) / BQ;
     auto issue = [&](int i) {
-        const int slot = i & 1, qq0 = qstart + i * BQ;
+        const int slot = i & 1, qq0 = qstart + i % ntiles * BQ;
+        const int h = kvh * group + i / ntiles;
+        const bf16* qbase = qkv + b * T * W + h * D;
+        const bf16* gbase = dout + b * T * static_cast<long long>(C) + h * D;
+        const float* lrow = lse + (static_cast<long long>(b) * NH + h) * T;
+        const float* drow = dvec + (static_cast<long long>(b) * NH + h) * T;
         const unsigned sQ = base + slot * 2 * TBYTES;
-        load_tile<BQ, D>(sQ, qbase, qq0, T, C3);
+        load_tile<BQ, D>(sQ, qbase, qq0, T, W);
         load_tile<BQ, D>(sQ + TBYTES, gbase, qq0, T, C);
         if (threadIdx.x < BQ) {
             // Rows past T get lse = d = 0: their zero Q and dO rows then
@@ -614,13 +625,13 @@ __device__ __forceinline__ void dkdv_mma(unsigned char* smem, bf16* __restrict__
     issue(0);
     cp_async_commit();
 
-    for (int i = 0; i < ntiles; i++) {
+    for (int i = 0; i < group * ntiles; i++) {
         cp_async_wait_all();
         __syncthreads();
-        if (i + 1 < ntiles) issue(i + 1);
+        if (i + 1 < group * ntiles) issue(i + 1);
         cp_async_commit();
 
-        const int qq0 = qstart + i * BQ, slot = i & 1;
+        const int qq0 = qstart + i % ntiles * BQ, slot = i & 1;
         // Queries all before the warp's keys, or keys all past T.
         if (qq0 + BQ - 1 < wk0 || wk0 >= T) continue;
         const unsigned sQ = base + slot * 2 * TBYTES, sG = sQ + TBYTES;
@@ -684,25 +695,25 @@ __device__ __forceinline__ void dkdv_mma(unsigned char* smem, bf16* __restrict__
         }
     }
 
-    bf16* rows = dqkv + b * T * C3 + h * D;
-    store_rows<D>(rows + C, C3, dk, scale, wk0, T, lane);
-    store_rows<D>(rows + 2 * C, C3, dv, 1.0f, wk0, T, lane);
+    bf16* rows = dqkv + b * T * W + (NH + kvh) * D;
+    store_rows<D>(rows, W, dk, scale, wk0, T, lane);
+    store_rows<D>(rows + NKV * D, W, dv, 1.0f, wk0, T, lane);
 }
 
-// attention_backward_dkdv_bf16: grid (ceil(T/R), NH, B) with
+// attention_backward_dkdv_bf16: grid (ceil(T/R), NKV, B) with
 // R = AttnMmaDkdv<hs>::R, ATT_MMA_THREADS threads. d is the output of
 // attention_backward_preprocess_bf16, lse that of attention_forward_bf16.
 extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS)
     attention_backward_dkdv_bf16(bf16* dqkv, const float* d, const bf16* dout, const bf16* qkv, const float* lse,
-                                 int B, int T, int C, int NH) {
+                                 int B, int T, int C, int NH, int NKV) {
     __shared__ __align__(128) unsigned char smem[ATT_MMA_DKDV_SMEM];
     const int hs = C / NH;
     if (hs == 32) {
-        dkdv_mma<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH);
+        dkdv_mma<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV);
     } else if (hs == 64) {
-        dkdv_mma<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH);
+        dkdv_mma<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV);
     } else if (hs == 128) {
-        dkdv_mma<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH);
+        dkdv_mma<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV);
     }
 }
 
@@ -717,7 +728,7 @@ extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS)
 template <int D>
 __device__ __forceinline__ void dq_mma(unsigned char* smem, bf16* __restrict__ dqkv, const float* __restrict__ dvec,
                                        const bf16* __restrict__ dout, const bf16* __restrict__ qkv,
-                                       const float* __restrict__ lse, int T, int C, int NH) {
+                                       const float* __restrict__ lse, int T, int C, int NH, int NKV) {
     constexpr int BQ = AttnMmaDq<D>::R, BK = AttnMmaDq<D>::S;
     static_assert(BQ == 16 * ATT_MMA_WARPS, "dq: 16 queries a warp");
     static_assert(BK % 16 == 0, "dq: whole k-steps of keys");
@@ -732,16 +743,17 @@ __device__ __forceinline__ void dq_mma(unsigned char* smem, bf16* __restrict__ d
     block_order(qt, h, b);
     qt = gridDim.x - 1 - qt;
     const int q0 = qt * BQ;
-    const long long C3 = 3LL * C;
-    const bf16* qbase = qkv + b * T * C3 + h * D;
-    const bf16* kbase = qbase + C;
-    const bf16* vbase = qbase + 2 * C;
+    const long long W = static_cast<long long>(NH + 2 * NKV) * D;
+    const int kvh = h / (NH / NKV);
+    const bf16* qbase = qkv + b * T * W + h * D;
+    const bf16* kbase = qkv + b * T * W + (NH + kvh) * D;
+    const bf16* vbase = kbase + NKV * D;
     const float scale = 1.0f / sqrtf((float)D);
     const float sl2 = scale * log2e();
     const int wq0 = q0 + warp * 16; // the warp's first query
 
     // Q and dO once, into registers.
-    load_tile<BQ, D>(base, qbase, q0, T, C3);
+    load_tile<BQ, D>(base, qbase, q0, T, W);
     load_tile<BQ, D>(base + QBYTES, dout + b * T * static_cast<long long>(C) + h * D, q0, T, C);
     cp_async_commit();
     float lsc[2], dd[2];
@@ -770,8 +782,8 @@ __device__ __forceinline__ void dq_mma(unsigned char* smem, bf16* __restrict__ d
         for (int e = 0; e < 4; e++) dq[ot][e] = 0.0f;
 
     const int ntiles = (min(q0 + BQ, T) + BK - 1) / BK;
-    load_tile<BK, D>(base, kbase, 0, T, C3);
-    load_tile<BK, D>(base + TBYTES, vbase, 0, T, C3);
+    load_tile<BK, D>(base, kbase, 0, T, W);
+    load_tile<BK, D>(base + TBYTES, vbase, 0, T, W);
     cp_async_commit();
 
     for (int j = 0; j < ntiles; j++) {
@@ -779,8 +791,8 @@ __device__ __forceinline__ void dq_mma(unsigned char* smem, bf16* __restrict__ d
         __syncthreads();
         if (j + 1 < ntiles) {
             const unsigned nb = base + ((j + 1) & 1) * 2 * TBYTES;
-            load_tile<BK, D>(nb, kbase, (j + 1) * BK, T, C3);
-            load_tile<BK, D>(nb + TBYTES, vbase, (j + 1) * BK, T, C3);
+            load_tile<BK, D>(nb, kbase, (j + 1) * BK, T, W);
+            load_tile<BK, D>(nb + TBYTES, vbase, (j + 1) * BK, T, W);
         }
         cp_async_commit();
 
@@ -835,7 +847,7 @@ __device__ __forceinline__ void dq_mma(unsigned char* smem, bf16* __restrict__ d
         }
     }
 
-    store_rows<D>(dqkv + b * T * C3 + h * D, C3, dq, scale, wq0, T, lane);
+    store_rows<D>(dqkv + b * T * W + h * D, W, dq, scale, wq0, T, lane);
 }
 
 // attention_backward_dq_bf16: grid (ceil(T/R), NH, B) with R = AttnMmaDq<hs>::R,
@@ -843,14 +855,14 @@ __device__ __forceinline__ void dq_mma(unsigned char* smem, bf16* __restrict__ d
 // attention_backward_preprocess_bf16, lse that of attention_forward_bf16.
 extern "C" __global__ void __launch_bounds__(ATT_MMA_THREADS)
     attention_backward_dq_bf16(bf16* dqkv, const float* d, const bf16* dout, const bf16* qkv, const float* lse, int B,
-                               int T, int C, int NH) {
+                               int T, int C, int NH, int NKV) {
     __shared__ __align__(128) unsigned char smem[ATT_MMA_DQ_SMEM];
     const int hs = C / NH;
     if (hs == 32) {
-        dq_mma<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH);
+        dq_mma<32>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV);
     } else if (hs == 64) {
-        dq_mma<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH);
+        dq_mma<64>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV);
     } else if (hs == 128) {
-        dq_mma<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH);
+        dq_mma<128>(smem, dqkv, d, dout, qkv, lse, T, C, NH, NKV);
     }
 }

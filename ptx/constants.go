@@ -199,3 +199,25 @@ func AttentionTiles(hs int) (fwd, dkdv, dq int) {
 	c := AttentionConfigFor(hs)
 	return c.Fwd.R, c.DKDV.R, c.DQ.R
 }
+
+// decode_attention.cu: the decode step's attention against a KV cache
+// (flash-decoding). The split count is the launcher's choice
+// (kernels/decode_attention.go); these are what the kernels fix.
+const (
+	// DecodeThreads is DEC_THREADS: the block size of
+	// decode_attention_split (its row slots and reductions assume it).
+	DecodeThreads = 128
+	// DecodeWarps is DEC_WARPS, DecodeThreads/WarpSize: the warps whose
+	// partial outputs meet in the split's shared memory.
+	DecodeWarps = DecodeThreads / WarpSize
+	// DecodeHeads is DEC_HEADS: the query heads of one kv head's group one
+	// split block serves; a larger group takes ceil(G/DecodeHeads) blocks
+	// a split.
+	DecodeHeads = 4
+	// DecodeMaxHeadSize is DEC_MAX_HS: the largest head size the decode
+	// kernels run (any multiple of 16 bytes' worth of elements up to it).
+	DecodeMaxHeadSize = 128
+	// DecodeCombineBlock is the block size of decode_attention_combine,
+	// which loops over the head's columns with blockDim (no macro).
+	DecodeCombineBlock = 128
+)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # soak-table.sh: the soak (scripts/soak.sh) of every mode gpubench has, one
-# row each: 10,000 iterations of tiny, host RSS and GPU memory sampled every
+# row each: 10,000 iterations of tiny (or llama-tiny), host RSS and GPU memory sampled every
 # second. "Flat": from 10% of the run to its end, RSS grows by under 1% and
 # GPU memory by 0 bytes (SOAK_RSS_GROWTH=0.01). It prints the table
 # (markdown, for docs/reliability.md) and exits 1 if any row is not flat.
@@ -23,6 +23,12 @@ rows=(
 	"pageable-upload|--flaw=pageable-upload"
 	"pinned-upload|--flaw=pinned-upload"
 	"readback-per-layer|--flaw=readback-per-layer"
+	# LLaMA (the later --model wins over soak.sh's --model=tiny); a
+	# generate iteration of llama-tiny is 15 decode steps, so 10,000
+	# iterations are 150,000 of them.
+	"llama-tiny train|--model=llama-tiny"
+	"llama-tiny generate|--model=llama-tiny --mode=generate"
+	"llama-tiny generate bf16 --graph|--model=llama-tiny --mode=generate --dtype=bf16 --graph"
 )
 # SOAK_ROWS, a regular expression, keeps only the rows whose name matches.
 failed=0

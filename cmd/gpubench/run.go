@@ -66,6 +66,14 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	if err := preflight(dev, r, need); err != nil {
 		return err
 	}
+	// A decode step is bound by memory bandwidth: measure the card's copy
+	// bandwidth once, before the model is allocated, to compare with.
+	var copyGBps float64
+	if r.Mode == config.Generate {
+		if copyGBps, err = dev.CopyBandwidth(CopyProbeBytes); err != nil {
+			fmt.Fprintf(stderr, "gpubench: %v (the decode bandwidth is reported without its share)\n", err)
+		}
+	}
 	nvtx.Initialize()
 	nvtx.NameOSThread("gpubench main")
 
@@ -93,6 +101,9 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	defer m.Free()
 
 	res := &report.Result{StartedAt: time.Now(), Config: report.ConfigOf(r), Device: deviceOf(dev.Info), Kernels: prog.KernelPath()}
+	if r.Mode == config.Generate {
+		res.Generate = &report.Generate{CopyGBps: copyGBps}
+	}
 	sampler, terr := telemetry.OpenPCI(dev.Info.PCIDomain, dev.Info.PCIBus, dev.Info.PCIDevice)
 	if terr != nil {
 		res.TelemetryError = terr.Error()
@@ -112,7 +123,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	// Warm-up: module JIT, first-touch and clock ramp stay outside the
 	// window and the statistics.
 	for i := 0; i < r.Warmup; i++ {
-		if err := step(m, r.Mode); err != nil {
+		if err := step(m); err != nil {
 			return fmt.Errorf("warm-up iteration %d: %w", i, err)
 		}
 	}
@@ -120,7 +131,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 
-	timer, err := newTimer(r.Iters)
+	timer, err := newTimer(r.Iters, m.Passes())
 	if err != nil {
 		return err
 	}
@@ -211,21 +222,21 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// CopyProbeBytes is the size of the copy that measures the device's
+// bandwidth in generate mode: large enough that the copy runs at the
+// card's steady rate (over 50 µs on an H200), small beside any model.
+const CopyProbeBytes = 256 << 20
+
 // preflight refuses a run that would not fit before anything is allocated.
 func preflight(dev *gpu.Device, r config.Run, need memplan.Plan) error {
 	free, _, err := dev.MemInfo()
 	if err != nil {
 		return fmt.Errorf("cuMemGetInfo: %w", err)
 	}
-	if need.Fits(free) {
-		return nil
+	if err := memplan.Refuse(r.Model(), r.Dims, r.Mode, r.DType, need, free); err != nil {
+		return cli.UsageError{Err: err}
 	}
-	msg := fmt.Sprintf("--batch-size: %s at batch %d needs %s of device memory, %s is free",
-		r.Model(), r.Dims.B, report.HumanBytes(need.Required), report.HumanBytes(free))
-	if b := memplan.LargestBatchThatFits(r.Dims, r.Mode, r.DType, free); b > 0 {
-		return cli.UsageError{Err: fmt.Errorf("%s (the largest batch that fits is %d)", msg, b)}
-	}
-	return cli.UsageError{Err: fmt.Errorf("%s (not even batch 1 fits)", msg)}
+	return nil
 }
 
 func deviceOf(i gpu.Info) report.Device {
@@ -234,15 +245,14 @@ func deviceOf(i gpu.Info) report.Device {
 }
 
 // step runs one untimed iteration.
-func step(m *cuda.Model, mode config.Mode) error {
+func step(m *cuda.Model) error {
 	if err := m.Prologue(); err != nil {
 		return err
 	}
-	if err := m.Forward(); err != nil {
-		return err
-	}
-	if mode == config.Train {
-		return m.Backward()
+	for k := 0; k < m.Passes(); k++ {
+		if err := m.Pass(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -270,78 +280,86 @@ func newIterationNames(x *cuexec.Executor, iters int) (iterationNames, error) {
 }
 
 // timedStep is one iteration of the template with its events recorded:
-// the iteration's own operations (a planted flaw's, before the forward),
-// the program's forward range, then its backward range in train mode. The
-// caller pushes and pops the iteration range around it. The step time
-// includes the prologue: a flaw's cost is part of the step.
+// the iteration's own operations (a planted flaw's, before the first
+// pass), then each of the program's passes (forward and backward, or
+// prefill and the decode steps), an event after each. The caller pushes
+// and pops the iteration range around it. The step time includes the
+// prologue: a flaw's cost is part of the step.
 func timedStep(m *cuda.Model, s cu.Stream, t *timer, i int) error {
-	if err := t.start[i].Record(s); err != nil {
+	if err := t.events[i][0].Record(s); err != nil {
 		return err
 	}
 	if err := m.Prologue(); err != nil {
 		return err
 	}
-	if err := m.Forward(); err != nil {
-		return err
+	for k := 0; k < m.Passes(); k++ {
+		if err := m.Pass(k); err != nil {
+			return err
+		}
+		if err := t.events[i][k+1].Record(s); err != nil {
+			return err
+		}
 	}
-	if err := t.forwardEnd[i].Record(s); err != nil {
-		return err
-	}
-	if m.Mode != config.Train {
-		return nil
-	}
-	if err := m.Backward(); err != nil {
-		return err
-	}
-	return t.backwardEnd[i].Record(s)
+	return nil
 }
 
-// timer holds three CUDA events per iteration, created before the loop.
+// timer holds the CUDA events of every iteration, created before the
+// loop: events[i][0] at the start, events[i][k+1] after pass k.
 type timer struct {
-	start, forwardEnd, backwardEnd []cu.Event
+	events [][]cu.Event
 }
 
-func newTimer(iters int) (*timer, error) {
+func newTimer(iters, passes int) (*timer, error) {
 	t := &timer{}
-	for _, evs := range []*[]cu.Event{&t.start, &t.forwardEnd, &t.backwardEnd} {
-		for i := 0; i < iters; i++ {
+	for i := 0; i < iters; i++ {
+		evs := make([]cu.Event, 0, passes+1)
+		for k := 0; k <= passes; k++ {
 			e, err := cu.MakeEvent(cu.DefaultEvent)
 			if err != nil {
+				t.events = append(t.events, evs)
 				t.destroy()
 				return nil, fmt.Errorf("create CUDA event: %w", err)
 			}
-			*evs = append(*evs, e)
+			evs = append(evs, e)
 		}
+		t.events = append(t.events, evs)
 	}
 	return t, nil
 }
 
 func (t *timer) destroy() {
-	for _, evs := range [][]cu.Event{t.start, t.forwardEnd, t.backwardEnd} {
+	for _, evs := range t.events {
 		for i := range evs {
 			cu.DestroyEvent(&evs[i])
 		}
 	}
 }
 
-// fill reads the events of the completed iterations into res.
+// fill reads the events of the completed iterations into res: the passes'
+// times, named by the mode (forward and backward; prefill and decode
+// steps), and the step from the first event to the last.
 func (t *timer) fill(res *report.Result, wall []time.Duration, losses []float32, mode config.Mode) error {
 	for i := range wall {
-		fwd, err := t.start[i].Elapsed(t.forwardEnd[i])
-		if err != nil {
-			return fmt.Errorf("read forward events of iteration %d: %w", i, err)
-		}
-		it := report.Iteration{Index: i, ForwardMs: fwd, StepMs: fwd,
-			WallMs: float64(wall[i].Nanoseconds()) / 1e6, Loss: report.Float(losses[i])}
-		if mode == config.Train {
-			bwd, err := t.forwardEnd[i].Elapsed(t.backwardEnd[i])
+		evs := t.events[i]
+		passes := make([]float64, len(evs)-1)
+		for k := range passes {
+			ms, err := evs[k].Elapsed(evs[k+1])
 			if err != nil {
-				return fmt.Errorf("read backward events of iteration %d: %w", i, err)
+				return fmt.Errorf("read the events of iteration %d, pass %d: %w", i, k, err)
 			}
-			it.BackwardMs = bwd
-			if it.StepMs, err = t.start[i].Elapsed(t.backwardEnd[i]); err != nil {
-				return err
-			}
+			passes[k] = ms
+		}
+		stepMs, err := evs[0].Elapsed(evs[len(evs)-1])
+		if err != nil {
+			return fmt.Errorf("read the events of iteration %d: %w", i, err)
+		}
+		it := report.Iteration{Index: i, ForwardMs: passes[0], StepMs: stepMs,
+			WallMs: float64(wall[i].Nanoseconds()) / 1e6, Loss: report.Float(losses[i])}
+		switch mode {
+		case config.Train:
+			it.BackwardMs = passes[1]
+		case config.Generate:
+			it.PrefillMs, it.DecodeMs = passes[0], passes[1:]
 		}
 		res.Iterations = append(res.Iterations, it)
 	}

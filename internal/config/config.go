@@ -171,8 +171,14 @@ const (
 func (d Dims) LargestBuffer() int64 {
 	rows := int64(d.B) * int64(d.T)
 	mlp := int64(d.mlpProduct())
+	logitRows := rows
+	if d.New > 0 { // generate: the head runs on each sequence's last row only
+		logitRows = int64(d.B)
+	}
+	kv := int64(d.B) * int64(d.KVLen()) * int64(d.KVHeads()) * int64(d.HeadSize()) // generate's KV cache of a layer
 	return max(
-		rows*int64(d.V),          // logits
+		kv,
+		logitRows*int64(d.V),     // logits
 		rows*mlp,                 // MLP hidden activations
 		mlp*int64(d.C),           // one layer's fc (w13) weight
 		int64(d.V)*int64(d.C),    // token embedding
@@ -388,9 +394,15 @@ func maxChannels() int {
 // hidden rows (T×4C); when even one sequence is too large, --seq-len is
 // at fault, otherwise --batch-size.
 func (d Dims) validateBatch() error {
-	width := int64(max(d.V, d.mlpProduct()))
+	// In generate mode the head runs on each sequence's last row only, so
+	// the logits (B·V) do not grow with T.
+	v := d.V
+	if d.New > 0 {
+		v = 0
+	}
+	width := int64(max(v, d.mlpProduct()))
 	what, one := "logits B·T·V", "logits T·V"
-	if d.V < d.mlpProduct() {
+	if v < d.mlpProduct() {
 		what, one = "MLP activations B·T·4C", "MLP activations T·4C"
 		if d.IsLlama() {
 			what, one = "MLP activations B·T·2·MLP", "MLP activations T·2·MLP"

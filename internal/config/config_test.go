@@ -27,7 +27,7 @@ func TestPresetsMatchTheTable(t *testing.T) {
 		p, err := LookupPreset(name)
 		require.NoError(t, err)
 		assert.Equal(t, d, p.Dims(DefaultBatch), name)
-		if p.Arch != Llama {
+		if name != "llama3-8b" { // its batch-8 train step's logits pass the 32-bit index limit: generate is its mode
 			assert.NoError(t, p.Dims(DefaultBatch).Validate(), name)
 		}
 	}
@@ -36,12 +36,6 @@ func TestPresetsMatchTheTable(t *testing.T) {
 // TestLlamaRuns: the LLaMA presets in each mode, generate's defaults and
 // flags, and what each refuses, with one line naming the flag.
 func TestLlamaRuns(t *testing.T) {
-	_, err := ParseRun([]string{"--model=llama-tiny"})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "not yet its GPU kernels")
-	LlamaProgram = true
-	defer func() { LlamaProgram = false }()
-
 	r, err := ParseRun([]string{"--model=llama2-7b", "--mode=generate"})
 	require.NoError(t, err)
 	assert.Equal(t, Generate, r.Mode)

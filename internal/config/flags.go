@@ -275,8 +275,8 @@ func (f *runFlags) finish() (Run, error) {
 	if r.Device < 0 {
 		return Run{}, fmt.Errorf("--device: %d is not allowed (must be at least 0)", r.Device)
 	}
-	if r.Dump != "" && r.Mode == Infer {
-		return Run{}, errors.New("--dump: needs --mode=train (a dump holds the gradients, which infer does not compute)")
+	if r.Dump != "" && r.Mode == Infer && !r.Dims.IsLlama() {
+		return Run{}, errors.New("--dump: needs --mode=train for GPT-2 (its dump holds the gradients, which infer does not compute); a LLaMA dumps in every mode")
 	}
 	if r.Graph && r.NVTX != NVTXIteration {
 		return Run{}, fmt.Errorf("--graph: cannot be combined with --nvtx=%s (a pass replays as one graph launch, which holds no NVTX ranges; use --nvtx=iteration with --graph)", r.NVTX)
@@ -296,17 +296,8 @@ func (f *runFlags) finish() (Run, error) {
 	if err := checkFlaws(r); err != nil {
 		return Run{}, err
 	}
-	if r.Dims.IsLlama() && !LlamaProgram {
-		return Run{}, fmt.Errorf("--model=%s: this build has the LLaMA shapes, flags and float64 reference (model/ref), but not yet its GPU kernels and program; use a GPT-2 preset (%s)",
-			p.Name, strings.Join(gpt2PresetNames(), ", "))
-	}
 	return r, nil
 }
-
-// LlamaProgram says whether model.Program builds LLaMA steps. Until it does,
-// a run of a LLaMA preset stops here, in one line, before the GPU is
-// touched; the config tests turn it on to check the LLaMA flags.
-var LlamaProgram = false
 
 func gpt2PresetNames() []string {
 	var names []string

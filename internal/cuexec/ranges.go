@@ -35,6 +35,10 @@ var RangeClasses = []RangeClass{
 	{"embedding", nvtx.RGB(0x9e, 0xda, 0xe5), 13},
 	{"memset", nvtx.RGB(0x7f, 0x7f, 0x7f), 14},
 	{"other", nvtx.RGB(0x7f, 0x7f, 0x7f), 15},
+	// generate mode's passes (added last, so the categories above keep
+	// their numbers)
+	{"prefill", nvtx.RGB(0x1f, 0x77, 0xb4), 16},
+	{"decode", nvtx.RGB(0xe3, 0x77, 0xc2), 17},
 }
 
 func class(name string) RangeClass {
@@ -43,7 +47,10 @@ func class(name string) RangeClass {
 			return c
 		}
 	}
-	return RangeClasses[len(RangeClasses)-1]
+	if name == "other" {
+		panic("cuexec: no range class other")
+	}
+	return class("other")
 }
 
 // RangeClassOf is the class of range r: from its kind, and for an
@@ -56,8 +63,13 @@ func RangeClassOf(r *program.Range) RangeClass {
 		}
 		return class("other")
 	case program.PassRange:
-		if r.Name == program.Backward {
+		switch {
+		case r.Name == program.Backward:
 			return class("backward")
+		case r.Name == program.Prefill:
+			return class("prefill")
+		case strings.HasPrefix(r.Name, program.DecodePrefix):
+			return class("decode")
 		}
 		return class("forward")
 	case program.PartRange:
@@ -99,6 +111,12 @@ func opClass(op *program.Op) RangeClass {
 		return class("loss")
 	case "encoder":
 		return class("embedding")
+	case "llama":
+		return class("normalisation") // RMSNorm, RoPE, SwiGLU, argmax: LLaMA's elementwise and row kernels
+	case "gemv":
+		return class("matmul")
+	case "decode":
+		return class("attention kernel")
 	}
 	return class("other")
 }

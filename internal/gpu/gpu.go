@@ -227,3 +227,52 @@ func (d *Device) Context() (cu.CUContext, error) { return d.ctx, nil }
 
 // Size returns the bytes of a buffer from Alloc, or 0 for another pointer.
 func (d *Device) Size(p cu.DevicePtr) int64 { return d.buffers[p] }
+
+// CopyBandwidth measures the device-to-device copy bandwidth in GB/s
+// (bytes read plus bytes written, per second): the best of five copies of
+// bytes between two buffers of its own, timed with CUDA events on the
+// stream. It is the bound a memory-bound kernel is compared with; its
+// buffers are freed before it returns and are not counted by
+// PeakAllocated.
+func (d *Device) CopyBandwidth(bytes int64) (gbps float64, err error) {
+	src, err := cu.MemAlloc(bytes)
+	if err != nil {
+		return 0, fmt.Errorf("copy bandwidth: allocate %d bytes: %w", bytes, err)
+	}
+	defer cu.MemFree(src)
+	dst, err := cu.MemAlloc(bytes)
+	if err != nil {
+		return 0, fmt.Errorf("copy bandwidth: allocate %d bytes: %w", bytes, err)
+	}
+	defer cu.MemFree(dst)
+	var evs [2]cu.Event
+	for i := range evs {
+		if evs[i], err = cu.MakeEvent(cu.DefaultEvent); err != nil {
+			return 0, err
+		}
+		defer cu.DestroyEvent(&evs[i])
+	}
+	best := 0.0
+	for rep := 0; rep < 6; rep++ { // the first is a warm-up
+		if err := evs[0].Record(d.Stream); err != nil {
+			return 0, err
+		}
+		if err := cu.MemcpyDtoDAsync(dst, src, bytes, d.Stream); err != nil {
+			return 0, fmt.Errorf("copy bandwidth: %w", err)
+		}
+		if err := evs[1].Record(d.Stream); err != nil {
+			return 0, err
+		}
+		if err := d.Synchronize(); err != nil {
+			return 0, err
+		}
+		ms, err := evs[0].Elapsed(evs[1])
+		if err != nil {
+			return 0, err
+		}
+		if rep > 0 && ms > 0 {
+			best = max(best, 2*float64(bytes)/(float64(ms)/1e3)/1e9)
+		}
+	}
+	return best, nil
+}

@@ -39,6 +39,7 @@ const (
 	Activations = program.Activations
 	Inputs      = program.Inputs
 	Scratch     = program.Scratch
+	KVCache     = program.KVCache
 )
 
 // Buffer is one allocation of the plan.
@@ -62,6 +63,7 @@ type Plan struct {
 	Activations int64 `json:"activations_bytes"`
 	Inputs      int64 `json:"inputs_bytes"`
 	Scratch     int64 `json:"scratch_bytes"`
+	KVCache     int64 `json:"kv_cache_bytes,omitempty"`
 	Total       int64 `json:"total_bytes"`    // exact sum of Buffers
 	Required    int64 `json:"required_bytes"` // Total with rounding and Headroom
 }
@@ -71,7 +73,7 @@ type Plan struct {
 // positive, but not the rest of config.Dims.Validate, which callers run
 // first.
 func New(d config.Dims, mode config.Mode, dt config.DType) (Plan, error) {
-	if mode != config.Train && mode != config.Infer {
+	if mode != config.Train && mode != config.Infer && !(mode == config.Generate && d.IsLlama()) {
 		return Plan{}, fmt.Errorf("memplan: unknown mode %q", mode)
 	}
 	if d.V <= 0 || d.MaxT <= 0 || d.T <= 0 || d.L <= 0 || d.NH <= 0 || d.C <= 0 || d.B <= 0 {
@@ -102,6 +104,8 @@ func Of(prog *program.Program) Plan {
 			p.Inputs += bytes
 		case Scratch:
 			p.Scratch += bytes
+		case KVCache:
+			p.KVCache += bytes
 		}
 		if i, ok := index[b.Name]; ok {
 			p.Buffers[i].Layers++
@@ -168,3 +172,66 @@ func LargestBatchThatFits(d config.Dims, mode config.Mode, dt config.DType, free
 	}
 	return lo
 }
+
+// LargestPromptThatFits returns, for generate mode, the longest prompt T
+// for which the plan of d (with d.T replaced, d.New kept) fits in
+// freeBytes and d passes config.Dims.Validate: with the New-1 decode steps
+// its KV cache holds a context of T+New-1 positions. It returns 0 if no T
+// does.
+func LargestPromptThatFits(d config.Dims, dt config.DType, freeBytes int64) int {
+	ok := func(t int) bool {
+		d.T = t
+		if d.Validate() != nil {
+			return false
+		}
+		p, err := New(d, config.Generate, dt)
+		return err == nil && p.Fits(freeBytes)
+	}
+	if !ok(1) {
+		return 0
+	}
+	// Required grows with T, and Validate fails once T+New-1 passes the
+	// context: bisect for the last T that passes.
+	lo, hi := 1, d.MaxT+1
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if ok(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// Refuse is the memory preflight's verdict on plan need (of model name, d,
+// mode and dt) against freeBytes of free device memory: nil when it fits,
+// else one line saying what was asked, what it needs and what would fit:
+// the largest batch, and in generate mode, whose KV cache grows with the
+// context, also the longest prompt at this batch.
+func Refuse(name string, d config.Dims, mode config.Mode, dt config.DType, need Plan, freeBytes int64) error {
+	if need.Fits(freeBytes) {
+		return nil
+	}
+	msg := fmt.Sprintf("--batch-size: %s at batch %d needs %s of device memory, %s is free",
+		name, d.B, gib(need.Required), gib(freeBytes))
+	b := LargestBatchThatFits(d, mode, dt, freeBytes)
+	if mode == config.Generate {
+		msg = fmt.Sprintf("%s, with a KV cache of %d positions a sequence (%s)", msg, d.KVLen(), gib(need.KVCache))
+		t := LargestPromptThatFits(d, dt, freeBytes)
+		switch {
+		case t > 0 && b > 0:
+			return fmt.Errorf("%s (the largest batch that fits is %d; at batch %d the longest --prompt-len that fits is %d, a context of %d)",
+				msg, b, d.B, t, t+d.New-1)
+		case t > 0:
+			return fmt.Errorf("%s (at batch %d the longest --prompt-len that fits is %d, a context of %d)", msg, d.B, t, t+d.New-1)
+		}
+	}
+	if b > 0 {
+		return fmt.Errorf("%s (the largest batch that fits is %d)", msg, b)
+	}
+	return fmt.Errorf("%s (not even batch 1 fits)", msg)
+}
+
+// gib formats a byte count in GiB.
+func gib(n int64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }

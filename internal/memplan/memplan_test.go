@@ -1,6 +1,8 @@
 package memplan
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gpubench/gpubench/internal/config"
@@ -173,5 +175,51 @@ func TestLargestBatchThatFits(t *testing.T) {
 	}
 	if got := LargestBatchThatFits(g, "sideways", "", 1<<50); got != 0 {
 		t.Errorf("bad mode: got %d", got)
+	}
+}
+
+// TestRefuseGenerate: generate mode's plan counts the KV cache, which grows
+// with batch and context, and a refusal names the largest batch and the
+// longest prompt that fit, each of which does fit while one more does not.
+func TestRefuseGenerate(t *testing.T) {
+	p, err := config.LookupPreset("llama2-7b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Dims(8)
+	d.T, d.New = 512, 64
+	dt := config.BF16
+	need, err := New(d, config.Generate, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B·KVLen·NKV·hs keys and as many values, bf16, per layer.
+	if want := int64(2 * 2 * d.L * d.B * d.KVLen() * d.C); need.KVCache != want {
+		t.Errorf("KV cache %d bytes, want %d", need.KVCache, want)
+	}
+	if err := Refuse("llama2-7b", d, config.Generate, dt, need, need.Required); err != nil {
+		t.Errorf("a plan that fits exactly was refused: %v", err)
+	}
+	free := need.Required - need.KVCache/2 // room for half the cache
+	err = Refuse("llama2-7b", d, config.Generate, dt, need, free)
+	if err == nil {
+		t.Fatal("a plan over the free memory was not refused")
+	}
+	t.Log(err)
+	var b, tp, ctx int
+	if _, e := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "(the largest"):], "(the largest batch that fits is %d; at batch 8 the longest --prompt-len that fits is %d, a context of %d)", &b, &tp, &ctx); e != nil {
+		t.Fatalf("refusal %q does not name the batch and prompt that fit: %v", err, e)
+	}
+	fits := func(b, t int) bool {
+		dd := d
+		dd.B, dd.T = b, t
+		p, err := New(dd, config.Generate, dt)
+		return err == nil && p.Fits(free)
+	}
+	if !fits(b, d.T) || fits(b+1, d.T) {
+		t.Errorf("largest batch %d: fits %v, batch %d fits %v", b, fits(b, d.T), b+1, fits(b+1, d.T))
+	}
+	if !fits(d.B, tp) || fits(d.B, tp+1) || ctx != tp+d.New-1 {
+		t.Errorf("longest prompt %d (context %d): fits %v, one more fits %v", tp, ctx, fits(d.B, tp), fits(d.B, tp+1))
 	}
 }

@@ -112,9 +112,66 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 		writeCounts(w, ind, "kernels", r.Kernels)
 		writeCounts(w, ind, "memsets", r.Memsets)
 	}
-	for _, c := range r.Children {
+	var model *Range // the last child written in full
+	for i := range r.Children {
+		c := r.Children[i]
+		// Generate mode's decode steps launch the same kernels in the same
+		// order, step after step: write the first in full and the others
+		// in one line each, with what differs (the grids that follow the
+		// position).
+		if model != nil && sameNames(model.Ops, c.Ops) && len(c.Children) == 0 && len(model.Children) == 0 {
+			fmt.Fprintf(w, "%s  %s: %s, %s; the launches of %s%s\n", ind, c.Name, describe(c.Direct, false), flopsBytes(c.Direct),
+				model.Name, gridChanges(model.Ops, c.Ops))
+			continue
+		}
 		writeRange(w, c, depth+1)
+		model = &r.Children[i]
 	}
+}
+
+// sameNames reports whether a and b launch the same operations at the
+// same steps in the same order, whatever their shapes.
+func sameNames(a, b []Launch) bool {
+	if len(a) != len(b) || len(a) == 0 {
+		return false
+	}
+	for i := range a {
+		if a[i].Step != b[i].Step || a[i].Kind != b[i].Kind || a[i].Name != b[i].Name || len(a[i].Nodes) != len(b[i].Nodes) {
+			return false
+		}
+		if !sameNames(a[i].Nodes, b[i].Nodes) && len(a[i].Nodes) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// gridChanges says which launches of b have another grid than in a: ""
+// when none, else the distinct kernels and their grids in b.
+func gridChanges(a, b []Launch) string {
+	var diffs []string
+	seen := map[string]bool{}
+	var walk func(a, b []Launch)
+	walk = func(a, b []Launch) {
+		for i := range a {
+			if len(a[i].Nodes) > 0 {
+				walk(a[i].Nodes, b[i].Nodes)
+				continue
+			}
+			if a[i].Grid != b[i].Grid {
+				d := fmt.Sprintf("%s grid %s", b[i].Name, dim(b[i].Grid))
+				if !seen[d] {
+					seen[d] = true
+					diffs = append(diffs, d)
+				}
+			}
+		}
+	}
+	walk(a, b)
+	if len(diffs) == 0 {
+		return ""
+	}
+	return ", but " + strings.Join(diffs, ", ")
 }
 
 // writeGroups writes a launch sequence part by part (see groups).

@@ -32,7 +32,14 @@ const (
 	IterationTemplate = "iteration{i}"
 	Forward           = "forward"
 	Backward          = "backward"
+	// Generate mode's passes: the prefill, then decode0, decode1, ...
+	Prefill      = "prefill"
+	DecodePrefix = "decode"
 )
+
+// DecodeName is the NVTX name of generate mode's decode step j, e.g.
+// "decode3".
+func DecodeName(j int) string { return DecodePrefix + strconv.Itoa(j) }
 
 // IterationName is the NVTX name of iteration i, e.g. "iteration3".
 func IterationName(i int) string { return IterationPrefix + strconv.Itoa(i) }
@@ -68,6 +75,9 @@ const (
 	Activations Group = "activations"
 	Inputs      Group = "inputs"
 	Scratch     Group = "scratch"
+	// KVCache is generate mode's keys and values of every position so
+	// far, per layer: what a decode step reads besides the weights.
+	KVCache Group = "kv_cache"
 )
 
 // Buffer is one device allocation of the program.

@@ -24,30 +24,40 @@ import (
 	"github.com/gpubench/gpubench/internal/memplan"
 	"github.com/gpubench/gpubench/internal/stats"
 	"github.com/gpubench/gpubench/internal/telemetry"
+	"github.com/gpubench/gpubench/model"
 )
 
 // SchemaVersion is the version of the JSON layout.
-const SchemaVersion = 2 // 2: config.dtype, config.graph, kernels; peak_fp32_tflops became peak_tflops
+const SchemaVersion = 3 // 2: config.dtype, config.graph, kernels; peak_fp32_tflops became peak_tflops. 3: LLaMA dims, generate
 
-// Dims is config.Dims with JSON names.
+// Dims is config.Dims with JSON names; the LLaMA fields are omitted for
+// GPT-2.
 type Dims struct {
-	Vocab    int `json:"vocab"`
-	Context  int `json:"context"`
-	SeqLen   int `json:"seq_len"`
-	Layers   int `json:"layers"`
-	Heads    int `json:"heads"`
-	Channels int `json:"channels"`
-	Batch    int `json:"batch_size"`
+	Arch      config.Arch `json:"arch,omitempty"`
+	Vocab     int         `json:"vocab"`
+	Context   int         `json:"context"`
+	SeqLen    int         `json:"seq_len"`
+	Layers    int         `json:"layers"`
+	Heads     int         `json:"heads"`
+	Channels  int         `json:"channels"`
+	Batch     int         `json:"batch_size"`
+	KVHeads   int         `json:"kv_heads,omitempty"`
+	MLP       int         `json:"mlp,omitempty"`
+	Eps       float64     `json:"rms_norm_eps,omitempty"`
+	Theta     float64     `json:"rope_theta,omitempty"`
+	NewTokens int         `json:"new_tokens,omitempty"`
 }
 
 // DimsOf converts config.Dims.
 func DimsOf(d config.Dims) Dims {
-	return Dims{Vocab: d.V, Context: d.MaxT, SeqLen: d.T, Layers: d.L, Heads: d.NH, Channels: d.C, Batch: d.B}
+	return Dims{Arch: d.Arch, Vocab: d.V, Context: d.MaxT, SeqLen: d.T, Layers: d.L, Heads: d.NH, Channels: d.C, Batch: d.B,
+		KVHeads: d.KVH, MLP: d.Hidden, Eps: d.Eps, Theta: d.Theta, NewTokens: d.New}
 }
 
 // Config converts back to config.Dims.
 func (d Dims) Config() config.Dims {
-	return config.Dims{V: d.Vocab, MaxT: d.Context, T: d.SeqLen, L: d.Layers, NH: d.Heads, C: d.Channels, B: d.Batch}
+	return config.Dims{Arch: d.Arch, V: d.Vocab, MaxT: d.Context, T: d.SeqLen, L: d.Layers, NH: d.Heads, C: d.Channels, B: d.Batch,
+		KVH: d.KVHeads, Hidden: d.MLP, Eps: d.Eps, Theta: d.Theta, New: d.NewTokens}
 }
 
 // Config is how the run was set up.
@@ -127,6 +137,10 @@ type Iteration struct {
 	StepMs     float64 `json:"step_ms"`               // events: forward start to backward end
 	WallMs     float64 `json:"wall_ms"`               // host clock around the iteration
 	Loss       Float   `json:"loss"`
+	// Generate mode: the prefill (ForwardMs holds it too) and each decode
+	// step, from CUDA events.
+	PrefillMs float64   `json:"prefill_ms,omitempty"`
+	DecodeMs  []float64 `json:"decode_ms,omitempty"`
 }
 
 // Summaries are the stats of the per-iteration times, in milliseconds.
@@ -135,6 +149,31 @@ type Summaries struct {
 	Backward *stats.Summary `json:"backward_ms,omitempty"` // nil in infer mode
 	Step     stats.Summary  `json:"step_ms"`
 	Wall     stats.Summary  `json:"wall_ms"`
+	// Generate mode: the prefills, and every decode step of every
+	// iteration.
+	Prefill *stats.Summary `json:"prefill_ms,omitempty"`
+	Decode  *stats.Summary `json:"decode_step_ms,omitempty"`
+}
+
+// Generate is what a generate run derives beyond the step: the rates of
+// its two phases and how close the decode steps come to the memory
+// bandwidth that bounds them.
+type Generate struct {
+	PromptTokens        int64   `json:"prompt_tokens"`        // B·T, per prefill
+	NewTokens           int64   `json:"new_tokens"`           // B·New, per iteration
+	PrefillTokensPerSec float64 `json:"prefill_tokens_per_s"` // B·T / median prefill
+	DecodeTokensPerSec  float64 `json:"decode_tokens_per_s"`  // B / median decode step
+	// DecodeBytesPerStep is the mean over the decode steps of the bytes
+	// their operations must move (model.Program's annotations: every
+	// weight once, the KV cache up to the step's position, activations).
+	DecodeBytesPerStep int64   `json:"decode_bytes_per_step"`
+	DecodeGBps         float64 `json:"decode_gbps"` // DecodeBytesPerStep / median decode step
+	// CopyGBps is the card's device-to-device copy bandwidth (bytes read
+	// plus written per second), measured by the caller at the start of
+	// the run; BandwidthFraction is DecodeGBps / CopyGBps (0 if not
+	// measured).
+	CopyGBps          float64 `json:"copy_gbps,omitempty"`
+	BandwidthFraction float64 `json:"bandwidth_fraction,omitempty"`
 }
 
 // Memory is device memory use in bytes.
@@ -186,6 +225,10 @@ type Result struct {
 	// dtype's products and the PTX modules with their targets.
 	Kernels string `json:"kernels,omitempty"`
 
+	// Generate is set in generate mode (Finalize derives it, but for
+	// CopyGBps, which the caller measures).
+	Generate *Generate `json:"generate,omitempty"`
+
 	Memory         Memory     `json:"memory"`
 	Telemetry      *Telemetry `json:"telemetry,omitempty"`
 	TelemetryError string     `json:"telemetry_error,omitempty"`
@@ -200,7 +243,7 @@ type Result struct {
 // time that is NaN or infinite.
 func (r *Result) Finalize() error {
 	mode := r.Config.Mode
-	if mode != config.Train && mode != config.Infer {
+	if mode != config.Train && mode != config.Infer && mode != config.Generate {
 		return fmt.Errorf("report: unknown mode %q", mode)
 	}
 	r.SchemaVersion = SchemaVersion
@@ -211,8 +254,28 @@ func (r *Result) Finalize() error {
 	}
 
 	r.TokensPerIter = int64(d.B) * int64(d.T)
-	r.FLOPs = flops.Count(d)
-	r.FLOPsPerIter = r.FLOPs.ForMode(mode)
+	var decodeBytes []int64
+	if mode == config.Generate {
+		// The generate program's own annotations: FLOPs of every pass,
+		// bytes of each decode step.
+		prog := model.Program(d, mode, model.Options{DType: r.Config.DType})
+		r.FLOPs = flops.Counts{}
+		for k, pass := range prog.Passes() {
+			var b int64
+			for _, op := range pass.Ops() {
+				r.FLOPs.Forward += op.FLOPs
+				b += op.Bytes
+			}
+			if k > 0 {
+				decodeBytes = append(decodeBytes, b)
+			}
+		}
+		r.FLOPsPerIter = r.FLOPs.Forward
+		r.TokensPerIter = int64(d.B) * int64(d.New)
+	} else {
+		r.FLOPs = flops.Count(d)
+		r.FLOPsPerIter = r.FLOPs.ForMode(mode)
+	}
 	if r.PeakTFLOPS == 0 {
 		clock := r.Device.MaxSMClockMHz
 		if clock == 0 && r.Telemetry != nil {
@@ -256,8 +319,26 @@ func (r *Result) Finalize() error {
 	}
 	r.Summary.Step = sum("step", func(it Iteration) float64 { return it.StepMs })
 	r.Summary.Wall = sum("wall", func(it Iteration) float64 { return it.WallMs })
+	if mode == config.Generate {
+		p := sum("prefill", func(it Iteration) float64 { return it.PrefillMs })
+		r.Summary.Prefill = &p
+		var steps []float64
+		for _, it := range r.Iterations {
+			steps = append(steps, it.DecodeMs...)
+		}
+		if len(steps) > 0 {
+			s, err := stats.Summarize(steps)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("report: decode step times: %w", err))
+			}
+			r.Summary.Decode = &s
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if mode == config.Generate {
+		r.finalizeGenerate(d, decodeBytes)
 	}
 
 	if sec := r.Summary.Step.Median / 1000; sec > 0 {
@@ -269,6 +350,36 @@ func (r *Result) Finalize() error {
 	}
 	r.LossFirst, r.LossLast = r.Iterations[0].Loss, r.Iterations[n-1].Loss
 	return nil
+}
+
+// finalizeGenerate derives Generate from the summaries and the decode
+// steps' bytes, keeping the caller's CopyGBps.
+func (r *Result) finalizeGenerate(d config.Dims, decodeBytes []int64) {
+	g := r.Generate
+	if g == nil {
+		g = &Generate{}
+		r.Generate = g
+	}
+	*g = Generate{CopyGBps: g.CopyGBps, PromptTokens: int64(d.B) * int64(d.T), NewTokens: int64(d.B) * int64(d.New)}
+	if sec := r.Summary.Prefill.Median / 1000; sec > 0 {
+		g.PrefillTokensPerSec = float64(g.PromptTokens) / sec
+	}
+	if len(decodeBytes) > 0 {
+		var sum int64
+		for _, b := range decodeBytes {
+			sum += b
+		}
+		g.DecodeBytesPerStep = sum / int64(len(decodeBytes))
+	}
+	if r.Summary.Decode != nil {
+		if sec := r.Summary.Decode.Median / 1000; sec > 0 {
+			g.DecodeTokensPerSec = float64(d.B) / sec
+			g.DecodeGBps = float64(g.DecodeBytesPerStep) / sec / 1e9
+		}
+	}
+	if g.CopyGBps > 0 {
+		g.BandwidthFraction = g.DecodeGBps / g.CopyGBps
+	}
 }
 
 // HumanBytes formats a byte count in binary units: "512 B", "1.5 KiB",

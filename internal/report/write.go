@@ -140,7 +140,15 @@ func WriteTable(w io.Writer, r *Result) error {
 	row := func(name string, s stats.Summary) {
 		fmt.Fprintf(&b, "%-9s"+strings.Repeat(msFmt, 6)+"\n", name, s.Median, s.Mean, s.Min, s.Max, s.P90, s.Std)
 	}
-	row("forward", r.Summary.Forward)
+	if r.Summary.Prefill != nil {
+		row("prefill", *r.Summary.Prefill)
+	} else {
+		row("forward", r.Summary.Forward)
+	}
+	if r.Summary.Decode != nil {
+		fmt.Fprintf(&b, "%-9s"+strings.Repeat(msFmt, 6)+"   (each decode step, n=%d)\n", "decode", r.Summary.Decode.Median, r.Summary.Decode.Mean,
+			r.Summary.Decode.Min, r.Summary.Decode.Max, r.Summary.Decode.P90, r.Summary.Decode.Std, r.Summary.Decode.N)
+	}
 	if r.Summary.Backward != nil {
 		row("backward", *r.Summary.Backward)
 	}
@@ -148,16 +156,26 @@ func WriteTable(w io.Writer, r *Result) error {
 	row("wall", r.Summary.Wall)
 	b.WriteString("\n")
 
+	if g := r.Generate; g != nil {
+		fmt.Fprintf(&b, "prefill   "+tokFmt+" tokens/s  (%d prompt tokens at median prefill)\n", g.PrefillTokensPerSec, g.PromptTokens)
+		fmt.Fprintf(&b, "decode    "+tokFmt+" tokens/s  (batch %d at median step)  %.0f GB/s", g.DecodeTokensPerSec, d.B, g.DecodeGBps)
+		if g.CopyGBps > 0 {
+			fmt.Fprintf(&b, "  ("+pctFmt+"%% of the %.0f GB/s device copy measured at start)", 100*g.BandwidthFraction, g.CopyGBps)
+		}
+		fmt.Fprintf(&b, "  %s moved a step\n", HumanBytes(g.DecodeBytesPerStep))
+	}
 	fmt.Fprintf(&b, "tokens/s  "+tokFmt+"  (%d tokens/iter at median step)\n", r.TokensPerSec, r.TokensPerIter)
 	fmt.Fprintf(&b, "TFLOP/s   "+tflopsFmt, r.TFLOPS)
 	if r.PeakTFLOPS > 0 {
-		fmt.Fprintf(&b, "  ("+pctFmt+"%% of "+tflopsFmt+" FP32 peak; %s)", 100*r.PeakFraction, r.PeakTFLOPS, r.PeakSource)
+		fmt.Fprintf(&b, "  ("+pctFmt+"%% of "+tflopsFmt+" peak; %s)", 100*r.PeakFraction, r.PeakTFLOPS, r.PeakSource)
 	} else if r.PeakSource != "" {
 		fmt.Fprintf(&b, "  (peak %s)", r.PeakSource)
 	}
 	fmt.Fprintf(&b, "  counted %.4g FLOP/iter\n", float64(r.FLOPsPerIter))
 	fmt.Fprintf(&b, "memory    peak %s  planned %s\n", HumanBytes(r.Memory.PeakBytes), HumanBytes(r.Memory.PlannedBytes))
-	fmt.Fprintf(&b, "loss      %s -> %s\n", fmtLoss(r.LossFirst), fmtLoss(r.LossLast))
+	if c.Mode != config.Generate {
+		fmt.Fprintf(&b, "loss      %s -> %s\n", fmtLoss(r.LossFirst), fmtLoss(r.LossLast))
+	}
 
 	if t := r.Telemetry; t != nil {
 		s := t.Summary

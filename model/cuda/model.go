@@ -11,6 +11,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/gpubench/gpubench/internal/bf16"
 	"github.com/gpubench/gpubench/internal/buckets"
@@ -26,11 +27,13 @@ import (
 type Model struct {
 	*model.Step
 	x *cuexec.Executor
-	// forward and backward are the program's two ranges compiled for the
-	// executor (backward is nil in infer mode); prologue is the
-	// iteration's own operations, which run before the forward range (a
-	// planted flaw's; nil when there are none).
-	forward, backward, prologue *cuexec.Compiled
+	// passes are the program's passes compiled for the executor, in
+	// order (model.Step.Passes: forward and backward, or prefill and the
+	// decode steps); prologue is the iteration's own operations, which
+	// run before the first pass (a planted flaw's; nil when there are
+	// none).
+	passes   []*cuexec.Compiled
+	prologue *cuexec.Compiled
 }
 
 // New builds the program of d in mode with options o (o.SMs should be the
@@ -50,10 +53,10 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, s
 			m.Free()
 		}
 	}()
-	if err := m.upload(m.Step.Params, ref.InitParams(d, seed)); err != nil {
+	params, tokens, targets := initial(d, seed)
+	if err := m.upload(m.Step.Params, params); err != nil {
 		return nil, fmt.Errorf("upload parameters: %w", err)
 	}
-	tokens, targets := ref.Inputs(d, seed)
 	if err := m.SetInputs(tokens, targets); err != nil {
 		return nil, err
 	}
@@ -65,16 +68,34 @@ func New(x *cuexec.Executor, d config.Dims, mode config.Mode, o model.Options, s
 			return nil, err
 		}
 	}
-	if m.forward, err = x.Compile(m.Step.Forward()); err != nil {
-		return nil, err
-	}
-	if m.Step.Backward() != nil {
-		if m.backward, err = x.Compile(m.Step.Backward()); err != nil {
+	for _, r := range m.Step.Passes() {
+		c, err := x.Compile(r)
+		if err != nil {
 			return nil, err
 		}
+		m.passes = append(m.passes, c)
 	}
 	return m, nil
 }
+
+// initial is what model/ref draws from seed for shape d: the parameters
+// and one batch of inputs (the prompts in generate mode; targets are
+// unused there).
+func initial(d config.Dims, seed uint64) (params []float32, tokens, targets []int32) {
+	if d.IsLlama() {
+		rd := model.LlamaRefDims(d)
+		tokens, targets = ref.LlamaInputs(rd, seed)
+		return ref.LlamaInitParams(rd, seed), tokens, targets
+	}
+	tokens, targets = ref.Inputs(d, seed)
+	return ref.InitParams(d, seed), tokens, targets
+}
+
+// Passes is the number of passes of an iteration (model.Step.Passes).
+func (m *Model) Passes() int { return len(m.passes) }
+
+// Pass enqueues pass i of the iteration.
+func (m *Model) Pass(i int) error { return m.passes[i].Run() }
 
 // Free releases every buffer. The model must not be used afterwards.
 func (m *Model) Free() { m.x.Free(m.Buffers...) }
@@ -89,27 +110,61 @@ func (m *Model) Prologue() error {
 	return m.prologue.Run()
 }
 
-// Forward enqueues the forward range of the program.
-func (m *Model) Forward() error { return m.forward.Run() }
+// Forward enqueues the forward range of the program (the prefill in
+// generate mode).
+func (m *Model) Forward() error { return m.passes[0].Run() }
 
 // Backward enqueues the backward range: every parameter gradient of the
 // last Forward. It overwrites the logits with their gradient.
 func (m *Model) Backward() error {
-	if m.backward == nil {
+	if m.Mode != config.Train {
 		return fmt.Errorf("backward: the model was built for --mode=%s, which has no gradients", m.Mode)
 	}
-	return m.backward.Run()
+	return m.passes[1].Run()
+}
+
+// Generate enqueues a whole generate iteration: the prefill, then every
+// decode step.
+func (m *Model) Generate() error {
+	if m.Mode != config.Generate {
+		return fmt.Errorf("generate: the model was built for --mode=%s", m.Mode)
+	}
+	for _, p := range m.passes {
+		if err := p.Run(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Generated waits for the stream and copies the (B, New) tokens of the
+// last generate iteration to the host.
+func (m *Model) Generated() ([]int32, error) {
+	if m.Step.Generated == nil {
+		return nil, fmt.Errorf("generated tokens: the model was built for --mode=%s", m.Mode)
+	}
+	if err := m.wait(); err != nil {
+		return nil, err
+	}
+	out := make([]int32, m.Step.Generated.Elems)
+	if err := cuexec.Download(m.x, out, m.Step.Generated.All()); err != nil {
+		return nil, fmt.Errorf("read generated tokens: %w", err)
+	}
+	return out, nil
 }
 
 // SetInputs uploads a batch of token ids and targets (B*T each) and, in
 // train mode, the token grouping the embedding backward uses.
 func (m *Model) SetInputs(tokens, targets []int32) error {
 	N := m.Dims.Rows()
-	if len(tokens) != N || len(targets) != N {
+	if len(tokens) != N || (m.Targets != nil && len(targets) != N) {
 		return fmt.Errorf("inputs: got %d tokens and %d targets, want B*T = %d each", len(tokens), len(targets), N)
 	}
 	if err := cuexec.Upload(m.x, m.Tokens.All(), tokens); err != nil {
 		return fmt.Errorf("upload tokens: %w", err)
+	}
+	if m.Targets == nil { // generate mode: prompts only
+		return nil
 	}
 	if err := cuexec.Upload(m.x, m.Targets.All(), targets); err != nil {
 		return fmt.Errorf("upload targets: %w", err)
@@ -132,8 +187,24 @@ func (m *Model) SetInputs(tokens, targets []int32) error {
 	return nil
 }
 
-// Loss waits for the stream and returns the mean loss of the last Forward.
+// Loss waits for the stream and returns the mean loss of the last Forward
+// (NaN in generate mode, which has none).
 func (m *Model) Loss() (float32, error) {
+	if err := m.wait(); err != nil {
+		return 0, err
+	}
+	if m.Step.Loss == nil {
+		return float32(math.NaN()), nil
+	}
+	var loss [1]float32
+	if err := cuexec.Download(m.x, loss[:], m.Step.Loss.All()); err != nil {
+		return 0, fmt.Errorf("read loss: %w", err)
+	}
+	return loss[0], nil
+}
+
+// wait waits for the stream, naming what to do when a kernel failed.
+func (m *Model) wait() error {
 	if err := m.x.Synchronize(); err != nil {
 		// Launches are asynchronous: a kernel's fault surfaces here, after
 		// the fact. SyncEachLaunch (--sync-launches) pins it on the kernel;
@@ -142,13 +213,9 @@ func (m *Model) Loss() (float32, error) {
 		if !m.x.SyncEachLaunch && !m.Graph {
 			hint = " (run again with --sync-launches to name the kernel that failed)"
 		}
-		return 0, fmt.Errorf("waiting for the iteration's kernels: %w%s", err, hint)
+		return fmt.Errorf("waiting for the iteration's kernels: %w%s", err, hint)
 	}
-	var loss [1]float32
-	if err := cuexec.Download(m.x, loss[:], m.Step.Loss.All()); err != nil {
-		return 0, fmt.Errorf("read loss: %w", err)
-	}
-	return loss[0], nil
+	return nil
 }
 
 // Params copies the parameters to the host, in ref.Layout order.
@@ -163,16 +230,18 @@ func (m *Model) Grads() ([]float32, error) {
 }
 
 // Logits copies the logits of the last Forward to the host, (B·T, V) with
-// the rows' padding (Vp > V, see model.Step.Vp) cut off. Call it before
-// Backward, which overwrites them with their gradient.
+// the rows' padding (Vp > V, see model.Step.Vp) cut off; in generate mode
+// the (B, V) logits of the last pass. Call it before Backward, which
+// overwrites them with their gradient.
 func (m *Model) Logits() ([]float32, error) {
 	padded, err := m.download(m.Step.Logits, "logits")
 	if err != nil || m.Vp == m.Dims.V {
 		return padded, err
 	}
 	V, Vp := m.Dims.V, m.Vp
-	out := make([]float32, 0, m.Dims.Rows()*V)
-	for r := 0; r < m.Dims.Rows(); r++ {
+	rows := int(m.Step.Logits.Elems) / Vp
+	out := make([]float32, 0, rows*V)
+	for r := 0; r < rows; r++ {
 		out = append(out, padded[r*Vp:r*Vp+V]...)
 	}
 	return out, nil
@@ -184,10 +253,20 @@ func (m *Model) upload(b *program.Buffer, v []float32) error {
 	if b.Elem != program.BF16 {
 		return cuexec.Upload(m.x, b.All(), v)
 	}
+	// Rounded on every core: llama2-7b has 6.7 billion parameters.
 	h := make([]uint16, len(v))
-	for i, f := range v {
-		h[i] = bf16.FromFloat32(f)
+	const chunk = 1 << 22
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(v); lo += chunk {
+		wg.Add(1)
+		go func(lo int) {
+			defer wg.Done()
+			for i := lo; i < min(lo+chunk, len(v)); i++ {
+				h[i] = bf16.FromFloat32(v[i])
+			}
+		}(lo)
 	}
+	wg.Wait()
 	return cuexec.Upload(m.x, b.All(), h)
 }
 
@@ -196,6 +275,9 @@ func (m *Model) Inputs() (tokens, targets []int32, err error) {
 	tokens, targets = make([]int32, m.Dims.Rows()), make([]int32, m.Dims.Rows())
 	if err := cuexec.Download(m.x, tokens, m.Tokens.All()); err != nil {
 		return nil, nil, err
+	}
+	if m.Targets == nil {
+		return tokens, nil, nil
 	}
 	return tokens, targets, cuexec.Download(m.x, targets, m.Targets.All())
 }
