@@ -22,12 +22,16 @@ import (
 // would spend more on the block's fixed work and the partial it writes
 // than on the cache it reads) and at most decodeMaxChunk (its scores live
 // in shared memory: DecodeHeads·decodeMaxChunk floats = 32 KB), and the
-// split count aims at decodeBlocksPerSM blocks an SM: enough to keep every
-// SM's loads in flight and to make the last wave's tail a small part.
+// split count aims at decodeBlocksPerSM blocks an SM, about what an SM
+// holds at once (the bf16 split kernel takes 128 registers: 4 blocks): one
+// wave of long blocks. On an H200 at batch 8, hs 128, 16 blocks an SM ran
+// 8% (llama2-7b, pos 4095) to 22% (llama3-8b, pos 4095) slower than the
+// best of a sweep of split counts, and 4 an SM lands on or next to it
+// (docs in BenchmarkDecodeAttention).
 const (
 	decodeMinChunk    = 64
 	decodeMaxChunk    = 2048
-	decodeBlocksPerSM = 16
+	decodeBlocksPerSM = 4
 )
 
 // FLOPs of the decode attention, beyond its two products (q·k and p·v,
