@@ -162,6 +162,12 @@ func LargestBatchThatFits(d config.Dims, mode config.Mode, dt config.DType, free
 		}
 		hi *= 2
 	}
+	return lastTrue(ok, lo, hi)
+}
+
+// lastTrue bisects a monotone ok, true at lo and false at hi, for the last
+// value where it holds.
+func lastTrue(ok func(int) bool, lo, hi int) int {
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
 		if ok(mid) {
@@ -192,16 +198,7 @@ func LargestPromptThatFits(d config.Dims, dt config.DType, freeBytes int64) int 
 	}
 	// Required grows with T, and Validate fails once T+New-1 passes the
 	// context: bisect for the last T that passes.
-	lo, hi := 1, d.MaxT+1
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		if ok(mid) {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return lo
+	return lastTrue(ok, 1, d.MaxT+1)
 }
 
 // Refuse is the memory preflight's verdict on plan need (of model name, d,

@@ -230,41 +230,46 @@ func TestLaunchesMatchPlan(t *testing.T) {
 				bind(t) // a subtest runs on its own goroutine
 				m := newModel(t, sh.d, mode, 1)
 				defer m.Free()
-				p := plan.Of(m.Step)
-				for _, r := range p.Iteration.Children {
-					testExec.ResetCounts()
-					var err error
-					if r.Name == plan.Forward {
-						err = m.Forward()
-					} else {
-						err = m.Backward()
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-					got := testExec.LaunchCounts()
-					want := map[string]int{}
-					for _, c := range append(append([]plan.Count{}, r.Kernels...), r.Memsets...) {
-						want[c.Name] = c.Count
-					}
-					if r.Direct.Graphs > 0 { // each graph launch counts, and so do its nodes
-						want[program.GraphLaunch] = r.Direct.Graphs
-					}
-					for name, n := range want {
-						if got[name] != n {
-							t.Errorf("%s: %s launched %d times, plan says %d", r.Name, name, got[name], n)
-						}
-					}
-					for name, n := range got {
-						if _, ok := want[name]; !ok {
-							t.Errorf("%s: %s launched %d times, not in the plan", r.Name, name, n)
-						}
-					}
-				}
+				checkLaunches(t, m)
 				if _, err := m.Loss(); err != nil {
 					t.Fatal(err)
 				}
 			})
+		}
+	}
+}
+
+// checkLaunches runs each pass of m's iteration (plan order) and checks
+// that the executor launched exactly the plan's kernels, memsets and graph
+// launches for it, as many times each.
+func checkLaunches(t *testing.T, m *Model) {
+	t.Helper()
+	p := plan.Of(m.Step)
+	if len(p.Iteration.Children) != m.Passes() {
+		t.Fatalf("plan has %d passes, the model %d", len(p.Iteration.Children), m.Passes())
+	}
+	for k, r := range p.Iteration.Children {
+		testExec.ResetCounts()
+		if err := m.Pass(k); err != nil {
+			t.Fatal(err)
+		}
+		got := testExec.LaunchCounts()
+		want := map[string]int{}
+		for _, c := range append(append([]plan.Count{}, r.Kernels...), r.Memsets...) {
+			want[c.Name] = c.Count
+		}
+		if r.Direct.Graphs > 0 { // each graph launch counts, and so do its nodes
+			want[program.GraphLaunch] = r.Direct.Graphs
+		}
+		for name, n := range want {
+			if got[name] != n {
+				t.Errorf("%s: %s launched %d times, plan says %d", r.Name, name, got[name], n)
+			}
+		}
+		for name, n := range got {
+			if _, ok := want[name]; !ok {
+				t.Errorf("%s: %s launched %d times, not in the plan", r.Name, name, n)
+			}
 		}
 	}
 }

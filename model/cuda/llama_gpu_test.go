@@ -8,8 +8,6 @@ import (
 
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/memplan"
-	"github.com/gpubench/gpubench/internal/plan"
-	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model"
 	"github.com/gpubench/gpubench/model/ref"
 )
@@ -245,34 +243,7 @@ func TestLlamaLaunchesAndMemoryMatchPlan(t *testing.T) {
 				if mode == config.Generate && mp.KVCache == 0 {
 					t.Error("memplan counts no KV cache")
 				}
-				p := plan.Of(m.Step)
-				if len(p.Iteration.Children) != m.Passes() {
-					t.Fatalf("plan has %d passes, the model %d", len(p.Iteration.Children), m.Passes())
-				}
-				for k, r := range p.Iteration.Children {
-					testExec.ResetCounts()
-					if err := m.Pass(k); err != nil {
-						t.Fatal(err)
-					}
-					got := testExec.LaunchCounts()
-					want := map[string]int{}
-					for _, c := range append(append([]plan.Count{}, r.Kernels...), r.Memsets...) {
-						want[c.Name] = c.Count
-					}
-					if r.Direct.Graphs > 0 {
-						want[program.GraphLaunch] = r.Direct.Graphs
-					}
-					for name, n := range want {
-						if got[name] != n {
-							t.Errorf("%s: %s launched %d times, plan says %d", r.Name, name, got[name], n)
-						}
-					}
-					for name, n := range got {
-						if _, ok := want[name]; !ok {
-							t.Errorf("%s: %s launched %d times, not in the plan", r.Name, name, n)
-						}
-					}
-				}
+				checkLaunches(t, m)
 				if _, err := m.Loss(); err != nil {
 					t.Fatal(err)
 				}
