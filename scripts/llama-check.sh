@@ -56,6 +56,13 @@ if has hf; then
 		--dump "$OUT/dump-7b" >"$OUT/dump-7b.txt" 2>&1 &&
 		HF_HUB_OFFLINE=1 python3 scripts/llama_hf_check.py "$OUT/dump-7b" >>"$OUT/dump-7b.txt" 2>&1
 	check "transformers matches a llama2-7b-shaped bf16 dump (2 layers)" $? 0 "$(tail -1 "$OUT/dump-7b.txt")"
+	# llama3-8b's shape: theta 500000 (which transformers 5 reads from
+	# rope_parameters) and 4 query heads a key/value head.
+	rm -rf "$OUT/dump-8b"
+	$bin --model=llama3-8b --layers=2 --mode=generate --dtype=bf16 --batch-size 2 --prompt-len 64 --new-tokens 8 --iters 1 --warmup 0 \
+		--dump "$OUT/dump-8b" >"$OUT/dump-8b.txt" 2>&1 &&
+		HF_HUB_OFFLINE=1 python3 scripts/llama_hf_check.py "$OUT/dump-8b" >>"$OUT/dump-8b.txt" 2>&1
+	check "transformers matches a llama3-8b-shaped bf16 dump (2 layers)" $? 0 "$(tail -1 "$OUT/dump-8b.txt")"
 	rm -rf "$OUT"/dump-*/ # the weights need not come back
 fi
 

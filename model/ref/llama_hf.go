@@ -99,15 +99,20 @@ func LlamaHFConfig(d LlamaDims, dtype string) map[string]any {
 		"max_position_embeddings": d.MaxT,
 		"rms_norm_eps":            d.Eps,
 		"rope_theta":              d.Theta,
-		"hidden_act":              "silu",
-		"tie_word_embeddings":     false,
-		"attention_bias":          false,
-		"mlp_bias":                false,
-		"torch_dtype":             dtype,
-		"bos_token_id":            nil,
-		"eos_token_id":            nil,
-		"pad_token_id":            nil,
-		"producer":                "gpubench",
+		// transformers 5 reads the RoPE base from rope_parameters (and
+		// would silently take its default 10000 otherwise), and the
+		// precision from dtype; older versions read the keys beside them.
+		"rope_parameters":     map[string]any{"rope_type": "default", "rope_theta": d.Theta},
+		"dtype":               dtype,
+		"hidden_act":          "silu",
+		"tie_word_embeddings": false,
+		"attention_bias":      false,
+		"mlp_bias":            false,
+		"torch_dtype":         dtype,
+		"bos_token_id":        nil,
+		"eos_token_id":        nil,
+		"pad_token_id":        nil,
+		"producer":            "gpubench",
 	}
 }
 

@@ -183,8 +183,11 @@ func TestLlamaHFMatchesReference(t *testing.T) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
+	if rp, _ := cfg["rope_parameters"].(map[string]any); rp["rope_theta"] != 1e4 {
+		t.Errorf("config.json rope_parameters = %v, want rope_theta 1e4", cfg["rope_parameters"])
+	}
 	for k, want := range map[string]any{"model_type": "llama", "num_key_value_heads": 2.0, "intermediate_size": 352.0,
-		"rope_theta": 1e4, "rms_norm_eps": 1e-5, "tie_word_embeddings": false, "torch_dtype": "float32", "head_dim": 32.0} {
+		"rope_theta": 1e4, "rms_norm_eps": 1e-5, "dtype": "float32", "tie_word_embeddings": false, "torch_dtype": "float32", "head_dim": 32.0} {
 		if cfg[k] != want {
 			t.Errorf("config.json %s = %v, want %v", k, cfg[k], want)
 		}
