@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/gpubench/gpubench/internal/config"
@@ -278,4 +279,44 @@ func maxAbs(x []float64) float64 {
 		m = max(m, math.Abs(v))
 	}
 	return m
+}
+
+// TestKVCachePreflightRefuses: a generate run whose KV cache does not fit
+// in this GPU's free memory (llama2-7b, batch 64, a context of 4095: 128
+// GiB of cache) is refused by the preflight against the GPU's real free
+// memory, naming a batch and a prompt that do fit, before anything is
+// allocated; and the batch it names does fit.
+func TestKVCachePreflightRefuses(t *testing.T) {
+	bind(t)
+	p, err := config.LookupPreset("llama2-7b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Dims(64)
+	d.T, d.New = 4000, 64
+	before := testDev.Allocated()
+	free, _, err := testDev.MemInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	need, err := memplan.New(d, config.Generate, config.BF16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = memplan.Refuse("llama2-7b", d, config.Generate, config.BF16, need, free)
+	if err == nil {
+		t.Fatalf("a plan of %d bytes (KV cache %d) fits in %d free: pick a larger shape", need.Required, need.KVCache, free)
+	}
+	t.Logf("free %d bytes: %v", free, err)
+	if !strings.Contains(err.Error(), "KV cache") || !strings.Contains(err.Error(), "the largest batch that fits is") {
+		t.Errorf("the refusal %q does not name the KV cache and the batch that fits", err)
+	}
+	if got := testDev.Allocated(); got != before {
+		t.Errorf("the preflight allocated %d bytes", got-before)
+	}
+	small := d
+	small.B = memplan.LargestBatchThatFits(d, config.Generate, config.BF16, free)
+	if plan, err := memplan.New(small, config.Generate, config.BF16); err != nil || !plan.Fits(free) {
+		t.Errorf("the named batch %d does not fit: %v", small.B, err)
+	}
 }
