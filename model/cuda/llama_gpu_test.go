@@ -281,42 +281,56 @@ func maxAbs(x []float64) float64 {
 	return m
 }
 
-// TestKVCachePreflightRefuses: a generate run whose KV cache does not fit
-// in this GPU's free memory (llama2-7b, batch 64, a context of 4095: 128
-// GiB of cache) is refused by the preflight against the GPU's real free
-// memory, naming a batch and a prompt that do fit, before anything is
-// allocated; and the batch it names does fit.
+// TestKVCachePreflightRefuses: with the GPU's memory taken but for room
+// for the weights and half the KV cache of llama2-7b's batch-8 generate
+// run (an allocation of the cache would fail), the preflight refuses the
+// run against the GPU's real free memory before anything of the model is
+// allocated, naming the KV cache, a batch and a prompt that fit; and what
+// it names does fit.
 func TestKVCachePreflightRefuses(t *testing.T) {
 	bind(t)
 	p, err := config.LookupPreset("llama2-7b")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := p.Dims(64)
-	d.T, d.New = 4000, 64
-	before := testDev.Allocated()
-	free, _, err := testDev.MemInfo()
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := p.Dims(8)
+	d.T, d.New = 512, 64
 	need, err := memplan.New(d, config.Generate, config.BF16)
 	if err != nil {
 		t.Fatal(err)
 	}
+	free, _, err := testDev.MemInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := need.Required - need.KVCache/2
+	blocker, err := testDev.Alloc(free - room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer testDev.Free(blocker)
+	before := testDev.Allocated()
+	if free, _, err = testDev.MemInfo(); err != nil {
+		t.Fatal(err)
+	}
 	err = memplan.Refuse("llama2-7b", d, config.Generate, config.BF16, need, free)
 	if err == nil {
-		t.Fatalf("a plan of %d bytes (KV cache %d) fits in %d free: pick a larger shape", need.Required, need.KVCache, free)
+		t.Fatalf("a plan of %d bytes fits in %d free", need.Required, free)
 	}
 	t.Logf("free %d bytes: %v", free, err)
-	if !strings.Contains(err.Error(), "KV cache") || !strings.Contains(err.Error(), "the largest batch that fits is") {
-		t.Errorf("the refusal %q does not name the KV cache and the batch that fits", err)
+	for _, want := range []string{"KV cache", "the largest batch that fits is", "the longest --prompt-len that fits is"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal %q does not say %q", err, want)
+		}
 	}
 	if got := testDev.Allocated(); got != before {
 		t.Errorf("the preflight allocated %d bytes", got-before)
 	}
-	small := d
-	small.B = memplan.LargestBatchThatFits(d, config.Generate, config.BF16, free)
-	if plan, err := memplan.New(small, config.Generate, config.BF16); err != nil || !plan.Fits(free) {
-		t.Errorf("the named batch %d does not fit: %v", small.B, err)
+	b := memplan.LargestBatchThatFits(d, config.Generate, config.BF16, free)
+	prompt := memplan.LargestPromptThatFits(d, config.BF16, free)
+	for _, s := range []config.Dims{func() config.Dims { x := d; x.B = b; return x }(), func() config.Dims { x := d; x.T = prompt; return x }()} {
+		if plan, err := memplan.New(s, config.Generate, config.BF16); err != nil || !plan.Fits(free) || s.B < 1 || s.T < 1 {
+			t.Errorf("the named shape %v does not fit: %v", s, err)
+		}
 	}
 }
