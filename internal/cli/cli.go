@@ -120,7 +120,8 @@ func ExitCode(err error, stderr io.Writer) int {
 
 // Usage writes gpubench's help.
 func Usage(w io.Writer) {
-	fmt.Fprint(w, `gpubench: a GPT-2 training step from our own CUDA kernels, for profiling.
+	fmt.Fprint(w, `gpubench: GPT-2 and LLaMA training steps, and LLaMA generation (prefill, then decode with a
+KV cache), from our own CUDA kernels, for profiling.
 
 Usage:
   gpubench [run] [flags]              run the benchmark (the default command)
@@ -137,6 +138,7 @@ Profile it with Nsight Systems:
       -o report gpubench --model=small --batch-size 8 --profile
   nsys export --type sqlite report.nsys-rep
   gpubench check --model=small --batch-size 8 report.sqlite
+  (the guide's LLaMA-2-7B at batch 8: --model=llama2-7b --mode=generate --dtype=bf16 --batch-size 8)
 
 Flags (plan and check take the same shape flags as a run):
 `)
