@@ -10,7 +10,7 @@ import (
 // The planted flaws (config.Flaws), each a change to the program made
 // where a user's own program would make it:
 //
-//   - sync-every-launch: part appends a stream synchronisation after each
+//   - sync-every-launch: part appends a device synchronisation after each
 //     kernel and memset, in the same NVTX range;
 //   - alloc-per-iteration: the forward starts by allocating the
 //     activations (all but the loss, which the run loop reads after the
@@ -26,10 +26,15 @@ import (
 // The operations of the iteration itself (host-stall, the uploads) run
 // before the forward range, outside the passes, so they compose with
 // --graph.
+//
+// The flaws call the CUDA runtime API (cudaDeviceSynchronize, cudaMemcpy,
+// cudaMalloc, ...), as users' own programs and PyTorch do, where the clean
+// step uses the driver API: Nsight Systems' expert rules (nsys analyze)
+// recognise the runtime's calls only.
 
 func (m *Step) has(f config.Flaw) bool { return config.HasFlaw(m.Flaws, f) }
 
-// withSyncs is ops with a stream synchronisation after each launch, under
+// withSyncs is ops with a device synchronisation after each launch, under
 // sync-every-launch; ops unchanged otherwise.
 func (m *Step) withSyncs(ops []program.Op) []program.Op {
 	if !m.has(config.SyncEveryLaunch) {
@@ -39,14 +44,15 @@ func (m *Step) withSyncs(ops []program.Op) []program.Op {
 	for _, op := range ops {
 		out = append(out, op)
 		if op.Kind == program.Kernel || op.Kind == program.Memset {
-			out = append(out, syncOp())
+			out = append(out, syncOp(program.DeviceSynchronize))
 		}
 	}
 	return out
 }
 
-func syncOp() program.Op {
-	return program.Op{Kind: program.Sync, Name: program.StreamSynchronize}
+// syncOp is a synchronisation through the runtime call name.
+func syncOp(name string) program.Op {
+	return program.Op{Kind: program.Sync, Name: name}
 }
 
 // iterationOps are the operations the iteration runs before its forward:
@@ -69,9 +75,9 @@ func (m *Step) iterationOps() []program.Op {
 	for _, b := range []*program.Buffer{m.Tokens, m.Targets} {
 		switch {
 		case m.has(config.PageableUpload):
-			ops = append(ops, upload(b, program.MemcpyHtoD, program.Pageable))
+			ops = append(ops, upload(b, program.RuntimeMemcpy, program.Pageable))
 		case m.has(config.PinnedUpload):
-			ops = append(ops, upload(b, program.MemcpyHtoDAsync, program.Pinned))
+			ops = append(ops, upload(b, program.RuntimeMemcpyAsync, program.Pinned))
 		}
 	}
 	return ops
@@ -91,8 +97,12 @@ func (m *Step) perIteration() []*program.Buffer {
 
 // allocActivations and freeActivations are alloc-per-iteration's
 // operations, none without the flaw.
-func (m *Step) allocActivations() []program.Op { return m.lifetimeOps(program.Alloc, program.MemAlloc) }
-func (m *Step) freeActivations() []program.Op  { return m.lifetimeOps(program.Free, program.MemFree) }
+func (m *Step) allocActivations() []program.Op {
+	return m.lifetimeOps(program.Alloc, program.RuntimeMalloc)
+}
+func (m *Step) freeActivations() []program.Op {
+	return m.lifetimeOps(program.Free, program.RuntimeFree)
+}
 
 func (m *Step) lifetimeOps(k program.OpKind, call string) []program.Op {
 	if !m.has(config.AllocPerIteration) {
@@ -114,8 +124,8 @@ func (m *Step) readback(l int) []program.Op {
 	}
 	v := m.acts.residual3[l].Buf.Slice("", 0, 1)
 	return []program.Op{
-		{Kind: program.Memcpy, Name: program.MemcpyDtoHAsync, Dst: v, Dir: program.DeviceToHost, Host: program.Pageable, Bytes: v.Bytes()},
-		syncOp(),
+		{Kind: program.Memcpy, Name: program.RuntimeMemcpyAsync, Dst: v, Dir: program.DeviceToHost, Host: program.Pageable, Bytes: v.Bytes()},
+		syncOp(program.RuntimeStreamSynchronize),
 	}
 }
 

@@ -58,7 +58,7 @@ func TestWithoutGPU(t *testing.T) {
 		{"run explicit bad iters", []string{"run", "--iters=0"}, true, ExitUsage, "", "--iters"},
 		{"flaws", []string{"flaws"}, true, ExitOK, "sync-every-launch\n  does:", ""},
 		{"flaws with argument", []string{"flaws", "x"}, true, ExitUsage, "", "flaws takes no arguments"},
-		{"plan with a flaw", []string{"plan", "--model=tiny", "--flaw=host-stall,readback-per-layer"}, true, ExitOK, "readback: cuMemcpyDtoHAsync_v2 (dtoh residual3[0], 4 B, pageable memory), cuStreamSynchronize()", ""},
+		{"plan with a flaw", []string{"plan", "--model=tiny", "--flaw=host-stall,readback-per-layer"}, true, ExitOK, "readback: cudaMemcpyAsync (dtoh residual3[0], 4 B, pageable memory), cudaStreamSynchronize()", ""},
 		{"run unknown flaw", []string{"--flaw=nope"}, true, ExitUsage, "", "allowed: sync-every-launch"},
 		{"run flaw with graph", []string{"--graph", "--flaw=sync-every-launch"}, true, ExitUsage, "", "--graph"},
 		{"info with argument", []string{"info", "x"}, true, ExitUsage, "", "info takes no arguments"},

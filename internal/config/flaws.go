@@ -43,22 +43,22 @@ type FlawInfo struct {
 // Flaws is the table of flaws and fix variants, in the order of the course.
 var Flaws = []FlawInfo{
 	{Name: SyncEveryLaunch,
-		Does:    "a stream synchronisation (cuStreamSynchronize) after every kernel and memset launch",
-		LookFor: "a cuStreamSynchronize call after each launch in the CUDA API row, the GPU idle between kernels while the CPU launches the next"},
+		Does:    "a device synchronisation (cudaDeviceSynchronize) after every kernel and memset launch",
+		LookFor: "a cudaDeviceSynchronize call after each launch in the CUDA API row, the GPU idle between kernels while the CPU launches the next; nsys analyze's cuda_api_sync rule lists them"},
 	{Name: AllocPerIteration,
-		Does:    "the activations allocated (cuMemAlloc) at the start of each forward and freed (cuMemFree) at the end of the iteration",
-		LookFor: "cuMemAlloc_v2 and cuMemFree_v2 calls in every iteration; cuMemFree synchronises, so the GPU drains at each iteration's end"},
+		Does:    "the activations allocated (cudaMalloc) at the start of each forward and freed (cudaFree) at the end of the iteration",
+		LookFor: "cudaMalloc and cudaFree calls in every iteration; cudaFree synchronises, so the GPU drains at each iteration's end"},
 	{Name: HostStall,
 		Does:    fmt.Sprintf("a CPU data loader (dataLoaderStall) that spins %v before each forward", HostStallTime),
 		LookFor: "a gap with no CUDA calls before each forward range; CPU samples (-s cpu) in dataLoaderStall"},
 	{Name: ReadbackPerLayer,
-		Does:    "after each layer's forward, one activation element copied to the host (cuMemcpyDtoHAsync) and waited for: the .item() ping-pong",
-		LookFor: "a small device-to-host memcpy and a cuStreamSynchronize after each layer, the GPU idle after each"},
+		Does:    "after each layer's forward, one activation element copied to pageable host memory (cudaMemcpyAsync) and waited for (cudaStreamSynchronize): the .item() ping-pong",
+		LookFor: "a small device-to-host memcpy and a cudaStreamSynchronize after each layer, the GPU idle after each; nsys analyze's cuda_memcpy_async (pageable memory) and cuda_api_sync rules list them"},
 	{Name: PageableUpload, Fix: PinnedUpload,
-		Does:    "each iteration uploads its batch (tokens, targets) from pageable host memory with a synchronous copy (cuMemcpyHtoD)",
-		LookFor: "host-to-device memcpys from pageable memory before each forward, the CPU blocked in cuMemcpyHtoD_v2"},
+		Does:    "each iteration uploads its batch (tokens, targets) from pageable host memory with a synchronous copy (cudaMemcpy)",
+		LookFor: "host-to-device memcpys from pageable memory before each forward, the CPU blocked in cudaMemcpy; nsys analyze's cuda_memcpy_sync rule lists them"},
 	{Name: PinnedUpload, FixOf: PageableUpload,
-		Does:    "the fix of pageable-upload: the same upload from pinned host memory with an asynchronous copy (cuMemcpyHtoDAsync)",
+		Does:    "the fix of pageable-upload: the same upload from pinned host memory with an asynchronous copy (cudaMemcpyAsync)",
 		LookFor: "host-to-device memcpys from pinned memory; the CPU returns at once (overlap with compute needs a second stream)"},
 }
 
@@ -138,7 +138,7 @@ func checkFlaws(r Run) error {
 			case SyncEveryLaunch:
 				return errors.New("--flaw=sync-every-launch: cannot be combined with --graph (a stream being captured into a graph cannot synchronise; the graph is the fix)")
 			case AllocPerIteration:
-				return errors.New("--flaw=alloc-per-iteration: cannot be combined with --graph (cuMemAlloc and cuMemFree cannot be captured, and a graph's kernels keep the addresses they were captured with)")
+				return errors.New("--flaw=alloc-per-iteration: cannot be combined with --graph (cudaMalloc and cudaFree cannot be captured, and a graph's kernels keep the addresses they were captured with)")
 			case ReadbackPerLayer:
 				return errors.New("--flaw=readback-per-layer: cannot be combined with --graph (a captured stream cannot wait for a copy to reach the host in the middle of the forward)")
 			}

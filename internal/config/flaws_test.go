@@ -39,7 +39,7 @@ func TestFlawsRejected(t *testing.T) {
 		{"twice", []string{"--flaw=host-stall,host-stall"}, []string{"host-stall is named twice"}},
 		{"flaw and its fix", []string{"--flaw=pageable-upload,pinned-upload"}, []string{"flaw and its fix"}},
 		{"sync with graph", []string{"--graph", "--flaw=sync-every-launch"}, []string{"sync-every-launch", "--graph", "cannot synchronise"}},
-		{"alloc with graph", []string{"--graph", "--flaw=alloc-per-iteration"}, []string{"alloc-per-iteration", "--graph", "cuMemAlloc"}},
+		{"alloc with graph", []string{"--graph", "--flaw=alloc-per-iteration"}, []string{"alloc-per-iteration", "--graph", "cudaMalloc"}},
 		{"readback with graph", []string{"--graph", "--flaw=readback-per-layer"}, []string{"readback-per-layer", "--graph"}},
 		{"sync with sync-launches", []string{"--sync-launches", "--flaw=sync-every-launch"}, []string{"--sync-launches"}},
 		{"alloc with dump", []string{"--dump=/tmp/x", "--flaw=alloc-per-iteration"}, []string{"--dump", "frees"}},

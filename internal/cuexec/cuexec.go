@@ -17,6 +17,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/gpubench/gpubench/internal/cudart"
 	"github.com/gpubench/gpubench/internal/cudrv"
 	"github.com/gpubench/gpubench/internal/gpu"
 	"github.com/gpubench/gpubench/internal/program"
@@ -704,13 +705,21 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 		}
 	case program.Memcpy:
 		n := op.Dst.Bytes()
+		dir := cudart.HostToDevice
+		if op.Dir == program.DeviceToHost {
+			dir = cudart.DeviceToHost
+		}
 		switch op.Name {
 		case program.MemcpyHtoD:
 			err = cu.MemcpyHtoD(dst, p.host.p, n)
 		case program.MemcpyHtoDAsync:
 			err = cu.MemcpyHtoDAsync(dst, p.host.p, n, x.s)
-		default:
+		case program.MemcpyDtoHAsync:
 			err = cu.MemcpyDtoHAsync(p.host.p, dst, n, x.s)
+		case program.RuntimeMemcpy:
+			err = cudart.Memcpy(uintptr(dst), p.host.p, n, dir)
+		case program.RuntimeMemcpyAsync:
+			err = cudart.MemcpyAsync(uintptr(dst), p.host.p, n, dir, unsafe.Pointer(&x.s))
 		}
 	case program.Alloc:
 		if *p.cell != 0 {
@@ -718,7 +727,7 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 			break
 		}
 		var d cu.DevicePtr
-		if d, err = x.dev.Alloc(op.Dst.Buf.Bytes()); err == nil {
+		if d, err = x.dev.AllocWith(op.Dst.Buf.Bytes(), op.Name == program.RuntimeMalloc); err == nil {
 			*p.cell = d
 			x.ptrs[op.Dst.Buf] = d
 		}
@@ -727,13 +736,20 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 			err = fmt.Errorf("buffer %s is not allocated (the program frees it twice)", op.Dst.Buf)
 			break
 		}
-		err = x.dev.Free(*p.cell)
+		err = x.dev.FreeWith(*p.cell, op.Name == program.RuntimeFree)
 		*p.cell = 0
 		delete(x.ptrs, op.Dst.Buf)
 	case program.Host:
 		op.Func()
 	case program.Sync:
-		err = x.s.Synchronize()
+		switch op.Name {
+		case program.DeviceSynchronize:
+			err = cudart.DeviceSynchronize()
+		case program.RuntimeStreamSynchronize:
+			err = cudart.StreamSynchronize(unsafe.Pointer(&x.s))
+		default:
+			err = x.s.Synchronize()
+		}
 	case program.Graph:
 		err = p.exec.Launch(cudrv.StreamOf(unsafe.Pointer(&x.s)))
 		if err == nil {

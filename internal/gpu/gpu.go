@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/gpubench/gpubench/internal/cudart"
 	"github.com/gpubench/gpubench/internal/cudrv"
 	"gorgonia.org/cu"
 )
@@ -145,11 +146,24 @@ func (d *Device) Close() error {
 func (d *Device) MemInfo() (free, total int64, err error) { return cu.MemInfo() }
 
 // Alloc allocates bytes of device memory and records them for PeakAllocated.
-func (d *Device) Alloc(bytes int64) (cu.DevicePtr, error) {
+func (d *Device) Alloc(bytes int64) (cu.DevicePtr, error) { return d.AllocWith(bytes, false) }
+
+// AllocWith is Alloc through the driver (cuMemAlloc) or, with viaRuntime,
+// through the runtime API (cudaMalloc, as the planted flaws allocate),
+// counted alike.
+func (d *Device) AllocWith(bytes int64, viaRuntime bool) (cu.DevicePtr, error) {
 	if bytes <= 0 {
 		bytes = 4 // cuMemAlloc refuses 0; an empty tensor still needs an address
 	}
-	p, err := cu.MemAlloc(bytes)
+	var p cu.DevicePtr
+	var err error
+	if viaRuntime {
+		var a uintptr
+		a, err = cudart.Malloc(bytes)
+		p = cu.DevicePtr(a)
+	} else {
+		p, err = cu.MemAlloc(bytes)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("allocate %d bytes of device memory (%d already allocated): %w", bytes, d.allocated, err)
 	}
@@ -160,13 +174,19 @@ func (d *Device) Alloc(bytes int64) (cu.DevicePtr, error) {
 }
 
 // Free releases a buffer from Alloc.
-func (d *Device) Free(p cu.DevicePtr) error {
+func (d *Device) Free(p cu.DevicePtr) error { return d.FreeWith(p, false) }
+
+// FreeWith releases a buffer from AllocWith through the same API.
+func (d *Device) FreeWith(p cu.DevicePtr, viaRuntime bool) error {
 	bytes, ok := d.buffers[p]
 	if !ok {
 		return fmt.Errorf("free %v: not allocated by this device", p)
 	}
 	delete(d.buffers, p)
 	d.allocated -= bytes
+	if viaRuntime {
+		return cudart.Free(uintptr(p))
+	}
 	return cu.MemFree(p)
 }
 

@@ -19,8 +19,8 @@ import (
 //
 //   - sync-every-launch: every launch inside the passes is followed by a
 //     synchronising call (syncCalls) before the next launch;
-//   - alloc-per-iteration: the iteration allocates (cuMemAlloc) and frees
-//     (cuMemFree) as many buffers as the flaw does;
+//   - alloc-per-iteration: the iteration allocates (cudaMalloc) and frees
+//     (cudaFree) as many buffers as the flaw does;
 //   - host-stall: a gap of at least 90% of config.HostStallTime with no
 //     CUDA call between the iteration's start and its forward's;
 //   - readback-per-layer: the forward copies device-to-host once per
@@ -160,7 +160,7 @@ func (c *checker) allocsAndFrees(it *node) string {
 	if allocs >= want && frees >= want {
 		return ""
 	}
-	return fmt.Sprintf("%s and %s inside it, the flaw makes %d of each", plural(allocs, "cuMemAlloc call"), plural(frees, "cuMemFree call"), want)
+	return fmt.Sprintf("%s and %s inside it, the flaw makes %d of each", plural(allocs, "cudaMalloc call"), plural(frees, "cudaFree call"), want)
 }
 
 // planOps lists every operation of a planned range and its children.

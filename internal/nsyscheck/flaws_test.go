@@ -54,8 +54,8 @@ func holds(fails []string, want string) bool {
 // the flawed capture names what differs from the clean plan.
 func TestFlawSignatures(t *testing.T) {
 	plainDiff := map[config.Flaw]string{
-		config.SyncEveryLaunch:   "iteration0/forward: cuStreamSynchronize called",
-		config.AllocPerIteration: "iteration0/forward: cuMemAlloc_v2 called",
+		config.SyncEveryLaunch:   "iteration0/forward: cudaDeviceSynchronize called",
+		config.AllocPerIteration: "iteration0/forward: cudaMalloc called",
 		config.ReadbackPerLayer:  "iteration0/forward: 2 memcpys, plan says 0",
 		config.PageableUpload:    "iteration0: 2 memcpys, plan says 0",
 		config.PinnedUpload:      "iteration0: 2 memcpys, plan says 0",
@@ -65,7 +65,7 @@ func TestFlawSignatures(t *testing.T) {
 	}
 	missing := map[config.Flaw]string{
 		config.SyncEveryLaunch:   "launches are not followed by a synchronising call",
-		config.AllocPerIteration: "0 cuMemAlloc calls and 0 cuMemFree calls inside it, the flaw makes",
+		config.AllocPerIteration: "0 cudaMalloc calls and 0 cudaFree calls inside it, the flaw makes",
 		config.HostStall:         "the longest gap without CUDA calls before the forward is",
 		config.ReadbackPerLayer:  "the forward copies device-to-host 0 times",
 		config.PageableUpload:    "0 host-to-device memcpys from pageable memory",
@@ -114,7 +114,7 @@ func TestFlawSignatureDetails(t *testing.T) {
 		p := flawPlan(t, config.Train, config.SyncEveryLaunch)
 		f := runFixture(p, fxIters)
 		for k, l := range f.launches {
-			if l.iter == 1 && l.api == program.StreamSynchronize {
+			if l.iter == 1 && l.api == program.DeviceSynchronize {
 				f.remove(k)
 				break
 			}

@@ -217,8 +217,10 @@ func Validate(op *Op) error {
 			}
 		}
 	case Sync:
-		if op.Name != StreamSynchronize {
-			return fmt.Errorf("sync %s: the executor synchronises with %s", op.Name, StreamSynchronize)
+		switch op.Name {
+		case StreamSynchronize, RuntimeStreamSynchronize, DeviceSynchronize:
+		default:
+			return fmt.Errorf("sync %s: the executor synchronises with %s, %s or %s", op.Name, StreamSynchronize, RuntimeStreamSynchronize, DeviceSynchronize)
 		}
 	case Host:
 		if op.Func == nil || op.Name == "" {
@@ -236,31 +238,33 @@ func Validate(op *Op) error {
 func validateMemory(op *Op) error {
 	switch op.Kind {
 	case Alloc, Free:
-		want := MemAlloc
+		driver, runtime := MemAlloc, RuntimeMalloc
 		if op.Kind == Free {
-			want = MemFree
+			driver, runtime = MemFree, RuntimeFree
 		}
-		if op.Name != want {
-			return fmt.Errorf("%s %s: the executor calls %s", op.Kind, op.Name, want)
+		if op.Name != driver && op.Name != runtime {
+			return fmt.Errorf("%s %s: the executor calls %s or %s", op.Kind, op.Name, driver, runtime)
 		}
 		if op.Dst.Offset != 0 || op.Dst.Elems != op.Dst.Buf.Elems {
 			return fmt.Errorf("%s %s: %s is not a whole buffer", op.Kind, op.Name, op.Dst)
 		}
 	case Memcpy:
-		var want string
+		var driver string
 		switch {
 		case op.Dir == HostToDevice && op.Host == Pageable:
-			want = MemcpyHtoD
+			driver = MemcpyHtoD
 		case op.Dir == HostToDevice && op.Host == Pinned:
-			want = MemcpyHtoDAsync
+			driver = MemcpyHtoDAsync
 		case op.Dir == DeviceToHost && (op.Host == Pageable || op.Host == Pinned):
-			want = MemcpyDtoHAsync
+			driver = MemcpyDtoHAsync
 		default:
 			return fmt.Errorf("memcpy %s: direction %q and host memory %q (want %s or %s, %s or %s)", op.Name, op.Dir, op.Host,
 				HostToDevice, DeviceToHost, Pageable, Pinned)
 		}
-		if op.Name != want {
-			return fmt.Errorf("memcpy %s %s from %s memory: the executor calls %s", op.Name, op.Dir, op.Host, want)
+		// The runtime's two copies take either direction and either kind
+		// of host memory; the driver has one call for each.
+		if op.Name != driver && op.Name != RuntimeMemcpy && op.Name != RuntimeMemcpyAsync {
+			return fmt.Errorf("memcpy %s %s from %s memory: the executor calls %s, %s or %s", op.Name, op.Dir, op.Host, driver, RuntimeMemcpy, RuntimeMemcpyAsync)
 		}
 	}
 	return nil

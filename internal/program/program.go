@@ -294,6 +294,27 @@ const (
 	MemcpyDtoHAsync = "cuMemcpyDtoHAsync_v2"
 )
 
+// The runtime API calls of the same operations: what users' own programs
+// (and PyTorch) call, and the names Nsight Systems' expert rules look for
+// (nsys analyze's cuda_api_sync, cuda_memcpy_sync, cuda_memcpy_async). The
+// planted flaws make these; the executor runs them through the statically
+// linked runtime (internal/cudart), on the same context and stream.
+const (
+	// DeviceSynchronize waits for all of the device's work.
+	DeviceSynchronize = "cudaDeviceSynchronize"
+	// RuntimeStreamSynchronize waits for the stream's work.
+	RuntimeStreamSynchronize = "cudaStreamSynchronize"
+	// RuntimeMemcpy is a synchronous copy in either direction,
+	// RuntimeMemcpyAsync one enqueued on the stream (which blocks the
+	// host anyway when the host memory is pageable).
+	RuntimeMemcpy      = "cudaMemcpy"
+	RuntimeMemcpyAsync = "cudaMemcpyAsync"
+	// RuntimeMalloc and RuntimeFree allocate and free a device buffer;
+	// cudaFree waits for the device's work first.
+	RuntimeMalloc = "cudaMalloc"
+	RuntimeFree   = "cudaFree"
+)
+
 // CopyDir is the direction of a Memcpy operation.
 type CopyDir string
 
