@@ -42,14 +42,30 @@ capture() { # capture NAME FLAGS...: a profiled run exported to $OUT/NAME.sqlite
 .device/model-cuda.test -test.count=1 -test.v -test.run 'Flaws' >"$OUT/model-flaws.log" 2>&1
 check "model-cuda.test -test.run Flaws" $? 0 "pass=$(grep -c -- '--- PASS' "$OUT/model-flaws.log") fail=$(grep -c -- '--- FAIL' "$OUT/model-flaws.log")"
 
+# nsys analyze's expert rules on an export: the rules that can see the
+# flaws (they match runtime-API names: the flaws call the runtime), each
+# rule's output kept in $OUT/NAME.analyze.txt for the lessons.
+RULES=${RULES:-cuda_api_sync cuda_memcpy_sync cuda_memcpy_async cuda_memset_sync gpu_gaps gpu_time_util}
+analyze() { # analyze NAME: every rule of RULES on $OUT/NAME.sqlite
+	local name=$1 r
+	: >"$OUT/$name.analyze.txt"
+	for r in $RULES; do
+		echo "### rule $r" >>"$OUT/$name.analyze.txt"
+		nsys analyze -r "$r" "$OUT/$name.sqlite" >>"$OUT/$name.analyze.txt" 2>&1
+	done
+}
+nsys analyze --help >"$OUT/nsys-analyze-help.txt" 2>&1
+
 capture clean
+analyze clean
 check "clean capture, plain check" "$($bin check $run_flags "$OUT/clean.sqlite" >"$OUT/clean.check.txt" 2>&1; echo $?)" 0
 # shellcheck disable=SC2086
 $bin $run_flags >"$OUT/clean.bare.txt" 2>&1
 clean=$(step_ms "$OUT/clean.bare.txt")
-for f in sync-every-launch alloc-per-iteration host-stall readback-per-layer pageable-upload pinned-upload; do
+for f in ${FLAWS:-sync-every-launch alloc-per-iteration host-stall readback-per-layer pageable-upload pinned-upload}; do
 	capture "$f" --flaw=$f
 	check "$f: run under nsys" $? 0
+	analyze "$f"
 	$bin check $run_flags --flaw=$f "$OUT/$f.sqlite" >"$OUT/$f.check.txt" 2>&1
 	check "$f: check --flaw on its capture" $? 0 "$(grep -m1 'signature is in all' "$OUT/$f.check.txt")"
 	$bin check $run_flags --flaw=$f "$OUT/clean.sqlite" >"$OUT/$f.on-clean.txt" 2>&1

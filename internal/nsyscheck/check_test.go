@@ -774,3 +774,22 @@ func TestWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestCallName: runtime calls lose CUPTI's entry-point version, driver
+// calls keep their own suffix.
+func TestCallName(t *testing.T) {
+	for in, want := range map[string]string{
+		"cudaMalloc_v3020":            "cudaMalloc",
+		"cudaDeviceSynchronize_v3020": "cudaDeviceSynchronize",
+		"cudaMemcpyAsync_v3020":       "cudaMemcpyAsync",
+		"cudaFree":                    "cudaFree",
+		"cuMemAlloc_v2":               "cuMemAlloc_v2",
+		"cudaLaunchKernel_v7000":      "cudaLaunchKernel",
+		"cuda_v":                      "cuda_v",
+		"cudaX_vab":                   "cudaX_vab",
+	} {
+		if got := callName(in); got != want {
+			t.Errorf("callName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

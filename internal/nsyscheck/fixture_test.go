@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gpubench/gpubench/internal/config"
@@ -409,7 +410,13 @@ func (f *fixture) write(tb testing.TB) string {
 				exec(`INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?, ?, 67, ?, ?, ?, 0, ?)`, l.apiStart-100, l.apiEnd+100, l.tid, l.corr, str(l.api), callchain)
 				callchain++
 			}
-			exec(`INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?, ?, 1, ?, ?, ?, 0, NULL)`, l.apiStart, l.apiEnd, l.tid, l.corr, str(l.api))
+			// CUPTI records a runtime call (event class 0) under its
+			// entry point's versioned name, a driver call (1) as is.
+			class, name := 1, l.api
+			if strings.HasPrefix(name, "cuda") {
+				class, name = 0, name+"_v3020"
+			}
+			exec(`INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?, ?, ?, ?, ?, ?, 0, NULL)`, l.apiStart, l.apiEnd, class, l.tid, l.corr, str(name))
 		}
 		if l.noGPU {
 			continue

@@ -904,6 +904,27 @@ func (l *loader) name(id int64) string {
 	return l.strings[id]
 }
 
+// callName is the name of an API call as the program calls it: CUPTI
+// records a runtime call with the version of its entry point appended
+// ("cudaMalloc_v3020", "cudaDeviceSynchronize_v3020"), which Nsight Systems'
+// timeline and expert rules drop. Driver names keep their suffix: it is part
+// of the function's name (cuMemAlloc_v2 is what cuMemAlloc compiles to).
+func callName(s string) string {
+	if !strings.HasPrefix(s, "cuda") {
+		return s
+	}
+	i := strings.LastIndex(s, "_v")
+	if i < 0 || i+2 == len(s) {
+		return s
+	}
+	for _, c := range s[i+2:] {
+		if c < '0' || c > '9' {
+			return s
+		}
+	}
+	return s[:i]
+}
+
 // build resolves the names and fills in t.
 func (l *loader) build(t *Trace) error {
 	t.OpenRanges = l.open
@@ -940,7 +961,7 @@ func (l *loader) build(t *Trace) error {
 	}
 	calls := map[int64][]*apiCall{}
 	for _, a := range l.calls {
-		a.name = l.name(a.nameID)
+		a.name = callName(l.name(a.nameID))
 		calls[a.corr] = append(calls[a.corr], a)
 		if !a.backtrace {
 			t.Calls = append(t.Calls, APICall{Name: a.name, Start: a.start, End: a.end, Thread: a.thread})
