@@ -1,87 +1,193 @@
 #!/usr/bin/env bash
 # flaw-check.sh: in one device call, what shows that each planted flaw
 # (gpubench flaws) runs, changes nothing it computes, is seen by the
-# profiler and costs what it costs. Build here with `make device`, fetch
-# nsys with ../shared/device/fetch-nsys-deps.sh .nsys, and run it on the
-# GPU machine with .device and .nsys carried:
+# profiler and costs what it costs. Build here with
+# `bash scripts/llama-check.sh build` (the device binaries in .device), fetch
+# nsys with ../shared/device/fetch-nsys-deps.sh .nsys, and run it on the GPU
+# machine with .device and .nsys carried:
 #
 #   OUT=... bash scripts/flaw-check.sh [MODEL]      (default tiny)
 #
-# For each flaw: a run under nsys with --flaw, exported; `gpubench check
-# --flaw` must pass on it and fail on the clean run's export (naming the
-# missing signature); the plain check of the flawed export must fail
-# (except host-stall, whose only trace is a gap); the median step time of
-# the flawed run against the clean one, bare, in this call. Every check
-# prints "## ok ..." or "## FAIL ..."; it exits 1 if any failed. The
-# exports stay in $OUT for testdata.
+# FLAWS picks the flaws (default: every name `gpubench flaws` lists);
+# STEPS picks the parts (default "tests capture rules time ncu").
+#
+#   tests    the GPU tests of the flaws: each flawed step computes what the
+#            clean step does, every planted op runs
+#   capture  for each flaw, a run under nsys with --flaw, exported; `gpubench
+#            check --flaw` must pass on it and fail on the clean run's export
+#            (naming the missing signature); the plain check of the flawed
+#            export must fail (except host-stall, whose only trace is a gap)
+#   rules    nsys analyze's expert rules on every export; each rule the
+#            lesson names (RULES_OF below) must fire on the flawed export and
+#            not on the clean one
+#   time     median step times, bare, of the clean run, each flaw and each
+#            fix, on MODEL and on small, alternated twice (the lower median)
+#   ncu      Nsight Compute on one kernel of each kernel flaw and its clean
+#            counterpart, with the sections its lesson names
+#
+# Every check prints "## ok ..." or "## FAIL ..."; it exits 1 if any failed.
+# Everything lands in $OUT; the exports stay there for testdata.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-/tmp/gpubench-flaw-check}
 mkdir -p "$OUT" || exit 2
 bin=.device/gpubench
 model=${1:-tiny}
+steps=${STEPS:-tests capture rules time ncu}
+has() { [[ " $steps " == *" $1 "* ]]; }
 # shellcheck disable=SC1091
-source .nsys/nsys-env.sh
-ITERS=5
-run_flags="--model=$model --batch-size 8 --iters $ITERS --warmup 2"
-nsys_flags="-t cuda,nvtx,osrt -s cpu --capture-range=cudaProfilerApi --capture-range-end=stop -f true"
-step_ms() { sed -nE 's/^step +([0-9.]+).*/\1/p' "$1" | head -1; }
-
+source .nsys/nsys-env.sh >/dev/null
 # shellcheck source=scripts/check-lib.sh
 source scripts/check-lib.sh # the scripts run from the repository root
+ITERS=3
+run_flags="--model=$model --batch-size 8 --iters $ITERS --warmup 2"
+nsys_flags="-t cuda,nvtx,osrt -s cpu --capture-range=cudaProfilerApi --capture-range-end=stop -f true"
+all_flaws=$($bin flaws | grep -E '^[a-z]' | tr '\n' ' ')
+flaws=${FLAWS:-$all_flaws}
+step_ms() { sed -nE 's/^step +([0-9.]+).*/\1/p' "$1" | head -1; }
+
+# The nsys analyze rules each lesson names: they must fire on the flawed
+# capture and stay silent on the clean one. A flaw not listed here is one
+# that no rule sees (its lesson says so, from the outputs kept in
+# $OUT/NAME.analyze.txt). gpu_gaps' threshold is whole milliseconds.
+declare -A RULES_OF=(
+	[sync-every-launch]="cuda_api_sync"
+	[readback-per-layer]="cuda_api_sync cuda_memcpy_async"
+	[host-stall]="gpu_gaps:gap=1"
+)
+RULES="cuda_api_sync cuda_memcpy_sync cuda_memcpy_async cuda_memset_sync gpu_gaps gpu_gaps:gap=1 gpu_time_util"
+
+# The kernel each kernel flaw plants, the clean kernel it replaces, and the
+# ncu sections whose rules should see the difference.
+declare -A NCU_OF=(
+	[uncoalesced]="residual_forward_strided residual_forward SourceCounters,MemoryWorkloadAnalysis,MemoryWorkloadAnalysis_Tables"
+	[bank-conflicts]="matmul_forward_nopad matmul_forward MemoryWorkloadAnalysis,MemoryWorkloadAnalysis_Tables"
+	[low-occupancy]="matmul_forward matmul_forward LaunchStats,Occupancy,SpeedOfLight"
+)
+
 capture() { # capture NAME FLAGS...: a profiled run exported to $OUT/NAME.sqlite
 	local name=$1
 	shift
 	# shellcheck disable=SC2086
 	nsys profile $nsys_flags -o "$OUT/$name" $bin $run_flags --profile "$@" >"$OUT/$name.log" 2>&1 &&
 		nsys export --type sqlite --force-overwrite true -o "$OUT/$name.sqlite" "$OUT/$name.nsys-rep" >>"$OUT/$name.log" 2>&1
+	local rc=$?
+	rm -f "$OUT/$name.nsys-rep"
+	return $rc
 }
 
-# The GPU tests of the flaws: same losses bit for bit as the clean step,
-# every planted op run, alloc-per-iteration's memory.
-.device/model-cuda.test -test.count=1 -test.v -test.run 'Flaws' >"$OUT/model-flaws.log" 2>&1
-check "model-cuda.test -test.run Flaws" $? 0 "pass=$(grep -c -- '--- PASS' "$OUT/model-flaws.log") fail=$(grep -c -- '--- FAIL' "$OUT/model-flaws.log")"
-
-# nsys analyze's expert rules on an export: the rules that can see the
-# flaws (they match runtime-API names: the flaws call the runtime), each
-# rule's output kept in $OUT/NAME.analyze.txt for the lessons.
-RULES=${RULES:-cuda_api_sync cuda_memcpy_sync cuda_memcpy_async cuda_memset_sync gpu_gaps gpu_time_util}
-analyze() { # analyze NAME: every rule of RULES on $OUT/NAME.sqlite
+analyze() { # analyze NAME: every rule of RULES on $OUT/NAME.sqlite, one file per rule
 	local name=$1 r
-	: >"$OUT/$name.analyze.txt"
 	for r in $RULES; do
-		echo "### rule $r" >>"$OUT/$name.analyze.txt"
-		nsys analyze -r "$r" "$OUT/$name.sqlite" >>"$OUT/$name.analyze.txt" 2>&1
+		nsys analyze -r "$r" "$OUT/$name.sqlite" >"$OUT/$name.rule-${r//[:=]/_}.txt" 2>&1
 	done
 }
-nsys analyze --help >"$OUT/nsys-analyze-help.txt" 2>&1
 
-capture clean
-analyze clean
-check "clean capture, plain check" "$($bin check $run_flags "$OUT/clean.sqlite" >"$OUT/clean.check.txt" 2>&1; echo $?)" 0
-# shellcheck disable=SC2086
-$bin $run_flags >"$OUT/clean.bare.txt" 2>&1
-clean=$(step_ms "$OUT/clean.bare.txt")
-for f in ${FLAWS:-sync-every-launch alloc-per-iteration host-stall readback-per-layer pageable-upload pinned-upload}; do
-	capture "$f" --flaw=$f
-	check "$f: run under nsys" $? 0
-	analyze "$f"
-	$bin check $run_flags --flaw=$f "$OUT/$f.sqlite" >"$OUT/$f.check.txt" 2>&1
-	check "$f: check --flaw on its capture" $? 0 "$(grep -m1 'signature is in all' "$OUT/$f.check.txt")"
-	$bin check $run_flags --flaw=$f "$OUT/clean.sqlite" >"$OUT/$f.on-clean.txt" 2>&1
-	check "$f: check --flaw on the clean capture" $? 1 "$(grep -m1 'signature missing' "$OUT/$f.on-clean.txt")"
-	$bin check $run_flags "$OUT/$f.sqlite" >"$OUT/$f.plain.txt" 2>&1
-	want=1
-	[ $f = host-stall ] && want=0
-	check "$f: plain check of its capture" $? $want "$(grep -m1 '^  - ' "$OUT/$f.plain.txt")"
-	# shellcheck disable=SC2086
-	$bin $run_flags --flaw=$f >"$OUT/$f.bare.txt" 2>&1
-	grep -qE '^(FLAWED|LESSON) .*not a benchmark result' "$OUT/$f.bare.txt"
-	check "$f: the table says FLAWED or LESSON" $? 0
-	step=$(step_ms "$OUT/$f.bare.txt")
-	echo "## step $f: ${step:-?} ms, clean ${clean:-?} ms" | tee -a "$OUT/steps.txt"
-	rm -f "$OUT/$f.nsys-rep"
-done
-rm -f "$OUT/clean.nsys-rep"
+fired() { # fired NAME RULE: did RULE report something on NAME's export
+	local f="$OUT/$1.rule-${2//[:=]/_}.txt"
+	[ -s "$f" ] && grep -q '\*\* ' "$f" && ! grep -q 'There were no problems' "$f"
+}
+
+if has tests; then
+	.device/model-cuda.test -test.count=1 -test.v -test.run 'Flaws' >"$OUT/model-flaws.log" 2>&1
+	check "model-cuda.test -test.run Flaws" $? 0 "pass=$(grep -c -- '--- PASS' "$OUT/model-flaws.log") fail=$(grep -c -- '--- FAIL' "$OUT/model-flaws.log")"
+fi
+
+if has capture; then
+	capture clean
+	check "clean capture" $? 0
+	$bin check $run_flags "$OUT/clean.sqlite" >"$OUT/clean.check.txt" 2>&1
+	check "clean capture, plain check" $? 0
+	for f in $flaws; do
+		capture "$f" --flaw="$f"
+		check "$f: run under nsys" $? 0
+		$bin check $run_flags --flaw="$f" "$OUT/$f.sqlite" >"$OUT/$f.check.txt" 2>&1
+		check "$f: check --flaw on its capture" $? 0 "$(grep -m1 'signature is in all' "$OUT/$f.check.txt")"
+		$bin check $run_flags --flaw="$f" "$OUT/clean.sqlite" >"$OUT/$f.on-clean.txt" 2>&1
+		check "$f: check --flaw on the clean capture" $? 1 "$(grep -m1 'signature missing' "$OUT/$f.on-clean.txt")"
+		$bin check $run_flags "$OUT/$f.sqlite" >"$OUT/$f.plain.txt" 2>&1
+		want=1
+		[ "$f" = host-stall ] && want=0
+		check "$f: plain check of its capture" $? $want "$(grep -m1 '^  - ' "$OUT/$f.plain.txt")"
+		# shellcheck disable=SC2086
+		$bin $run_flags --flaw="$f" >"$OUT/$f.bare.txt" 2>&1
+		grep -qE '^(FLAWED|LESSON) .*not a benchmark result' "$OUT/$f.bare.txt"
+		check "$f: the table says FLAWED or LESSON" $? 0
+	done
+fi
+
+if has rules && [ -f "$OUT/clean.sqlite" ]; then
+	analyze clean
+	for f in $flaws; do
+		[ -f "$OUT/$f.sqlite" ] || continue
+		analyze "$f"
+		for r in ${RULES_OF[$f]:-}; do
+			fired "$f" "$r"
+			check "$f: nsys analyze -r $r fires on its capture" $? 0
+			fired clean "$r"
+			check "$f: nsys analyze -r $r is silent on the clean capture" $? 1
+		done
+		for r in $RULES; do
+			if fired "$f" "$r"; then echo "## rule $f $r fires"; fi
+		done
+	done
+	for r in $RULES; do
+		if fired clean "$r"; then echo "## rule clean $r fires"; fi
+	done
+fi
+
+if has time; then
+	# Each configuration twice, alternated, 20 iterations after 5 warm-up;
+	# the lower of the two medians.
+	for m in $model small; do
+		configs=("clean" "clean --graph")
+		for f in $flaws; do
+			configs+=("$f")
+			# The flaws that compose with --graph, timed with it too.
+			if $bin plan --model="$m" --graph --flaw="$f" >/dev/null 2>&1; then configs+=("$f --graph"); fi
+		done
+		declare -A best=()
+		for round in 1 2; do
+			for c in "${configs[@]}"; do
+				read -r name extra <<<"$c"
+				args=(--model="$m" --batch-size 8 --iters 20 --warmup 5)
+				[ "$name" != clean ] && args+=(--flaw="$name")
+				# shellcheck disable=SC2206
+				[ -n "${extra:-}" ] && args+=($extra)
+				$bin "${args[@]}" >"$OUT/time-$m-${c// /_}-$round.txt" 2>&1
+				ms=$(step_ms "$OUT/time-$m-${c// /_}-$round.txt")
+				[ -z "$ms" ] && {
+					check "time $m $c" 1 0 "$(tail -1 "$OUT/time-$m-${c// /_}-$round.txt")"
+					continue
+				}
+				prev=${best[$c]:-}
+				if [ -z "$prev" ] || awk "BEGIN{exit !($ms < $prev)}"; then best[$c]=$ms; fi
+			done
+		done
+		clean_ms=${best[clean]:-0}
+		for c in "${configs[@]}"; do
+			[ -n "${best[$c]:-}" ] || continue
+			echo "## time $m ${c// /_} ${best[$c]} ms ($(awk "BEGIN{printf \"%.2f\", ${best[$c]}/$clean_ms}")x clean)" | tee -a "$OUT/times.txt"
+		done
+		unset best
+	done
+fi
+
+if has ncu; then
+	ncu_flags="--clock-control none --profile-from-start off --nvtx --nvtx-include iteration1/forward/ -c 1"
+	for f in $flaws; do
+		[ -n "${NCU_OF[$f]:-}" ] || continue
+		read -r flawed clean sections <<<"${NCU_OF[$f]}"
+		secs=()
+		for s in ${sections//,/ }; do secs+=(--section "$s"); done
+		# shellcheck disable=SC2086
+		ncu $ncu_flags -k "regex:^${flawed}\$" "${secs[@]}" --print-details all --print-rule-details $bin $run_flags --iters 2 --profile --flaw="$f" >"$OUT/$f.ncu.txt" 2>&1
+		check "$f: ncu on $flawed" $? 0 "$(grep -cE '^ +(OPT|WRN|INF) ' "$OUT/$f.ncu.txt") rule results"
+		# shellcheck disable=SC2086
+		ncu $ncu_flags -k "regex:^${clean}\$" "${secs[@]}" --print-details all --print-rule-details $bin $run_flags --iters 2 --profile >"$OUT/$f.ncu-clean.txt" 2>&1
+		check "$f: ncu on the clean $clean" $? 0
+	done
+fi
+
 printf '%s\n' "${summary[@]}"
 exit $failed
