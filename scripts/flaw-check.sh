@@ -116,6 +116,30 @@ if has capture; then
 	done
 fi
 
+# host-stall's lesson finds the data loader by name in nsys's CPU samples.
+# Sampling takes a sample every few milliseconds, so this capture runs 20
+# iterations (40 ms of stall) to give the loader a few dozen samples.
+if has capture && [[ " $flaws " == *" host-stall "* ]]; then
+	capture host-stall-samples --flaw=host-stall --iters 20
+	check "host-stall: 20-iteration capture with CPU samples" $? 0
+	python3 - "$OUT/host-stall-samples.sqlite" >"$OUT/host-stall-samples.txt" 2>&1 <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+total = db.execute("SELECT count(DISTINCT id) FROM SAMPLING_CALLCHAINS").fetchone()[0]
+# The samples whose leaf (stackDepth 0) frame is each function, most first.
+for name, n in db.execute(
+    "SELECT s.value, count(*) FROM SAMPLING_CALLCHAINS c JOIN StringIds s ON s.id = c.symbol"
+    " WHERE c.stackDepth = 0 GROUP BY s.value ORDER BY 2 DESC LIMIT 8"):
+    print(f"leaf {n:5d}  {name}")
+stall = db.execute(
+    "SELECT count(DISTINCT c.id) FROM SAMPLING_CALLCHAINS c JOIN StringIds s ON s.id = c.symbol"
+    " WHERE s.value LIKE '%dataLoaderStall%'").fetchone()[0]
+print(f"samples {total}, with dataLoaderStall on the stack {stall}")
+sys.exit(0 if stall > 0 else 1)
+PY
+	check "host-stall: CPU samples name dataLoaderStall" $? 0 "$(tail -1 "$OUT/host-stall-samples.txt")"
+fi
+
 if has rules && [ -f "$OUT/clean.sqlite" ]; then
 	analyze clean
 	for f in $flaws; do

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.." || exit 2
 if [ "${1:-}" = build ]; then
 	set -e
 	mkdir -p .device
-	go build -ldflags="-s -w" -o .device/gpubench ./cmd/gpubench
+	# -w drops DWARF only: the symbol table stays, so that nsys's CPU
+	# samples name gpubench's functions (host-stall's dataLoaderStall).
+	go build -ldflags="-w" -o .device/gpubench ./cmd/gpubench
 	go test -c -tags gpu -ldflags="-s -w" -o .device/kernels.test ./kernels
 	go test -c -tags gpu -ldflags="-s -w" -o .device/model-cuda.test ./model/cuda
 	exit 0
