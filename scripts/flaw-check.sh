@@ -9,7 +9,7 @@
 #   OUT=... bash scripts/flaw-check.sh [MODEL]      (default tiny)
 #
 # FLAWS picks the flaws (default: every name `gpubench flaws` lists);
-# STEPS picks the parts (default "tests capture rules time ncu").
+# STEPS picks the parts (default "tests capture rules findings time ncu").
 #
 #   tests    the GPU tests of the flaws: each flawed step computes what the
 #            clean step does, every planted op runs
@@ -20,6 +20,10 @@
 #   rules    nsys analyze's expert rules on every export; each rule the
 #            lesson names (RULES_OF below) must fire on the flawed export and
 #            not on the clean one
+#   findings what the lessons say of the profiler beyond the rules: the
+#            threshold in cuda_memcpy_sync's source, whether the rule fires
+#            on pageable-upload once the batch is larger than it, and the
+#            allocation calls in nsys stats' cuda_api_sum
 #   time     median step times, bare, of the clean run, each flaw and each
 #            fix, on MODEL and on small, alternated twice (the lower median)
 #   ncu      Nsight Compute on one kernel of each kernel flaw and its clean
@@ -33,7 +37,7 @@ OUT=${OUT:-/tmp/gpubench-flaw-check}
 mkdir -p "$OUT" || exit 2
 bin=.device/gpubench
 model=${1:-tiny}
-steps=${STEPS:-tests capture rules time ncu}
+steps=${STEPS:-tests capture rules findings time ncu}
 has() { [[ " $steps " == *" $1 "* ]]; }
 # shellcheck disable=SC1091
 source .nsys/nsys-env.sh >/dev/null
@@ -158,6 +162,24 @@ if has rules && [ -f "$OUT/clean.sqlite" ]; then
 	for r in $RULES; do
 		if fired clean "$r"; then echo "## rule clean $r fires"; fi
 	done
+fi
+
+if has findings; then
+	rules_dir=$(ls -d /opt/nvidia/nsight-compute/*/host/target-linux-x64/rules 2>/dev/null | sort -V | tail -1)
+	grep -n -i -E 'pageable|size|bytes|threshold' "$rules_dir/cuda_memcpy_sync.py" >"$OUT/cuda_memcpy_sync.source.txt" 2>&1
+	check "findings: cuda_memcpy_sync's source read" $? 0 "$rules_dir"
+	# small at batch 128 uploads 2 x 128 KiB a step, above the rule's
+	# threshold; tiny's 2 x 2 KiB is below it.
+	capture pageable-upload-large --flaw=pageable-upload --model=small --batch-size 128
+	check "findings: pageable-upload, small at batch 128, under nsys" $? 0
+	nsys analyze -r cuda_memcpy_sync "$OUT/pageable-upload-large.sqlite" >"$OUT/pageable-upload-large.rule-cuda_memcpy_sync.txt" 2>&1
+	fired pageable-upload-large cuda_memcpy_sync
+	echo "## finding cuda_memcpy_sync on pageable-upload at 128 KiB copies: $([ $? = 0 ] && echo fires || echo silent)"
+	if [ -f "$OUT/alloc-per-iteration.sqlite" ]; then
+		nsys stats -r cuda_api_sum -f csv -o "$OUT/alloc-per-iteration.stats" "$OUT/alloc-per-iteration.sqlite" >"$OUT/alloc-per-iteration.stats.log" 2>&1
+		grep -h -E 'cudaMalloc|cudaFree' "$OUT"/alloc-per-iteration.stats*.csv >"$OUT/alloc-per-iteration.stats.txt" 2>&1
+		check "findings: nsys stats cuda_api_sum lists cudaMalloc and cudaFree" $? 0 "$(tr '\n' ' ' <"$OUT/alloc-per-iteration.stats.txt" | cut -c1-200)"
+	fi
 fi
 
 if has time; then
