@@ -69,6 +69,15 @@ declare -A NCU_OF=(
 	[low-occupancy]="matmul_forward matmul_forward LaunchStats,Occupancy,SpeedOfLight"
 )
 
+# What the ncu rule each kernel-flaw lesson names prints, as an extended
+# regular expression: it must appear in the flawed kernel's report and not
+# in the clean kernel's (ncu prints rule results, not rule names, as text).
+declare -A NCU_RULE_OF=(
+	[uncoalesced]="uncoalesced global access"
+	[bank-conflicts]="bank conflict"
+	[low-occupancy]="only [0-9]+ blocks|grid is too small|less than the GPU's [0-9]+ multiprocessors"
+)
+
 capture() { # capture NAME FLAGS...: a profiled run exported to $OUT/NAME.sqlite
 	local name=$1
 	shift
@@ -232,6 +241,12 @@ if has ncu; then
 		# shellcheck disable=SC2086
 		ncu $ncu_flags -k "regex:^${clean}\$" "${secs[@]}" --print-details all --print-rule-details $bin $run_flags --iters 2 --profile >"$OUT/$f.ncu-clean.txt" 2>&1
 		check "$f: ncu on the clean $clean" $? 0
+		if [ -n "${NCU_RULE_OF[$f]:-}" ]; then
+			grep -q -i -E "${NCU_RULE_OF[$f]}" "$OUT/$f.ncu.txt"
+			check "$f: ncu's rule fires on $flawed" $? 0 "$(grep -m1 -i -E "${NCU_RULE_OF[$f]}" "$OUT/$f.ncu.txt" | cut -c1-160)"
+			grep -q -i -E "${NCU_RULE_OF[$f]}" "$OUT/$f.ncu-clean.txt"
+			check "$f: ncu's rule is silent on the clean $clean" $? 1 "$(grep -m1 -i -E "${NCU_RULE_OF[$f]}" "$OUT/$f.ncu-clean.txt" | cut -c1-160)"
+		fi
 	done
 fi
 
