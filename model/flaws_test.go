@@ -14,7 +14,7 @@ import (
 // program launches kernels and memsets, and graphs of them, only.
 func planted(op *program.Op) bool {
 	switch op.Kind {
-	case program.Sync, program.Host, program.Alloc, program.Free, program.Memcpy:
+	case program.Sync, program.Host, program.Alloc, program.Free, program.Memcpy, program.EventOp:
 		return true
 	}
 	return false
@@ -207,8 +207,245 @@ func checkPlanted(t *testing.T, m *Step, f config.Flaw, events []program.Event) 
 				t.Errorf("upload %s", op)
 			}
 		}
+	case config.SerialCopies, config.OverlappedCopies:
+		checkOffload(t, m, f, ops)
 	default:
 		t.Fatalf("no test for flaw %s", f)
+	}
+}
+
+// checkOffload checks serial-copies' and overlapped-copies' operations in
+// one iteration's ops: after each layer's backward, one pinned
+// device-to-host cudaMemcpyAsync of each of its parameter gradients, on
+// the compute stream (serial) or after an event on the copy stream
+// (overlapped, whose backward ends waiting for the last copy).
+func checkOffload(t *testing.T, m *Step, f config.Flaw, ops []*program.Op) {
+	t.Helper()
+	L, k := m.Dims.L, len(m.layerGrads(0))
+	if k != 12 {
+		t.Errorf("%d gradient tensors a GPT-2 layer, want 12", k)
+	}
+	overlapped := f == config.OverlappedCopies
+	want := map[program.OpKind]int{program.Memcpy: L * k}
+	stream := program.ComputeStream
+	if overlapped {
+		want[program.EventOp], stream = 2*L+2, program.CopyStream
+	}
+	count := map[program.OpKind]int{}
+	for _, op := range m.Backward().Ops() {
+		if planted(op) {
+			count[op.Kind]++
+		}
+	}
+	if !reflect.DeepEqual(count, want) {
+		t.Errorf("the backward plants %v, want %v (and the forward nothing)", count, want)
+	}
+	bwd := m.Backward().Ops()
+	isEvent := func(op *program.Op, call, ev string, s int) bool {
+		return op.Kind == program.EventOp && op.Name == call && op.Event == ev && op.Stream == s
+	}
+	for i := 0; i < len(bwd); i++ {
+		op := bwd[i]
+		if !planted(op) || op.Step == "join copies" { // the join: below
+			continue
+		}
+		l := op.Layer
+		// The layer's backward has just ended: its last kernel is ln1's.
+		if prev := bwd[i-1]; prev.Kind != program.Kernel || prev.Layer != l || prev.Step != "ln1" {
+			t.Fatalf("layer %d's offload follows %s at %s, want the layer's ln1 backward", l, prev, prev.Where())
+		}
+		if overlapped {
+			if !isEvent(bwd[i], program.EventRecord, gradsReady, program.ComputeStream) ||
+				!isEvent(bwd[i+1], program.StreamWaitEvent, gradsReady, program.CopyStream) {
+				t.Fatalf("layer %d's offload starts %s, %s; want the compute stream's record and the copy stream's wait", l, bwd[i], bwd[i+1])
+			}
+			i += 2
+		}
+		for j, g := range m.layerGrads(l) {
+			c := bwd[i+j]
+			if c.Kind != program.Memcpy || c.Name != program.RuntimeMemcpyAsync || c.Dir != program.DeviceToHost || c.Host != program.Pinned ||
+				c.Stream != stream || c.Dst != g || c.Bytes != g.Bytes() || c.Layer != l || c.Step != "offload grads" {
+				t.Fatalf("layer %d copy %d is %s at %s, want %s to pinned memory on stream %d", l, j, c, c.Where(), g, stream)
+			}
+		}
+		i += k - 1
+		if overlapped && l == 0 {
+			i++
+			if !isEvent(bwd[i], program.EventRecord, copiesDone, program.CopyStream) {
+				t.Fatalf("after the last layer's copies %s, want the copy stream's record", bwd[i])
+			}
+		}
+	}
+	last := bwd[len(bwd)-1]
+	if joined := isEvent(last, program.StreamWaitEvent, copiesDone, program.ComputeStream); joined != overlapped {
+		t.Errorf("the backward ends with %s", last)
+	}
+	if msg := streamRaces(ops); msg != "" {
+		t.Errorf("%s", msg)
+	}
+}
+
+// access is one operation's read or write of a buffer's elements [lo, hi)
+// on a stream, at that stream's clock.
+type access struct {
+	op     *program.Op
+	buf    *program.Buffer
+	lo, hi int64
+	write  bool
+	stream int
+	clock  int
+}
+
+func accesses(op *program.Op) []access {
+	var out []access
+	add := func(v program.View, w bool) {
+		if !v.IsNull() {
+			out = append(out, access{op: op, buf: v.Buf, lo: v.Offset, hi: v.Offset + v.Elems, write: w, stream: op.Stream})
+		}
+	}
+	switch op.Kind {
+	case program.Kernel:
+		for _, a := range op.Args {
+			if a.Kind == program.Ptr {
+				add(a.View, a.Access != program.Read)
+			}
+		}
+	case program.Memset:
+		add(op.Dst, true)
+	case program.Memcpy:
+		add(op.Dst, op.Dir == program.HostToDevice)
+	}
+	return out
+}
+
+// streamRaces replays ops, in the order the host issues them, on one
+// vector clock per stream, as CUDA orders them: a stream's operations in
+// turn, a wait after the event's last record, a device synchronisation
+// (and cudaFree, cudaMalloc) after everything so far. It returns the first
+// two accesses to the same elements, one of them a write, on two streams
+// that nothing orders, or "".
+func streamRaces(ops []*program.Op) string {
+	var vc [program.Streams][program.Streams]int // vc[s][u]: stream s's next op comes after u's first vc[s][u] ops
+	events := map[string][program.Streams]int{}
+	var seen [program.Streams][]access
+	joinAll := func() {
+		var all [program.Streams]int
+		for s := range vc {
+			for u := range vc[s] {
+				all[u] = max(all[u], vc[s][u])
+			}
+		}
+		for s := range vc {
+			vc[s] = all
+		}
+	}
+	for _, op := range ops {
+		s := op.Stream
+		switch {
+		case op.Kind == program.EventOp && op.Name == program.EventRecord:
+			events[op.Event] = vc[s]
+			continue
+		case op.Kind == program.EventOp:
+			ev := events[op.Event]
+			for u := range ev {
+				vc[s][u] = max(vc[s][u], ev[u])
+			}
+			continue
+		case op.Kind == program.Sync && op.Name == program.DeviceSynchronize, op.Kind == program.Alloc, op.Kind == program.Free:
+			joinAll()
+			continue
+		case op.Kind == program.Sync:
+			// The host waits for stream s: what it issues next, on any
+			// stream, comes after s's work.
+			for u := range vc {
+				vc[u][s] = max(vc[u][s], vc[s][s])
+			}
+			continue
+		}
+		vc[s][s]++
+		for _, a := range accesses(op) {
+			a.clock = vc[s][s]
+			for u := range seen {
+				if u == s {
+					continue
+				}
+				for _, b := range seen[u] {
+					if b.buf == a.buf && b.lo < a.hi && a.lo < b.hi && (a.write || b.write) && vc[s][u] < b.clock {
+						return fmt.Sprintf("race on %s: %s at %s (stream %d) and %s at %s (stream %d), unordered",
+							a.buf, b.op, b.op.Where(), u, a.op, a.op.Where(), s)
+					}
+				}
+			}
+			seen[s] = append(seen[s], a)
+		}
+	}
+	return ""
+}
+
+// dropOps removes the operations drop picks from r and its children.
+func dropOps(r *program.Range, drop func(*program.Op) bool) {
+	items := r.Items[:0]
+	for _, it := range r.Items {
+		if it.Range != nil {
+			dropOps(it.Range, drop)
+		}
+		if it.Op == nil || !drop(it.Op) {
+			items = append(items, it)
+		}
+	}
+	r.Items = items
+}
+
+// TestOverlappedCopiesOrdered: over two iterations issued back to back,
+// overlapped-copies' events order every copy after the kernels that wrote
+// its gradients and before the next iteration's kernels that overwrite
+// them, in GPT-2 and LLaMA, alone and with the flaws that compose with it;
+// without either wait the race is found.
+func TestOverlappedCopiesOrdered(t *testing.T) {
+	gpt := config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}
+	p, err := config.LookupPreset("llama-tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	llama := p.Dims(2)
+	others := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.ReadbackPerLayer, config.PageableUpload}
+	for _, d := range []config.Dims{gpt, llama} {
+		for _, f := range []config.Flaw{config.SerialCopies, config.OverlappedCopies} {
+			for _, fs := range [][]config.Flaw{{f}, append([]config.Flaw{f}, others...)} {
+				m := Program(d, config.Train, Options{Flaws: fs})
+				_, events := trace(t, m, 2)
+				var ops []*program.Op
+				copies := 0
+				for _, e := range events {
+					if e.Op != nil {
+						ops = append(ops, e.Op)
+						if e.Op.Kind == program.Memcpy && e.Op.Step == "offload grads" {
+							copies++
+						}
+					}
+				}
+				if want := 2 * d.L * len(m.layerGrads(0)); copies != want {
+					t.Errorf("%s %v: %d offload copies in 2 iterations, want %d", d.Arch, fs, copies, want)
+				}
+				if msg := streamRaces(ops); msg != "" {
+					t.Errorf("%s %v: %s", d.Arch, fs, msg)
+				}
+			}
+		}
+		for _, ev := range []string{gradsReady, copiesDone} {
+			m := Program(d, config.Train, Options{Flaws: []config.Flaw{config.OverlappedCopies}})
+			dropOps(&m.Iteration, func(op *program.Op) bool { return op.Name == program.StreamWaitEvent && op.Event == ev })
+			_, events := trace(t, m, 2)
+			var ops []*program.Op
+			for _, e := range events {
+				if e.Op != nil {
+					ops = append(ops, e.Op)
+				}
+			}
+			if msg := streamRaces(ops); !strings.Contains(msg, "race on grads") {
+				t.Errorf("%s without the wait for %q: %q, want a race on the gradients", d.Arch, ev, msg)
+			}
+		}
 	}
 }
 

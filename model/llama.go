@@ -272,12 +272,18 @@ func (m *Step) buildLlamaBackward(r *program.Range) {
 		attn("qkv", m.linearBackward(sc.dC, g(ref.IdxLlamaWqkv, l), null, dqkv, a.ln1[l], p(ref.IdxLlamaWqkv, l), N, C, QKV, QKV)...)
 		attn("attn norm", kernels.RMSNormBackward(sc.dresidual, g(ref.IdxLlamaAttnNorm, l), sc.lnPartial, sc.dC,
 			m.blockInput(l), p(ref.IdxLlamaAttnNorm, l), a.ln1Rstd[l], N, C)...)
+		if off := m.offload(l); len(off) > 0 {
+			attn("offload grads", off...)
+		}
 	}
 	// The embedding's gradient is the lookups' sum alone (the head is
 	// untied), accumulated into zero.
 	bk := m.Buckets
 	m.part(r, "embedding", -1, "", "embedding", kernels.Memset(g(ref.IdxLlamaEmbed, 0)),
 		kernels.EncoderBackwardWTE(g(ref.IdxLlamaEmbed, 0), sc.dresidual, bk[0].All(), bk[1].All(), bk[2].All(), m.NumBuckets, N, C))
+	if join := m.joinCopies(); len(join) > 0 {
+		m.part(r, "embedding", -1, "", "join copies", join...)
+	}
 }
 
 // buildPrefill appends generate mode's prefill: the B prompts through

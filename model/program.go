@@ -493,6 +493,9 @@ func (m *Step) buildBackward(r *program.Range) {
 		attn("qkv", m.linearBackward(sc.dC, g(iQkvw, l), g(iQkvb, l), dqkv, a.ln1[l], p(iQkvw, l), N, C, 3*C, 3*C)...)
 		attn("ln1", kernels.LayerNormBackward(sc.dresidual, g(iLn1w, l), g(iLn1b, l), sc.lnPartial, sc.dC,
 			m.blockInput(l), p(iLn1w, l), a.ln1Mean[l], a.ln1Rstd[l], N, C)...)
+		if off := m.offload(l); len(off) > 0 {
+			attn("offload grads", off...)
+		}
 	}
 
 	// embeddings: the lm head already wrote dwte; add the lookups' part.
@@ -500,6 +503,9 @@ func (m *Step) buildBackward(r *program.Range) {
 	m.part(r, "embedding", -1, "", "encoder",
 		kernels.EncoderBackwardWTE(g(iWte, 0), sc.dresidual, bk[0].All(), bk[1].All(), bk[2].All(), m.NumBuckets, N, C),
 		kernels.EncoderBackwardWPE(g(iWpe, 0), sc.dresidual, B, T, C))
+	if join := m.joinCopies(); len(join) > 0 {
+		m.part(r, "embedding", -1, "", "join copies", join...)
+	}
 }
 
 // linearForward is out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias, out's rows of

@@ -61,6 +61,8 @@ func TestWithoutGPU(t *testing.T) {
 		{"plan with a flaw", []string{"plan", "--model=tiny", "--flaw=host-stall,readback-per-layer"}, true, ExitOK, "readback: cudaMemcpyAsync (dtoh residual3[0], 4 B, pageable memory), cudaStreamSynchronize()", ""},
 		{"run unknown flaw", []string{"--flaw=nope"}, true, ExitUsage, "", "allowed: sync-every-launch"},
 		{"run flaw with graph", []string{"--graph", "--flaw=sync-every-launch"}, true, ExitUsage, "", "--graph"},
+		{"run serial-copies in infer mode", []string{"--mode=infer", "--flaw=serial-copies"}, true, ExitUsage, "", "--mode=train"},
+		{"plan with overlapped copies", []string{"plan", "--model=tiny", "--flaw=overlapped-copies"}, true, ExitOK, "cudaStreamWaitEvent (grads ready) on stream 1, cudaMemcpyAsync (dtoh dln1w[1], 512 B, pinned memory) on stream 1", ""},
 		{"info with argument", []string{"info", "x"}, true, ExitUsage, "", "info takes no arguments"},
 		{"valid run left to main", []string{"--model=tiny"}, false, 0, "", ""},
 		{"info left to main", []string{"info"}, false, 0, "", ""},

@@ -26,6 +26,14 @@ const (
 	PinnedUpload Flaw = "pinned-upload"
 )
 
+// SerialCopies offloads each layer's parameter gradients to the host on
+// the compute stream; OverlappedCopies, its fix, makes the same copies on
+// a second stream ordered by events.
+const (
+	SerialCopies     Flaw = "serial-copies"
+	OverlappedCopies Flaw = "overlapped-copies"
+)
+
 // HostStallTime is how long host-stall's data loader spins per iteration.
 const HostStallTime = 2 * time.Millisecond
 
@@ -38,6 +46,9 @@ type FlawInfo struct {
 	// is the clean run unless Fix says otherwise).
 	FixOf Flaw
 	Fix   Flaw // the named variant that fixes it, if any
+	// TrainOnly flaws change the backward pass, which only --mode=train
+	// runs.
+	TrainOnly bool
 }
 
 // Flaws is the table of flaws and fix variants, in the order of the course.
@@ -51,6 +62,12 @@ var Flaws = []FlawInfo{
 	{Name: HostStall,
 		Does:    fmt.Sprintf("a CPU data loader (dataLoaderStall) that spins %v before each forward", HostStallTime),
 		LookFor: "a gap with no CUDA calls before each forward range; CPU samples (-s cpu) in dataLoaderStall"},
+	{Name: SerialCopies, Fix: OverlappedCopies, TrainOnly: true,
+		Does:    "during the backward, each layer's parameter gradients offloaded to pinned host memory (cudaMemcpyAsync, as for an optimizer on the CPU) on the compute stream, right after the layer's backward",
+		LookFor: "device-to-host memcpys after each layer on the same stream as the backward kernels, never overlapping one: the kernels wait for the copy engine"},
+	{Name: OverlappedCopies, FixOf: SerialCopies, TrainOnly: true,
+		Does:    "the fix of serial-copies: the same copies on a second stream, after the layer's gradients through cudaEventRecord and cudaStreamWaitEvent; the backward's end waits for the last copy",
+		LookFor: "the device-to-host memcpys on a second stream, overlapping the next layers' backward kernels; cudaEventRecord and cudaStreamWaitEvent calls in the backward"},
 	{Name: ReadbackPerLayer,
 		Does:    "after each layer's forward, one activation element copied to pageable host memory (cudaMemcpyAsync) and waited for (cudaStreamSynchronize): the .item() ping-pong",
 		LookFor: "a small device-to-host memcpy and a cudaStreamSynchronize after each layer, the GPU idle after each; nsys analyze's cuda_memcpy_async (pageable memory) and cuda_api_sync rules list them"},
@@ -123,14 +140,22 @@ func FlawList(fs []Flaw) string {
 }
 
 // checkFlaws refuses the flaws that cannot be planted in run r, with the
-// reason. Every flaw composes with both modes, every dtype and every NVTX
-// depth; what a CUDA graph cannot capture is refused with --graph (the
-// flaws that act before the forward run outside the graphs, so they
-// compose with it).
+// reason. Every flaw composes with every dtype and every NVTX depth, and
+// with both modes but the TrainOnly ones; what a CUDA graph cannot
+// capture is refused with --graph (the flaws that act before the forward
+// run outside the graphs, so they compose with it).
 func checkFlaws(r Run) error {
 	fs := r.Flaws
 	if HasFlaw(fs, PageableUpload) && HasFlaw(fs, PinnedUpload) {
 		return errors.New("--flaw: pageable-upload and pinned-upload are the flaw and its fix; name one of them")
+	}
+	if HasFlaw(fs, SerialCopies) && HasFlaw(fs, OverlappedCopies) {
+		return errors.New("--flaw: serial-copies and overlapped-copies are the flaw and its fix; name one of them")
+	}
+	for _, f := range fs {
+		if fi, _ := LookupFlaw(f); fi.TrainOnly && r.Mode != Train {
+			return fmt.Errorf("--flaw=%s: needs --mode=train (it offloads the gradients, which only the backward pass computes; --mode=%s has none)", f, r.Mode)
+		}
 	}
 	if r.Graph {
 		for _, f := range fs {
@@ -141,6 +166,8 @@ func checkFlaws(r Run) error {
 				return errors.New("--flaw=alloc-per-iteration: cannot be combined with --graph (cudaMalloc and cudaFree cannot be captured, and a graph's kernels keep the addresses they were captured with)")
 			case ReadbackPerLayer:
 				return errors.New("--flaw=readback-per-layer: cannot be combined with --graph (a captured stream cannot wait for a copy to reach the host in the middle of the forward)")
+			case SerialCopies, OverlappedCopies:
+				return fmt.Errorf("--flaw=%s: cannot be combined with --graph (gpubench captures each pass from one stream, as kernels and memsets only; the lesson is the copies and the streams themselves)", f)
 			}
 		}
 	}

@@ -16,10 +16,13 @@ func TestParseFlaws(t *testing.T) {
 	r, err = ParseRun(nil)
 	require.NoError(t, err)
 	assert.Empty(t, r.Flaws)
-	// Every flaw alone is a valid run in both modes, every dtype and
-	// every NVTX depth.
+	// Every flaw alone is a valid run in both modes (train only for the
+	// TrainOnly ones), every dtype and every NVTX depth.
 	for _, f := range Flaws {
 		for _, extra := range [][]string{nil, {"--mode=infer"}, {"--dtype=bf16"}, {"--dtype=tf32"}, {"--nvtx=layer"}, {"--nvtx=op"}} {
+			if f.TrainOnly && len(extra) > 0 && extra[0] == "--mode=infer" {
+				continue
+			}
 			_, err := ParseRun(append([]string{"--flaw=" + string(f.Name)}, extra...))
 			assert.NoError(t, err, "%s %v", f.Name, extra)
 		}
@@ -43,6 +46,11 @@ func TestFlawsRejected(t *testing.T) {
 		{"readback with graph", []string{"--graph", "--flaw=readback-per-layer"}, []string{"readback-per-layer", "--graph"}},
 		{"sync with sync-launches", []string{"--sync-launches", "--flaw=sync-every-launch"}, []string{"--sync-launches"}},
 		{"alloc with dump", []string{"--dump=/tmp/x", "--flaw=alloc-per-iteration"}, []string{"--dump", "frees"}},
+		{"serial copies and their fix", []string{"--flaw=serial-copies,overlapped-copies"}, []string{"serial-copies and overlapped-copies", "flaw and its fix"}},
+		{"serial copies in infer mode", []string{"--mode=infer", "--flaw=serial-copies"}, []string{"--flaw=serial-copies", "--mode=train", "backward"}},
+		{"overlapped copies in infer mode", []string{"--mode=infer", "--flaw=overlapped-copies"}, []string{"--flaw=overlapped-copies", "--mode=train"}},
+		{"serial copies with graph", []string{"--graph", "--flaw=serial-copies"}, []string{"--flaw=serial-copies", "--graph", "one stream"}},
+		{"overlapped copies with graph", []string{"--graph", "--flaw=overlapped-copies"}, []string{"--flaw=overlapped-copies", "--graph", "one stream"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -72,4 +80,7 @@ func TestWriteFlaws(t *testing.T) {
 	}
 	assert.Equal(t, 4*len(Flaws), strings.Count(b.String(), "\n"))
 	assert.Contains(t, b.String(), "fix:          --flaw=pinned-upload")
+	assert.Contains(t, b.String(), "serial-copies\n")
+	assert.Contains(t, b.String(), "fix:          --flaw=overlapped-copies")
+	assert.Contains(t, b.String(), "(this is the fix of serial-copies)")
 }

@@ -1,5 +1,5 @@
 // Package cudart binds the few CUDA runtime API calls that the planted
-// flaws make (--flaw): the calls users' own programs make, and the ones
+// flaws (and their fixes) make (--flaw): the calls users' own programs make, and the ones
 // Nsight Systems' expert rules (nsys analyze: cuda_api_sync,
 // cuda_memcpy_sync, cuda_memcpy_async) look for by name. gpubench itself
 // runs on the driver API; a clean run never calls this package.
@@ -92,6 +92,24 @@ func Memcpy(dev uintptr, host unsafe.Pointer, bytes int64, d Direction) error {
 // pinned memory makes it asynchronous.
 func MemcpyAsync(dev uintptr, host unsafe.Pointer, bytes int64, d Direction, cuStream unsafe.Pointer) error {
 	return check("cudaMemcpyAsync", C.copyDeviceAsync(C.uintptr_t(dev), host, C.size_t(bytes), C.enum_cudaMemcpyKind(d), streamOf(cuStream)))
+}
+
+// eventOf returns the handle of a gorgonia.org/cu Event, passed as a
+// pointer to it (cu.Event is a struct of one CUevent, which is a
+// cudaEvent_t).
+func eventOf(cuEvent unsafe.Pointer) C.cudaEvent_t { return *(*C.cudaEvent_t)(cuEvent) }
+
+// EventRecord records an event on a stream (cudaEventRecord): the event
+// completes when the stream's work enqueued before it has. cuEvent and
+// cuStream point to a gorgonia.org/cu Event and Stream.
+func EventRecord(cuEvent, cuStream unsafe.Pointer) error {
+	return check("cudaEventRecord", C.cudaEventRecord(eventOf(cuEvent), streamOf(cuStream)))
+}
+
+// StreamWaitEvent makes a stream's later work wait for the event's last
+// record (cudaStreamWaitEvent, no flags); the host does not wait.
+func StreamWaitEvent(cuStream, cuEvent unsafe.Pointer) error {
+	return check("cudaStreamWaitEvent", C.cudaStreamWaitEvent(streamOf(cuStream), eventOf(cuEvent), 0))
 }
 
 // Malloc allocates bytes of device memory (cudaMalloc).

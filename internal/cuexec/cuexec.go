@@ -1,7 +1,8 @@
 // Package cuexec is the CUDA executor of gpubench's programs
 // (internal/program): it allocates a program's buffers on a device,
 // JIT-compiles the embedded PTX modules, and runs ranges of operations on
-// one stream, each NVTX range pushed around its operations.
+// the device's stream (and a second one for the operations a program puts
+// there, ordered by events), each NVTX range pushed around its operations.
 //
 // An operation is prepared the first time it runs (its function looked up,
 // its arguments resolved to device addresses and packed); after that a
@@ -26,10 +27,20 @@ import (
 	"gorgonia.org/cu"
 )
 
-// Executor runs programs on one device and stream.
+// Executor runs programs on one device, on its stream (the compute
+// stream, program.ComputeStream) and, for the operations a program puts
+// there, a second stream (program.CopyStream).
 type Executor struct {
 	dev *gpu.Device
 	s   cu.Stream
+	// copyStream is the second stream, made (non-blocking, so that no
+	// legacy-stream call serialises it) when the first operation on it
+	// is prepared; events are the CUDA events of the program's EventOp
+	// operations by name, made the same way. Both live until Close, so a
+	// run makes them before its profiled iterations.
+	copyStream    cu.Stream
+	hasCopyStream bool
+	events        map[string]*cu.Event
 
 	// SyncEachLaunch makes every operation wait for the GPU to finish it
 	// and report its fault, if any, under its own name. It serialises
@@ -77,7 +88,8 @@ func New(dev *gpu.Device) (*Executor, error) {
 	x := &Executor{dev: dev, s: dev.Stream, functions: map[string]cu.Function{},
 		ptrs: map[*program.Buffer]cu.DevicePtr{}, prepared: map[*program.Op]*prepared{},
 		cells: map[*program.Buffer]*cu.DevicePtr{}, host: map[*program.Buffer]*hostMem{},
-		ranges: map[rangeKey]*nvtx.Attributes{}, strings: map[string]*nvtx.RegisteredString{}, sharedSet: map[string]int{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{}}
+		ranges: map[rangeKey]*nvtx.Attributes{}, strings: map[string]*nvtx.RegisteredString{}, sharedSet: map[string]int{}, counts: map[string]int{}, unloadable: map[string]ptx.Target{},
+		events: map[string]*cu.Event{}}
 	for _, name := range ptx.Modules() {
 		if t, ok := ptx.ModuleTarget(name); ok && !t.Runs(dev.Info.CCMajor, dev.Info.CCMinor) {
 			x.unloadable[name] = t
@@ -145,8 +157,13 @@ func (x *Executor) hostAlloc(bytes int64, pinned bool) (*hostMem, error) {
 	return &hostMem{p: p, bytes: bytes, pinned: pinned}, nil
 }
 
-// Close frees every buffer the executor allocated and unloads the modules.
+// Close frees every buffer the executor allocated, its second stream and
+// events, and unloads the modules. The copy stream's work is waited for
+// first: a copy in flight must not land in freed host memory.
 func (x *Executor) Close() {
+	if x.hasCopyStream {
+		_ = x.copyStream.Synchronize()
+	}
 	x.FreeAll()
 	for b, h := range x.host {
 		cudrv.HostFree(h.p, h.pinned)
@@ -156,6 +173,14 @@ func (x *Executor) Close() {
 		cudrv.HostFree(h.p, h.pinned)
 	}
 	x.hostScratch = nil
+	for name, ev := range x.events {
+		_ = cu.DestroyEvent(ev)
+		delete(x.events, name)
+	}
+	if x.hasCopyStream {
+		_ = x.copyStream.Destroy()
+		x.hasCopyStream = false
+	}
 	for _, m := range x.modules {
 		m.Unload()
 	}
@@ -250,6 +275,34 @@ func (x *Executor) Ptr(v program.View) cu.DevicePtr {
 
 // Stream is the stream operations run on.
 func (x *Executor) Stream() cu.Stream { return x.s }
+
+// stream returns the stream operation op is enqueued on, making the copy
+// stream on first use.
+func (x *Executor) stream(op *program.Op) (*cu.Stream, error) {
+	if op.Stream == program.ComputeStream {
+		return &x.s, nil
+	}
+	if !x.hasCopyStream {
+		s, err := cu.MakeStream(cu.NonBlocking)
+		if err != nil {
+			return nil, fmt.Errorf("%s: make the copy stream: %w", op.Name, cudrv.Explain(err))
+		}
+		x.copyStream, x.hasCopyStream = s, true
+	}
+	return &x.copyStream, nil
+}
+
+// HostCopy returns the host memory that device-to-host copy op (a
+// Memcpy DeviceToHost operation already prepared, by running or compiling
+// it) wrote, valid until Close: what a program offloaded, for tests. Wait
+// for the copy first.
+func (x *Executor) HostCopy(op *program.Op) ([]byte, bool) {
+	p := x.prepared[op]
+	if p == nil || p.host == nil || op.Kind != program.Memcpy || op.Dir != program.DeviceToHost {
+		return nil, false
+	}
+	return unsafe.Slice((*byte)(p.host.p), p.host.bytes), true
+}
 
 // Synchronize waits for the stream's work. A fault that surfaces here
 // comes from an operation enqueued since the last wait; when graphs were
@@ -450,6 +503,10 @@ type prepared struct {
 	// host is a copy's host memory; cell an allocation's or free's buffer.
 	host *hostMem
 	cell *cu.DevicePtr
+	// stream is the stream the operation is enqueued on; event an event
+	// operation's event.
+	stream *cu.Stream
+	event  *cu.Event
 
 	// A graph operation's instantiated graph and prepared nodes.
 	exec  cudrv.GraphExec
@@ -467,6 +524,10 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 		return nil, err
 	}
 	p := &prepared{}
+	var err error
+	if p.stream, err = x.stream(op); err != nil {
+		return nil, err
+	}
 	switch op.Kind {
 	case program.Kernel:
 		fn, ok := x.functions[op.Module+"/"+op.Name]
@@ -530,6 +591,18 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 		}
 		p.cell = c
 	case program.Sync, program.Host:
+	case program.EventOp:
+		ev := x.events[op.Event]
+		if ev == nil {
+			// Timing is off: the events only order the streams.
+			e, err := cu.MakeEvent(cu.DisableTiming)
+			if err != nil {
+				return nil, fmt.Errorf("%s: make event %q: %w", op.Name, op.Event, cudrv.Explain(err))
+			}
+			ev = &e
+			x.events[op.Event] = ev
+		}
+		p.event = ev
 	case program.Graph:
 		if err := x.capture(op, p); err != nil {
 			return nil, err
@@ -693,15 +766,16 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 	if err != nil {
 		return &LaunchError{Kernel: op.Name, Err: err}
 	}
+	s := *p.stream
 	switch op.Kind {
 	case program.Kernel:
 		g, b := op.Grid, op.Block
-		err = p.fn.Launch(g.X, g.Y, g.Z, b.X, b.Y, b.Z, op.SharedBytes, x.s, p.ptrs[:p.n])
+		err = p.fn.Launch(g.X, g.Y, g.Z, b.X, b.Y, b.Z, op.SharedBytes, s, p.ptrs[:p.n])
 	case program.Memset:
 		if op.Name == program.MemsetD16 {
-			err = cu.MemsetD16Async(dst, uint16(op.Value), int64(op.Dst.Elems), x.s)
+			err = cu.MemsetD16Async(dst, uint16(op.Value), int64(op.Dst.Elems), s)
 		} else {
-			err = cu.MemsetD32Async(dst, uint(op.Value), int64(op.Dst.Elems), x.s)
+			err = cu.MemsetD32Async(dst, uint(op.Value), int64(op.Dst.Elems), s)
 		}
 	case program.Memcpy:
 		n := op.Dst.Bytes()
@@ -713,13 +787,13 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 		case program.MemcpyHtoD:
 			err = cu.MemcpyHtoD(dst, p.host.p, n)
 		case program.MemcpyHtoDAsync:
-			err = cu.MemcpyHtoDAsync(dst, p.host.p, n, x.s)
+			err = cu.MemcpyHtoDAsync(dst, p.host.p, n, s)
 		case program.MemcpyDtoHAsync:
-			err = cu.MemcpyDtoHAsync(p.host.p, dst, n, x.s)
+			err = cu.MemcpyDtoHAsync(p.host.p, dst, n, s)
 		case program.RuntimeMemcpy:
 			err = cudart.Memcpy(uintptr(dst), p.host.p, n, dir)
 		case program.RuntimeMemcpyAsync:
-			err = cudart.MemcpyAsync(uintptr(dst), p.host.p, n, dir, unsafe.Pointer(&x.s))
+			err = cudart.MemcpyAsync(uintptr(dst), p.host.p, n, dir, unsafe.Pointer(p.stream))
 		}
 	case program.Alloc:
 		if *p.cell != 0 {
@@ -746,9 +820,15 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 		case program.DeviceSynchronize:
 			err = cudart.DeviceSynchronize()
 		case program.RuntimeStreamSynchronize:
-			err = cudart.StreamSynchronize(unsafe.Pointer(&x.s))
+			err = cudart.StreamSynchronize(unsafe.Pointer(p.stream))
 		default:
-			err = x.s.Synchronize()
+			err = s.Synchronize()
+		}
+	case program.EventOp:
+		if op.Name == program.EventRecord {
+			err = cudart.EventRecord(unsafe.Pointer(p.event), unsafe.Pointer(p.stream))
+		} else {
+			err = cudart.StreamWaitEvent(unsafe.Pointer(p.stream), unsafe.Pointer(p.event))
 		}
 	case program.Graph:
 		err = p.exec.Launch(cudrv.StreamOf(unsafe.Pointer(&x.s)))
@@ -757,7 +837,7 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 		}
 	}
 	if err == nil && x.SyncEachLaunch {
-		err = x.s.Synchronize()
+		err = p.stream.Synchronize()
 	}
 	if err != nil {
 		le := &LaunchError{Kernel: op.Name, Err: cudrv.Explain(err)}

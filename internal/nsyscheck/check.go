@@ -535,11 +535,12 @@ func (c *checker) attribute() {
 }
 
 // trackedCalls are the API calls a range is checked for, beyond its
-// launches: those the program's synchronisations, allocations and frees
-// make, and the other ways to synchronise.
+// launches: those the program's synchronisations, allocations, frees and
+// events make, and the other ways to synchronise.
 var trackedCalls = map[string]bool{
 	program.StreamSynchronize: true, "cuCtxSynchronize": true, "cudaStreamSynchronize": true, "cudaDeviceSynchronize": true,
 	program.MemAlloc: true, program.MemFree: true, "cudaMalloc": true, "cudaFree": true,
+	program.EventRecord: true, program.StreamWaitEvent: true,
 }
 
 // syncCalls are the tracked calls that wait for the GPU.
@@ -725,7 +726,7 @@ func (c *checker) compareCalls(n *node) {
 	want := map[string]int{}
 	for _, l := range n.plan.Launches() {
 		switch l.Kind {
-		case program.Sync, program.Alloc, program.Free:
+		case program.Sync, program.Alloc, program.Free, program.EventOp:
 			want[l.Name]++
 		}
 	}

@@ -67,6 +67,8 @@ type fxLaunch struct {
 	globalPidOverride int64
 	// A memcpy's direction and memory kinds (the export's codes).
 	copyKind, srcKind, dstKind int64
+	// stream is the GPU row's streamId; 0 means fxStream.
+	stream int64
 }
 
 type fixture struct {
@@ -160,6 +162,9 @@ func (f *fixture) emitOps(t *int64, ls []plan.Launch, i int, rng string, seq *in
 			api: l.Name, apiStart: *t, apiEnd: *t + fxAPIDur, tid: fxMainThread, corr: f.corr(),
 			kind: l.Kind, gpuStart: *t + fxQueue, gpuEnd: *t + fxQueue + fxOpDur,
 			iter: i, rng: rng, seq: *seq,
+			// The plan's stream 0 is the compute stream; the copy stream
+			// gets another id, as CUDA numbers the streams it makes.
+			stream: fxStream + 6*int64(l.Stream),
 		}
 		switch l.Kind {
 		case plan.Kernel:
@@ -425,19 +430,23 @@ func (f *fixture) write(tb testing.TB) string {
 		if l.globalPidOverride != 0 {
 			pid = l.globalPidOverride
 		}
+		stream := l.stream
+		if stream == 0 {
+			stream = fxStream
+		}
 		switch l.kind {
 		case plan.Kernel:
 			exec(`INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 1, NULL, ?, ?, ?, ?, ?, ?, 0, 0, 32, 8, 1, 1, 128, 1, 1, 0, 0, 0, 0, ?, NULL, NULL, NULL)`,
-				l.gpuStart, l.gpuEnd, fxDevice, fxStream, l.corr, pid, str(l.kernel), str(l.kernel), str(l.kernel), l.corr)
+				l.gpuStart, l.gpuEnd, fxDevice, stream, l.corr, pid, str(l.kernel), str(l.kernel), str(l.kernel), l.corr)
 		case plan.Memset:
 			if !f.noMemsetTable {
 				exec(`INSERT INTO CUPTI_ACTIVITY_KIND_MEMSET VALUES (?, ?, ?, 1, NULL, ?, ?, ?, 0, ?, NULL, 1)`,
-					l.gpuStart, l.gpuEnd, fxDevice, fxStream, l.corr, pid, l.bytes)
+					l.gpuStart, l.gpuEnd, fxDevice, stream, l.corr, pid, l.bytes)
 			}
 		case program.Memcpy:
 			if !f.noMemcpyTable {
 				exec(`INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY VALUES (?, ?, ?, 1, 0, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1)`,
-					l.gpuStart, l.gpuEnd, fxDevice, fxStream, l.corr, pid, l.bytes, l.copyKind, l.srcKind, l.dstKind)
+					l.gpuStart, l.gpuEnd, fxDevice, stream, l.corr, pid, l.bytes, l.copyKind, l.srcKind, l.dstKind)
 			}
 		default:
 			panic(fmt.Sprintf("launch kind %q", l.kind))

@@ -26,7 +26,13 @@ import (
 //   - readback-per-layer: the forward copies device-to-host once per
 //     layer, each copy followed by a synchronising call;
 //   - pageable-upload (pinned-upload): before the forward, host-to-device
-//     copies of the batch from pageable (pinned) memory.
+//     copies of the batch from pageable (pinned) memory;
+//   - serial-copies: the backward copies device-to-host as often as the
+//     plan does (each layer's gradients), every copy on the stream of the
+//     backward's kernels and none overlapping a kernel;
+//   - overlapped-copies: the same copies, every one on a stream other
+//     than the kernels'. Whether they overlapped kernels depends on the
+//     GPU and the kernels' lengths, so that is a note, never a failure.
 //
 // A failure names the flaw, says "signature missing" and what the
 // iteration showed instead.
@@ -51,6 +57,9 @@ func (c *checker) signatures() {
 		if found == len(c.iters) && found > 0 {
 			c.note("%s: the signature is in all %d iterations", f, found)
 		}
+		if f == config.OverlappedCopies {
+			c.overlapNote()
+		}
 	}
 }
 
@@ -69,6 +78,10 @@ func (c *checker) signature(f config.Flaw, it *node) string {
 		return c.uploads(it, MemPageable)
 	case config.PinnedUpload:
 		return c.uploads(it, MemPinned)
+	case config.SerialCopies:
+		return c.offloads(it, false)
+	case config.OverlappedCopies:
+		return c.offloads(it, true)
 	}
 	return "gpubench check knows no signature of this flaw"
 }
@@ -294,4 +307,113 @@ func (c *checker) uploads(it *node, kind int64) string {
 		msg += fmt.Sprintf(" (%d from other host memory)", other)
 	}
 	return msg
+}
+
+// backwardCopies are iteration it's device-to-host copies and kernels in
+// its backward, the stream most of those kernels ran on, and how many
+// device-to-host copies the plan's backward makes.
+func (c *checker) backwardCopies(it *node) (copies, kernels []Launch, stream int64, want int, ok bool) {
+	bwd := child(it, plan.Backward)
+	if bwd == nil {
+		return nil, nil, 0, 0, false
+	}
+	for _, l := range planOps(bwd.plan) {
+		if l.Kind == program.Memcpy && l.Dir == program.DeviceToHost {
+			want++
+		}
+	}
+	ls, _ := subtree(bwd)
+	byStream := map[int64]int{}
+	for _, l := range ls {
+		switch {
+		case l.Op.Kind == program.Memcpy && l.Op.CopyKind == CopyDtoH:
+			copies = append(copies, l)
+		case l.Op.Kind == plan.Kernel:
+			kernels = append(kernels, l)
+			byStream[l.Op.Stream]++
+		}
+	}
+	for s, n := range byStream {
+		if n > byStream[stream] || (n == byStream[stream] && s < stream) {
+			stream = s
+		}
+	}
+	return copies, kernels, stream, want, true
+}
+
+// overlapping counts the copies whose GPU time intersects some kernel's.
+func overlapping(copies, kernels []Launch) int {
+	ks := append([]Launch(nil), kernels...)
+	sort.Slice(ks, func(i, j int) bool { return ks[i].Op.Start < ks[j].Op.Start })
+	n := 0
+	for _, cp := range copies {
+		// The kernels that start before the copy ends; one of them
+		// overlaps it if it ends after the copy starts.
+		end := sort.Search(len(ks), func(k int) bool { return ks[k].Op.Start >= cp.Op.End })
+		for _, k := range ks[:end] {
+			if k.Op.End > cp.Op.Start {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// offloads checks serial-copies' (overlapped-copies') signature in it.
+func (c *checker) offloads(it *node, overlapped bool) string {
+	copies, kernels, stream, want, ok := c.backwardCopies(it)
+	if !ok {
+		return "no backward range"
+	}
+	if want == 0 {
+		return "the plan copies nothing device-to-host in the backward (check with the run's --flaw)"
+	}
+	if len(kernels) == 0 {
+		return "no kernels in the backward"
+	}
+	same := 0
+	for _, cp := range copies {
+		if cp.Op.Stream == stream {
+			same++
+		}
+	}
+	over := overlapping(copies, kernels)
+	if !overlapped && len(copies) >= want && same == len(copies) && over == 0 {
+		return ""
+	}
+	if overlapped && len(copies) >= want && same == 0 {
+		return ""
+	}
+	msg := fmt.Sprintf("the backward copies device-to-host %s, the flaw makes %d (each layer's gradients); %d of them on the kernels' stream %d, %d on other streams",
+		times(len(copies)), want, same, stream, len(copies)-same)
+	if !overlapped {
+		msg += fmt.Sprintf(", %d overlapping a kernel", over)
+	}
+	return msg
+}
+
+// overlapNote says how many of overlapped-copies' copies ran under a
+// kernel, over all iterations: the point of the fix, which the GPU may or
+// may not deliver (a copy shorter than the gap it lands in overlaps
+// nothing).
+func (c *checker) overlapNote() {
+	all, over := 0, 0
+	for _, it := range c.iters {
+		copies, kernels, stream, _, ok := c.backwardCopies(it)
+		if !ok {
+			continue
+		}
+		var other []Launch
+		for _, cp := range copies {
+			if cp.Op.Stream != stream {
+				other = append(other, cp)
+			}
+		}
+		all += len(other)
+		over += overlapping(other, kernels)
+	}
+	if all > 0 {
+		c.note("%s: %d of %d device-to-host copies on the second stream overlapped a backward kernel", config.OverlappedCopies, over, all)
+	}
 }

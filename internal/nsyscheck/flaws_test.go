@@ -59,6 +59,8 @@ func TestFlawSignatures(t *testing.T) {
 		config.ReadbackPerLayer:  "iteration0/forward: 2 memcpys, plan says 0",
 		config.PageableUpload:    "iteration0: 2 memcpys, plan says 0",
 		config.PinnedUpload:      "iteration0: 2 memcpys, plan says 0",
+		config.SerialCopies:      "iteration0/backward: 24 memcpys, plan says 0",
+		config.OverlappedCopies:  "iteration0/backward: 24 memcpys, plan says 0",
 		// host-stall plants no CUDA call: the plain check passes and notes
 		// the gap before the forward (timing is never a failure).
 		config.HostStall: "",
@@ -70,11 +72,16 @@ func TestFlawSignatures(t *testing.T) {
 		config.ReadbackPerLayer:  "the forward copies device-to-host 0 times",
 		config.PageableUpload:    "0 host-to-device memcpys from pageable memory",
 		config.PinnedUpload:      "0 host-to-device memcpys from pinned memory",
+		config.SerialCopies:      "the backward copies device-to-host 0 times, the flaw makes 24 (each layer's gradients)",
+		config.OverlappedCopies:  "the backward copies device-to-host 0 times, the flaw makes 24 (each layer's gradients)",
 	}
 	for _, mode := range []config.Mode{config.Train, config.Infer} {
 		clean := flawPlan(t, mode)
 		for _, fi := range config.Flaws {
 			f := fi.Name
+			if fi.TrainOnly && mode != config.Train {
+				continue // refused by config
+			}
 			t.Run(string(mode)+"/"+string(f), func(t *testing.T) {
 				flawed := flawPlan(t, mode, f)
 				opts := Options{Flaws: []config.Flaw{f}}
@@ -140,11 +147,73 @@ func TestFlawSignatureDetails(t *testing.T) {
 			t.Errorf("a --sync-launches run's syncs are not the plan's: %v", fails)
 		}
 	})
+	copies := func(f *fixture) []int {
+		var out []int
+		for k, l := range f.launches {
+			if l.kind == program.Memcpy && l.copyKind == CopyDtoH && l.rng == plan.Backward {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	serial := flawPlan(t, config.Train, config.SerialCopies)
+	overlapped := flawPlan(t, config.Train, config.OverlappedCopies)
+	t.Run("overlapped capture, serial signature", func(t *testing.T) {
+		_, fails := checkFixture(t, runFixture(overlapped, fxIters), serial, Options{Flaws: []config.Flaw{config.SerialCopies}})
+		if !holds(fails, "serial-copies: signature missing in iteration0: the backward copies device-to-host 24 times, the flaw makes 24 (each layer's gradients); 0 of them on the kernels' stream 7, 24 on other streams") {
+			t.Errorf("%v", fails)
+		}
+	})
+	t.Run("serial capture, overlapped signature", func(t *testing.T) {
+		_, fails := checkFixture(t, runFixture(serial, fxIters), overlapped, Options{Flaws: []config.Flaw{config.OverlappedCopies}})
+		if !holds(fails, "overlapped-copies: signature missing in iteration0: the backward copies device-to-host 24 times, the flaw makes 24 (each layer's gradients); 24 of them on the kernels' stream 7, 0 on other streams") {
+			t.Errorf("%v", fails)
+		}
+		// The calls the fix plants are the plan's: the plain comparison
+		// names the missing events.
+		if !holds(fails, "iteration0/backward: cudaEventRecord called 0 times, plan says 3") {
+			t.Errorf("%v", fails)
+		}
+	})
+	t.Run("a serial copy under a kernel", func(t *testing.T) {
+		f := runFixture(serial, fxIters)
+		// Iteration 1's last copy of layer 1 runs on into the next
+		// kernel: not serial.
+		k := copies(f)[24+11]
+		f.launches[k].gpuEnd += 40 * us
+		_, fails := checkFixture(t, f, serial, Options{Flaws: []config.Flaw{config.SerialCopies}})
+		if !holds(fails, "serial-copies: signature missing in iteration1:") || !holds(fails, ", 1 overlapping a kernel") || holds(fails, "in iteration0") {
+			t.Errorf("%v", fails)
+		}
+	})
+	t.Run("overlap is a note", func(t *testing.T) {
+		f := runFixture(overlapped, fxIters)
+		rep, fails := checkFixture(t, f, overlapped, Options{Flaws: []config.Flaw{config.OverlappedCopies}})
+		if fails != nil || !strings.Contains(strings.Join(rep.Notes, "\n"), "overlapped-copies: 0 of 72 device-to-host copies on the second stream overlapped a backward kernel") {
+			t.Errorf("%v %v", fails, rep.Notes)
+		}
+		// The last copy of each layer runs on into the next kernel.
+		cs := copies(f)
+		for _, i := range []int{11, 23, 35, 47, 59} {
+			f.launches[cs[i]].gpuEnd += 40 * us
+		}
+		rep, fails = checkFixture(t, f, overlapped, Options{Flaws: []config.Flaw{config.OverlappedCopies}})
+		if fails != nil || !strings.Contains(strings.Join(rep.Notes, "\n"), "overlapped-copies: 5 of 72 device-to-host copies") {
+			t.Errorf("%v %v", fails, rep.Notes)
+		}
+	})
 	t.Run("all flaws together", func(t *testing.T) {
 		fs := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.ReadbackPerLayer, config.PageableUpload}
 		p := flawPlan(t, config.Train, fs...)
 		if _, fails := checkFixture(t, runFixture(p, fxIters), p, Options{Flaws: fs}); fails != nil {
 			t.Errorf("%v", fails)
+		}
+		for _, copies := range []config.Flaw{config.SerialCopies, config.OverlappedCopies} {
+			fs := append([]config.Flaw{copies}, fs...)
+			p := flawPlan(t, config.Train, fs...)
+			if _, fails := checkFixture(t, runFixture(p, fxIters), p, Options{Flaws: fs}); fails != nil {
+				t.Errorf("%s: %v", copies, fails)
+			}
 		}
 	})
 }

@@ -85,14 +85,18 @@ type Op struct {
 	// an allocation makes or a free releases; empty for kernels.
 	Target string `json:"target,omitempty"`
 	// Dir and Host are a copy's direction and host memory.
-	Dir         program.CopyDir    `json:"dir,omitempty"`
-	Host        program.HostMemory `json:"host,omitempty"`
-	Grid        program.Dim3       `json:"grid"`
-	Block       program.Dim3       `json:"block"`
-	SharedBytes int                `json:"shared_bytes"`
-	Args        []Arg              `json:"args,omitempty"`
-	FLOPs       int64              `json:"flops"`
-	Bytes       int64              `json:"bytes"`
+	Dir  program.CopyDir    `json:"dir,omitempty"`
+	Host program.HostMemory `json:"host,omitempty"`
+	// Stream is the stream the operation is enqueued on (0: the compute
+	// stream); Event the event an event operation records or waits for.
+	Stream      int          `json:"stream,omitempty"`
+	Event       string       `json:"event,omitempty"`
+	Grid        program.Dim3 `json:"grid"`
+	Block       program.Dim3 `json:"block"`
+	SharedBytes int          `json:"shared_bytes"`
+	Args        []Arg        `json:"args,omitempty"`
+	FLOPs       int64        `json:"flops"`
+	Bytes       int64        `json:"bytes"`
 	// Nodes are what a graph launch replays, in capture order.
 	Nodes []Launch `json:"nodes,omitempty"`
 }
@@ -311,7 +315,7 @@ func fromRange(pr *program.Range) Range {
 }
 
 func launchOf(op *program.Op) Launch {
-	l := Launch{Op: Op{Kind: op.Kind, Name: op.Name, Target: op.Target(), Dir: op.Dir, Host: op.Host, Grid: op.Grid, Block: op.Block,
+	l := Launch{Op: Op{Kind: op.Kind, Name: op.Name, Target: op.Target(), Dir: op.Dir, Host: op.Host, Stream: op.Stream, Event: op.Event, Grid: op.Grid, Block: op.Block,
 		SharedBytes: op.SharedBytes, FLOPs: op.FLOPs, Bytes: op.Bytes}, Part: op.Part, Layer: op.Layer, Step: op.Step}
 	for _, a := range op.Args {
 		pa := Arg{Param: a.Param, Kind: a.Kind, Access: a.Access}

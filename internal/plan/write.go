@@ -197,7 +197,8 @@ func writeGroups(w *bufio.Writer, ind string, ls []Launch) {
 }
 
 // opNames names each launch: "matmul_forward<<<48, 256>>>" for a
-// kernel, "cuMemsetD32Async (dresidual)" for a memset.
+// kernel, "cuMemsetD32Async (dresidual)" for a memset; " on stream 1"
+// follows an operation that is not on the compute stream.
 func opNames(ls []Launch) []string {
 	names := make([]string, len(ls))
 	for i, l := range ls {
@@ -208,8 +209,13 @@ func opNames(ls []Launch) []string {
 			names[i] = fmt.Sprintf("%s (%s %s, %d B, %s memory)", l.Name, l.Dir, l.Target, l.Bytes, l.Host)
 		case program.Sync, program.Host:
 			names[i] = l.Name + "()"
+		case program.EventOp:
+			names[i] = fmt.Sprintf("%s (%s)", l.Name, l.Event)
 		default:
 			names[i] = fmt.Sprintf("%s (%s)", l.Name, l.Target)
+		}
+		if l.Stream != program.ComputeStream {
+			names[i] += fmt.Sprintf(" on stream %d", l.Stream)
 		}
 	}
 	return names

@@ -165,6 +165,9 @@ func (r *Recorder) Open() int { return r.depth }
 // and every pointer argument, and a memset's target, lies inside its
 // buffer.
 func Validate(op *Op) error {
+	if err := validateStream(op); err != nil {
+		return err
+	}
 	switch op.Kind {
 	case Kernel:
 		if op.Name == "" || op.Module == "" {
@@ -212,6 +215,9 @@ func Validate(op *Op) error {
 			if it.Op.Kind != Kernel && it.Op.Kind != Memset {
 				return fmt.Errorf("graph %s: a %s cannot be a graph node here", op.Name, it.Op.Kind)
 			}
+			if it.Op.Stream != ComputeStream {
+				return fmt.Errorf("graph %s: node %s is on stream %d; a graph is captured from the compute stream alone", op.Name, it.Op.Name, it.Op.Stream)
+			}
 			if err := Validate(it.Op); err != nil {
 				return fmt.Errorf("graph node %s: %w", it.Op.Where(), err)
 			}
@@ -222,12 +228,39 @@ func Validate(op *Op) error {
 		default:
 			return fmt.Errorf("sync %s: the executor synchronises with %s, %s or %s", op.Name, StreamSynchronize, RuntimeStreamSynchronize, DeviceSynchronize)
 		}
+	case EventOp:
+		if op.Name != EventRecord && op.Name != StreamWaitEvent {
+			return fmt.Errorf("event %s: the executor calls %s or %s", op.Name, EventRecord, StreamWaitEvent)
+		}
+		if op.Event == "" {
+			return fmt.Errorf("%s: names no event", op.Name)
+		}
 	case Host:
 		if op.Func == nil || op.Name == "" {
 			return fmt.Errorf("host operation %q: needs a name and a function to run", op.Name)
 		}
 	default:
 		return fmt.Errorf("unknown operation kind %q", op.Kind)
+	}
+	return nil
+}
+
+// validateStream checks an operation's stream: one the executor has, and
+// the compute stream for what runs on no stream (host work, allocations,
+// frees, graphs, the device-wide synchronisation) and for the synchronous
+// copies, which the runtime orders with the legacy default stream.
+func validateStream(op *Op) error {
+	if op.Stream < 0 || op.Stream >= Streams {
+		return fmt.Errorf("%s %s: stream %d, the executor has streams 0..%d", op.Kind, op.Name, op.Stream, Streams-1)
+	}
+	if op.Stream == ComputeStream {
+		return nil
+	}
+	switch {
+	case op.Kind == Host, op.Kind == Alloc, op.Kind == Free, op.Kind == Graph, op.Name == DeviceSynchronize:
+		return fmt.Errorf("%s %s runs on no stream: it cannot be put on stream %d", op.Kind, op.Name, op.Stream)
+	case op.Name == RuntimeMemcpy || op.Name == MemcpyHtoD:
+		return fmt.Errorf("memcpy %s is synchronous: only an asynchronous copy can run on stream %d", op.Name, op.Stream)
 	}
 	return nil
 }

@@ -264,6 +264,28 @@ const (
 	// Graph launches a CUDA graph: its Body, captured once from a stream
 	// that ran Body's operations, replayed with one cuGraphLaunch.
 	Graph OpKind = "graph"
+	// EventOp records a CUDA event on the operation's stream, or makes
+	// the operation's stream wait for the event's last record: how work
+	// on two streams is ordered without stopping the host.
+	EventOp OpKind = "event"
+)
+
+// The streams an operation can be enqueued on (Op.Stream). Every
+// operation of a clean step runs on the compute stream; a second stream
+// is what lets a copy overlap the kernels (overlapped-copies).
+const (
+	ComputeStream = 0
+	CopyStream    = 1
+	// Streams is the number of streams an executor provides.
+	Streams = 2
+)
+
+// The runtime calls of EventOp operations: cudaEventRecord(event, stream)
+// and cudaStreamWaitEvent(stream, event), as users' programs order two
+// streams.
+const (
+	EventRecord     = "cudaEventRecord"
+	StreamWaitEvent = "cudaStreamWaitEvent"
 )
 
 // GraphLaunch is the driver call that replays a graph.
@@ -361,6 +383,13 @@ type Op struct {
 	Host  HostMemory `json:"host,omitempty"`
 	Dir   CopyDir    `json:"dir,omitempty"`
 
+	// Stream is the stream the operation is enqueued on: ComputeStream
+	// (0, every operation of a clean step) or CopyStream. Event names the
+	// CUDA event an EventOp operation records or waits for; the executor
+	// makes one event per name.
+	Stream int    `json:"stream,omitempty"`
+	Event  string `json:"event,omitempty"`
+
 	// Func is what a host operation runs on the CPU, in the executor's
 	// thread; Name names it (the Go function a CPU sampler shows).
 	Func func() `json:"-"`
@@ -406,6 +435,14 @@ func (o *Op) Target() string {
 }
 
 func (o *Op) String() string {
+	s := o.describe()
+	if o.Stream != ComputeStream {
+		s += fmt.Sprintf(" on stream %d", o.Stream)
+	}
+	return s
+}
+
+func (o *Op) describe() string {
 	switch o.Kind {
 	case Kernel:
 		args := make([]string, len(o.Args))
@@ -417,6 +454,8 @@ func (o *Op) String() string {
 		return fmt.Sprintf("%s %s(%d nodes)", o.Kind, o.Name, len(o.Body.Items))
 	case Sync, Host:
 		return fmt.Sprintf("%s %s()", o.Kind, o.Name)
+	case EventOp:
+		return fmt.Sprintf("%s %s(%s)", o.Kind, o.Name, o.Event)
 	case Memcpy:
 		return fmt.Sprintf("%s %s(%s %s, %s)", o.Kind, o.Name, o.Dir, o.Host, o.Dst)
 	default:

@@ -114,3 +114,52 @@ func TestCaptureAsGraph(t *testing.T) {
 		t.Errorf("capturing a nested range: %v", err)
 	}
 }
+
+// TestValidateStreams: asynchronous copies and events may go on the copy
+// stream; what runs on no stream, synchronous copies, unknown streams and
+// nameless events are refused, and String names a stream that is not the
+// compute stream.
+func TestValidateStreams(t *testing.T) {
+	var p Program
+	b := p.Buffer("x", -1, F32, 100, Grads)
+	copyOn := func(name string, s int) *Op {
+		return &Op{Kind: Memcpy, Name: name, Dst: b.All(), Dir: DeviceToHost, Host: Pinned, Stream: s}
+	}
+	ok := []*Op{
+		copyOn(RuntimeMemcpyAsync, CopyStream),
+		{Kind: EventOp, Name: EventRecord, Event: "e", Stream: CopyStream},
+		{Kind: EventOp, Name: StreamWaitEvent, Event: "e"},
+		{Kind: Sync, Name: RuntimeStreamSynchronize, Stream: CopyStream},
+	}
+	for _, o := range ok {
+		if err := Validate(o); err != nil {
+			t.Errorf("%s: %v", o, err)
+		}
+	}
+	bad := map[*Op]string{
+		copyOn(RuntimeMemcpy, CopyStream):                               "synchronous",
+		copyOn(RuntimeMemcpyAsync, 2):                                   "streams 0..1",
+		{Kind: Alloc, Name: RuntimeMalloc, Dst: b.All(), Stream: 1}:     "runs on no stream",
+		{Kind: Sync, Name: DeviceSynchronize, Stream: 1}:                "runs on no stream",
+		{Kind: EventOp, Name: EventRecord}:                              "names no event",
+		{Kind: EventOp, Name: "cuEventRecord", Event: "e"}:              "cudaEventRecord or cudaStreamWaitEvent",
+		{Kind: Host, Name: "f", Func: func() {}, Stream: CopyStream}:    "runs on no stream",
+		{Kind: Graph, Name: GraphLaunch, Stream: CopyStream, Body: nil}: "runs on no stream",
+	}
+	for o, want := range bad {
+		if err := Validate(o); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", o.Name, err, want)
+		}
+	}
+	if s := copyOn(RuntimeMemcpyAsync, CopyStream).String(); !strings.HasSuffix(s, " on stream 1") {
+		t.Errorf("String: %q", s)
+	}
+	// A graph is captured from the compute stream alone.
+	g := Op{Kind: Graph, Name: GraphLaunch, Body: &Range{Name: "r"}}
+	n := op()
+	n.Stream = CopyStream
+	g.Body.Add(n)
+	if err := Validate(&g); err == nil || !strings.Contains(err.Error(), "compute stream alone") {
+		t.Errorf("graph with a copy-stream node: %v", err)
+	}
+}

@@ -3,10 +3,13 @@
 package cuda
 
 import (
+	"bytes"
 	"math"
 	"testing"
+	"unsafe"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/memplan"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model"
@@ -23,9 +26,16 @@ func TestFlawsKeepTheStep(t *testing.T) {
 	for _, f := range config.Flaws {
 		sets = append(sets, []config.Flaw{f.Name})
 	}
+	// The train-only flaws, with all that compose.
+	for _, f := range []config.Flaw{config.SerialCopies, config.OverlappedCopies} {
+		sets = append(sets, append([]config.Flaw{f}, sets[0]...))
+	}
 	for _, mode := range []config.Mode{config.Train, config.Infer} {
 		want := losses(t, d, mode, nil, 3)
 		for _, fs := range sets {
+			if mode != config.Train && trainOnly(fs) {
+				continue // config refuses it
+			}
 			t.Run(string(mode)+"/"+config.FlawList(fs), func(t *testing.T) {
 				got := losses(t, d, mode, fs, 3)
 				for i := range want {
@@ -53,7 +63,7 @@ func losses(t *testing.T, d config.Dims, mode config.Mode, fs []config.Flaw, ite
 	planted := map[string]int{}
 	for _, op := range m.Iteration.Ops() {
 		switch op.Kind {
-		case program.Sync, program.Host, program.Alloc, program.Free, program.Memcpy:
+		case program.Sync, program.Host, program.Alloc, program.Free, program.Memcpy, program.EventOp:
 			planted[op.Name]++
 		}
 	}
@@ -83,6 +93,9 @@ func losses(t *testing.T, d config.Dims, mode config.Mode, fs []config.Flaw, ite
 			t.Errorf("%s ran %d times in %d iterations, the program plants %d per iteration", name, got[name], iters, n)
 		}
 	}
+	if config.HasFlaw(fs, config.SerialCopies) || config.HasFlaw(fs, config.OverlappedCopies) {
+		checkOffloaded(t, m)
+	}
 	if config.HasFlaw(fs, config.AllocPerIteration) {
 		p, err := memplan.New(d, mode, dtype(t))
 		if err != nil {
@@ -101,4 +114,58 @@ func dynamicBytes(m *Model) int64 {
 		n += b.Bytes()
 	}
 	return n
+}
+
+func trainOnly(fs []config.Flaw) bool {
+	for _, f := range fs {
+		if fi, _ := config.LookupFlaw(f); fi.TrainOnly {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOffloaded: after a step of serial-copies or overlapped-copies (and
+// the wait for the loss, which waits for the copies: overlapped-copies'
+// backward ends joining the copy stream), each offload copy's pinned host
+// memory holds its gradient tensor, bit for bit, as a plain download of
+// the gradients after the step reads it.
+func checkOffloaded(t *testing.T, m *Model) {
+	t.Helper()
+	if _, err := m.Loss(); err != nil {
+		t.Fatal(err)
+	}
+	size := m.Step.Grads.Elem.Size()
+	grads := make([]byte, m.Step.Grads.Bytes())
+	var err error
+	if size == 2 {
+		h := make([]uint16, m.Step.Grads.Elems)
+		err = cuexec.Download(m.x, h, m.Step.Grads.All())
+		copy(grads, unsafe.Slice((*byte)(unsafe.Pointer(&h[0])), len(grads)))
+	} else {
+		f := make([]float32, m.Step.Grads.Elems)
+		err = cuexec.Download(m.x, f, m.Step.Grads.All())
+		copy(grads, unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), len(grads)))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, op := range m.Step.Backward().Ops() {
+		if op.Kind != program.Memcpy || op.Dir != program.DeviceToHost {
+			continue
+		}
+		host, ok := m.x.HostCopy(op)
+		if !ok {
+			t.Fatalf("%s at %s: no host memory", op, op.Where())
+		}
+		lo := op.Dst.Offset * size
+		if !bytes.Equal(host, grads[lo:lo+op.Dst.Bytes()]) {
+			t.Errorf("%s at %s: the host copy differs from the gradient %s", op, op.Where(), op.Dst)
+		}
+		n++
+	}
+	if want := m.Dims.L * 12; n != want {
+		t.Errorf("%d offload copies checked, want %d", n, want)
+	}
 }
