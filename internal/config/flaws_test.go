@@ -43,6 +43,8 @@ func TestFlawsRejected(t *testing.T) {
 		{"readback with graph", []string{"--graph", "--flaw=readback-per-layer"}, []string{"readback-per-layer", "--graph"}},
 		{"sync with sync-launches", []string{"--sync-launches", "--flaw=sync-every-launch"}, []string{"--sync-launches"}},
 		{"alloc with dump", []string{"--dump=/tmp/x", "--flaw=alloc-per-iteration"}, []string{"--dump", "frees"}},
+		{"unfused on llama", []string{"--model=llama-tiny", "--flaw=unfused"}, []string{"--flaw=unfused", "LLaMA", "no bias", "SwiGLU"}},
+		{"unfused on llama infer", []string{"--model=llama-tiny", "--mode=infer", "--flaw=unfused,host-stall"}, []string{"--flaw=unfused", "GPT-2"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -58,6 +60,16 @@ func TestFlawsRejected(t *testing.T) {
 	for _, f := range []Flaw{HostStall, PageableUpload, PinnedUpload} {
 		_, err := ParseRun([]string{"--graph", "--flaw=" + string(f)})
 		assert.NoError(t, err, "%s with --graph", f)
+	}
+	// unfused is kernels only: a graph captures them, in both modes and
+	// with the other flaws a graph allows.
+	for _, extra := range [][]string{nil, {"--mode=infer"}, {"--dtype=bf16"}, {"--flaw=host-stall,unfused,pinned-upload"}} {
+		args := append([]string{"--graph", "--flaw=unfused"}, extra...)
+		if len(extra) == 1 && strings.HasPrefix(extra[0], "--flaw") {
+			args = []string{"--graph", extra[0]}
+		}
+		_, err := ParseRun(args)
+		assert.NoError(t, err, "%v", args)
 	}
 }
 

@@ -73,13 +73,20 @@ type Plan struct {
 // positive, but not the rest of config.Dims.Validate, which callers run
 // first.
 func New(d config.Dims, mode config.Mode, dt config.DType) (Plan, error) {
+	return NewWith(d, mode, model.Options{DType: dt})
+}
+
+// NewWith is New for the program built with o: its flaws change the
+// buffers (unfused's GELU chain needs a scratch activation), the other
+// options do not.
+func NewWith(d config.Dims, mode config.Mode, o model.Options) (Plan, error) {
 	if mode != config.Train && mode != config.Infer && !(mode == config.Generate && d.IsLlama()) {
 		return Plan{}, fmt.Errorf("memplan: unknown mode %q", mode)
 	}
 	if d.V <= 0 || d.MaxT <= 0 || d.T <= 0 || d.L <= 0 || d.NH <= 0 || d.C <= 0 || d.B <= 0 {
 		return Plan{}, fmt.Errorf("memplan: dims must be positive: %v", d)
 	}
-	m := model.Program(d, mode, model.Options{DType: dt})
+	m := model.Program(d, mode, o)
 	p := Of(m.Program)
 	p.Dims, p.Mode, p.ParamCount = d, mode, m.Params.Elems
 	return p, nil
