@@ -274,6 +274,8 @@ func TestStorageMix(t *testing.T) {
 		}},
 		{"residual i32", func() { ResidualForward(view("o", i32, N), view("a", i32, N), view("b", i32, N), N) }},
 		{"gelu backward dout f32", func() { GELUBackward(view("d", bf, N), view("i", bf, N), view("o", f32, N), N) }},
+		{"bias_add out bf16, bias f32", func() { BiasAdd(view("o", bf, N*C), view("b", f32, C), N, C, C) }},
+		{"gelu chain tmp f32", func() { GELUChain(view("o", bf, N), view("t", f32, N), view("i", bf, N), N) }},
 		{"encoder f32 tokens", func() {
 			EncoderForward(view("out", bf, N*C), view("tok", f32, N), view("wte", bf, V*C), view("wpe", bf, N*C), 1, N, C)
 		}},

@@ -10,6 +10,7 @@ import (
 	"github.com/gpubench/gpubench/internal/memplan"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model"
+	"github.com/gpubench/gpubench/model/ref"
 )
 
 // TestFlawsKeepTheStep: every flaw (and all that compose, together) runs
@@ -129,4 +130,59 @@ func dynamicBytes(m *Model) int64 {
 		n += b.Bytes()
 	}
 	return n
+}
+
+// TestUnfusedMatchesReference: the unfused step (bias_add after each
+// product, the GELU as a chain of six kernels) is still GPT-2: one
+// training step, every output poisoned first, matches the float64
+// reference with the clean step's tolerances (the chain's extra roundings
+// are a few of the dtype's own); its launches are its plan's, and what it
+// allocates is its memory plan's (gelu_tmp included).
+func TestUnfusedMatchesReference(t *testing.T) {
+	fs := []config.Flaw{config.Unfused}
+	for _, sh := range shapes {
+		t.Run(sh.name, func(t *testing.T) {
+			bind(t)
+			s := seed(t)
+			o := model.Options{SMs: testDev.Info.SMs, Graph: *graph, DType: dtype(t), SharedOptIn: testDev.Info.SharedOptIn, Flaws: fs}
+			before := testDev.Allocated()
+			m, err := New(testExec, sh.d, config.Train, o, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Free()
+			p, err := memplan.NewWith(sh.d, config.Train, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := testDev.Allocated() - before; got != p.Total {
+				t.Errorf("allocated %d bytes, the memory plan counts %d", got, p.Total)
+			}
+			checkLaunches(t, m)
+			if err := m.Poison(); err != nil {
+				t.Fatal(err)
+			}
+			dp, err := m.Dump()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := ref.NewModel(dp.Dims, dp.Params)
+			wantLoss := r.Forward(dp.Tokens, dp.Targets)
+			wantGrads := r.Backward()
+			tol := tolerances[dtype(t)]
+			if e := math.Abs(dp.Loss-wantLoss) / math.Abs(wantLoss); !(e <= tol.loss) {
+				t.Errorf("loss %.7f, reference %.7f: relative error %.3g > %g", dp.Loss, wantLoss, e, tol.loss)
+			}
+			if e := relNorm(dp.Logits, r.Logits()); !(e <= tol.logits) {
+				t.Errorf("logits: ‖g−ref‖/‖ref‖ = %.3g > %g", e, tol.logits)
+			}
+			for _, tn := range ref.Layout(dp.Dims) {
+				e := relNorm(dp.Grads[tn.Offset:tn.Offset+tn.Size], wantGrads[tn.Offset:tn.Offset+tn.Size])
+				t.Logf("grad %-9s ‖g−ref‖/‖ref‖ = %.2e", tn.Name, e)
+				if !(e <= tol.grads) {
+					t.Errorf("gradient %s: ‖g−ref‖/‖ref‖ = %.3g > %g", tn.Name, e, tol.grads)
+				}
+			}
+		})
+	}
 }
