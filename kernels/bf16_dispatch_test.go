@@ -76,6 +76,24 @@ func dispatchCases() []dispatchCase {
 		{"residual", "residual_forward", func(s program.Elem) program.Op {
 			return ResidualForward(view("out", s, n), view("a", s, n), view("b", s, n), n)
 		}, 3 * n, 0},
+		// The unfused flaw's kernels (unfused.go).
+		{"unfused", "bias_add", func(s program.Elem) program.Op {
+			return BiasAdd(view("out", s, N*3*C), view("bias", s, 3*C), N, 3*C, 3*C)
+		}, 2*N*3*C + 3*C, 0},
+		{"unfused", "bias_add", func(s program.Elem) program.Op { // padded rows: the padding is not moved
+			return BiasAdd(view("out", s, N*Vp), view("bias", s, V), N, V, Vp)
+		}, 2*N*V + V, 0},
+		{"unfused", "elem_mul", func(s program.Elem) program.Op {
+			d := view("d", s, n)
+			return ElemMul(d, d, view("x", s, n), n)
+		}, 3 * n, 0},
+		{"unfused", "elem_axpby", func(s program.Elem) program.Op {
+			return ElemAxpby(view("out", s, n), view("a", s, n), view("b", s, n), 0.5, 0.5, n)
+		}, 3 * n, 0},
+		{"unfused", "elem_tanh_scale", func(s program.Elem) program.Op {
+			d := view("d", s, n)
+			return ElemTanhScale(d, d, 0.8, n)
+		}, 2 * n, 0},
 		{"crossentropy", "crossentropy_forward", func(s program.Elem) program.Op {
 			return CrossEntropyForward(view("losses", f32, N), view("lse", f32, N), view("logits", s, N*Vp), view("targets", i32, N), N, V, Vp)
 		}, N * V, 4 * 3 * N},
@@ -151,7 +169,7 @@ func TestStorageDispatch(t *testing.T) {
 	}
 	// Every entry of the bf16 modules is some launcher's, and has the
 	// parameters of its fp32 twin (the same kernel over other pointers).
-	for _, layer := range []string{"encoder", "layernorm", "gelu", "residual", "crossentropy"} {
+	for _, layer := range []string{"encoder", "layernorm", "gelu", "residual", "crossentropy", "unfused"} {
 		mod := layer + "_bf16"
 		if !slices.Contains(ptx.Modules(), mod) {
 			t.Errorf("no module %s", mod)
@@ -205,6 +223,11 @@ func TestStorageVectorGrid(t *testing.T) {
 		{"residual_forward", func(s program.Elem) program.Op {
 			return ResidualForward(view("o", s, n), view("a", s, n), view("b", s, n), n)
 		}, ptx.ResidualBlock},
+		{"elem_mul", func(s program.Elem) program.Op { return ElemMul(view("o", s, n), view("a", s, n), view("b", s, n), n) }, ptx.UnfusedBlock},
+		{"elem_axpby", func(s program.Elem) program.Op {
+			return ElemAxpby(view("o", s, n), view("a", s, n), view("b", s, n), 1, 2, n)
+		}, ptx.UnfusedBlock},
+		{"elem_tanh_scale", func(s program.Elem) program.Op { return ElemTanhScale(view("o", s, n), view("i", s, n), 1, n) }, ptx.UnfusedBlock},
 	} {
 		for _, s := range []struct {
 			e   program.Elem
@@ -251,6 +274,8 @@ func TestStorageMix(t *testing.T) {
 		}},
 		{"residual i32", func() { ResidualForward(view("o", i32, N), view("a", i32, N), view("b", i32, N), N) }},
 		{"gelu backward dout f32", func() { GELUBackward(view("d", bf, N), view("i", bf, N), view("o", f32, N), N) }},
+		{"bias_add out bf16, bias f32", func() { BiasAdd(view("o", bf, N*C), view("b", f32, C), N, C, C) }},
+		{"gelu chain tmp f32", func() { GELUChain(view("o", bf, N), view("t", f32, N), view("i", bf, N), N) }},
 		{"encoder f32 tokens", func() {
 			EncoderForward(view("out", bf, N*C), view("tok", f32, N), view("wte", bf, V*C), view("wpe", bf, N*C), 1, N, C)
 		}},

@@ -39,6 +39,11 @@ const (
 	SwiGLUFwdFLOPs       = 5 // per output: silu's exp, add and divide, its multiply, the gate's multiply
 	SwiGLUBwdFLOPs       = 11
 	ArgmaxFLOPs          = 1 // per logit: one comparison
+	// The unfused flaw's kernels (unfused.go), per element.
+	BiasAddFLOPs   = 1 // the add the fused matmul's epilogue makes
+	ElemMulFLOPs   = 1
+	ElemAxpbyFLOPs = 3 // two multiplies and an add
+	TanhScaleFLOPs = 2 // a multiply and the tanh
 )
 
 // kernel is a launch of entry in module with the traffic of its arguments

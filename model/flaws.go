@@ -5,6 +5,7 @@ import (
 
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/kernels"
 )
 
 // The planted flaws (config.Flaws), each a change to the program made
@@ -17,6 +18,15 @@ import (
 //     iteration) and the iteration's last pass frees them;
 //   - host-stall: the iteration starts with a host operation that spins
 //     in dataLoaderStall;
+//   - unfused: GPT-2's forward launches each linear layer's product
+//     without its fused bias and adds the bias in a bias_add kernel of its
+//     own, and runs the GELU as a chain of six elementwise kernels
+//     (kernels.GELUChain) through a scratch activation, gelu_tmp, that
+//     only the flaw allocates. The residual adds are separate kernels
+//     (residual_forward) in the clean step already, so they stay as they
+//     are. The forward writes the same activations (fch, fch_gelu, ...)
+//     up to float rounding, so the backward, which reads them, is the
+//     clean one;
 //   - readback-per-layer: each block's forward ends with a copy of one
 //     element of its output to the host and a wait for it;
 //   - pageable-upload (pinned-upload): the iteration starts by uploading
@@ -29,7 +39,7 @@ import (
 //
 // The operations of the iteration itself (host-stall, the uploads) run
 // before the forward range, outside the passes, so they compose with
-// --graph.
+// --graph; unfused's are kernels, which a graph captures.
 //
 // The flaws call the CUDA runtime API (cudaDeviceSynchronize, cudaMemcpy,
 // cudaMalloc, ...), as users' own programs and PyTorch do, where the clean
@@ -221,4 +231,23 @@ func (m *Step) layerGrads(l int) []program.View {
 		}
 	}
 	return out
+}
+
+// biasedLinearForward is GPT-2's linearForward of a layer with a bias:
+// one product with the bias fused into its epilogue, or under unfused the
+// product without it followed by a bias_add launch over its output.
+func (m *Step) biasedLinearForward(out, inp, w, bias program.View, n, c, oc, ld int) []program.Op {
+	if !m.has(config.Unfused) || bias.IsNull() {
+		return []program.Op{m.linearForward(out, inp, w, bias, n, c, oc, ld)}
+	}
+	return []program.Op{m.linearForward(out, inp, w, program.View{}, n, c, oc, ld), kernels.BiasAdd(out, bias, n, oc, ld)}
+}
+
+// geluForward is out = gelu(inp) over n elements: gelu_forward, or under
+// unfused the chain of elementwise kernels through gelu_tmp.
+func (m *Step) geluForward(out, inp program.View, n int) []program.Op {
+	if !m.has(config.Unfused) {
+		return []program.Op{kernels.GELUForward(out, inp, n)}
+	}
+	return kernels.GELUChain(out, m.acts.geluTmp, inp, n)
 }

@@ -3,11 +3,13 @@ package model
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/kernels"
 )
 
 // planted reports whether op is of a kind only a flaw plants: the clean
@@ -95,6 +97,9 @@ func TestFlawsPlantOnlyTheirOps(t *testing.T) {
 			}
 			if _, err := config.ParseRun(args); err != nil {
 				continue // refused with its reason: config's tests
+			}
+			if f.Name == config.Unfused {
+				continue // it changes the forward's kernels: TestUnfused
 			}
 			t.Run(name, func(t *testing.T) {
 				m := Program(d, c.mode, Options{DType: c.dtype, NVTX: c.nvtx, Graph: c.graph, Flaws: []config.Flaw{f.Name}})
@@ -520,4 +525,174 @@ func bytesOf(bs []*program.Buffer) int64 {
 		n += b.Bytes()
 	}
 	return n
+}
+
+// unfusedGELU are the kernels of kernels.GELUChain, in launch order.
+var unfusedGELU = []string{"elem_mul", "elem_mul", "elem_axpby", "elem_tanh_scale", "elem_mul", "elem_axpby"}
+
+// kernelName is op's entry without the _bf16 suffix of a bf16 step.
+func kernelName(op *program.Op) string { return strings.TrimSuffix(op.Name, "_bf16") }
+
+// argOf is op's pointer argument param (a null view when it has none).
+func argOf(op *program.Op, param string) program.View {
+	for _, a := range op.Args {
+		if a.Param == param && a.Kind == program.Ptr {
+			return a.View
+		}
+	}
+	return program.View{}
+}
+
+// sameView compares views of two programs (whose buffers are distinct
+// values): the same buffer name and layer, offset and length.
+func sameView(a, b program.View) bool {
+	return a.String() == b.String() && a.Offset == b.Offset && a.Elems == b.Elems
+}
+
+// TestUnfused: in every mode, dtype, NVTX depth and with --graph, the
+// unfused program is the clean one with, in each layer's forward, every
+// biased product launched without its bias and followed by a bias_add over
+// its output, and gelu_forward replaced by the GELU chain from fch into
+// fch_gelu through gelu_tmp; everything else (the backward, the head, the
+// embedding, the residual adds) unchanged. Its buffers are the clean ones
+// and gelu_tmp, its FLOPs the clean ones and the chain's extra.
+func TestUnfused(t *testing.T) {
+	d := config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}
+	N, C := int64(d.Rows()), int64(d.C)
+	for _, c := range flawCases() {
+		name := fmt.Sprintf("%s/%s/%s/graph=%v", c.mode, c.dtype, c.nvtx, c.graph)
+		t.Run(name, func(t *testing.T) {
+			o := Options{DType: c.dtype, NVTX: c.nvtx, Graph: c.graph}
+			base := Program(d, c.mode, o)
+			o.Flaws = []config.Flaw{config.Unfused}
+			m := Program(d, c.mode, o)
+			trace(t, m, 2) // the Recorder validates every launch and lifetime
+
+			// Buffers: the clean ones, then gelu_tmp.
+			used, clean := m.Used(), base.Used()
+			tmp := m.Find("gelu_tmp", -1)
+			if tmp == nil || tmp.Elems != N*4*C || tmp.Elem != m.Elem || tmp.Group != program.Activations {
+				t.Fatalf("gelu_tmp is %v, want (N,4C) %s activations", tmp, m.Elem)
+			}
+			if len(used) != len(clean)+1 || bytesOf(used) != bytesOf(clean)+tmp.Bytes() {
+				t.Errorf("buffers %d (%d B), want the clean %d (%d B) and gelu_tmp (%d B)", len(used), bytesOf(used), len(clean), bytesOf(clean), tmp.Bytes())
+			}
+			if base.Find("gelu_tmp", -1) != nil {
+				t.Error("the clean program declares gelu_tmp")
+			}
+
+			// The backward is the clean one.
+			if c.mode == config.Train {
+				got, want := m.Backward().Ops(), base.Backward().Ops()
+				if len(got) != len(want) {
+					t.Fatalf("backward: %d ops, clean %d", len(got), len(want))
+				}
+				for i := range got {
+					if got[i].Where()+" "+got[i].String() != want[i].Where()+" "+want[i].String() {
+						t.Fatalf("backward op %d: %s %s, clean %s %s", i, got[i].Where(), got[i], want[i].Where(), want[i])
+					}
+				}
+			}
+
+			// The forward, op by op against the clean one.
+			got, want := m.Forward().Ops(), base.Forward().Ops()
+			k, biasAdds, chains := 0, 0, 0
+			next := func() *program.Op {
+				t.Helper()
+				if k == len(got) {
+					t.Fatalf("the unfused forward ends early")
+				}
+				k++
+				return got[k-1]
+			}
+			var fwdFLOPs, cleanFLOPs, matmul, cleanMatmul int64
+			for _, op := range got {
+				fwdFLOPs, matmul = fwdFLOPs+op.FLOPs, matmul+op.MatmulFLOPs
+			}
+			for _, w := range want {
+				cleanFLOPs, cleanMatmul = cleanFLOPs+w.FLOPs, cleanMatmul+w.MatmulFLOPs
+				g := next()
+				if g.Where() != w.Where() {
+					t.Fatalf("op %d at %s, clean at %s", k-1, g.Where(), w.Where())
+				}
+				switch {
+				case strings.HasPrefix(w.Name, "matmul_forward") && !argOf(w, "bias").IsNull():
+					if g.Name != w.Name || g.Grid != w.Grid || g.Block != w.Block || !argOf(g, "bias").IsNull() ||
+						!sameView(argOf(g, "out"), argOf(w, "out")) || g.MatmulFLOPs != w.MatmulFLOPs {
+						t.Fatalf("%s: %s, want the clean %s without its bias", w.Where(), g, w)
+					}
+					b := next()
+					if kernelName(b) != "bias_add" || !sameView(argOf(b, "out"), argOf(w, "out")) || !sameView(argOf(b, "bias"), argOf(w, "bias")) ||
+						b.Layer != w.Layer || b.Step != w.Step {
+						t.Fatalf("%s: after the product %s, want bias_add of its bias over its output", w.Where(), b)
+					}
+					if g.FLOPs+b.FLOPs != w.FLOPs {
+						t.Errorf("%s: product and bias_add count %d FLOPs, the fused product %d", w.Where(), g.FLOPs+b.FLOPs, w.FLOPs)
+					}
+					biasAdds++
+				case kernelName(w) == "gelu_forward":
+					chain := []*program.Op{g}
+					for range len(unfusedGELU) - 1 {
+						chain = append(chain, next())
+					}
+					for i, op := range chain {
+						if kernelName(op) != unfusedGELU[i] || op.Step != "gelu" {
+							t.Fatalf("%s: GELU chain op %d is %s, want %s", w.Where(), i, op, unfusedGELU[i])
+						}
+						// It reads fch (the first only fch) and gelu_tmp.
+						for _, a := range op.Args {
+							if a.Kind != program.Ptr || a.Access != program.Read {
+								continue
+							}
+							if fch := sameView(a.View, argOf(w, "inp")); !fch && (i == 0 || !sameView(a.View, tmp.All())) {
+								t.Fatalf("%s: %s reads %s", w.Where(), op, a.View)
+							}
+						}
+						if out := argOf(op, "out"); i < len(chain)-1 && !sameView(out, tmp.All()) || i == len(chain)-1 && !sameView(out, argOf(w, "out")) {
+							t.Fatalf("%s: %s writes %s", w.Where(), op, out)
+						}
+					}
+					chains++
+				default:
+					if g.String() != w.String() {
+						t.Fatalf("%s: %s, clean %s", w.Where(), g, w)
+					}
+				}
+			}
+			if k != len(got) {
+				t.Fatalf("the unfused forward has %d ops past the clean one's", len(got)-k)
+			}
+			if biasAdds != 4*d.L || chains != d.L {
+				t.Errorf("%d bias_adds and %d GELU chains, want 4 and 1 per layer", biasAdds, chains)
+			}
+			if len(got) != len(want)+9*d.L {
+				t.Errorf("forward: %d ops, want the clean %d and 9 per layer", len(got), len(want))
+			}
+			// The chain's FLOPs: 11 an element (kernels' constants) where
+			// gelu_forward counts 9; the matmuls' unchanged.
+			chainFLOPs := int64(3*kernels.ElemMulFLOPs + 2*kernels.ElemAxpbyFLOPs + kernels.TanhScaleFLOPs)
+			if extra := int64(d.L) * N * 4 * C * (chainFLOPs - kernels.GELUFwdFLOPs); fwdFLOPs != cleanFLOPs+extra || matmul != cleanMatmul {
+				t.Errorf("forward FLOPs %d (matmul %d), want the clean %d (%d) and the GELU chain's %d", fwdFLOPs, matmul, cleanFLOPs, cleanMatmul, extra)
+			}
+		})
+	}
+}
+
+// TestUnfusedComposes: unfused with every other flaw that runs in the same
+// program plants their operations around its kernels.
+func TestUnfusedComposes(t *testing.T) {
+	d := config.Dims{V: 1000, MaxT: 40, T: 37, L: 3, NH: 3, C: 96, B: 3}
+	for _, mode := range modes {
+		alone := Program(d, mode, Options{Flaws: []config.Flaw{config.Unfused}})
+		fs := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.Unfused, config.ReadbackPerLayer, config.PageableUpload}
+		m := Program(d, mode, Options{Flaws: fs})
+		want, _ := trace(t, alone, 1)
+		got, _ := trace(t, m, 2)
+		if !reflect.DeepEqual(got[:len(want)], want) {
+			t.Errorf("%s: the other flaws change unfused's operations", mode)
+		}
+		if !slices.Contains(m.perIteration(), m.Find("gelu_tmp", -1)) {
+			t.Errorf("%s: alloc-per-iteration does not allocate gelu_tmp each iteration", mode)
+		}
+	}
 }

@@ -120,6 +120,7 @@ type activations struct {
 	losses                program.View // (N)
 	lse                   program.View // (N) logsumexp of each logits row, kept for the backward
 	proj                  program.View // (N,C) output of a projection before its residual add; not kept
+	geluTmp               program.View // (N,4C) unfused's GELU chain intermediate (flaws.go); not kept, null without the flaw
 }
 
 // scratch holds the backward pass's temporaries, reused layer after layer.
@@ -249,6 +250,9 @@ func (m *Step) allocate() {
 	a.lse = f32("lse", N, act)
 	m.Loss = p.Buffer("loss", -1, F, 1, act)
 	a.proj = one("proj", N*C, act)
+	if m.has(config.Unfused) {
+		a.geluTmp = one("gelu_tmp", N*4*C, act) // the GELU chain's intermediate, reused layer after layer
+	}
 	if m.Mode != config.Train {
 		return
 	}
@@ -434,15 +438,15 @@ func (m *Step) buildForward(r *program.Range) {
 		mlp := func(name string, ops ...program.Op) { m.part(r, "layer", l, "mlp", name, ops...) }
 		// x + Attn(LN1(x))
 		attn("ln1", kernels.LayerNormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], x, p(iLn1w, l), p(iLn1b, l), N, C))
-		attn("qkv", m.linearForward(a.qkv[l], a.ln1[l], p(iQkvw, l), p(iQkvb, l), N, C, 3*C, 3*C))
+		attn("qkv", m.biasedLinearForward(a.qkv[l], a.ln1[l], p(iQkvw, l), p(iQkvb, l), N, C, 3*C, 3*C)...)
 		attn("attention", m.attentionForward(a.atty[l], a.attLSE[l], a.qkv[l], B, T, C, NH, NH))
-		attn("attn proj", m.linearForward(a.proj, a.atty[l], p(iAttprojw, l), p(iAttprojb, l), N, C, C, C))
+		attn("attn proj", m.biasedLinearForward(a.proj, a.atty[l], p(iAttprojw, l), p(iAttprojb, l), N, C, C, C)...)
 		attn("residual1", kernels.ResidualForward(a.residual2[l], x, a.proj, N*C))
 		// x + MLP(LN2(x))
 		mlp("ln2", kernels.LayerNormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.residual2[l], p(iLn2w, l), p(iLn2b, l), N, C))
-		mlp("fc", m.linearForward(a.fch[l], a.ln2[l], p(iFcw, l), p(iFcb, l), N, C, 4*C, 4*C))
-		mlp("gelu", kernels.GELUForward(a.fchGelu[l], a.fch[l], N*4*C))
-		mlp("fc proj", m.linearForward(a.proj, a.fchGelu[l], p(iFcprojw, l), p(iFcprojb, l), N, 4*C, C, C))
+		mlp("fc", m.biasedLinearForward(a.fch[l], a.ln2[l], p(iFcw, l), p(iFcb, l), N, C, 4*C, 4*C)...)
+		mlp("gelu", m.geluForward(a.fchGelu[l], a.fch[l], N*4*C)...)
+		mlp("fc proj", m.biasedLinearForward(a.proj, a.fchGelu[l], p(iFcprojw, l), p(iFcprojb, l), N, 4*C, C, C)...)
 		mlp("residual2", kernels.ResidualForward(a.residual3[l], a.residual2[l], a.proj, N*C))
 		if rb := m.readback(l); len(rb) > 0 {
 			mlp("readback", rb...)

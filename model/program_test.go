@@ -88,7 +88,8 @@ func record(t *testing.T, m *Step) *program.Recorder {
 // TestProgramMatchesPTX: every kernel launch of every program names an
 // entry of its PTX module and passes one argument of the right class per
 // PTX parameter, and every PTX entry is launched by some program (or, for
-// fill_f32, by kernels.Fill, which selftest runs). The launches pass
+// fill_f32, by kernels.Fill, which selftest runs; for unfused.ptx, by the
+// unfused flaw's program). The launches pass
 // untyped 8-byte slots, so nothing else would catch a mismatch before a
 // GPU does.
 func TestProgramMatchesPTX(t *testing.T) {
@@ -124,6 +125,16 @@ func TestProgramMatchesPTX(t *testing.T) {
 				// memory a block: the 3-stage GEMM build).
 				for _, optIn := range []int{0, 163 << 10} {
 					m := Program(d, mode, Options{DType: dt, SharedOptIn: optIn})
+					for _, e := range record(t, m).Events {
+						if e.Op != nil {
+							check(e.Op)
+						}
+					}
+				}
+				// The unfused flaw's kernels (bias_add, the GELU chain),
+				// on the small GPT-2 shapes: the same launchers at any size.
+				if !d.IsLlama() && d.C <= 128 {
+					m := Program(d, mode, Options{DType: dt, Flaws: []config.Flaw{config.Unfused}})
 					for _, e := range record(t, m).Events {
 						if e.Op != nil {
 							check(e.Op)

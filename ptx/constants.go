@@ -108,6 +108,9 @@ const (
 	GELUBlock = 256
 	// ResidualBlock is the block size of residual_forward.
 	ResidualBlock = 256
+	// UnfusedBlock is the block size of unfused.cu's kernels (bias_add,
+	// elem_mul, elem_axpby, elem_tanh_scale), which grid-stride too.
+	UnfusedBlock = 256
 )
 
 // crossentropy.cu: one block per row. Each row's reduction is a fixed tree

@@ -44,7 +44,8 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		}
 		return cli.UsageError{Err: err}
 	}
-	need, err := memplan.New(r.Dims, r.Mode, r.DType)
+	// The flaws' buffers count too (unfused's GELU scratch).
+	need, err := memplan.NewWith(r.Dims, r.Mode, model.Options{DType: r.DType, Flaws: r.Flaws})
 	if err != nil {
 		return cli.UsageError{Err: err}
 	}

@@ -19,6 +19,7 @@ const (
 	SyncEveryLaunch   Flaw = "sync-every-launch"
 	AllocPerIteration Flaw = "alloc-per-iteration"
 	HostStall         Flaw = "host-stall"
+	Unfused           Flaw = "unfused"
 	ReadbackPerLayer  Flaw = "readback-per-layer"
 	PageableUpload    Flaw = "pageable-upload"
 	// PinnedUpload is pageable-upload's fix: the same per-iteration
@@ -68,6 +69,9 @@ var Flaws = []FlawInfo{
 	{Name: OverlappedCopies, FixOf: SerialCopies, TrainOnly: true,
 		Does:    "the fix of serial-copies: the same copies on a second stream, after the layer's gradients through cudaEventRecord and cudaStreamWaitEvent; the backward's end waits for the last copy",
 		LookFor: "the device-to-host memcpys on a second stream, overlapping the next layers' backward kernels; cudaEventRecord and cudaStreamWaitEvent calls in the backward"},
+	{Name: Unfused,
+		Does:    "GPT-2's forward runs each linear layer's bias as its own bias_add kernel after the matmul, and the GELU as a chain of six elementwise kernels (elem_mul, elem_axpby, elem_tanh_scale) where the clean step fuses them into the matmul and gelu_forward",
+		LookFor: "many short kernels with GPU gaps between them while the CPU launches the next: 9 more kernel launches per layer in each forward (4 bias_add, 6 for the GELU in place of one gelu_forward); --graph removes the launch gaps but not the extra kernels"},
 	{Name: ReadbackPerLayer,
 		Does:    "after each layer's forward, one activation element copied to pageable host memory (cudaMemcpyAsync) and waited for (cudaStreamSynchronize): the .item() ping-pong",
 		LookFor: "a small device-to-host memcpy and a cudaStreamSynchronize after each layer, the GPU idle after each; nsys analyze's cuda_memcpy_async (pageable memory) and cuda_api_sync rules list them"},
@@ -143,7 +147,9 @@ func FlawList(fs []Flaw) string {
 // reason. Every flaw composes with every dtype and every NVTX depth, and
 // with both modes but the TrainOnly ones; what a CUDA graph cannot
 // capture is refused with --graph (the flaws that act before the forward
-// run outside the graphs, so they compose with it).
+// run outside the graphs, so they compose with it; unfused is kernels
+// only, so it does too). unfused changes GPT-2's bias and GELU, which a
+// LLaMA has not: it is refused there.
 func checkFlaws(r Run) error {
 	fs := r.Flaws
 	if HasFlaw(fs, PageableUpload) && HasFlaw(fs, PinnedUpload) {
@@ -156,6 +162,9 @@ func checkFlaws(r Run) error {
 		if fi, _ := LookupFlaw(f); fi.TrainOnly && r.Mode != Train {
 			return fmt.Errorf("--flaw=%s: needs --mode=train (it offloads the gradients, which only the backward pass computes; --mode=%s has none)", f, r.Mode)
 		}
+	}
+	if HasFlaw(fs, Unfused) && r.Dims.IsLlama() {
+		return errors.New("--flaw=unfused: LLaMA's linear layers have no bias and its MLP is SwiGLU, not GELU: it has nothing of GPT-2's bias and GELU to unfuse (use a GPT-2 model)")
 	}
 	if r.Graph {
 		for _, f := range fs {

@@ -51,6 +51,8 @@ func TestFlawsRejected(t *testing.T) {
 		{"overlapped copies in infer mode", []string{"--mode=infer", "--flaw=overlapped-copies"}, []string{"--flaw=overlapped-copies", "--mode=train"}},
 		{"serial copies with graph", []string{"--graph", "--flaw=serial-copies"}, []string{"--flaw=serial-copies", "--graph", "one stream"}},
 		{"overlapped copies with graph", []string{"--graph", "--flaw=overlapped-copies"}, []string{"--flaw=overlapped-copies", "--graph", "one stream"}},
+		{"unfused on llama", []string{"--model=llama-tiny", "--flaw=unfused"}, []string{"--flaw=unfused", "LLaMA", "no bias", "SwiGLU"}},
+		{"unfused on llama infer", []string{"--model=llama-tiny", "--mode=infer", "--flaw=unfused,host-stall"}, []string{"--flaw=unfused", "GPT-2"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -66,6 +68,16 @@ func TestFlawsRejected(t *testing.T) {
 	for _, f := range []Flaw{HostStall, PageableUpload, PinnedUpload} {
 		_, err := ParseRun([]string{"--graph", "--flaw=" + string(f)})
 		assert.NoError(t, err, "%s with --graph", f)
+	}
+	// unfused is kernels only: a graph captures them, in both modes and
+	// with the other flaws a graph allows.
+	for _, extra := range [][]string{nil, {"--mode=infer"}, {"--dtype=bf16"}, {"--flaw=host-stall,unfused,pinned-upload"}} {
+		args := append([]string{"--graph", "--flaw=unfused"}, extra...)
+		if len(extra) == 1 && strings.HasPrefix(extra[0], "--flaw") {
+			args = []string{"--graph", extra[0]}
+		}
+		_, err := ParseRun(args)
+		assert.NoError(t, err, "%v", args)
 	}
 }
 

@@ -105,7 +105,7 @@ func opClass(op *program.Op) RangeClass {
 		return class("attention kernel")
 	case "layernorm":
 		return class("normalisation")
-	case "gelu", "residual", "common":
+	case "gelu", "residual", "common", "unfused":
 		return class("elementwise")
 	case "crossentropy":
 		return class("loss")

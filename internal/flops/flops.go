@@ -115,8 +115,12 @@ func NumParams(d config.Dims) int64 {
 // Count returns the FLOPs of one training iteration at d: the sums of the
 // annotations of model.Program(d, config.Train)'s forward and backward
 // ranges. d should be valid (config.Dims.Validate).
-func Count(d config.Dims) Counts {
-	m := model.Program(d, config.Train, model.Options{})
+func Count(d config.Dims) Counts { return CountWith(d, nil) }
+
+// CountWith is Count for the program with flaws fs planted: a flaw that
+// changes the kernels (unfused's GELU chain) changes the work counted.
+func CountWith(d config.Dims, fs []config.Flaw) Counts {
+	m := model.Program(d, config.Train, model.Options{Flaws: fs})
 	c := Of(m.Forward(), m.Backward())
 	c.Params, c.Tokens = NumParams(d), int64(d.B)*int64(d.T)
 	c.SixND = 6 * c.Params * c.Tokens

@@ -66,6 +66,10 @@ type Plan struct {
 	KVCache     int64 `json:"kv_cache_bytes,omitempty"`
 	Total       int64 `json:"total_bytes"`    // exact sum of Buffers
 	Required    int64 `json:"required_bytes"` // Total with rounding and Headroom
+
+	// flaws are those NewWith built the program with, so that Refuse's
+	// suggestions are for the same program (unfused needs gelu_tmp).
+	flaws []config.Flaw
 }
 
 // New returns the plan for d in mode at dtype dt ("" is fp32): the buffers
@@ -73,15 +77,22 @@ type Plan struct {
 // positive, but not the rest of config.Dims.Validate, which callers run
 // first.
 func New(d config.Dims, mode config.Mode, dt config.DType) (Plan, error) {
+	return NewWith(d, mode, model.Options{DType: dt})
+}
+
+// NewWith is New for the program built with o: its flaws change the
+// buffers (unfused's GELU chain needs a scratch activation), the other
+// options do not.
+func NewWith(d config.Dims, mode config.Mode, o model.Options) (Plan, error) {
 	if mode != config.Train && mode != config.Infer && !(mode == config.Generate && d.IsLlama()) {
 		return Plan{}, fmt.Errorf("memplan: unknown mode %q", mode)
 	}
 	if d.V <= 0 || d.MaxT <= 0 || d.T <= 0 || d.L <= 0 || d.NH <= 0 || d.C <= 0 || d.B <= 0 {
 		return Plan{}, fmt.Errorf("memplan: dims must be positive: %v", d)
 	}
-	m := model.Program(d, mode, model.Options{DType: dt})
+	m := model.Program(d, mode, o)
 	p := Of(m.Program)
-	p.Dims, p.Mode, p.ParamCount = d, mode, m.Params.Elems
+	p.Dims, p.Mode, p.ParamCount, p.flaws = d, mode, m.Params.Elems, o.Flaws
 	return p, nil
 }
 
@@ -141,12 +152,17 @@ func (p Plan) Fits(freeBytes int64) bool { return p.Required <= freeBytes }
 // returns 0 if no B does, including when d is invalid for a reason other
 // than B, or mode is unknown.
 func LargestBatchThatFits(d config.Dims, mode config.Mode, dt config.DType, freeBytes int64) int {
+	return largestBatch(d, mode, model.Options{DType: dt}, freeBytes)
+}
+
+// largestBatch is LargestBatchThatFits for the program built with o.
+func largestBatch(d config.Dims, mode config.Mode, o model.Options, freeBytes int64) int {
 	ok := func(b int) bool {
 		d.B = b
 		if d.Validate() != nil {
 			return false
 		}
-		p, err := New(d, mode, dt)
+		p, err := NewWith(d, mode, o)
 		return err == nil && p.Fits(freeBytes)
 	}
 	if !ok(1) {
@@ -202,7 +218,8 @@ func LargestPromptThatFits(d config.Dims, dt config.DType, freeBytes int64) int 
 }
 
 // Refuse is the memory preflight's verdict on plan need (of model name, d,
-// mode and dt) against freeBytes of free device memory: nil when it fits,
+// mode and dt, and the flaws NewWith built it with) against freeBytes of
+// free device memory: nil when it fits,
 // else one line saying what was asked, what it needs and what would fit:
 // the largest batch, and in generate mode, whose KV cache grows with the
 // context, also the longest prompt at this batch.
@@ -212,7 +229,7 @@ func Refuse(name string, d config.Dims, mode config.Mode, dt config.DType, need 
 	}
 	msg := fmt.Sprintf("--batch-size: %s at batch %d needs %s of device memory, %s is free",
 		name, d.B, gib(need.Required), gib(freeBytes))
-	b := LargestBatchThatFits(d, mode, dt, freeBytes)
+	b := largestBatch(d, mode, model.Options{DType: dt, Flaws: need.flaws}, freeBytes)
 	if mode == config.Generate {
 		msg = fmt.Sprintf("%s, with a KV cache of %d positions a sequence (%s)", msg, d.KVLen(), gib(need.KVCache))
 		t := LargestPromptThatFits(d, dt, freeBytes)

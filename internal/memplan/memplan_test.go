@@ -8,6 +8,7 @@ import (
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/flops"
 	"github.com/gpubench/gpubench/internal/gemmplan"
+	"github.com/gpubench/gpubench/model"
 	"github.com/gpubench/gpubench/ptx"
 )
 
@@ -221,5 +222,33 @@ func TestRefuseGenerate(t *testing.T) {
 	}
 	if !fits(d.B, tp) || fits(d.B, tp+1) || ctx != tp+d.New-1 {
 		t.Errorf("longest prompt %d (context %d): fits %v, one more fits %v", tp, ctx, fits(d.B, tp), fits(d.B, tp+1))
+	}
+}
+
+// TestRefuseKeepsTheFlaws: the batch Refuse suggests for an unfused run
+// fits with unfused's own buffers (gelu_tmp), not only the clean plan's.
+func TestRefuseKeepsTheFlaws(t *testing.T) {
+	p, err := config.LookupPreset("small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Dims(16)
+	o := model.Options{Flaws: []config.Flaw{config.Unfused}}
+	need, err := NewWith(d, config.Train, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Memory for batch 8 of the clean step, not of the unfused one.
+	d8 := d
+	d8.B = 8
+	clean8, _ := New(d8, config.Train, "")
+	unfused8, _ := NewWith(d8, config.Train, o)
+	free := clean8.Required
+	if unfused8.Fits(free) {
+		t.Fatalf("unfused's gelu_tmp should not fit in the clean batch 8's %d B", free)
+	}
+	err = Refuse("small", d, config.Train, "", need, free)
+	if err == nil || !strings.Contains(err.Error(), "the largest batch that fits is 7") {
+		t.Errorf("%v", err)
 	}
 }

@@ -2,6 +2,7 @@ package nsyscheck
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ import (
 //     (cudaFree) as many buffers as the flaw does;
 //   - host-stall: a gap of at least 90% of config.HostStallTime with no
 //     CUDA call between the iteration's start and its forward's;
+//   - unfused: the forward launches each of the flaw's own kernels
+//     (bias_add and the GELU chain's elem_mul, elem_axpby and
+//     elem_tanh_scale) as many times as the plan's forward does;
 //   - readback-per-layer: the forward copies device-to-host once per
 //     layer, each copy followed by a synchronising call;
 //   - pageable-upload (pinned-upload): before the forward, host-to-device
@@ -72,6 +76,8 @@ func (c *checker) signature(f config.Flaw, it *node) string {
 		return c.allocsAndFrees(it)
 	case config.HostStall:
 		return c.hostGap(it)
+	case config.Unfused:
+		return c.unfusedLaunches(it)
 	case config.ReadbackPerLayer:
 		return c.readbacks(it)
 	case config.PageableUpload:
@@ -416,4 +422,63 @@ func (c *checker) overlapNote() {
 	if all > 0 {
 		c.note("%s: %d of %d device-to-host copies on the second stream overlapped a backward kernel", config.OverlappedCopies, over, all)
 	}
+}
+
+// unfusedKernels are the kernels only the unfused flaw launches
+// (kernels/unfused.go), by their fp32 names; a bf16 step's end in _bf16.
+var unfusedKernels = []string{"bias_add", "elem_mul", "elem_axpby", "elem_tanh_scale"}
+
+// unfusedKernel is the fp32 name of kernel name when it is one of
+// unfusedKernels.
+func unfusedKernel(name string) (string, bool) {
+	base := strings.TrimSuffix(name, "_bf16")
+	return base, slices.Contains(unfusedKernels, base)
+}
+
+// unfusedLaunches compares the forward's launches of each of unfused's
+// kernels with the plan's forward: the counts come from the program, so
+// they follow the model's layers (4 bias_adds and a GELU chain of 6 a
+// layer).
+func (c *checker) unfusedLaunches(it *node) string {
+	fwd := child(it, plan.Forward)
+	if fwd == nil {
+		return "no forward range"
+	}
+	want, graphs := map[string]int{}, 0
+	for _, l := range planOps(fwd.plan) {
+		if k, ok := unfusedKernel(l.Name); ok && l.Kind == plan.Kernel {
+			want[k]++
+		}
+	}
+	var walk func(r *plan.Range)
+	walk = func(r *plan.Range) {
+		graphs += r.GraphLaunches()
+		for i := range r.Children {
+			walk(&r.Children[i])
+		}
+	}
+	walk(fwd.plan)
+	if len(want) == 0 {
+		return "the plan's forward launches none of the flaw's kernels (check with the run's --flaw)"
+	}
+	if c.t.GraphTable && graphs > 0 {
+		return "the capture traced the forward's graph as one launch, which hides the kernels inside (profile with --cuda-graph-trace=node)"
+	}
+	ls, _ := subtree(fwd)
+	got := map[string]int{}
+	for _, l := range ls {
+		if k, ok := unfusedKernel(l.Op.Name); ok && l.Op.Kind == plan.Kernel {
+			got[k]++
+		}
+	}
+	var short []string
+	for _, k := range unfusedKernels {
+		if got[k] < want[k] {
+			short = append(short, fmt.Sprintf("%s %s (the flaw launches it %d times)", k, times(got[k]), want[k]))
+		}
+	}
+	if len(short) == 0 {
+		return ""
+	}
+	return "the forward launches " + strings.Join(short, ", ")
 }

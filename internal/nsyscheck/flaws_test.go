@@ -64,11 +64,13 @@ func TestFlawSignatures(t *testing.T) {
 		// host-stall plants no CUDA call: the plain check passes and notes
 		// the gap before the forward (timing is never a failure).
 		config.HostStall: "",
+		config.Unfused:   "iteration0/forward: kernel bias_add launched",
 	}
 	missing := map[config.Flaw]string{
 		config.SyncEveryLaunch:   "launches are not followed by a synchronising call",
 		config.AllocPerIteration: "0 cudaMalloc calls and 0 cudaFree calls inside it, the flaw makes",
 		config.HostStall:         "the longest gap without CUDA calls before the forward is",
+		config.Unfused:           "the forward launches bias_add 0 times (the flaw launches it 8 times), elem_mul 0 times (the flaw launches it 6 times)",
 		config.ReadbackPerLayer:  "the forward copies device-to-host 0 times",
 		config.PageableUpload:    "0 host-to-device memcpys from pageable memory",
 		config.PinnedUpload:      "0 host-to-device memcpys from pinned memory",
@@ -202,8 +204,49 @@ func TestFlawSignatureDetails(t *testing.T) {
 			t.Errorf("%v %v", fails, rep.Notes)
 		}
 	})
+	t.Run("unfused, one bias_add dropped", func(t *testing.T) {
+		p := flawPlan(t, config.Train, config.Unfused)
+		f := runFixture(p, fxIters)
+		for k, l := range f.launches {
+			if l.iter == 2 && l.kernel == "bias_add" {
+				f.remove(k)
+				break
+			}
+		}
+		_, fails := checkFixture(t, f, p, Options{Flaws: []config.Flaw{config.Unfused}})
+		if !holds(fails, "unfused: signature missing in iteration2: the forward launches bias_add 7 times (the flaw launches it 8 times)") ||
+			holds(fails, "in iteration0") || holds(fails, "elem_mul") {
+			t.Errorf("%v", fails)
+		}
+	})
+	t.Run("unfused, bf16 and graphs", func(t *testing.T) {
+		// The counts follow the plan: a bf16 step's kernels are named
+		// _bf16, and a graph's nodes traced one by one
+		// (--cuda-graph-trace=node) are the same launches.
+		d := tinyDims
+		for _, o := range []model.Options{{DType: config.BF16}, {Graph: true}, {DType: config.BF16, Graph: true}} {
+			o.Flaws = []config.Flaw{config.Unfused}
+			p := plan.Of(model.Program(d, config.Infer, o))
+			if _, fails := checkFixture(t, runFixture(p, fxIters), p, Options{Flaws: o.Flaws}); fails != nil {
+				t.Errorf("%+v: %v", o, fails)
+			}
+			clean := o
+			clean.Flaws = nil
+			_, fails := checkFixture(t, runFixture(plan.Of(model.Program(d, config.Infer, clean)), fxIters), p, Options{Flaws: o.Flaws})
+			if !holds(fails, "unfused: signature missing in iteration0: the forward launches bias_add 0 times") {
+				t.Errorf("%+v, clean capture: %v", o, fails)
+			}
+		}
+	})
+	t.Run("unfused, checked against the clean plan", func(t *testing.T) {
+		clean := flawPlan(t, config.Train)
+		_, fails := checkFixture(t, runFixture(clean, fxIters), clean, Options{Flaws: []config.Flaw{config.Unfused}})
+		if !holds(fails, "the plan's forward launches none of the flaw's kernels (check with the run's --flaw)") {
+			t.Errorf("%v", fails)
+		}
+	})
 	t.Run("all flaws together", func(t *testing.T) {
-		fs := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.ReadbackPerLayer, config.PageableUpload}
+		fs := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.Unfused, config.ReadbackPerLayer, config.PageableUpload}
 		p := flawPlan(t, config.Train, fs...)
 		if _, fails := checkFixture(t, runFixture(p, fxIters), p, Options{Flaws: fs}); fails != nil {
 			t.Errorf("%v", fails)

@@ -273,7 +273,7 @@ func (r *Result) Finalize() error {
 		r.FLOPsPerIter = r.FLOPs.Forward
 		r.TokensPerIter = int64(d.B) * int64(d.New)
 	} else {
-		r.FLOPs = flops.Count(d)
+		r.FLOPs = flops.CountWith(d, r.Config.Flaws)
 		r.FLOPsPerIter = r.FLOPs.ForMode(mode)
 	}
 	if r.PeakTFLOPS == 0 {
@@ -283,7 +283,7 @@ func (r *Result) Finalize() error {
 		}
 		r.PeakTFLOPS, r.PeakSource = flops.Peak(r.Config.DType, r.Device.Name, r.Device.SMs, r.Device.CCMajor, r.Device.CCMinor, clock)
 	}
-	if p, err := memplan.New(d, mode, r.Config.DType); err == nil {
+	if p, err := memplan.NewWith(d, mode, model.Options{DType: r.Config.DType, Flaws: r.Config.Flaws}); err == nil {
 		r.Memory.PlannedBytes, r.Memory.RequiredBytes = p.Total, p.Required
 	}
 	if t := r.Telemetry; t != nil {
