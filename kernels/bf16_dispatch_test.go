@@ -94,6 +94,13 @@ func dispatchCases() []dispatchCase {
 			d := view("d", s, n)
 			return ElemTanhScale(d, d, 0.8, n)
 		}, 2 * n, 0},
+		{"residual", "residual_forward_strided", func(s program.Elem) program.Op {
+			return ResidualForwardStrided(view("out", s, n), view("a", s, n), view("b", s, n), n)
+		}, 3 * n, 0},
+		{"residual", "residual_forward_strided", func(s program.Elem) program.Op { // in place, as the model may run it
+			o := view("out", s, n)
+			return ResidualForwardStrided(o, o, view("b", s, n), n)
+		}, 3 * n, 0},
 		{"crossentropy", "crossentropy_forward", func(s program.Elem) program.Op {
 			return CrossEntropyForward(view("losses", f32, N), view("lse", f32, N), view("logits", s, N*Vp), view("targets", i32, N), N, V, Vp)
 		}, N * V, 4 * 3 * N},
@@ -237,6 +244,21 @@ func TestStorageVectorGrid(t *testing.T) {
 				t.Errorf("%s, %s: grid %v, want %v", c.name, s.e, got, want)
 			}
 		}
+	}
+	// residual_forward_strided gives each thread ResidualStridedChunk
+	// elements whatever the storage: a chunk of 64, 256 bytes of floats,
+	// puts every lane of a warp in a sector of its own.
+	for _, s := range []program.Elem{program.F32, program.BF16} {
+		op := ResidualForwardStrided(view("o", s, n), view("a", s, n), view("b", s, n), n)
+		if want := program.D1(ceilDiv(n/ResidualStridedChunk, ptx.ResidualBlock)); op.Grid != want || op.Block != program.D1(ptx.ResidualBlock) {
+			t.Errorf("residual_forward_strided, %s: grid %v block %v, want grid %v", s, op.Grid, op.Block, want)
+		}
+		if got := ResidualForwardStrided(view("o", s, 3), view("a", s, 3), view("b", s, 3), 3).Grid; got != program.D1(1) {
+			t.Errorf("residual_forward_strided of 3 elements: grid %v, want one block", got)
+		}
+	}
+	if 2*ResidualStridedChunk < 32 {
+		t.Errorf("a chunk of %d bf16s is under a 32-byte sector", ResidualStridedChunk)
 	}
 	// encoder_forward vectorises a row of C when C is a multiple of the
 	// vector: C = 100 is for f32, not for bf16.

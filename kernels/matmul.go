@@ -38,11 +38,37 @@ func MatmulScratchSize(n, c, oc int) (partialFloats, counterInts int) {
 
 func matmulFLOPs(n, c, oc int) int64 { return 2 * int64(n) * int64(c) * int64(oc) }
 
+// MatmulOptions choose how the fp32 products launch; the zero value is
+// the clean step's: the cost model's tiles and splits, padded shared rows.
+// A planted flaw (model/flaws.go) sets one; none changes which products
+// run or their operands.
+type MatmulOptions struct {
+	// Choice is how gemmplan picks tiles and splits: gemmplan.Largest for
+	// --flaw=low-occupancy.
+	Choice gemmplan.Choice
+	// NoPad launches the forward as matmul_forward_nopad, the same GEMM
+	// without the shared rows' pad (--flaw=bank-conflicts): the same tile
+	// and grid, the same bits.
+	NoPad bool
+}
+
+// MatmulForwardNoPad is the entry of the forward without the pad.
+const MatmulForwardNoPad = "matmul_forward_nopad"
+
 // MatmulForward computes out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias(oc) on sms
 // SMs. bias may be a null view for none. out is overwritten; it must not
 // overlap the inputs.
 func MatmulForward(out, inp, w, bias program.View, n, c, oc, sms int) program.Op {
-	return MatmulForwardTile(out, inp, w, bias, n, c, oc, gemmplan.Pick(n, oc, c, sms))
+	return MatmulForwardWith(out, inp, w, bias, n, c, oc, sms, MatmulOptions{})
+}
+
+// MatmulForwardWith is MatmulForward under options o.
+func MatmulForwardWith(out, inp, w, bias program.View, n, c, oc, sms int, o MatmulOptions) program.Op {
+	op := MatmulForwardTile(out, inp, w, bias, n, c, oc, gemmplan.PickWith(n, oc, c, sms, o.Choice))
+	if o.NoPad {
+		op.Name = MatmulForwardNoPad
+	}
+	return op
 }
 
 // MatmulForwardTile is MatmulForward with the tile given.
@@ -81,11 +107,15 @@ func MatmulBackwardInputTile(dinp, dout, w program.View, n, c, oc int, t gemmpla
 // MatmulWeightPlan is the tile and split of dw(oc,c) over n rows on sms
 // SMs, within the workspace ws (gemmplan.WeightGrad).
 func MatmulWeightPlan(n, c, oc, sms int, ws MatmulScratch) gemmplan.Split {
+	return matmulWeightPlan(n, c, oc, sms, ws, gemmplan.Fastest)
+}
+
+func matmulWeightPlan(n, c, oc, sms int, ws MatmulScratch, ch gemmplan.Choice) gemmplan.Split {
 	floats, counters := 0, 0
 	if !ws.Partials.IsNull() && !ws.Counters.IsNull() {
 		floats, counters = int(ws.Partials.Elems), int(ws.Counters.Elems)
 	}
-	return gemmplan.WeightGrad(n, c, oc, sms, floats, counters)
+	return gemmplan.WeightGradWith(n, c, oc, sms, floats, counters, ch)
 }
 
 // MatmulBackwardWeight computes dw(oc,c) = dout(n,oc)ᵀ·inp(n,c),
@@ -130,9 +160,15 @@ func BiasBackward(dbias, dout program.View, n, oc int) program.Op {
 // (oc). All are overwritten. ws is the weight gradient's split-K workspace
 // (see MatmulBackwardWeight). Two launches, or three with the bias.
 func MatmulBackward(dinp, dw, dbias, dout, inp, w program.View, ws MatmulScratch, n, c, oc, sms int) []program.Op {
+	return MatmulBackwardWith(dinp, dw, dbias, dout, inp, w, ws, n, c, oc, sms, MatmulOptions{})
+}
+
+// MatmulBackwardWith is MatmulBackward under options o (whose NoPad is the
+// forward's only: the backward has no unpadded entry).
+func MatmulBackwardWith(dinp, dw, dbias, dout, inp, w program.View, ws MatmulScratch, n, c, oc, sms int, o MatmulOptions) []program.Op {
 	ops := []program.Op{
-		MatmulBackwardInput(dinp, dout, w, n, c, oc, sms),
-		MatmulBackwardWeight(dw, dout, inp, ws, n, c, oc, sms),
+		MatmulBackwardInputTile(dinp, dout, w, n, c, oc, gemmplan.PickWith(n, c, oc, sms, o.Choice)),
+		MatmulBackwardWeightPlan(dw, dout, inp, ws, n, c, oc, matmulWeightPlan(n, c, oc, sms, ws, o.Choice)),
 	}
 	if !dbias.IsNull() {
 		ops = append(ops, BiasBackward(dbias, dout, n, oc))

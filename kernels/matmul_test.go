@@ -116,6 +116,52 @@ func TestMatmulForward(t *testing.T) {
 	}
 }
 
+// TestMatmulForwardNoPad: --flaw=bank-conflicts' matmul_forward_nopad,
+// with every tile, with and without bias, on fresh inputs into a poisoned
+// output, gives matmul_forward's bits (the pad moves values in shared
+// memory, not the order of any sum) and the reference's values; through
+// MatmulForwardWith it takes MatmulForward's tile and grid.
+func TestMatmulForwardNoPad(t *testing.T) {
+	env(t)
+	r := rng(t)
+	for _, sh := range matmulShapes {
+		n, c, oc := sh[0], sh[1], sh[2]
+		for _, withBias := range []bool{true, false} {
+			t.Run(fmt.Sprintf("N%d_C%d_OC%d_bias%v", n, c, oc, withBias), func(t *testing.T) {
+				env(t)
+				inp, inpV := upload(t, "inp", normal(r, n*c, 1))
+				w, wV := upload(t, "w", normal(r, oc*c, 1))
+				var bias program.View
+				var biasV []float64
+				if withBias {
+					bias, biasV = upload(t, "bias", normal(r, oc, 1))
+				}
+				want := make([]float64, n*oc)
+				ref.MatmulForward(want, inpV, wV, biasV, n, c, oc)
+				for _, tile := range gemmTiles {
+					clean, flawed := buffer(t, "clean", n*oc), buffer(t, "nopad", n*oc)
+					run(t, MatmulForwardTile(clean, inp, w, bias, n, c, oc, tile))
+					op := MatmulForwardTile(flawed, inp, w, bias, n, c, oc, tile)
+					op.Name = MatmulForwardNoPad
+					run(t, op)
+					got := download(t, flawed, n*oc)
+					checkClose(t, "nopad "+tile.String(), got, want, matmulTol)
+					sameBits(t, "nopad "+tile.String()+" vs matmul_forward", got, download(t, clean, n*oc))
+				}
+				clean, flawed := buffer(t, "clean", n*oc), buffer(t, "nopad", n*oc)
+				op := MatmulForwardWith(flawed, inp, w, bias, n, c, oc, sms(), MatmulOptions{NoPad: true})
+				ref := MatmulForward(clean, inp, w, bias, n, c, oc, sms())
+				if op.Name != MatmulForwardNoPad || op.Grid != ref.Grid || op.Block != ref.Block {
+					t.Fatalf("MatmulForwardWith NoPad launches %s<<<%v, %v>>>, clean %s<<<%v, %v>>>", op.Name, op.Grid, op.Block, ref.Name, ref.Grid, ref.Block)
+				}
+				run(t, op)
+				run(t, ref)
+				sameBits(t, "nopad (MatmulForwardWith)", download(t, flawed, n*oc), download(t, clean, n*oc))
+			})
+		}
+	}
+}
+
 // TestMatmulBackward checks the input and weight gradients with every tile
 // shape (the weight gradient unsplit, S = 1, where every tile gives the
 // same bits), the bias gradient, and the MatmulBackward convenience with

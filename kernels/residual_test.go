@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/gpubench/gpubench/internal/program"
@@ -59,5 +60,41 @@ func TestResidualForwardInPlace(t *testing.T) {
 			ref.ResidualForward(want, a, b, n)
 			checkClose(t, "residual_forward in place "+string(e), downloadOf(t, e, aD, n), roundOf(e, want), 0)
 		}
+	}
+}
+
+// TestResidualForwardStrided: --flaw=uncoalesced's kernel gives
+// residual_forward's result bit for bit, for fresh random inputs into a
+// poisoned output (NaN never equals), in both storages, vector-aligned or
+// not, and in place.
+func TestResidualForwardStrided(t *testing.T) {
+	env(t)
+	r := rng(t)
+	for _, e := range storages {
+		for _, n := range []int{1, 3, 63, 64, 65, 1003, 16385, 1000003} {
+			for _, off := range []int{0, 1} {
+				aD, a := uploadOf(t, e, "a", normal(r, n+off, 1))
+				bD, b := uploadOf(t, e, "b", normal(r, n+off, 1))
+				out := bufferOf(t, e, "out", n+off)
+				clean := bufferOf(t, e, "clean", n+off)
+				run(t, ResidualForwardStrided(out.At(int64(off)), aD.At(int64(off)), bD.At(int64(off)), n))
+				run(t, ResidualForward(clean.At(int64(off)), aD.At(int64(off)), bD.At(int64(off)), n))
+				got, want := downloadOf(t, e, out, n+off), downloadOf(t, e, clean, n+off)
+				ref64 := make([]float64, n)
+				ref.ResidualForward(ref64, a[off:], b[off:], n)
+				what := fmt.Sprintf("residual_forward_strided %s n=%d off=%d", e, n, off)
+				checkClose(t, what, got[off:], roundOf(e, ref64), 0)
+				checkPoisoned(t, what+" before out", got[:off])
+				sameBits(t, what+" against residual_forward", got, want)
+			}
+		}
+		// In place, out == a, as residual_forward allows.
+		n := 4099
+		aD, a := uploadOf(t, e, "a", normal(r, n, 1))
+		bD, b := uploadOf(t, e, "b", normal(r, n, 1))
+		run(t, ResidualForwardStrided(aD, aD, bD, n))
+		want := make([]float64, n)
+		ref.ResidualForward(want, a, b, n)
+		checkClose(t, "residual_forward_strided in place "+string(e), downloadOf(t, e, aD, n), roundOf(e, want), 0)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/gemmplan"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/kernels"
 )
@@ -35,7 +36,19 @@ import (
 //   - serial-copies (overlapped-copies): each block's backward ends with
 //     copies of its parameter gradients to pinned host memory, on the
 //     compute stream (on the copy stream, after an event the compute
-//     stream records; the backward ends waiting for the last copy).
+//     stream records; the backward ends waiting for the last copy);
+//   - low-occupancy: every fp32 product plans with gemmplan.Largest (the
+//     128×128 tile, no split-K), so the same kernels launch fewer, larger
+//     blocks;
+//   - uncoalesced: every residual add launches residual_forward_strided;
+//   - bank-conflicts: every fp32 forward product launches
+//     matmul_forward_nopad, with the tile and grid of the clean plan.
+//
+// The kernel flaws plant no operation: they change which kernel, tile or
+// grid an operation of the clean program launches, and nothing it
+// computes (but low-occupancy's unsplit weight gradients, whose sums run
+// in another order). config refuses the SGEMM's flaws with the
+// tensor-core dtypes, whose products do not run it.
 //
 // The operations of the iteration itself (host-stall, the uploads) run
 // before the forward range, outside the passes, so they compose with
@@ -62,6 +75,26 @@ func (m *Step) withSyncs(ops []program.Op) []program.Op {
 		}
 	}
 	return out
+}
+
+// matmulOptions are the fp32 products' launch options under the kernel
+// flaws: the clean plan's without them.
+func (m *Step) matmulOptions() kernels.MatmulOptions {
+	var o kernels.MatmulOptions
+	if m.has(config.LowOccupancy) {
+		o.Choice = gemmplan.Largest
+	}
+	o.NoPad = m.has(config.BankConflicts)
+	return o
+}
+
+// residualForward is the residual add out = a + b over n elements:
+// residual_forward_strided under uncoalesced, the same bits.
+func (m *Step) residualForward(out, a, b program.View, n int) program.Op {
+	if m.has(config.Uncoalesced) {
+		return kernels.ResidualForwardStrided(out, a, b, n)
+	}
+	return kernels.ResidualForward(out, a, b, n)
 }
 
 // syncOp is a synchronisation through the runtime call name.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gpubench/gpubench/internal/config"
+	"github.com/gpubench/gpubench/internal/gemmplan"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/kernels"
 )
@@ -103,6 +104,13 @@ func TestFlawsPlantOnlyTheirOps(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				m := Program(d, c.mode, Options{DType: c.dtype, NVTX: c.nvtx, Graph: c.graph, Flaws: []config.Flaw{f.Name}})
+				if kernelFlaw(f.Name) {
+					// It changes the launches of operations, not the
+					// operations: compared op by op (TestKernelFlaws).
+					trace(t, m, 2) // lifetimes hold over two iterations
+					checkKernelFlaw(t, base, m, []config.Flaw{f.Name})
+					return
+				}
 				got, events := trace(t, m, 2)
 				// The same buffers: the memory plan (which sums the clean
 				// program's) stays the flawed run's peak.
@@ -533,20 +541,14 @@ var unfusedGELU = []string{"elem_mul", "elem_mul", "elem_axpby", "elem_tanh_scal
 // kernelName is op's entry without the _bf16 suffix of a bf16 step.
 func kernelName(op *program.Op) string { return strings.TrimSuffix(op.Name, "_bf16") }
 
-// argOf is op's pointer argument param (a null view when it has none).
-func argOf(op *program.Op, param string) program.View {
+// ptrArg is op's pointer argument param (a null view when it has none).
+func ptrArg(op *program.Op, param string) program.View {
 	for _, a := range op.Args {
 		if a.Param == param && a.Kind == program.Ptr {
 			return a.View
 		}
 	}
 	return program.View{}
-}
-
-// sameView compares views of two programs (whose buffers are distinct
-// values): the same buffer name and layer, offset and length.
-func sameView(a, b program.View) bool {
-	return a.String() == b.String() && a.Offset == b.Offset && a.Elems == b.Elems
 }
 
 // TestUnfused: in every mode, dtype, NVTX depth and with --graph, the
@@ -616,13 +618,13 @@ func TestUnfused(t *testing.T) {
 					t.Fatalf("op %d at %s, clean at %s", k-1, g.Where(), w.Where())
 				}
 				switch {
-				case strings.HasPrefix(w.Name, "matmul_forward") && !argOf(w, "bias").IsNull():
-					if g.Name != w.Name || g.Grid != w.Grid || g.Block != w.Block || !argOf(g, "bias").IsNull() ||
-						!sameView(argOf(g, "out"), argOf(w, "out")) || g.MatmulFLOPs != w.MatmulFLOPs {
+				case strings.HasPrefix(w.Name, "matmul_forward") && !ptrArg(w, "bias").IsNull():
+					if g.Name != w.Name || g.Grid != w.Grid || g.Block != w.Block || !ptrArg(g, "bias").IsNull() ||
+						!sameView(ptrArg(g, "out"), ptrArg(w, "out")) || g.MatmulFLOPs != w.MatmulFLOPs {
 						t.Fatalf("%s: %s, want the clean %s without its bias", w.Where(), g, w)
 					}
 					b := next()
-					if kernelName(b) != "bias_add" || !sameView(argOf(b, "out"), argOf(w, "out")) || !sameView(argOf(b, "bias"), argOf(w, "bias")) ||
+					if kernelName(b) != "bias_add" || !sameView(ptrArg(b, "out"), ptrArg(w, "out")) || !sameView(ptrArg(b, "bias"), ptrArg(w, "bias")) ||
 						b.Layer != w.Layer || b.Step != w.Step {
 						t.Fatalf("%s: after the product %s, want bias_add of its bias over its output", w.Where(), b)
 					}
@@ -644,11 +646,11 @@ func TestUnfused(t *testing.T) {
 							if a.Kind != program.Ptr || a.Access != program.Read {
 								continue
 							}
-							if fch := sameView(a.View, argOf(w, "inp")); !fch && (i == 0 || !sameView(a.View, tmp.All())) {
+							if fch := sameView(a.View, ptrArg(w, "inp")); !fch && (i == 0 || !sameView(a.View, tmp.All())) {
 								t.Fatalf("%s: %s reads %s", w.Where(), op, a.View)
 							}
 						}
-						if out := argOf(op, "out"); i < len(chain)-1 && !sameView(out, tmp.All()) || i == len(chain)-1 && !sameView(out, argOf(w, "out")) {
+						if out := ptrArg(op, "out"); i < len(chain)-1 && !sameView(out, tmp.All()) || i == len(chain)-1 && !sameView(out, ptrArg(w, "out")) {
 							t.Fatalf("%s: %s writes %s", w.Where(), op, out)
 						}
 					}
@@ -694,5 +696,200 @@ func TestUnfusedComposes(t *testing.T) {
 		if !slices.Contains(m.perIteration(), m.Find("gelu_tmp", -1)) {
 			t.Errorf("%s: alloc-per-iteration does not allocate gelu_tmp each iteration", mode)
 		}
+	}
+}
+
+// kernelFlaw says whether f is one of the kernel flaws, which change
+// launches and plant no operation.
+func kernelFlaw(f config.Flaw) bool {
+	return f == config.LowOccupancy || f == config.Uncoalesced || f == config.BankConflicts
+}
+
+// checkKernelFlaw compares program m, built with the kernel flaws fs, with
+// the clean program base operation by operation, setup included: the same
+// operations in the same places, each launching what the clean one does
+// but for exactly the flaws' changes, rebuilt here from the clean launch's
+// own arguments through the same launchers: residual_forward becomes
+// residual_forward_strided (uncoalesced); the fp32 products plan with
+// gemmplan.Largest (low-occupancy); matmul_forward becomes
+// matmul_forward_nopad with its tile (bank-conflicts).
+func checkKernelFlaw(t *testing.T, base, m *Step, fs []config.Flaw) {
+	t.Helper()
+	if len(m.Setup) != len(base.Setup) {
+		t.Fatalf("setup has %d operations, clean %d", len(m.Setup), len(base.Setup))
+	}
+	for i := range m.Setup {
+		if !sameLaunch(m.Setup[i], base.Setup[i]) {
+			t.Errorf("setup op %d: %s, clean %s", i, &m.Setup[i], &base.Setup[i])
+		}
+	}
+	got, want := m.Iteration.Ops(), base.Iteration.Ops()
+	if len(got) != len(want) {
+		t.Fatalf("%d operations, clean %d", len(got), len(want))
+	}
+	has := func(f config.Flaw) bool { return config.HasFlaw(fs, f) }
+	changed := map[string]int{}
+	for i := range got {
+		g, w := *got[i], *want[i]
+		if g.Where() != w.Where() || g.Kind != w.Kind {
+			t.Fatalf("op %d at %s (%s), clean at %s (%s)", i, g.Where(), g.Kind, w.Where(), w.Kind)
+		}
+		exp := w
+		v := func(name string) program.View { return argOf(w, name).View }
+		n := func(name string) int { return int(argOf(w, name).Int) }
+		big := gemmplan.Tiles[0]
+		switch {
+		case has(config.Uncoalesced) && (w.Name == "residual_forward" || w.Name == "residual_forward_bf16"):
+			exp = kernels.ResidualForwardStrided(v("out"), v("a"), v("b"), n("n"))
+		case w.Name == "matmul_forward" && (has(config.LowOccupancy) || has(config.BankConflicts)):
+			tile := gemmplan.Tiles[0]
+			if !has(config.LowOccupancy) {
+				tile = tileOf(t, n("tile"))
+			}
+			exp = kernels.MatmulForwardTile(v("out"), v("inp"), v("w"), v("bias"), n("N"), n("C"), n("OC"), tile)
+			if has(config.BankConflicts) {
+				exp.Name = kernels.MatmulForwardNoPad
+			}
+		case w.Name == "matmul_backward_input" && has(config.LowOccupancy):
+			exp = kernels.MatmulBackwardInputTile(v("dinp"), v("dout"), v("w"), n("N"), n("C"), n("OC"), big)
+		case w.Name == "matmul_backward_weight" && has(config.LowOccupancy):
+			ws := kernels.MatmulScratch{Partials: v("partials"), Counters: v("counters")}
+			exp = kernels.MatmulBackwardWeightPlan(v("dw"), v("dout"), v("inp"), ws, n("N"), n("C"), n("OC"),
+				gemmplan.SplitOf(big, n("OC"), n("C"), n("N"), 1))
+		}
+		if !sameLaunch(g, exp) {
+			t.Errorf("op %d at %s: %s, want %s (clean %s)", i, g.Where(), &g, &exp, &w)
+		}
+		if !sameLaunch(g, w) {
+			changed[w.Name+" → "+g.Name]++
+		}
+	}
+	// Every flaw changed something, and only what it owns.
+	for _, f := range fs {
+		n := 0
+		for k, c := range changed {
+			switch f {
+			case config.Uncoalesced:
+				if strings.HasPrefix(k, "residual_forward") {
+					n += c
+				}
+			case config.BankConflicts:
+				if strings.HasSuffix(k, "matmul_forward_nopad") {
+					n += c
+				}
+			case config.LowOccupancy:
+				if strings.HasPrefix(k, "matmul_") {
+					n += c
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s changed no launch (%v)", f, changed)
+		}
+	}
+}
+
+func argOf(op program.Op, name string) program.Arg {
+	for _, a := range op.Args {
+		if a.Param == name {
+			return a
+		}
+	}
+	panic(fmt.Sprintf("%s has no argument %s", op.Name, name))
+}
+
+func tileOf(t *testing.T, code int) gemmplan.Tile {
+	for _, tl := range gemmplan.Tiles {
+		if tl.Code == code {
+			return tl
+		}
+	}
+	t.Fatalf("no tile of code %d", code)
+	return gemmplan.Tile{}
+}
+
+// sameLaunch compares what two operations launch: kind, module, entry,
+// shape, arguments and counts (not their place, which the caller checks).
+func sameLaunch(a, b program.Op) bool {
+	if a.Kind != b.Kind || a.Module != b.Module || a.Name != b.Name || a.Grid != b.Grid || a.Block != b.Block ||
+		a.SharedBytes != b.SharedBytes || a.FLOPs != b.FLOPs || a.Bytes != b.Bytes || len(a.Args) != len(b.Args) || !sameView(a.Dst, b.Dst) {
+		return false
+	}
+	for i := range a.Args {
+		x, y := a.Args[i], b.Args[i]
+		if x.Param != y.Param || x.Kind != y.Kind || !sameView(x.View, y.View) || x.Touch != y.Touch || x.Int != y.Int || x.Float != y.Float {
+			return false
+		}
+	}
+	return true
+}
+
+// sameView compares views of two programs' buffers (each program has its
+// own): the same buffer by name and layer, the same elements.
+func sameView(a, b program.View) bool {
+	if a.IsNull() || b.IsNull() {
+		return a.IsNull() == b.IsNull()
+	}
+	return a.String() == b.String() && a.Buf.Name == b.Buf.Name && a.Buf.Layer == b.Buf.Layer && a.Buf.Elem == b.Buf.Elem &&
+		a.Offset == b.Offset && a.Elems == b.Elems
+}
+
+// TestKernelFlaws: the kernel flaws, alone and together, in both modes
+// and both architectures' fp32 programs (and uncoalesced with bf16), on
+// the tiny preset where the grids matter: each launches exactly its
+// change (checkKernelFlaw), with and without --graph. On the tiny model
+// at DefaultSMs, low-occupancy gives every forward product fewer blocks
+// than SMs and fewer than the clean plan's grid (which is what check's
+// signature holds a report to).
+func TestKernelFlaws(t *testing.T) {
+	for _, preset := range []string{"tiny", "llama-tiny"} {
+		p, err := config.LookupPreset(preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := p.Dims(config.DefaultBatch)
+		for _, mode := range []config.Mode{config.Train, config.Infer} {
+			for _, c := range []struct {
+				dt config.DType
+				fs []config.Flaw
+			}{
+				{config.FP32, []config.Flaw{config.LowOccupancy}},
+				{config.FP32, []config.Flaw{config.Uncoalesced}},
+				{config.FP32, []config.Flaw{config.BankConflicts}},
+				{config.FP32, []config.Flaw{config.LowOccupancy, config.Uncoalesced, config.BankConflicts}},
+				{config.BF16, []config.Flaw{config.Uncoalesced}},
+				{config.TF32, []config.Flaw{config.Uncoalesced}},
+			} {
+				t.Run(fmt.Sprintf("%s/%s/%s/%s", preset, mode, c.dt, config.FlawList(c.fs)), func(t *testing.T) {
+					for _, graph := range []bool{false, true} {
+						base := Program(d, mode, Options{DType: c.dt, Graph: graph})
+						m := Program(d, mode, Options{DType: c.dt, Graph: graph, Flaws: c.fs})
+						checkKernelFlaw(t, base, m, c.fs)
+					}
+				})
+			}
+		}
+	}
+	// What the lesson shows on the tiny model at 132 SMs: under
+	// low-occupancy every forward product has fewer blocks than SMs and
+	// fewer than the clean plan's (16 to 96 of them).
+	p, _ := config.LookupPreset("tiny")
+	d := p.Dims(config.DefaultBatch)
+	base := Program(d, config.Train, Options{})
+	m := Program(d, config.Train, Options{Flaws: []config.Flaw{config.LowOccupancy}})
+	cf, lf := base.Forward().Ops(), m.Forward().Ops()
+	products := 0
+	for i := range lf {
+		if lf[i].Name != "matmul_forward" {
+			continue
+		}
+		products++
+		lb, cb := lf[i].Grid.X*lf[i].Grid.Y*lf[i].Grid.Z, cf[i].Grid.X*cf[i].Grid.Y*cf[i].Grid.Z
+		if lb >= DefaultSMs || lb >= cb {
+			t.Errorf("%s: %d blocks under low-occupancy, %d clean, on %d SMs", lf[i].Where(), lb, cb, DefaultSMs)
+		}
+	}
+	if products != 4*d.L+1 {
+		t.Errorf("%d forward products, want %d", products, 4*d.L+1)
 	}
 }

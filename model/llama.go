@@ -210,13 +210,13 @@ func (m *Step) llamaBlockForward(r *program.Range, l int, x, out program.View, k
 	attn("rope", kernels.RoPEForward(a.qkv[l], kc, vc, B, T, 0, NH, lm.NKV, d.HeadSize(), cacheLen, lm.theta))
 	attn("attention", m.attentionForward(a.atty[l], a.attLSE[l], a.qkv[l], B, T, C, NH, lm.NKV))
 	attn("wo", m.linearForward(a.proj, a.atty[l], p(ref.IdxLlamaWo, l), null, N, C, C, C))
-	attn("residual1", kernels.ResidualForward(a.residual2[l], x, a.proj, N*C))
+	attn("residual1", m.residualForward(a.residual2[l], x, a.proj, N*C))
 	// x + w2·(silu(w1·RMSNorm(x)) ∘ w3·RMSNorm(x))
 	mlp("mlp norm", kernels.RMSNormForward(a.ln2[l], a.ln2Rstd[l], a.residual2[l], p(ref.IdxLlamaMlpNorm, l), N, C, lm.eps))
 	mlp("w13", m.linearForward(a.fch[l], a.ln2[l], p(ref.IdxLlamaW13, l), null, N, C, 2*H, 2*H))
 	mlp("swiglu", kernels.SwiGLUForward(a.fchGelu[l], a.fch[l], N, H))
 	mlp("w2", m.linearForward(a.proj, a.fchGelu[l], p(ref.IdxLlamaW2, l), null, N, H, C, C))
-	mlp("residual2", kernels.ResidualForward(out, a.residual2[l], a.proj, N*C))
+	mlp("residual2", m.residualForward(out, a.residual2[l], a.proj, N*C))
 	if rb := m.readback(l); len(rb) > 0 {
 		mlp("readback", rb...)
 	}
@@ -346,5 +346,5 @@ func (m *Step) rowsLinear(out, inp, w, residual, proj program.View, M, c, oc, ld
 		return []program.Op{m.linearForward(out, inp, w, program.View{}, M, c, oc, ld)}
 	}
 	return []program.Op{m.linearForward(proj, inp, w, program.View{}, M, c, oc, oc),
-		kernels.ResidualForward(out, residual, proj, M*oc)}
+		m.residualForward(out, residual, proj, M*oc)}
 }

@@ -441,13 +441,13 @@ func (m *Step) buildForward(r *program.Range) {
 		attn("qkv", m.biasedLinearForward(a.qkv[l], a.ln1[l], p(iQkvw, l), p(iQkvb, l), N, C, 3*C, 3*C)...)
 		attn("attention", m.attentionForward(a.atty[l], a.attLSE[l], a.qkv[l], B, T, C, NH, NH))
 		attn("attn proj", m.biasedLinearForward(a.proj, a.atty[l], p(iAttprojw, l), p(iAttprojb, l), N, C, C, C)...)
-		attn("residual1", kernels.ResidualForward(a.residual2[l], x, a.proj, N*C))
+		attn("residual1", m.residualForward(a.residual2[l], x, a.proj, N*C))
 		// x + MLP(LN2(x))
 		mlp("ln2", kernels.LayerNormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.residual2[l], p(iLn2w, l), p(iLn2b, l), N, C))
 		mlp("fc", m.biasedLinearForward(a.fch[l], a.ln2[l], p(iFcw, l), p(iFcb, l), N, C, 4*C, 4*C)...)
 		mlp("gelu", m.geluForward(a.fchGelu[l], a.fch[l], N*4*C)...)
 		mlp("fc proj", m.biasedLinearForward(a.proj, a.fchGelu[l], p(iFcprojw, l), p(iFcprojb, l), N, 4*C, C, C)...)
-		mlp("residual2", kernels.ResidualForward(a.residual3[l], a.residual2[l], a.proj, N*C))
+		mlp("residual2", m.residualForward(a.residual3[l], a.residual2[l], a.proj, N*C))
 		if rb := m.readback(l); len(rb) > 0 {
 			mlp("readback", rb...)
 		}
@@ -519,7 +519,7 @@ func (m *Step) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) p
 	if m.DType.TensorCores() {
 		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, m.SMs))[0]
 	}
-	return kernels.MatmulForward(out, inp, w, bias, n, c, oc, m.SMs)
+	return kernels.MatmulForwardWith(out, inp, w, bias, n, c, oc, m.SMs, m.matmulOptions())
 }
 
 // linearBackward is linearForward's backward: dinp, dw and (unless null)
@@ -528,7 +528,7 @@ func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, 
 	if m.DType.TensorCores() {
 		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulBackwardMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)...)
 	}
-	return kernels.MatmulBackward(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, m.SMs)
+	return kernels.MatmulBackwardWith(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, m.SMs, m.matmulOptions())
 }
 
 // attentionForward runs the causal attention of qkv with NKV key/value

@@ -117,10 +117,25 @@ func TestProgramMatchesPTX(t *testing.T) {
 	}
 	check(&fill)
 	for _, dt := range config.DTypes {
-		for _, d0 := range shapesFor(t, dt) {
+		for k, d0 := range shapesFor(t, dt) {
 			ms, ds := modesOf(d0)
 			for i, mode := range ms {
 				d := ds[i]
+				// The kernel flaws' entries (residual_forward_strided,
+				// matmul_forward_nopad), with the flaws config allows for
+				// dt, on one shape: they change which entry a launch
+				// names, not the arguments.
+				if k == 0 && mode != config.Generate {
+					fs := []config.Flaw{config.Uncoalesced}
+					if !dt.TensorCores() {
+						fs = append(fs, config.BankConflicts, config.LowOccupancy)
+					}
+					for _, e := range record(t, Program(d, mode, Options{DType: dt, Flaws: fs})).Events {
+						if e.Op != nil {
+							check(e.Op)
+						}
+					}
+				}
 				// The H200's program, and an A100's (163 KB of shared
 				// memory a block: the 3-stage GEMM build).
 				for _, optIn := range []int{0, 163 << 10} {

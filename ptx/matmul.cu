@@ -47,6 +47,13 @@ constexpr int BK = 8;
 // conflicts: a row of a stage is BM+4 floats, so the two k-quads a warp
 // stores at once land 16 banks apart (see Operand). It is 4, not 1, so
 // that every row stays 16-byte aligned for the float4 fragment reads.
+//
+// The tile code takes the pad as a template argument (P, PAD by default)
+// so that matmul_forward_nopad (--flaw=bank-conflicts) can build the same
+// GEMM with P = 0: rows of BM floats, both k-quads of a store in the same
+// 16 banks, a 2-way conflict on every transposing store. The pad changes
+// only where a value sits in shared memory, never which values are
+// multiplied or in what order, so both entries give the same bits.
 constexpr int PAD = 4;
 
 // The largest tile fixes the static shared memory of every entry:
@@ -234,13 +241,13 @@ struct Split {
 //   K-contiguous: r = g/2, k = (g%2)·4 .. +3 — a thread reads 4 k's of one
 //     row and stores them transposed, s[k+j][r]; the 32 lanes of a warp
 //     cover 16 rows × 2 k-quads, which with the PAD land in 32 distinct
-//     banks.
+//     banks (with P = 0, in 16 banks twice: a 2-way conflict).
 //   R-contiguous: k = g/(BR/4), r = (g%(BR/4))·4 .. +3 — a float4 read and a
 //     float4 store, a warp covering 128 consecutive floats of one k row.
-template <int BR, int THREADS, bool KCONTIG>
+template <int BR, int THREADS, bool KCONTIG, int P>
 struct Operand {
     static constexpr int LOADS = 2 * BR / THREADS;
-    static constexpr int LD = BR + PAD; // shared row length
+    static constexpr int LD = BR + P; // shared row length
     static_assert(LOADS >= 1 && LOADS * THREADS == 2 * BR, "tile and thread count do not match");
 
     // Slot i covers the global row (K-contiguous) or k (R-contiguous) SLOT
@@ -525,7 +532,7 @@ __device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float*
 // every fragment read a float4 that a warp shares: a warp is 4 ty × 8 tx, so
 // per k it reads 4 distinct float4 of A (64 B) and 8 of B (128 B), each one
 // shared-memory wavefront with broadcast.
-template <int BM, int BN, bool TRANS_A, bool TRANS_B, bool SPLIT>
+template <int BM, int BN, bool TRANS_A, bool TRANS_B, bool SPLIT, int P>
 __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __restrict__ A,
                                      const float* __restrict__ B, const float* __restrict__ bias,
                                      int M, int Nc, int K, int k0, float* smem, const Split& sp) {
@@ -536,16 +543,17 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
     const Place pl = place<BM, BN>(blockIdx.x, tid, M, Nc);
     const int m0 = pl.m0, n0 = pl.n0, ty = pl.ty, tx = pl.tx;
 
-    Operand<BM, THREADS, !TRANS_A> a;
+    static_assert(P >= 0 && P <= PAD && P % 4 == 0, "a pad keeps rows 16-byte aligned and fits SMEM_FLOATS");
+    Operand<BM, THREADS, !TRANS_A, P> a;
     a.init(A, M, K, m0, k0, tid);
-    Operand<BN, THREADS, TRANS_B> b;
+    Operand<BN, THREADS, TRANS_B, P> b;
     b.init(B, Nc, K, n0, k0, tid);
 
     // Two stages each of A and B, as shared byte addresses: A stage s at
     // sa + s·STAGE_A, B stage s at sb + s·STAGE_B (offsets, not an array,
     // which a runtime index would put in local memory).
-    constexpr unsigned STAGE_A = 4 * BK * (BM + PAD);
-    constexpr unsigned STAGE_B = 4 * BK * (BN + PAD);
+    constexpr unsigned STAGE_A = 4 * BK * (BM + P);
+    constexpr unsigned STAGE_B = 4 * BK * (BN + P);
     const unsigned sa = smem_addr(smem);
     const unsigned sb = sa + 2 * STAGE_A;
     // This thread's fragment addresses within a stage, for k = 0.
@@ -580,10 +588,10 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
         const unsigned bs = sb + cur * STAGE_B + frag_b;
 #pragma unroll
         for (int k = 0; k < BK; ++k) {
-            const float4 a0 = lds4(as + 4 * (k * (BM + PAD)));
-            const float4 a1 = lds4(as + 4 * (k * (BM + PAD) + BM / 2));
-            const float4 b0 = lds4(bs + 4 * (k * (BN + PAD)));
-            const float4 b1 = lds4(bs + 4 * (k * (BN + PAD) + BN / 2));
+            const float4 a0 = lds4(as + 4 * (k * (BM + P)));
+            const float4 a1 = lds4(as + 4 * (k * (BM + P) + BM / 2));
+            const float4 b0 = lds4(bs + 4 * (k * (BN + P)));
+            const float4 b1 = lds4(bs + 4 * (k * (BN + P) + BN / 2));
             const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
             const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
@@ -634,16 +642,17 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
 // dispatch runs gemm with the tile the launcher chose. The branch is uniform
 // over the grid; every variant shares the entry's static shared memory.
 // SPLIT (sp.splits > 1) is a template argument, so that the plain path
-// keeps no split state live through its K loop.
-template <bool TRANS_A, bool TRANS_B, bool SPLIT>
+// keeps no split state live through its K loop. P is the shared rows' pad
+// (PAD, or 0 for matmul_forward_nopad).
+template <bool TRANS_A, bool TRANS_B, bool SPLIT, int P = PAD>
 __device__ __forceinline__ void dispatch(int tile, float* Cm, const float* A, const float* B, const float* bias,
                                          int M, int Nc, int K, int k0, float* smem, const Split& sp) {
     if (tile == TILE_128x128) {
-        gemm<128, 128, TRANS_A, TRANS_B, SPLIT>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
+        gemm<128, 128, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
     } else if (tile == TILE_128x64) {
-        gemm<128, 64, TRANS_A, TRANS_B, SPLIT>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
+        gemm<128, 64, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
     } else {
-        gemm<64, 64, TRANS_A, TRANS_B, SPLIT>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
+        gemm<64, 64, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
     }
 }
 
@@ -660,6 +669,18 @@ extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
     matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, int tile) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
     dispatch<false, true, false>(tile, out, inp, w, bias, N, OC, C, 0, smem, unsplit());
+}
+
+// matmul_forward_nopad (--flaw=bank-conflicts): matmul_forward with
+// unpadded shared-memory rows, so that every transposing store of its two
+// K-contiguous operands is a 2-way bank conflict (ncu's shared-store bank
+// conflicts, the SharedMemoryConflicts rule). Same arguments, launch and
+// bits as matmul_forward.
+extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
+    matmul_forward_nopad(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC,
+                         int tile) {
+    __shared__ __align__(16) float smem[SMEM_FLOATS];
+    dispatch<false, true, false, 0>(tile, out, inp, w, bias, N, OC, C, 0, smem, unsplit());
 }
 
 // matmul_backward_input: dinp(N,C) = dout(N,OC)·w(OC,C), overwritten.

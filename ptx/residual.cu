@@ -34,13 +34,39 @@ __device__ __forceinline__ void residual_forward_t(S* out, const S* a, const S* 
     for (int i = done + tid; i < n; i += stride) out[i] = from_float<S>(to_float(a[i]) + to_float(b[i]));
 }
 
+// residual_forward_strided (--flaw=uncoalesced): the same sum, written the
+// way a CPU loop is split over threads. Each thread adds one contiguous
+// chunk of ⌈n/threads⌉ elements, one element a step, so at every step the
+// 32 lanes of a warp read and write addresses a whole chunk apart: 32
+// sectors a request where residual_forward's 16-byte vectors need 4 (ncu's
+// UncoalescedGlobalAccess rule). Each element is still one float add,
+// rounded once, by one thread: bit for bit residual_forward's result, in
+// place too. The chunk comes from the grid, so any grid covers any n.
+template <typename S>
+__device__ __forceinline__ void residual_forward_strided_t(S* out, const S* a, const S* b, int n) {
+    const long long threads = (long long)gridDim.x * blockDim.x;
+    const long long chunk = (n + threads - 1) / threads;
+    const long long begin = (long long)(blockIdx.x * blockDim.x + threadIdx.x) * chunk;
+    const long long end = min(begin + chunk, (long long)n);
+    for (long long i = begin; i < end; i++) out[i] = from_float<S>(to_float(a[i]) + to_float(b[i]));
+}
+
 #ifndef GPUBENCH_BF16
 extern "C" __global__ void residual_forward(float* out, const float* a, const float* b, int n) {
     residual_forward_t(out, a, b, n);
+}
+
+extern "C" __global__ void residual_forward_strided(float* out, const float* a, const float* b, int n) {
+    residual_forward_strided_t(out, a, b, n);
 }
 #else
 extern "C" __global__ void residual_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* a, const __nv_bfloat16* b,
                                                  int n) {
     residual_forward_t(out, a, b, n);
+}
+
+extern "C" __global__ void residual_forward_strided_bf16(__nv_bfloat16* out, const __nv_bfloat16* a,
+                                                         const __nv_bfloat16* b, int n) {
+    residual_forward_strided_t(out, a, b, n);
 }
 #endif

@@ -25,6 +25,11 @@ const (
 	// PinnedUpload is pageable-upload's fix: the same per-iteration
 	// upload, from pinned memory with an asynchronous copy.
 	PinnedUpload Flaw = "pinned-upload"
+	// The kernel flaws: the same step through a worse kernel, tile or
+	// grid, for Nsight Compute's lessons.
+	LowOccupancy  Flaw = "low-occupancy"
+	Uncoalesced   Flaw = "uncoalesced"
+	BankConflicts Flaw = "bank-conflicts"
 )
 
 // SerialCopies offloads each layer's parameter gradients to the host on
@@ -81,6 +86,15 @@ var Flaws = []FlawInfo{
 	{Name: PinnedUpload, FixOf: PageableUpload,
 		Does:    "the fix of pageable-upload: the same upload from pinned host memory with an asynchronous copy (cudaMemcpyAsync)",
 		LookFor: "host-to-device memcpys from pinned memory; the CPU returns at once (overlap with compute needs a second stream)"},
+	{Name: LowOccupancy,
+		Does:    "every fp32 matmul (forward and backward) runs the largest tile (128x128, 256 threads a block) and the weight gradients no split-K, whatever the shape: on a small model a grid of fewer blocks than the GPU has SMs",
+		LookFor: "matmul_forward, matmul_backward_input and matmul_backward_weight with grids of fewer blocks than SMs in nsys; in ncu, LaunchStats' Waves Per SM below 1 and the grid-too-small rule, Occupancy's achieved occupancy far below the theoretical, SpeedOfLight's low compute and memory throughput"},
+	{Name: Uncoalesced,
+		Does:    "every residual add runs residual_forward_strided: each thread adds one contiguous chunk of n/threads elements, so at each step the 32 lanes of a warp touch addresses a chunk apart",
+		LookFor: "residual_forward_strided where the clean run has residual_forward, many times slower; in ncu, SourceCounters' UncoalescedGlobalAccess rule and about 32 sectors per request (4 when coalesced) in MemoryWorkloadAnalysis_Tables"},
+	{Name: BankConflicts,
+		Does:    "every fp32 forward matmul runs matmul_forward_nopad: the same SGEMM and tile without the 4-float pad of its shared-memory rows, so the transposing stores of its K-contiguous operands hit the same banks",
+		LookFor: "matmul_forward_nopad where the clean run has matmul_forward; in ncu, MemoryWorkloadAnalysis_Tables' shared-store bank conflicts (the SharedMemoryConflicts rule), many wavefronts per shared store request"},
 }
 
 // LookupFlaw returns the table entry of f.
@@ -144,12 +158,14 @@ func FlawList(fs []Flaw) string {
 }
 
 // checkFlaws refuses the flaws that cannot be planted in run r, with the
-// reason. Every flaw composes with every dtype and every NVTX depth, and
-// with both modes but the TrainOnly ones; what a CUDA graph cannot
-// capture is refused with --graph (the flaws that act before the forward
-// run outside the graphs, so they compose with it; unfused is kernels
-// only, so it does too). unfused changes GPT-2's bias and GELU, which a
-// LLaMA has not: it is refused there.
+// reason. Every flaw composes with every NVTX depth, with both modes but
+// the TrainOnly ones, and with every dtype but the fp32 SGEMM's flaws
+// (bank-conflicts, low-occupancy); what a CUDA graph cannot capture is
+// refused with --graph (the flaws that act before the forward run outside
+// the graphs, so they compose with it; unfused and the kernel flaws change
+// only kernels, tiles and grids, which a graph captures as they are).
+// unfused changes GPT-2's bias and GELU, which a LLaMA has not: it is
+// refused there.
 func checkFlaws(r Run) error {
 	fs := r.Flaws
 	if HasFlaw(fs, PageableUpload) && HasFlaw(fs, PinnedUpload) {
@@ -165,6 +181,16 @@ func checkFlaws(r Run) error {
 	}
 	if HasFlaw(fs, Unfused) && r.Dims.IsLlama() {
 		return errors.New("--flaw=unfused: LLaMA's linear layers have no bias and its MLP is SwiGLU, not GELU: it has nothing of GPT-2's bias and GELU to unfuse (use a GPT-2 model)")
+	}
+	if r.DType.TensorCores() {
+		for _, f := range fs {
+			switch f {
+			case BankConflicts:
+				return fmt.Errorf("--flaw=bank-conflicts: cannot be combined with --dtype=%s (the flaw is in the fp32 SGEMM's shared-memory tile; --dtype=%s runs the linear layers on the tensor-core GEMM, whose cp.async stages keep their padding; use --dtype=fp32)", r.DType, r.DType)
+			case LowOccupancy:
+				return fmt.Errorf("--flaw=low-occupancy: cannot be combined with --dtype=%s (the flaw forces the fp32 SGEMM's largest tile; the tensor-core GEMM's tiles are already one 256-thread block an SM; use --dtype=fp32)", r.DType)
+			}
+		}
 	}
 	if r.Graph {
 		for _, f := range fs {

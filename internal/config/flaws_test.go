@@ -17,10 +17,13 @@ func TestParseFlaws(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, r.Flaws)
 	// Every flaw alone is a valid run in both modes (train only for the
-	// TrainOnly ones), every dtype and every NVTX depth.
+	// TrainOnly ones), every dtype and every NVTX depth, but the fp32
+	// SGEMM's flaws with a tensor-core dtype (TestFlawsRejected).
 	for _, f := range Flaws {
 		for _, extra := range [][]string{nil, {"--mode=infer"}, {"--dtype=bf16"}, {"--dtype=tf32"}, {"--nvtx=layer"}, {"--nvtx=op"}} {
-			if f.TrainOnly && len(extra) > 0 && extra[0] == "--mode=infer" {
+			trainOnlyInInfer := f.TrainOnly && len(extra) > 0 && extra[0] == "--mode=infer"
+			sgemmFlawOnTensorCores := (f.Name == BankConflicts || f.Name == LowOccupancy) && len(extra) == 1 && strings.HasPrefix(extra[0], "--dtype=")
+			if trainOnlyInInfer || sgemmFlawOnTensorCores {
 				continue
 			}
 			_, err := ParseRun(append([]string{"--flaw=" + string(f.Name)}, extra...))
@@ -53,6 +56,10 @@ func TestFlawsRejected(t *testing.T) {
 		{"overlapped copies with graph", []string{"--graph", "--flaw=overlapped-copies"}, []string{"--flaw=overlapped-copies", "--graph", "one stream"}},
 		{"unfused on llama", []string{"--model=llama-tiny", "--flaw=unfused"}, []string{"--flaw=unfused", "LLaMA", "no bias", "SwiGLU"}},
 		{"unfused on llama infer", []string{"--model=llama-tiny", "--mode=infer", "--flaw=unfused,host-stall"}, []string{"--flaw=unfused", "GPT-2"}},
+		{"bank-conflicts with bf16", []string{"--dtype=bf16", "--flaw=bank-conflicts"}, []string{"bank-conflicts", "--dtype=bf16", "the flaw is in the fp32 SGEMM's shared-memory tile"}},
+		{"bank-conflicts with tf32", []string{"--dtype=tf32", "--flaw=bank-conflicts"}, []string{"bank-conflicts", "--dtype=tf32", "the flaw is in the fp32 SGEMM's shared-memory tile"}},
+		{"low-occupancy with bf16", []string{"--dtype=bf16", "--flaw=low-occupancy"}, []string{"low-occupancy", "--dtype=bf16", "largest tile", "--dtype=fp32"}},
+		{"low-occupancy with tf32", []string{"--dtype=tf32", "--flaw=low-occupancy"}, []string{"low-occupancy", "--dtype=tf32"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -64,8 +71,16 @@ func TestFlawsRejected(t *testing.T) {
 			}
 		})
 	}
-	// What acts before the forward runs outside the graphs.
-	for _, f := range []Flaw{HostStall, PageableUpload, PinnedUpload} {
+	// What acts before the forward runs outside the graphs; the kernel
+	// flaws change only what a graph captures. uncoalesced runs with every
+	// dtype (its residual add is written for both storage types), and the
+	// kernel flaws compose with each other and with infer mode.
+	for _, args := range [][]string{{"--dtype=bf16", "--flaw=uncoalesced"}, {"--dtype=tf32", "--flaw=uncoalesced"},
+		{"--flaw=low-occupancy,uncoalesced,bank-conflicts"}, {"--graph", "--mode=infer", "--flaw=low-occupancy,uncoalesced,bank-conflicts"}} {
+		_, err := ParseRun(args)
+		assert.NoError(t, err, "%v", args)
+	}
+	for _, f := range []Flaw{HostStall, PageableUpload, PinnedUpload, LowOccupancy, Uncoalesced, BankConflicts} {
 		_, err := ParseRun([]string{"--graph", "--flaw=" + string(f)})
 		assert.NoError(t, err, "%s with --graph", f)
 	}

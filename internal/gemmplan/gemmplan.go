@@ -172,6 +172,45 @@ func Pick(m, n, k, sms int) Tile {
 	return best
 }
 
+// Choice is how a plan picks among the tiles and slice counts.
+type Choice int
+
+const (
+	// Fastest is the cost model's least estimated time (Pick, WeightGrad).
+	Fastest Choice = iota
+	// Largest is the largest tile and no split-K, whatever the shape: the
+	// plan of --flaw=low-occupancy, which on a small product launches
+	// fewer blocks than the GPU has SMs (256 threads each) and leaves a
+	// long weight-gradient reduction to one block per tile. The bits of
+	// the forward and the input gradient do not change (any tile gives
+	// the same); those of a weight gradient the cost model splits do.
+	Largest
+)
+
+func (c Choice) String() string {
+	if c == Largest {
+		return "largest tile, no split-K"
+	}
+	return "fastest"
+}
+
+// PickWith is Pick under choice c: Tiles[0] for Largest.
+func PickWith(m, n, k, sms int, c Choice) Tile {
+	if c == Largest {
+		return Tiles[0]
+	}
+	return Pick(m, n, k, sms)
+}
+
+// WeightGradWith is WeightGrad under choice c: Tiles[0] without a split
+// for Largest, which needs no scratch.
+func WeightGradWith(n, c, oc, sms, maxFloats, maxCounters int, ch Choice) Split {
+	if ch == Largest {
+		return SplitOf(Tiles[0], oc, c, n, 1)
+	}
+	return WeightGrad(n, c, oc, sms, maxFloats, maxCounters)
+}
+
 // WeightGrad plans dw(oc,c) = dout(n,oc)ᵀ·inp(n,c), a GEMM of an oc×c
 // output over K = n rows, on sms SMs, within a scratch of maxFloats partial
 // floats and maxCounters counters: the tile and slice count S (1 ≤ S ≤

@@ -174,3 +174,39 @@ func TestSplitOfTileIndependent(t *testing.T) {
 		}
 	}
 }
+
+// TestLargestChoice: --flaw=low-occupancy's plans are the largest tile and
+// no split for every shape, so a small product gets fewer blocks than the
+// SMs where the cost model's fill them; the Fastest choice is Pick's and
+// WeightGrad's.
+func TestLargestChoice(t *testing.T) {
+	for _, sh := range [][3]int{{512, 384, 128}, {512, 128, 128}, {512, 512, 128}, {4096, 768, 768}, {1, 1, 1}, {8192, 50257, 768}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		for _, sms := range []int{1, 80, 132} {
+			if got := PickWith(m, n, k, sms, Fastest); got != Pick(m, n, k, sms) {
+				t.Errorf("%v sms %d: Fastest picks %v, Pick %v", sh, sms, got, Pick(m, n, k, sms))
+			}
+			if got := PickWith(m, n, k, sms, Largest); got != Tiles[0] {
+				t.Errorf("%v sms %d: Largest picks %v", sh, sms, got)
+			}
+			f, c := WeightGradScratch(k, n, m)
+			if got, want := WeightGradWith(k, n, m, sms, f, c, Fastest), WeightGrad(k, n, m, sms, f, c); got != want {
+				t.Errorf("%v sms %d: Fastest plans %v, WeightGrad %v", sh, sms, got, want)
+			}
+			p := WeightGradWith(k, n, m, sms, f, c, Largest)
+			if p.Tile != Tiles[0] || p.Slices != 1 || p.SliceK != k || p.PartialFloats() != 0 || p.Tiles != Tiles[0].Blocks(m, n) {
+				t.Errorf("%v sms %d: Largest plans %v", sh, sms, p)
+			}
+		}
+	}
+	// The tiny model's qkv (512 rows, 384 outputs): 12 blocks of 256
+	// threads on 132 SMs, where the cost model's tile gives at least 48.
+	if l, f := Tiles[0].Blocks(512, 384), Pick(512, 384, 128, 132).Blocks(512, 384); l != 12 || f < 48 {
+		t.Errorf("tiny qkv: %d blocks largest, %d fastest", l, f)
+	}
+	// The tiny model's fc weight gradient (dw 512×128 over 512 rows) is
+	// split by the cost model, not by Largest.
+	if fl, c := WeightGradScratch(512, 128, 512); WeightGrad(512, 128, 512, 132, fl, c).Slices == 1 {
+		t.Errorf("tiny fc's weight gradient is not split by the cost model")
+	}
+}

@@ -69,6 +69,8 @@ type fxLaunch struct {
 	copyKind, srcKind, dstKind int64
 	// stream is the GPU row's streamId; 0 means fxStream.
 	stream int64
+	// grid is a kernel's grid (gridX, gridY, gridZ), the plan's.
+	grid program.Dim3
 }
 
 type fixture struct {
@@ -82,6 +84,7 @@ type fixture struct {
 	legacyNVTX     bool // NVTX_EVENTS with text only, no enum tables
 	registered     bool // all range names through textId
 	noBacktrace    bool // no --cudabacktrace copies of launch calls
+	noGrids        bool // the kernel table without gridX, gridY, gridZ (other names in their place)
 	nextCorr       int64
 }
 
@@ -168,7 +171,7 @@ func (f *fixture) emitOps(t *int64, ls []plan.Launch, i int, rng string, seq *in
 		}
 		switch l.Kind {
 		case plan.Kernel:
-			fl.api, fl.kernel = "cuLaunchKernel", l.Name
+			fl.api, fl.kernel, fl.grid = "cuLaunchKernel", l.Name, l.Grid
 		case plan.Memset:
 			fl.bytes = l.Bytes
 		case program.Memcpy:
@@ -401,7 +404,11 @@ func (f *fixture) write(tb testing.TB) string {
 	if !f.noRuntimeTable {
 		exec(fxRuntime)
 	}
-	exec(fxKernel)
+	if f.noGrids {
+		exec(strings.NewReplacer("gridX", "gX", "gridY", "gY", "gridZ", "gZ").Replace(fxKernel))
+	} else {
+		exec(fxKernel)
+	}
 	if !f.noMemsetTable {
 		exec(fxMemset)
 	}
@@ -436,8 +443,12 @@ func (f *fixture) write(tb testing.TB) string {
 		}
 		switch l.kind {
 		case plan.Kernel:
-			exec(`INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 1, NULL, ?, ?, ?, ?, ?, ?, 0, 0, 32, 8, 1, 1, 128, 1, 1, 0, 0, 0, 0, ?, NULL, NULL, NULL)`,
-				l.gpuStart, l.gpuEnd, fxDevice, stream, l.corr, pid, str(l.kernel), str(l.kernel), str(l.kernel), l.corr)
+			g := l.grid
+			if g == (program.Dim3{}) {
+				g = program.D1(8) // a launch made by hand in a test
+			}
+			exec(`INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 1, NULL, ?, ?, ?, ?, ?, ?, 0, 0, 32, ?, ?, ?, 128, 1, 1, 0, 0, 0, 0, ?, NULL, NULL, NULL)`,
+				l.gpuStart, l.gpuEnd, fxDevice, stream, l.corr, pid, str(l.kernel), str(l.kernel), str(l.kernel), g.X, g.Y, g.Z, l.corr)
 		case plan.Memset:
 			if !f.noMemsetTable {
 				exec(`INSERT INTO CUPTI_ACTIVITY_KIND_MEMSET VALUES (?, ?, ?, 1, NULL, ?, ?, ?, 0, ?, NULL, 1)`,

@@ -37,6 +37,18 @@ import (
 //   - overlapped-copies: the same copies, every one on a stream other
 //     than the kernels'. Whether they overlapped kernels depends on the
 //     GPU and the kernels' lengths, so that is a note, never a failure.
+//   - uncoalesced (bank-conflicts): the forward launches the flaw's kernel,
+//     residual_forward_strided (matmul_forward_nopad), bf16 twin included,
+//     at least as many times as the plan's forward does, where the clean
+//     program launches residual_forward (matmul_forward);
+//   - low-occupancy: the forward's fp32 products (the plan's matmul_*
+//     launches there, in order) run with the plan's grids, those of the
+//     largest tile, which for at least one of them is fewer blocks than
+//     the plan's SM count (Plan.SMs, the GPU the plan was built for). The
+//     grids come from the kernel table's gridX·gridY·gridZ; a clean
+//     report fails because the clean plan's tiles give other (larger)
+//     grids. The backward's unsplit weight gradients are the ordinary
+//     comparison's (same kernels), not the signature's.
 //
 // A failure names the flaw, says "signature missing" and what the
 // iteration showed instead.
@@ -88,6 +100,12 @@ func (c *checker) signature(f config.Flaw, it *node) string {
 		return c.offloads(it, false)
 	case config.OverlappedCopies:
 		return c.offloads(it, true)
+	case config.Uncoalesced:
+		return c.kernelSwap(it, "residual_forward_strided", "residual_forward")
+	case config.BankConflicts:
+		return c.kernelSwap(it, "matmul_forward_nopad", "matmul_forward")
+	case config.LowOccupancy:
+		return c.smallGrids(it)
 	}
 	return "gpubench check knows no signature of this flaw"
 }
@@ -481,4 +499,109 @@ func (c *checker) unfusedLaunches(it *node) string {
 		return ""
 	}
 	return "the forward launches " + strings.Join(short, ", ")
+}
+
+// isEntry says whether kernel name is entry or its bf16 twin.
+func isEntry(name, entry string) bool { return name == entry || name == entry+"_bf16" }
+
+// graphHint is what to add to a kernel signature's failure when the
+// capture traced whole graphs, whose kernels it cannot see.
+func (c *checker) graphHint() string {
+	if c.t.GraphTable && c.p.Iteration.Inclusive.Graphs > 0 {
+		return " (the capture traced each CUDA graph as one launch; profile with --cuda-graph-trace=node)"
+	}
+	return ""
+}
+
+// kernelSwap is the signature of a flaw that launches kernel flawed where
+// the clean program launches clean: the forward of it launches flawed at
+// least as often as the plan's forward does.
+func (c *checker) kernelSwap(it *node, flawed, clean string) string {
+	fwd := child(it, plan.Forward)
+	if fwd == nil {
+		return "no forward range"
+	}
+	want := 0
+	for _, l := range planOps(fwd.plan) {
+		if l.Kind == plan.Kernel && isEntry(l.Name, flawed) {
+			want++
+		}
+	}
+	if want == 0 {
+		return fmt.Sprintf("the plan's forward launches no %s (check with the run's --flaw)", flawed)
+	}
+	ls, _ := subtree(fwd)
+	got, cleanGot := 0, 0
+	for _, l := range ls {
+		switch {
+		case l.Op.Kind != plan.Kernel:
+		case isEntry(l.Op.Name, flawed):
+			got++
+		case isEntry(l.Op.Name, clean):
+			cleanGot++
+		}
+	}
+	if got >= want {
+		return ""
+	}
+	return fmt.Sprintf("the forward launches %s %s and %s %s, the flaw launches %s %d times where the clean program launches %s%s",
+		flawed, times(got), clean, times(cleanGot), flawed, want, clean, c.graphHint())
+}
+
+// smallGrids is low-occupancy's signature (see the file's comment).
+func (c *checker) smallGrids(it *node) string {
+	if !c.t.KernelGrids {
+		return fmt.Sprintf("the export's %s has no gridX, gridY and gridZ columns to read the grids from", tableKernel)
+	}
+	fwd := child(it, plan.Forward)
+	if fwd == nil {
+		return "no forward range"
+	}
+	var want []plan.Launch
+	names := map[string]bool{}
+	small := 0
+	for _, l := range planOps(fwd.plan) {
+		if l.Kind == plan.Kernel && strings.HasPrefix(l.Name, "matmul_") {
+			want = append(want, l)
+			names[l.Name] = true
+			if blocks(l.Grid) < int64(c.p.SMs) {
+				small++
+			}
+		}
+	}
+	if small == 0 {
+		return fmt.Sprintf("the plan's forward has no fp32 product of fewer blocks than its %d SMs (check with the run's --flaw, on a smaller model)", c.p.SMs)
+	}
+	ls, _ := subtree(fwd)
+	var got []Launch
+	for _, l := range ls {
+		if l.Op.Kind == plan.Kernel && names[l.Op.Name] {
+			got = append(got, l)
+		}
+	}
+	if len(got) < len(want) {
+		return fmt.Sprintf("the forward launches %d fp32 products (%s), the plan %d%s", len(got), strings.Join(sortedKeys(names), ", "), len(want), c.graphHint())
+	}
+	for i, w := range want {
+		g := got[i].Op
+		if g.Name == w.Name && g.Grid == w.Grid {
+			continue
+		}
+		return fmt.Sprintf("its products run other grids than the flaw's largest tile: %s at %s ran grid %s (%d blocks), the flaw's is %s (%d blocks; %d of the forward's %d products have fewer blocks than the %d SMs)",
+			g.Name, w.Where(), dim3(g.Grid), g.Blocks(), dim3(w.Grid), blocks(w.Grid), small, len(want), c.p.SMs)
+	}
+	return ""
+}
+
+func blocks(d program.Dim3) int64 { return int64(d.X) * int64(d.Y) * int64(d.Z) }
+
+func dim3(d program.Dim3) string { return fmt.Sprintf("(%d,%d,%d)", d.X, d.Y, d.Z) }
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

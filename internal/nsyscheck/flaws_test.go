@@ -2,6 +2,7 @@ package nsyscheck
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -63,8 +64,14 @@ func TestFlawSignatures(t *testing.T) {
 		config.OverlappedCopies:  "iteration0/backward: 24 memcpys, plan says 0",
 		// host-stall plants no CUDA call: the plain check passes and notes
 		// the gap before the forward (timing is never a failure).
-		config.HostStall: "",
-		config.Unfused:   "iteration0/forward: kernel bias_add launched",
+		config.HostStall:     "",
+		config.Unfused:       "iteration0/forward: kernel bias_add launched",
+		config.Uncoalesced:   "iteration0/forward: kernel residual_forward_strided launched 4 times, plan says 0",
+		config.BankConflicts: "iteration0/forward: kernel matmul_forward_nopad launched 9 times, plan says 0",
+		// low-occupancy launches the clean kernels: the plain check, which
+		// compares kernels and not grids, passes; the grids are the
+		// signature's.
+		config.LowOccupancy: "",
 	}
 	missing := map[config.Flaw]string{
 		config.SyncEveryLaunch:   "launches are not followed by a synchronising call",
@@ -76,6 +83,9 @@ func TestFlawSignatures(t *testing.T) {
 		config.PinnedUpload:      "0 host-to-device memcpys from pinned memory",
 		config.SerialCopies:      "the backward copies device-to-host 0 times, the flaw makes 24 (each layer's gradients)",
 		config.OverlappedCopies:  "the backward copies device-to-host 0 times, the flaw makes 24 (each layer's gradients)",
+		config.Uncoalesced:       "the forward launches residual_forward_strided 0 times and residual_forward 4 times, the flaw launches residual_forward_strided 4 times",
+		config.BankConflicts:     "the forward launches matmul_forward_nopad 0 times and matmul_forward 9 times, the flaw launches matmul_forward_nopad 9 times",
+		config.LowOccupancy:      "its products run other grids than the flaw's largest tile: matmul_forward at layer 0 / qkv ran grid (",
 	}
 	for _, mode := range []config.Mode{config.Train, config.Infer} {
 		clean := flawPlan(t, mode)
@@ -96,6 +106,9 @@ func TestFlawSignatures(t *testing.T) {
 				}
 				_, fails = checkFixture(t, runFixture(clean, fxIters), flawed, opts)
 				prefix := string(f) + ": signature missing in iteration0: "
+				if missing[f] == "" {
+					t.Fatalf("no missing-signature message to expect for %s", f)
+				}
 				found := false
 				for _, msg := range fails {
 					found = found || (strings.HasPrefix(msg, prefix) && strings.Contains(msg, missing[f]))
@@ -106,6 +119,8 @@ func TestFlawSignatures(t *testing.T) {
 				rep, fails = checkFixture(t, runFixture(flawed, fxIters), clean, Options{})
 				if want := plainDiff[f]; want == "" && fails != nil {
 					t.Errorf("plain check: %v", fails)
+				} else if want == "" && f == config.LowOccupancy {
+					// nothing to note
 				} else if want == "" && !strings.Contains(strings.Join(rep.Notes, "\n"), "iteration0: 2.0") {
 					t.Errorf("plain check notes no host gap: %v", rep.Notes)
 				} else if want != "" && !holds(fails, want) {
@@ -245,8 +260,71 @@ func TestFlawSignatureDetails(t *testing.T) {
 			t.Errorf("%v", fails)
 		}
 	})
+	kernelFlaws := []config.Flaw{config.LowOccupancy, config.Uncoalesced, config.BankConflicts}
+	t.Run("kernel flaws together", func(t *testing.T) {
+		for _, graph := range []bool{false, true} {
+			p := plan.Of(model.Program(tinyDims, config.Train, model.Options{Graph: graph, Flaws: kernelFlaws}))
+			rep, fails := checkFixture(t, runFixture(p, fxIters), p, Options{Flaws: kernelFlaws})
+			if fails != nil {
+				t.Errorf("graph=%v: %v", graph, fails)
+			}
+			for _, f := range kernelFlaws {
+				if !strings.Contains(strings.Join(rep.Notes, "\n"), string(f)+": the signature is in all 3 iterations") {
+					t.Errorf("graph=%v: notes lack %s: %v", graph, f, rep.Notes)
+				}
+			}
+		}
+	})
+	t.Run("one product's grid is the clean one", func(t *testing.T) {
+		p := flawPlan(t, config.Train, config.LowOccupancy)
+		clean := flawPlan(t, config.Train)
+		f := runFixture(p, fxIters)
+		k := f.findLaunch(t, 1, plan.Forward, "matmul_forward", 0)
+		cg := clean.Iteration.Child(plan.Forward).Launches()
+		var want program.Dim3
+		for _, l := range cg {
+			if l.Name == "matmul_forward" {
+				want = l.Grid
+				break
+			}
+		}
+		f.launches[k].grid = want
+		_, fails := checkFixture(t, f, p, Options{Flaws: []config.Flaw{config.LowOccupancy}})
+		msg := fmt.Sprintf("low-occupancy: signature missing in iteration1: its products run other grids than the flaw's largest tile: matmul_forward at layer 0 / qkv ran grid (%d,1,1) (%d blocks), the flaw's is (12,1,1) (12 blocks; 9 of the forward's 9 products have fewer blocks than the 132 SMs)", want.X, want.X)
+		if !holds(fails, msg) || holds(fails, "in iteration0") || len(fails) != 1 {
+			t.Errorf("want %q alone, got %v", msg, fails)
+		}
+	})
+	t.Run("no grid columns", func(t *testing.T) {
+		p := flawPlan(t, config.Train, config.LowOccupancy)
+		f := runFixture(p, fxIters)
+		f.noGrids = true
+		_, fails := checkFixture(t, f, p, Options{Flaws: []config.Flaw{config.LowOccupancy}})
+		if !holds(fails, "low-occupancy: signature missing in iteration0: the export's CUPTI_ACTIVITY_KIND_KERNEL has no gridX, gridY and gridZ columns") {
+			t.Errorf("%v", fails)
+		}
+		// Nothing else reads the grids: the plain check passes.
+		if _, fails := checkFixture(t, f, p, Options{}); fails != nil {
+			t.Errorf("plain check without grids: %v", fails)
+		}
+	})
+	t.Run("a model that fills the GPU", func(t *testing.T) {
+		// GPT-2 124M at the default batch: even the largest tile gives
+		// every forward product more blocks than 132 SMs, so there is no
+		// signature to see, and check says so rather than pass.
+		p, err := config.LookupPreset("gpt2-124m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := plan.Of(model.Program(p.Dims(config.DefaultBatch), config.Infer, model.Options{Flaws: []config.Flaw{config.LowOccupancy}}))
+		_, fails := checkFixture(t, runFixture(pl, fxIters), pl, Options{Flaws: []config.Flaw{config.LowOccupancy}})
+		if !holds(fails, "low-occupancy: signature missing in iteration0: the plan's forward has no fp32 product of fewer blocks than its 132 SMs") {
+			t.Errorf("%v", fails)
+		}
+	})
 	t.Run("all flaws together", func(t *testing.T) {
-		fs := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.Unfused, config.ReadbackPerLayer, config.PageableUpload}
+		fs := []config.Flaw{config.SyncEveryLaunch, config.AllocPerIteration, config.HostStall, config.Unfused, config.ReadbackPerLayer, config.PageableUpload,
+			config.LowOccupancy, config.Uncoalesced, config.BankConflicts}
 		p := flawPlan(t, config.Train, fs...)
 		if _, fails := checkFixture(t, runFixture(p, fxIters), p, Options{Flaws: fs}); fails != nil {
 			t.Errorf("%v", fails)

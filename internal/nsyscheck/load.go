@@ -21,7 +21,8 @@
 //     ENUM_NSYS_EVENT_CLASS) and a slightly wider span; the copy is ignored.
 //   - CUPTI_ACTIVITY_KIND_KERNEL: start, end, correlationId, globalPid,
 //     shortName (else demangledName, else mangledName) referencing
-//     StringIds, deviceId, streamId.
+//     StringIds, deviceId, streamId, and gridX, gridY, gridZ where present
+//     (the grids low-occupancy's signature reads).
 //   - CUPTI_ACTIVITY_KIND_MEMSET: start, end, correlationId, globalPid,
 //     bytes, deviceId, streamId.
 //   - CUPTI_ACTIVITY_KIND_MEMCPY: the same, with copyKind (1 host to
@@ -115,7 +116,13 @@ type GPUOp struct {
 	// kinds of memory on its two sides (CUPTI srcKind, dstKind:
 	// MemPageable, MemPinned, ...).
 	CopyKind, SrcKind, DstKind int64
+	// Grid is a kernel's grid (gridX, gridY, gridZ); zero where the
+	// export has not got the columns (Trace.KernelGrids).
+	Grid program.Dim3
 }
+
+// Blocks is the kernel's grid size, gridX·gridY·gridZ.
+func (o GPUOp) Blocks() int64 { return int64(o.Grid.X) * int64(o.Grid.Y) * int64(o.Grid.Z) }
 
 // The export's codes for a memcpy's direction (ENUM_CUDA_MEMCPY_OPER) and
 // its memory (ENUM_CUDA_MEM_KIND: nsys's own numbering, which is not
@@ -202,6 +209,9 @@ type Trace struct {
 	// APITable, KernelTable and MemsetTable report which CUPTI tables the
 	// export has; the exporter creates tables only for data it holds.
 	APITable, KernelTable, MemsetTable bool
+	// KernelGrids reports that the kernel table has gridX, gridY and
+	// gridZ, so that GPUOp.Grid holds each kernel's grid.
+	KernelGrids bool
 	// GraphTable reports whole-graph records: nsys's default
 	// --cuda-graph-trace=graph shows each graph launch as one operation
 	// and none of its nodes.
@@ -356,6 +366,8 @@ func open(ctx context.Context, path string) (*sql.DB, *sql.Conn, error) {
 type loader struct {
 	ctx  context.Context
 	conn *sql.Conn
+	// kernelGrids: the kernel table has the grid columns (Trace.KernelGrids).
+	kernelGrids bool
 	// tables maps each table and view of the file to its type in
 	// PRAGMA table_list: table, view, virtual or shadow.
 	tables map[string]string
@@ -769,6 +781,7 @@ func (l *loader) readOps() error {
 		if err := l.scanOps(tableKernel, plan.Kernel, intCol(nameCol)); err != nil {
 			return err
 		}
+		l.kernelGrids = c["gridX"] && c["gridY"] && c["gridZ"]
 	}
 	if l.has(tableMemset) {
 		if _, err := l.need(tableMemset, "start", "end", "correlationId"); err != nil {
@@ -805,6 +818,9 @@ func (l *loader) readOps() error {
 func (l *loader) scanOps(table string, kind plan.OpKind, extra column) error {
 	cols := []column{{name: "start", required: true}, {name: "end", required: true}, intCol("correlationId"),
 		intCol("globalPid"), intCol("deviceId"), intCol("streamId"), extra}
+	if kind == plan.Kernel {
+		cols = append(cols, intCol("gridX"), intCol("gridY"), intCol("gridZ"))
+	}
 	return l.scan(table, cols, func(r *row) error {
 		op := GPUOp{Kind: kind}
 		var err error
@@ -824,6 +840,19 @@ func (l *loader) scanOps(table string, kind plan.OpKind, extra column) error {
 				name = v
 				l.strings[v] = ""
 			}
+			var g [3]int64
+			for k := range g {
+				if g[k], _, err = r.int(7 + k); err != nil {
+					return err
+				}
+				// A grid dimension is at most 2^31-1; anything else is
+				// not a grid (untrusted input), read as none.
+				if g[k] < 0 || g[k] > 1<<31-1 {
+					g = [3]int64{}
+					break
+				}
+			}
+			op.Grid = program.Dim3{X: int(g[0]), Y: int(g[1]), Z: int(g[2])}
 		case plan.Memset:
 			op.Bytes = v
 		case plan.Graph:
@@ -928,6 +957,7 @@ func callName(s string) string {
 // build resolves the names and fills in t.
 func (l *loader) build(t *Trace) error {
 	t.OpenRanges = l.open
+	t.KernelGrids = l.kernelGrids
 	for _, rr := range l.ranges {
 		r := rr.Range
 		if rr.hasText {
