@@ -92,3 +92,30 @@ struct Pack<__nv_bfloat16> {
     }
 };
 #endif
+
+// binary_t applies f, a float function of two floats, to (a[i], b[i])
+// into out[i] for i < n: the elementwise kernels' one loop. It moves
+// 16-byte vectors when every pointer is aligned (a uniform branch over the
+// grid, so it never diverges) and the tail of fewer than a vector element
+// by element; grid-stride, so any grid covers any n. out may equal a or b
+// (in place: each element is read and written by the same thread), and b
+// may be a (unary operations pass the input twice and ignore the second).
+template <typename S, typename F>
+__device__ __forceinline__ void binary_t(S* out, const S* a, const S* b, int n, F f) {
+    const int tid = blockIdx.x * blockDim.x + threadIdx.x;
+    const int stride = gridDim.x * blockDim.x;
+    int done = 0;
+    if (is_aligned16(out) && is_aligned16(a) && is_aligned16(b)) {
+        const int nv = n >> Pack<S>::LOG2N;
+        for (int i = tid; i < nv; i += stride) {
+            Pack<S> x, y;
+            x.load(a, i);
+            y.load(b, i);
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) x.v[k] = f(x.v[k], y.v[k]);
+            x.store(out, i);
+        }
+        done = nv << Pack<S>::LOG2N;
+    }
+    for (int i = done + tid; i < n; i += stride) out[i] = from_float<S>(f(to_float(a[i]), to_float(b[i])));
+}

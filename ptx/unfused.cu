@@ -43,28 +43,6 @@ struct TanhScaleOp {
     __device__ __forceinline__ float operator()(float x, float) const { return tanhf(scale * x); }
 };
 
-// binary_t applies f to (a[i], b[i]) into out[i] for i < n; b may be a
-// (unary operations pass the input twice and ignore the second).
-template <typename S, typename F>
-__device__ __forceinline__ void binary_t(S* out, const S* a, const S* b, int n, F f) {
-    const int tid = blockIdx.x * blockDim.x + threadIdx.x;
-    const int stride = gridDim.x * blockDim.x;
-    int done = 0;
-    if (is_aligned16(out) && is_aligned16(a) && is_aligned16(b)) {
-        const int nv = n >> Pack<S>::LOG2N;
-        for (int i = tid; i < nv; i += stride) {
-            Pack<S> x, y;
-            x.load(a, i);
-            y.load(b, i);
-#pragma unroll
-            for (int k = 0; k < Pack<S>::N; k++) x.v[k] = f(x.v[k], y.v[k]);
-            x.store(out, i);
-        }
-        done = nv << Pack<S>::LOG2N;
-    }
-    for (int i = done + tid; i < n; i += stride) out[i] = from_float<S>(f(to_float(a[i]), to_float(b[i])));
-}
-
 // bias_add_t: out[r·ld + c] += bias[c] for r < n, c < oc, one element a
 // thread (grid-stride over the n·oc elements).
 template <typename S>
