@@ -102,8 +102,15 @@ fired() { # fired NAME RULE: did RULE report something on NAME's export
 }
 
 if has tests; then
-	.device/model-cuda.test -test.count=1 -test.v -test.run 'Flaws' >"$OUT/model-flaws.log" 2>&1
-	check "model-cuda.test -test.run Flaws" $? 0 "pass=$(grep -c -- '--- PASS' "$OUT/model-flaws.log") fail=$(grep -c -- '--- FAIL' "$OUT/model-flaws.log")"
+	# The flawed steps against the clean one (and unfused against the
+	# float64 reference), in fp32 and bf16; the kernels the flaws launch
+	# against their references.
+	for dt in fp32 bf16; do
+		.device/model-cuda.test -test.count=1 -test.v -test.run 'Flaws|Unfused' -dtype=$dt >"$OUT/model-flaws-$dt.log" 2>&1
+		check "model-cuda.test -test.run 'Flaws|Unfused' -dtype=$dt" $? 0 "pass=$(grep -c -- '--- PASS' "$OUT/model-flaws-$dt.log") skip=$(grep -c -- '--- SKIP' "$OUT/model-flaws-$dt.log") fail=$(grep -c -- '--- FAIL' "$OUT/model-flaws-$dt.log")"
+	done
+	.device/kernels.test -test.count=1 -test.v -test.run 'Residual|Unfused|BiasAdd|GELUChain|Matmul|Storage' >"$OUT/kernels-flaws.log" 2>&1
+	check "kernels.test of the flaws' kernels" $? 0 "pass=$(grep -c -- '--- PASS' "$OUT/kernels-flaws.log") skip=$(grep -c -- '--- SKIP' "$OUT/kernels-flaws.log") fail=$(grep -c -- '--- FAIL' "$OUT/kernels-flaws.log")"
 fi
 
 if has capture; then
