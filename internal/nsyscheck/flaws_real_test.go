@@ -22,6 +22,11 @@ var realFlawExports = []struct {
 	{"tiny-flaw-sync-every-launch-h200.sqlite", config.SyncEveryLaunch, "iteration0/forward: cudaDeviceSynchronize called 25 times, plan says 0"},
 	{"tiny-flaw-readback-per-layer-h200.sqlite", config.ReadbackPerLayer, "iteration0/forward: cudaStreamSynchronize called 2 times, plan says 0"},
 	{"tiny-flaw-host-stall-h200.sqlite", config.HostStall, ""},
+	{"tiny-flaw-serial-copies-h200.sqlite", config.SerialCopies, "iteration0/backward: 24 memcpys, plan says 0"},
+	{"tiny-flaw-unfused-h200.sqlite", config.Unfused, "iteration0/forward: kernel gelu_forward launched 0 times, plan says 2"},
+	// low-occupancy launches the clean kernels with other grids, which the
+	// plain check does not compare.
+	{"tiny-flaw-low-occupancy-h200.sqlite", config.LowOccupancy, ""},
 }
 
 // TestRealFlawExports: each real flawed capture passes check --flaw with
