@@ -135,8 +135,14 @@ func TestBiasAdd(t *testing.T) {
 // TestGELUChain: the six kernels of the unfused GELU compute gelu up to
 // their roundings: each kernel rounds its output to the storage type, so
 // the chain is checked against model/ref's Gelu with the tolerance of a
-// few roundings (fp32: 1e-5 of the norm, as gelu_forward; bf16: the
-// chain's six bf16 roundings, 4·bf16Tol). The input (fch) is left as it
+// few roundings. The tanh form 0.5x + 0.5x·tanh(u) cancels for negative x,
+// so an element's error is of the order of |x| times the rounding unit,
+// not of |gelu(x)|: each element is held to that bound. Over a tensor of
+// many elements the large positive ones dominate the norm, which is also
+// held to the tolerance gelu_forward's test uses (fp32: 1e-5; bf16: the
+// chain's six bf16 roundings, 4·bf16Tol); a tensor of a few elements can
+// be all cancellation (on an H200, n = 1 gave 3.7e-4 of the norm), so the
+// norm is checked from 1000 elements on. The input (fch) is left as it
 // was: the backward reads it.
 func TestGELUChain(t *testing.T) {
 	env(t)
@@ -154,10 +160,9 @@ func TestGELUChain(t *testing.T) {
 			if e == program.BF16 {
 				tol = 4 * bf16Tol
 			}
-			checkClose(t, "gelu chain "+string(e), got, want, tol)
-			// Each element: the tanh form's 0.5x + 0.5x·tanh(u) cancels
-			// for negative x, so its error is absolute, of the order of
-			// |x| times the rounding unit.
+			if n >= 1000 {
+				checkClose(t, "gelu chain "+string(e), got, want, tol)
+			}
 			unit := 1e-6
 			if e == program.BF16 {
 				unit = 4e-2

@@ -1,10 +1,9 @@
 package model
 
 import (
-	"time"
-
 	"github.com/gpubench/gpubench/internal/config"
 	"github.com/gpubench/gpubench/internal/gemmplan"
+	"github.com/gpubench/gpubench/internal/hoststall"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/kernels"
 )
@@ -18,7 +17,7 @@ import (
 //     activations (all but the loss, which the run loop reads after the
 //     iteration) and the iteration's last pass frees them;
 //   - host-stall: the iteration starts with a host operation that spins
-//     in dataLoaderStall;
+//     in dataLoaderStall (internal/hoststall: C, so that nsys names it);
 //   - unfused: GPT-2's forward launches each linear layer's product
 //     without its fused bias and adds the bias in a bias_add kernel of its
 //     own, and runs the GELU as a chain of six elementwise kernels
@@ -112,7 +111,7 @@ func (m *Step) iterationOps() []program.Op {
 	}
 	if m.has(config.HostStall) {
 		d := config.HostStallTime
-		ops = append(ops, at(program.Op{Kind: program.Host, Name: "dataLoaderStall", Func: func() { dataLoaderStall(d) }},
+		ops = append(ops, at(program.Op{Kind: program.Host, Name: hoststall.Symbol, Func: func() { hoststall.Stall(d) }},
 			"data loader ("+d.String()+" on the CPU)"))
 	}
 	upload := func(b *program.Buffer, call string, host program.HostMemory) program.Op {
@@ -175,24 +174,6 @@ func (m *Step) readback(l int) []program.Op {
 		syncOp(program.RuntimeStreamSynchronize),
 	}
 }
-
-// dataLoaderStall is host-stall's CPU data loader: a busy spin for d, in a
-// function of its own so that a CPU sampler names it.
-//
-//go:noinline
-func dataLoaderStall(d time.Duration) {
-	end := time.Now().Add(d)
-	x := uint64(1)
-	for time.Now().Before(end) {
-		for i := 0; i < 1000; i++ {
-			x = x*6364136223846793005 + 1442695040888963407
-		}
-	}
-	stallSink = x
-}
-
-// stallSink keeps the spin's result, so that the compiler keeps the spin.
-var stallSink uint64
 
 // The events overlapped-copies orders its two streams with: the compute
 // stream records gradsReady after each layer's backward and the copy
