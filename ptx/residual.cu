@@ -26,8 +26,8 @@ __device__ __forceinline__ void residual_forward_t(S* out, const S* a, const S* 
 // way a CPU loop is split over threads. Each thread adds one contiguous
 // chunk of ⌈n/threads⌉ elements, one element a step, so at every step the
 // 32 lanes of a warp read and write addresses a whole chunk apart: 32
-// sectors a request where residual_forward's 16-byte vectors need 4 (ncu's
-// UncoalescedGlobalAccess rule). Each element is still one float add,
+// sectors of 4 used bytes each a request, where every byte of residual_forward's
+// are used (ncu's UncoalescedGlobalAccess rule). Each element is one add,
 // rounded once, by one thread: bit for bit residual_forward's result, in
 // place too. The chunk comes from the grid, so any grid covers any n.
 template <typename S>
