@@ -13,27 +13,34 @@ import (
 // picks a tile shape (128×128, 128×64 or 64×64, internal/gemmplan) so that
 // small problems still give every SM work; the result is bitwise the same
 // whatever the tile, since each output is the same k-ordered chain of FMAs.
-// The weight gradient may also split its reduction over the N rows into
-// slices (split-K, see MatmulBackwardWeight), which changes the order of
-// its sum but not its determinism. Both choices depend on the GPU's SM
-// count, which the caller passes in.
+// A product whose output has too few tiles for the GPU may also split its
+// reduction over K into slices (split-K, see MatmulBackwardWeight; the
+// forward and the input gradient split their K the same way), which
+// changes the order of its sum but not its determinism. Both choices
+// depend on the GPU's SM count, which the caller passes in.
 
-// MatmulScratch is the weight gradient's split-K workspace: Partials, the
-// slices' partial output tiles (floats), and Counters, one int32 arrival
-// counter per output tile, which must be zero before the first launch (a
-// memset in the program's setup) and which every launch leaves at zero. One
-// workspace serves any number of weight gradients launched one after
-// another on one stream, never two at once. Null views disable the split.
+// MatmulScratch is the products' split-K workspace: Partials, the slices'
+// partial output tiles (floats), and Counters, one int32 arrival counter
+// per output tile, which must be zero before the first launch (a memset in
+// the program's setup) and which every launch leaves at zero. One
+// workspace serves any number of products launched one after another on
+// one stream, never two at once. Null views disable the split.
 type MatmulScratch struct {
 	Partials, Counters program.View
 }
 
-// MatmulScratchSize is a workspace in which the weight gradient
-// dw(oc,c) = dout(n,oc)ᵀ·inp(n,c) can take its preferred split on any GPU:
-// partial floats and int32 counters, both 0 when n is too short to split
-// (gemmplan.WeightGradScratch, a bound that needs no device).
+// MatmulScratchSize is a workspace in which each of a linear layer's
+// three products (the forward out(n,oc) over c, the input gradient
+// dinp(n,c) over oc, the weight gradient dw(oc,c) over the n rows) can take
+// its preferred split on any GPU: partial floats and int32 counters, 0 when
+// no product's K is long enough to split (gemmplan.ProductScratch, a bound
+// that needs no device).
 func MatmulScratchSize(n, c, oc int) (partialFloats, counterInts int) {
-	return gemmplan.WeightGradScratch(n, c, oc)
+	for _, mnk := range [][3]int{{n, oc, c}, {n, c, oc}, {oc, c, n}} {
+		f, k := gemmplan.ProductScratch(mnk[0], mnk[1], mnk[2])
+		partialFloats, counterInts = max(partialFloats, f), max(counterInts, k)
+	}
+	return partialFloats, counterInts
 }
 
 func matmulFLOPs(n, c, oc int) int64 { return 2 * int64(n) * int64(c) * int64(oc) }
@@ -47,39 +54,79 @@ type MatmulOptions struct {
 	// --flaw=low-occupancy.
 	Choice gemmplan.Choice
 	// NoPad launches the forward as matmul_forward_nopad, the same GEMM
-	// without the shared rows' pad (--flaw=bank-conflicts): the same tile
-	// and grid, the same bits.
+	// without the shared rows' pad (--flaw=bank-conflicts): the same tile,
+	// split and grid, the same bits.
 	NoPad bool
 }
 
 // MatmulForwardNoPad is the entry of the forward without the pad.
 const MatmulForwardNoPad = "matmul_forward_nopad"
 
-// MatmulForward computes out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias(oc) on sms
-// SMs. bias may be a null view for none. out is overwritten; it must not
-// overlap the inputs.
-func MatmulForward(out, inp, w, bias program.View, n, c, oc, sms int) program.Op {
-	return MatmulForwardWith(out, inp, w, bias, n, c, oc, sms, MatmulOptions{})
+// MatmulPlan is the tile and split of a product of an m×n output over k on
+// sms SMs, within the workspace ws (gemmplan.Product; no split with a null
+// ws).
+func MatmulPlan(m, n, k, sms int, ws MatmulScratch) gemmplan.Split {
+	return matmulPlan(m, n, k, sms, ws, gemmplan.Fastest)
 }
 
-// MatmulForwardWith is MatmulForward under options o.
-func MatmulForwardWith(out, inp, w, bias program.View, n, c, oc, sms int, o MatmulOptions) program.Op {
-	op := MatmulForwardTile(out, inp, w, bias, n, c, oc, gemmplan.PickWith(n, oc, c, sms, o.Choice))
+func matmulPlan(m, n, k, sms int, ws MatmulScratch, ch gemmplan.Choice) gemmplan.Split {
+	floats, counters := 0, 0
+	if !ws.Partials.IsNull() && !ws.Counters.IsNull() {
+		floats, counters = int(ws.Partials.Elems), int(ws.Counters.Elems)
+	}
+	return gemmplan.ProductWith(m, n, k, sms, floats, counters, ch)
+}
+
+// MatmulWeightPlan is the tile and split of dw(oc,c) over n rows on sms
+// SMs, within the workspace ws (gemmplan.WeightGrad).
+func MatmulWeightPlan(n, c, oc, sms int, ws MatmulScratch) gemmplan.Split {
+	return MatmulPlan(oc, c, n, sms, ws)
+}
+
+// splitArgs are a product's workspace and split arguments under plan p; a
+// split plan needs a workspace that holds it (program.Validate checks).
+func splitArgs(ws MatmulScratch, p gemmplan.Split) []program.Arg {
+	return []program.Arg{
+		program.InOut("partials", ws.Partials, int64(p.PartialFloats())), program.InOut("counters", ws.Counters, int64(p.Counters())),
+	}
+}
+
+// MatmulForward computes out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias(oc) on sms
+// SMs, unsplit (no workspace). bias may be a null view for none. out is
+// overwritten; it must not overlap the inputs.
+func MatmulForward(out, inp, w, bias program.View, n, c, oc, sms int) program.Op {
+	return MatmulForwardWith(out, inp, w, bias, MatmulScratch{}, n, c, oc, sms, MatmulOptions{})
+}
+
+// MatmulForwardWith is MatmulForward within workspace ws (split-K when the
+// output has too few tiles for the GPU and c is long enough; see
+// MatmulBackwardWeight), under options o.
+func MatmulForwardWith(out, inp, w, bias program.View, ws MatmulScratch, n, c, oc, sms int, o MatmulOptions) program.Op {
+	op := MatmulForwardPlan(out, inp, w, bias, ws, n, c, oc, matmulPlan(n, oc, c, sms, ws, o.Choice))
 	if o.NoPad {
 		op.Name = MatmulForwardNoPad
 	}
 	return op
 }
 
-// MatmulForwardTile is MatmulForward with the tile given.
+// MatmulForwardTile is MatmulForward with the tile given, unsplit.
 func MatmulForwardTile(out, inp, w, bias program.View, n, c, oc int, t gemmplan.Tile) program.Op {
+	return MatmulForwardPlan(out, inp, w, bias, MatmulScratch{}, n, c, oc, gemmplan.SplitOf(t, n, oc, c, 1))
+}
+
+// MatmulForwardPlan is MatmulForward with the plan given (a split adds the
+// bias once, after the slices' sum).
+func MatmulForwardPlan(out, inp, w, bias program.View, ws MatmulScratch, n, c, oc int, p gemmplan.Split) program.Op {
 	bt := int64(oc)
 	if bias.IsNull() {
 		bt = 0
 	}
-	op := kernel("matmul", "matmul_forward", program.D1(max(t.Blocks(n, oc), 1)), program.D1(t.Threads()),
-		program.Out("out", out, int64(n*oc)), program.In("inp", inp, int64(n*c)), program.In("w", w, int64(oc*c)),
-		program.In("bias", bias, bt), program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("tile", t.Code))
+	args := []program.Arg{program.Out("out", out, int64(n*oc)), program.In("inp", inp, int64(n*c)), program.In("w", w, int64(oc*c)),
+		program.In("bias", bias, bt)}
+	args = append(args, splitArgs(ws, p)...)
+	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
+		program.Int("tile", p.Tile.Code), program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK))
+	op := kernel("matmul", "matmul_forward", program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()), args...)
 	op.MatmulFLOPs = matmulFLOPs(n, c, oc)
 	op.FLOPs = op.MatmulFLOPs
 	if bt > 0 {
@@ -89,33 +136,27 @@ func MatmulForwardTile(out, inp, w, bias program.View, n, c, oc int, t gemmplan.
 }
 
 // MatmulBackwardInput computes dinp(n,c) = dout(n,oc)·w(oc,c), overwriting
-// dinp.
+// dinp, unsplit (no workspace).
 func MatmulBackwardInput(dinp, dout, w program.View, n, c, oc, sms int) program.Op {
-	return MatmulBackwardInputTile(dinp, dout, w, n, c, oc, gemmplan.Pick(n, c, oc, sms))
+	return MatmulBackwardInputPlan(dinp, dout, w, MatmulScratch{}, n, c, oc, MatmulPlan(n, c, oc, sms, MatmulScratch{}))
 }
 
-// MatmulBackwardInputTile is MatmulBackwardInput with the tile given.
+// MatmulBackwardInputTile is MatmulBackwardInput with the tile given,
+// unsplit.
 func MatmulBackwardInputTile(dinp, dout, w program.View, n, c, oc int, t gemmplan.Tile) program.Op {
-	op := kernel("matmul", "matmul_backward_input", program.D1(max(t.Blocks(n, c), 1)), program.D1(t.Threads()),
-		program.Out("dinp", dinp, int64(n*c)), program.In("dout", dout, int64(n*oc)), program.In("w", w, int64(oc*c)),
-		program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("tile", t.Code))
+	return MatmulBackwardInputPlan(dinp, dout, w, MatmulScratch{}, n, c, oc, gemmplan.SplitOf(t, n, c, oc, 1))
+}
+
+// MatmulBackwardInputPlan is MatmulBackwardInput with the plan given.
+func MatmulBackwardInputPlan(dinp, dout, w program.View, ws MatmulScratch, n, c, oc int, p gemmplan.Split) program.Op {
+	args := []program.Arg{program.Out("dinp", dinp, int64(n*c)), program.In("dout", dout, int64(n*oc)), program.In("w", w, int64(oc*c))}
+	args = append(args, splitArgs(ws, p)...)
+	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
+		program.Int("tile", p.Tile.Code), program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK))
+	op := kernel("matmul", "matmul_backward_input", program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()), args...)
 	op.MatmulFLOPs = matmulFLOPs(n, c, oc)
 	op.FLOPs = op.MatmulFLOPs
 	return op
-}
-
-// MatmulWeightPlan is the tile and split of dw(oc,c) over n rows on sms
-// SMs, within the workspace ws (gemmplan.WeightGrad).
-func MatmulWeightPlan(n, c, oc, sms int, ws MatmulScratch) gemmplan.Split {
-	return matmulWeightPlan(n, c, oc, sms, ws, gemmplan.Fastest)
-}
-
-func matmulWeightPlan(n, c, oc, sms int, ws MatmulScratch, ch gemmplan.Choice) gemmplan.Split {
-	floats, counters := 0, 0
-	if !ws.Partials.IsNull() && !ws.Counters.IsNull() {
-		floats, counters = int(ws.Partials.Elems), int(ws.Counters.Elems)
-	}
-	return gemmplan.WeightGradWith(n, c, oc, sms, floats, counters, ch)
 }
 
 // MatmulBackwardWeight computes dw(oc,c) = dout(n,oc)ᵀ·inp(n,c),
@@ -129,6 +170,7 @@ func matmulWeightPlan(n, c, oc, sms int, ws MatmulScratch, ch gemmplan.Choice) g
 // deterministic; it differs in the last bits from the unsplit sum, and so
 // between GPUs whose SM counts give different plans. Without a split (or
 // with a null ws) one block per tile runs the whole reduction in row order.
+// The forward and the input gradient split their K the same way.
 func MatmulBackwardWeight(dw, dout, inp program.View, ws MatmulScratch, n, c, oc, sms int) program.Op {
 	return MatmulBackwardWeightPlan(dw, dout, inp, ws, n, c, oc, MatmulWeightPlan(n, c, oc, sms, ws))
 }
@@ -136,11 +178,11 @@ func MatmulBackwardWeight(dw, dout, inp program.View, ws MatmulScratch, n, c, oc
 // MatmulBackwardWeightPlan is MatmulBackwardWeight with the plan given;
 // a split plan needs a workspace that holds it (program.Validate checks).
 func MatmulBackwardWeightPlan(dw, dout, inp program.View, ws MatmulScratch, n, c, oc int, p gemmplan.Split) program.Op {
-	op := kernel("matmul", "matmul_backward_weight", program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()),
-		program.Out("dw", dw, int64(oc*c)), program.In("dout", dout, int64(n*oc)), program.In("inp", inp, int64(n*c)),
-		program.InOut("partials", ws.Partials, int64(p.PartialFloats())), program.InOut("counters", ws.Counters, int64(p.Counters())),
-		program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
+	args := []program.Arg{program.Out("dw", dw, int64(oc*c)), program.In("dout", dout, int64(n*oc)), program.In("inp", inp, int64(n*c))}
+	args = append(args, splitArgs(ws, p)...)
+	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
 		program.Int("tile", p.Tile.Code), program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK))
+	op := kernel("matmul", "matmul_backward_weight", program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()), args...)
 	op.MatmulFLOPs = matmulFLOPs(n, c, oc)
 	op.FLOPs = op.MatmulFLOPs
 	return op
@@ -157,8 +199,8 @@ func BiasBackward(dbias, dout program.View, n, oc int) program.Op {
 
 // MatmulBackward is the linear layer's backward pass: dinp = dout·w (n,c),
 // dw = doutᵀ·inp (oc,c) and, when dbias is not null, dbias = colsum(dout)
-// (oc). All are overwritten. ws is the weight gradient's split-K workspace
-// (see MatmulBackwardWeight). Two launches, or three with the bias.
+// (oc). All are overwritten. ws is the products' split-K workspace (see
+// MatmulBackwardWeight). Two launches, or three with the bias.
 func MatmulBackward(dinp, dw, dbias, dout, inp, w program.View, ws MatmulScratch, n, c, oc, sms int) []program.Op {
 	return MatmulBackwardWith(dinp, dw, dbias, dout, inp, w, ws, n, c, oc, sms, MatmulOptions{})
 }
@@ -167,8 +209,8 @@ func MatmulBackward(dinp, dw, dbias, dout, inp, w program.View, ws MatmulScratch
 // forward's only: the backward has no unpadded entry).
 func MatmulBackwardWith(dinp, dw, dbias, dout, inp, w program.View, ws MatmulScratch, n, c, oc, sms int, o MatmulOptions) []program.Op {
 	ops := []program.Op{
-		MatmulBackwardInputTile(dinp, dout, w, n, c, oc, gemmplan.PickWith(n, c, oc, sms, o.Choice)),
-		MatmulBackwardWeightPlan(dw, dout, inp, ws, n, c, oc, matmulWeightPlan(n, c, oc, sms, ws, o.Choice)),
+		MatmulBackwardInputPlan(dinp, dout, w, ws, n, c, oc, matmulPlan(n, c, oc, sms, ws, o.Choice)),
+		MatmulBackwardWeightPlan(dw, dout, inp, ws, n, c, oc, matmulPlan(oc, c, n, sms, ws, o.Choice)),
 	}
 	if !dbias.IsNull() {
 		ops = append(ops, BiasBackward(dbias, dout, n, oc))

@@ -11,16 +11,17 @@ import (
 // MatmulOptions make are the clean launches with exactly the flaw's
 // change. NoPad renames the forward to matmul_forward_nopad (an entry of
 // matmul.ptx with matmul_forward's parameters) and keeps its tile, grid,
-// block and arguments; gemmplan.Largest gives every product the 128×128
-// tile and the weight gradient one slice, with the same operands.
+// block, split and arguments; gemmplan.Largest gives every product the
+// 128×128 tile and one slice, with the same operands.
 func TestMatmulOptionsLaunches(t *testing.T) {
 	f32 := program.F32
 	for _, sh := range [][3]int{{512, 128, 384}, {512, 128, 128}, {512, 512, 128}, {37, 96, 288}, {4096, 768, 2304}} {
 		n, c, oc := sh[0], sh[1], sh[2]
 		inp, w, bias, out := view("inp", f32, n*c), view("w", f32, oc*c), view("bias", f32, oc), view("out", f32, n*oc)
+		ws := MatmulScratch{Partials: view("partials", f32, 1<<22), Counters: view("counters", program.I32, 1<<12)}
 		for _, sms := range []int{1, 132} {
-			clean := MatmulForward(out, inp, w, bias, n, c, oc, sms)
-			nopad := MatmulForwardWith(out, inp, w, bias, n, c, oc, sms, MatmulOptions{NoPad: true})
+			clean := MatmulForwardWith(out, inp, w, bias, ws, n, c, oc, sms, MatmulOptions{})
+			nopad := MatmulForwardWith(out, inp, w, bias, ws, n, c, oc, sms, MatmulOptions{NoPad: true})
 			if nopad.Name != MatmulForwardNoPad || nopad.Module != clean.Module {
 				t.Fatalf("%v: NoPad launches %s/%s", sh, nopad.Module, nopad.Name)
 			}
@@ -31,11 +32,10 @@ func TestMatmulOptionsLaunches(t *testing.T) {
 			}
 
 			big := gemmplan.Tiles[0]
-			low := MatmulForwardWith(out, inp, w, bias, n, c, oc, sms, MatmulOptions{Choice: gemmplan.Largest})
+			low := MatmulForwardWith(out, inp, w, bias, ws, n, c, oc, sms, MatmulOptions{Choice: gemmplan.Largest})
 			if low.Name != clean.Name || low.Grid != program.D1(big.Blocks(n, oc)) || low.Block != program.D1(big.Threads()) || tileArg(low) != big.Code {
 				t.Errorf("%v sms %d: Largest forward %s<<<%v, %v>>> tile %d", sh, sms, low.Name, low.Grid, low.Block, tileArg(low))
 			}
-			ws := MatmulScratch{Partials: view("partials", f32, 1<<22), Counters: view("counters", program.I32, 1<<12)}
 			dinp, dw, dbias, dout := view("dinp", f32, n*c), view("dw", f32, oc*c), view("dbias", f32, oc), view("dout", f32, n*oc)
 			cb := MatmulBackward(dinp, dw, dbias, dout, inp, w, ws, n, c, oc, sms)
 			lb := MatmulBackwardWith(dinp, dw, dbias, dout, inp, w, ws, n, c, oc, sms, MatmulOptions{Choice: gemmplan.Largest})
@@ -48,7 +48,7 @@ func TestMatmulOptionsLaunches(t *testing.T) {
 				}
 				matchesPTX(t, lb[i])
 			}
-			if g := lb[0].Grid; g != program.D1(big.Blocks(n, c)) || tileArg(lb[0]) != big.Code {
+			if g := lb[0].Grid; g != program.D1(big.Blocks(n, c)) || tileArg(lb[0]) != big.Code || intArg(lb[0], "splits") != 1 {
 				t.Errorf("%v: Largest input gradient grid %v tile %d", sh, g, tileArg(lb[0]))
 			}
 			if g := lb[1].Grid; g != program.D2(big.Blocks(oc, c), 1) || tileArg(lb[1]) != big.Code || intArg(lb[1], "splits") != 1 || intArg(lb[1], "slice_k") != n {

@@ -149,8 +149,9 @@ func TestMatmulForwardNoPad(t *testing.T) {
 					sameBits(t, "nopad "+tile.String()+" vs matmul_forward", got, download(t, clean, n*oc))
 				}
 				clean, flawed := buffer(t, "clean", n*oc), buffer(t, "nopad", n*oc)
-				op := MatmulForwardWith(flawed, inp, w, bias, n, c, oc, sms(), MatmulOptions{NoPad: true})
-				ref := MatmulForward(clean, inp, w, bias, n, c, oc, sms())
+				ws := matmulWorkspace(t, n, c, oc) // the launcher's split, if any, too
+				op := MatmulForwardWith(flawed, inp, w, bias, ws, n, c, oc, sms(), MatmulOptions{NoPad: true})
+				ref := MatmulForwardWith(clean, inp, w, bias, ws, n, c, oc, sms(), MatmulOptions{})
 				if op.Name != MatmulForwardNoPad || op.Grid != ref.Grid || op.Block != ref.Block {
 					t.Fatalf("MatmulForwardWith NoPad launches %s<<<%v, %v>>>, clean %s<<<%v, %v>>>", op.Name, op.Grid, op.Block, ref.Name, ref.Grid, ref.Block)
 				}
@@ -387,6 +388,99 @@ func TestMatmulSplitK(t *testing.T) {
 						first = got
 					} else {
 						sameBits(t, "dw "+fp.String()+" vs "+gemmTiles[0].String(), got, first)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestMatmulSplitKProducts checks the split forward (with and without
+// bias) and the split input gradient against the reference, as
+// TestMatmulSplitK does the weight gradient: the launcher's plan within
+// the workspace MatmulScratchSize asks for (which must split the tiny
+// model's 512×128 outputs over K = 512 and 384, 16 tiles for 132 SMs), and
+// every tile at forced slice counts with the same bits for every tile at
+// one count. K tails that are not whole stages (1003, 100) and unaligned
+// rows (OC = 1003, C = 100) go through the K-contiguous operands' slice
+// offsets. Outputs and partials are poisoned; the counters must be zero
+// after each launch.
+func TestMatmulSplitKProducts(t *testing.T) {
+	env(t)
+	r := rng(t)
+	for _, sh := range []struct {
+		n, c, oc int
+		splits   bool // the launcher must split the forward (c long) or the input gradient (oc long)
+	}{
+		{512, 128, 512, true},
+		{512, 512, 128, true},
+		{512, 128, 384, true},
+		{300, 100, 1003, false},
+		{37, 1003, 96, false},
+	} {
+		n, c, oc := sh.n, sh.c, sh.oc
+		t.Run(fmt.Sprintf("N%d_C%d_OC%d", n, c, oc), func(t *testing.T) {
+			env(t)
+			inp, inpV := upload(t, "inp", normal(r, n*c, 1))
+			w, wV := upload(t, "w", normal(r, oc*c, 1))
+			bias, biasV := upload(t, "bias", normal(r, oc, 1))
+			dout, doutV := upload(t, "dout", normal(r, n*oc, 1))
+			wantOut := make([]float64, n*oc)
+			ref.MatmulForward(wantOut, inpV, wV, biasV, n, c, oc)
+			wantIn := make([]float64, n*c)
+			ref.MatmulBackward(wantIn, make([]float64, oc*c), nil, doutV, inpV, wV, n, c, oc)
+
+			ws := matmulWorkspace(t, n, c, oc)
+			fwd, bwd := MatmulPlan(n, oc, c, sms(), ws), MatmulPlan(n, c, oc, sms(), ws)
+			t.Logf("plans on %d SMs: forward %v, input gradient %v", sms(), fwd, bwd)
+			if sh.splits && fwd.Slices < 2 && bwd.Slices < 2 {
+				t.Errorf("the launcher splits neither the forward nor the input gradient on %d SMs", sms())
+			}
+			out := buffer(t, "out", n*oc)
+			run(t, MatmulForwardWith(out, inp, w, bias, ws, n, c, oc, sms(), MatmulOptions{}))
+			checkClose(t, "out "+fwd.String(), download(t, out, n*oc), wantOut, matmulTol)
+			matmulCountersZero(t, "out "+fwd.String(), ws)
+			dinp := buffer(t, "dinp", n*c)
+			run(t, MatmulBackwardInputPlan(dinp, dout, w, ws, n, c, oc, bwd))
+			checkClose(t, "dinp "+bwd.String(), download(t, dinp, n*c), wantIn, matmulTol)
+			matmulCountersZero(t, "dinp "+bwd.String(), ws)
+
+			for _, s := range []int{2, 3, 8} {
+				var firstOut, firstIn []float64
+				for _, tile := range gemmTiles {
+					fp := gemmplan.SplitOf(tile, n, oc, c, s)
+					fws := matmulWorkspaceFor(t, fp)
+					for _, withBias := range []bool{true, false} {
+						b, want := bias, wantOut
+						if !withBias {
+							b = program.View{}
+							want = make([]float64, n*oc)
+							ref.MatmulForward(want, inpV, wV, nil, n, c, oc)
+						}
+						out := buffer(t, "out", n*oc)
+						run(t, MatmulForwardPlan(out, inp, w, b, fws, n, c, oc, fp))
+						got := download(t, out, n*oc)
+						checkClose(t, fmt.Sprintf("out %v bias %v", fp, withBias), got, want, matmulTol)
+						matmulCountersZero(t, "out "+fp.String(), fws)
+						if withBias {
+							if firstOut == nil {
+								firstOut = got
+							} else {
+								sameBits(t, "out "+fp.String()+" vs "+gemmTiles[0].String(), got, firstOut)
+							}
+						}
+					}
+					bp := gemmplan.SplitOf(tile, n, c, oc, s)
+					bws := matmulWorkspaceFor(t, bp)
+					dinp := buffer(t, "dinp", n*c)
+					run(t, MatmulBackwardInputPlan(dinp, dout, w, bws, n, c, oc, bp))
+					got := download(t, dinp, n*c)
+					checkClose(t, "dinp "+bp.String(), got, wantIn, matmulTol)
+					matmulCountersZero(t, "dinp "+bp.String(), bws)
+					if firstIn == nil {
+						firstIn = got
+					} else {
+						sameBits(t, "dinp "+bp.String()+" vs "+gemmTiles[0].String(), got, firstIn)
 					}
 				}
 			}

@@ -738,23 +738,31 @@ func checkKernelFlaw(t *testing.T, base, m *Step, fs []config.Flaw) {
 		v := func(name string) program.View { return argOf(w, name).View }
 		n := func(name string) int { return int(argOf(w, name).Int) }
 		big := gemmplan.Tiles[0]
+		ws := func() kernels.MatmulScratch {
+			return kernels.MatmulScratch{Partials: argOf(w, "partials").View, Counters: argOf(w, "counters").View}
+		}
+		// The clean launch's own plan, from its arguments.
+		cleanPlan := func(m, nn int) gemmplan.Split {
+			tl := tileOf(t, n("tile"))
+			return gemmplan.Split{Tile: tl, Tiles: tl.Blocks(m, nn), Slices: n("splits"), SliceK: n("slice_k")}
+		}
 		switch {
 		case has(config.Uncoalesced) && (w.Name == "residual_forward" || w.Name == "residual_forward_bf16"):
 			exp = kernels.ResidualForwardStrided(v("out"), v("a"), v("b"), n("n"))
 		case w.Name == "matmul_forward" && (has(config.LowOccupancy) || has(config.BankConflicts)):
-			tile := gemmplan.Tiles[0]
-			if !has(config.LowOccupancy) {
-				tile = tileOf(t, n("tile"))
+			p := cleanPlan(n("N"), n("OC"))
+			if has(config.LowOccupancy) {
+				p = gemmplan.SplitOf(big, n("N"), n("OC"), n("C"), 1)
 			}
-			exp = kernels.MatmulForwardTile(v("out"), v("inp"), v("w"), v("bias"), n("N"), n("C"), n("OC"), tile)
+			exp = kernels.MatmulForwardPlan(v("out"), v("inp"), v("w"), v("bias"), ws(), n("N"), n("C"), n("OC"), p)
 			if has(config.BankConflicts) {
 				exp.Name = kernels.MatmulForwardNoPad
 			}
 		case w.Name == "matmul_backward_input" && has(config.LowOccupancy):
-			exp = kernels.MatmulBackwardInputTile(v("dinp"), v("dout"), v("w"), n("N"), n("C"), n("OC"), big)
+			exp = kernels.MatmulBackwardInputPlan(v("dinp"), v("dout"), v("w"), ws(), n("N"), n("C"), n("OC"),
+				gemmplan.SplitOf(big, n("N"), n("C"), n("OC"), 1))
 		case w.Name == "matmul_backward_weight" && has(config.LowOccupancy):
-			ws := kernels.MatmulScratch{Partials: v("partials"), Counters: v("counters")}
-			exp = kernels.MatmulBackwardWeightPlan(v("dw"), v("dout"), v("inp"), ws, n("N"), n("C"), n("OC"),
+			exp = kernels.MatmulBackwardWeightPlan(v("dw"), v("dout"), v("inp"), ws(), n("N"), n("C"), n("OC"),
 				gemmplan.SplitOf(big, n("OC"), n("C"), n("N"), 1))
 		}
 		if !sameLaunch(g, exp) {

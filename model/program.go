@@ -519,7 +519,7 @@ func (m *Step) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) p
 	if m.DType.TensorCores() {
 		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, m.SMs))[0]
 	}
-	return kernels.MatmulForwardWith(out, inp, w, bias, n, c, oc, m.SMs, m.matmulOptions())
+	return kernels.MatmulForwardWith(out, inp, w, bias, m.matmulWorkspace, n, c, oc, m.SMs, m.matmulOptions())
 }
 
 // linearBackward is linearForward's backward: dinp, dw and (unless null)

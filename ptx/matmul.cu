@@ -20,14 +20,16 @@
 // (tail k's add fmaf(0,0,acc) = acc), so the result does not depend on the
 // tile choice.
 //
-// The weight gradient's K is the N rows, long next to its small output
-// (384×128 over 512 rows in the tiny model: 12 tiles for 132 SMs), so the
-// launcher may split it into S slices of K (split-K, grid tiles × S): each
-// block runs its tile's chain over one slice into a partial tile in a
-// scratch buffer, and the last block to finish a tile, elected with an
-// integer counter, adds the S partials in slice order and writes dW. See
+// A product whose output has few tiles next to a long K (the weight
+// gradient's K is the N rows: 384×128 over 512 rows in the tiny model, 12
+// tiles for 132 SMs; the tiny model's 512×128 outputs over K = 512 are 16
+// tiles) may be split by the launcher into S slices of K (split-K, grid
+// tiles × S), in any of the three layouts: each block runs its tile's chain
+// over one slice into a partial tile in a scratch buffer, and the last block
+// to finish a tile, elected with an integer counter, adds the S partials in
+// slice order (then the bias, in the forward) and writes C. See
 // split_epilogue for why that is deterministic. S = 1 is the plain path:
-// one block per tile, the whole chain, dW written directly.
+// one block per tile, the whole chain, C written directly.
 //
 // Reproducible PTX: TestFresh rebuilds this file elsewhere and wants the same
 // bytes, so nothing here has internal linkage (nvcc names such code, in the
@@ -221,9 +223,9 @@ __device__ __forceinline__ unsigned lds_u32(unsigned addr) {
     return v;
 }
 
-// Split is the weight gradient's split-K: the slice count and the scratch.
-// splits = 1 (every other product, and a weight gradient the launcher does
-// not split) stores the tile directly and touches neither buffer.
+// Split is a product's split-K: the slice count and the scratch. splits =
+// 1 (a product the launcher does not split) stores the tile directly and
+// touches neither buffer.
 struct Split {
     float* partials; // [splits][gridDim.x] tiles of BM·BN floats
     int* counters;   // [gridDim.x], zero between launches
@@ -271,18 +273,18 @@ struct Operand {
     float4 reg[LOADS]; // the stage in flight between fetch and stash
 
     // init starts the operand at row (or column) r0 of the tile and at k =
-    // k0. K_ is where k ends; for a K-contiguous operand it is also the row
-    // length, so there k0 must be 0 (only the weight gradient, whose
-    // operands are both R-contiguous, starts later: split-K).
-    __device__ __forceinline__ void init(const float* p_, int R_, int K_, int r0, int k0, int tid) {
-        const int ld = KCONTIG ? K_ : R_; // packed: a row is the contiguous extent
+    // k0 (a split-K slice's start, a multiple of BK; 0 unsplit). K_ is where
+    // k ends, the slice's end; ldk is the K-contiguous matrix's row length,
+    // the whole K (the matrices are packed: a row is the contiguous extent).
+    __device__ __forceinline__ void init(const float* p_, int R_, int K_, int r0, int k0, int ldk, int tid) {
+        const int ld = KCONTIG ? ldk : R_;
         p = p_;
         R = R_;
         K = K_;
         vec = aligned16(p_, ld);
         if (KCONTIG) {
             fix = r0 + tid / 2;
-            idx = (tid % 2) * 4;
+            idx = k0 + (tid % 2) * 4;
         } else {
             fix = k0 + tid / (BR / 4);
             idx = r0 + (tid % (BR / 4)) * 4;
@@ -407,9 +409,10 @@ __device__ __forceinline__ void store4(float* crow, int c, int Nc, bool vec_c, c
 }
 
 template <int BM, int BN>
-__device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float* partials, int splits);
+__device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float* partials, int splits,
+                                          const float* bias);
 
-// split_epilogue finishes one block of a split weight gradient (splits > 1;
+// split_epilogue finishes one block of a split product (splits > 1;
 // see gemm for the thread layout). blockIdx.x is the output tile,
 // blockIdx.y the slice, and acc the tile's sum over that slice's rows.
 //
@@ -440,7 +443,7 @@ __device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float*
 // accumulators leave free.
 template <int BM, int BN>
 __device__ __forceinline__ void split_epilogue(float* Cm, int M, int Nc, const float (&acc)[8][8], const Split& sp,
-                                               float* smem) {
+                                               const float* bias, float* smem) {
     constexpr int THREADS = BM * BN / 64;
     constexpr int TILE = BM * BN;
     const int tid = tid_x(), tile = ctaid_x();
@@ -466,16 +469,19 @@ __device__ __forceinline__ void split_epilogue(float* Cm, int M, int Nc, const f
         sts_u32(flag, last);
     }
     __syncthreads();
-    if (lds_u32(flag) != 0) split_reduce<BM, BN>(Cm, M, Nc, sp.partials, sp.splits);
+    if (lds_u32(flag) != 0) split_reduce<BM, BN>(Cm, M, Nc, sp.partials, sp.splits, bias);
 }
 
-// split_reduce is the last block's part of split_epilogue: dw's tile is
-// the sum of the S partials in slice order. It is a separate function
+// split_reduce is the last block's part of split_epilogue: C's tile is
+// the sum of the S partials in slice order, plus bias(Nc) when it is not
+// null (added last, as the unsplit epilogue adds it to the whole chain).
+// It is a separate function
 // (not inlined) so that its registers are allocated on their own: inlined
 // into the six GEMM variants of matmul_backward_weight, it made ptxas
 // spill in their K loops.
 template <int BM, int BN>
-__device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float* partials, int splits) {
+__device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float* partials, int splits,
+                                          const float* bias) {
     constexpr int THREADS = BM * BN / 64;
     constexpr int TILE = BM * BN;
     const int tid = tid_x(), tile = ctaid_x();
@@ -510,17 +516,25 @@ __device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float*
             }
         }
         float* crow = Cm + (size_t)row * Nc;
-        const float vlo[4] = {lo.x, lo.y, lo.z, lo.w};
-        const float vhi[4] = {hi.x, hi.y, hi.z, hi.w};
-        store4(crow, pl.n0 + pl.tx * 4, Nc, vec_c, vlo);
-        store4(crow, pl.n0 + BN / 2 + pl.tx * 4, Nc, vec_c, vhi);
+        float vlo[4] = {lo.x, lo.y, lo.z, lo.w};
+        float vhi[4] = {hi.x, hi.y, hi.z, hi.w};
+        const int clo = pl.n0 + pl.tx * 4, chi = pl.n0 + BN / 2 + pl.tx * 4;
+        if (bias != nullptr) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                if (clo + j < Nc) vlo[j] += bias[clo + j];
+                if (chi + j < Nc) vhi[j] += bias[chi + j];
+            }
+        }
+        store4(crow, clo, Nc, vec_c, vlo);
+        store4(crow, chi, Nc, vec_c, vhi);
     }
 }
 
 // gemm computes one BM×BN tile of C(M,Nc) = A(M,K)·B(K,Nc) (+ bias(Nc)),
-// summing over k in [k0, K): k0 is 0 except in a split weight gradient's
-// slice, whose partial tile SPLIT hands to split_epilogue instead of
-// storing it.
+// summing over k in [k0, K): k0 is 0 except in a split-K slice, whose
+// partial tile SPLIT hands to split_epilogue instead of storing it. ldk is
+// the row length of a K-contiguous operand, the product's whole K.
 // A is (M,K) row-major when !TRANS_A, (K,M) row-major when TRANS_A; B is
 // (Nc,K) row-major when TRANS_B, (K,Nc) row-major when !TRANS_B. C is (M,Nc)
 // row-major. All three are packed (a row's length is its matrix's second
@@ -535,19 +549,18 @@ __device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float*
 template <int BM, int BN, bool TRANS_A, bool TRANS_B, bool SPLIT, int P>
 __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __restrict__ A,
                                      const float* __restrict__ B, const float* __restrict__ bias,
-                                     int M, int Nc, int K, int k0, float* smem, const Split& sp) {
+                                     int M, int Nc, int K, int k0, int ldk, float* smem, const Split& sp) {
     constexpr int THREADS = BM * BN / 64;
     static_assert(THREADS <= MAX_THREADS && BM <= MAX_TILE && BN <= MAX_TILE, "tile too large");
-    static_assert(!SPLIT || (TRANS_A && !TRANS_B), "only the weight gradient (TN: both operands R-contiguous) splits K");
     const int tid = threadIdx.x;
     const Place pl = place<BM, BN>(blockIdx.x, tid, M, Nc);
     const int m0 = pl.m0, n0 = pl.n0, ty = pl.ty, tx = pl.tx;
 
     static_assert(P >= 0 && P <= PAD && P % 4 == 0, "a pad keeps rows 16-byte aligned and fits SMEM_FLOATS");
     Operand<BM, THREADS, !TRANS_A, P> a;
-    a.init(A, M, K, m0, k0, tid);
+    a.init(A, M, K, m0, k0, ldk, tid);
     Operand<BN, THREADS, TRANS_B, P> b;
-    b.init(B, Nc, K, n0, k0, tid);
+    b.init(B, Nc, K, n0, k0, ldk, tid);
 
     // Two stages each of A and B, as shared byte addresses: A stage s at
     // sa + s·STAGE_A, B stage s at sb + s·STAGE_B (offsets, not an array,
@@ -606,9 +619,9 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
         __syncthreads();
     }
 
-    // A split weight gradient hands its partial tile to split_epilogue.
+    // A split-K slice hands its partial tile to split_epilogue.
     if (SPLIT) {
-        split_epilogue<BM, BN>(Cm, M, Nc, acc, sp, smem);
+        split_epilogue<BM, BN>(Cm, M, Nc, acc, sp, bias, smem);
         return;
     }
 
@@ -646,29 +659,54 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
 // (PAD, or 0 for matmul_forward_nopad).
 template <bool TRANS_A, bool TRANS_B, bool SPLIT, int P = PAD>
 __device__ __forceinline__ void dispatch(int tile, float* Cm, const float* A, const float* B, const float* bias,
-                                         int M, int Nc, int K, int k0, float* smem, const Split& sp) {
+                                         int M, int Nc, int K, int k0, int ldk, float* smem, const Split& sp) {
     if (tile == TILE_128x128) {
-        gemm<128, 128, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
+        gemm<128, 128, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, ldk, smem, sp);
     } else if (tile == TILE_128x64) {
-        gemm<128, 64, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
+        gemm<128, 64, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, ldk, smem, sp);
     } else {
-        gemm<64, 64, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, smem, sp);
+        gemm<64, 64, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, ldk, smem, sp);
     }
 }
 
-// unsplit is the Split of every product that stores its tile directly.
-__device__ __forceinline__ Split unsplit() { return Split{nullptr, nullptr, 1}; }
+// product runs C(M,Nc) = A·B (+ bias) over K in splits slices of slice_k
+// (grid y is the slice), or unsplit (splits = 1: the whole K, partials
+// and counters untouched and possibly null). The slice is k in [k0, k_end):
+// the GEMM starts its operands' offsets there rather than offsetting the
+// pointers, which would hold two more 64-bit registers through the K loop
+// (and spill). splits > 1 needs partials of splits·tiles·BM·BN floats and
+// counters of tiles ints, zero on entry and left zero (split_epilogue).
+// Either way the sum's order is fixed: deterministic.
+template <bool TRANS_A, bool TRANS_B, int P = PAD>
+__device__ __forceinline__ void product(int tile, float* Cm, const float* A, const float* B, const float* bias,
+                                        int M, int Nc, int K, float* partials, int* counters, int splits,
+                                        int slice_k, float* smem) {
+    const Split sp{partials, counters, splits};
+    if (splits > 1) {
+        const int k0 = blockIdx.y * slice_k;
+        const int k_end = min(k0 + slice_k, K);
+        dispatch<TRANS_A, TRANS_B, true, P>(tile, Cm, A, B, bias, M, Nc, k_end, k0, K, smem, sp);
+    } else {
+        dispatch<TRANS_A, TRANS_B, false, P>(tile, Cm, A, B, bias, M, Nc, K, 0, K, smem, sp);
+    }
+}
 
 } // namespace matmul
 
 using namespace matmul;
 
+// Every product's launch: grid (tiles, splits), block = tile threads (see
+// matmul.go and gemmplan). splits = 1 (slice_k = K) is the plain GEMM, one
+// block per tile over the whole K; splits > 1 is split-K through partials
+// and counters (product). The sum's order is fixed by the plan either way.
+
 // matmul_forward: out(N,OC) = inp(N,C)·w(OC,C)ᵀ + bias(OC); bias may be
-// null. Launch: 1-D grid of tiles, block = tile threads (see matmul.go).
+// null. K is C.
 extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
-    matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, int tile) {
+    matmul_forward(float* out, const float* inp, const float* w, const float* bias, float* partials, int* counters,
+                   int N, int C, int OC, int tile, int splits, int slice_k) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
-    dispatch<false, true, false>(tile, out, inp, w, bias, N, OC, C, 0, smem, unsplit());
+    product<false, true>(tile, out, inp, w, bias, N, OC, C, partials, counters, splits, slice_k, smem);
 }
 
 // matmul_forward_nopad (--flaw=bank-conflicts): matmul_forward with
@@ -677,44 +715,28 @@ extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
 // conflicts, the SharedMemoryConflicts rule). Same arguments, launch and
 // bits as matmul_forward.
 extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
-    matmul_forward_nopad(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC,
-                         int tile) {
+    matmul_forward_nopad(float* out, const float* inp, const float* w, const float* bias, float* partials,
+                         int* counters, int N, int C, int OC, int tile, int splits, int slice_k) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
-    dispatch<false, true, false, 0>(tile, out, inp, w, bias, N, OC, C, 0, smem, unsplit());
+    product<false, true, 0>(tile, out, inp, w, bias, N, OC, C, partials, counters, splits, slice_k, smem);
 }
 
-// matmul_backward_input: dinp(N,C) = dout(N,OC)·w(OC,C), overwritten.
+// matmul_backward_input: dinp(N,C) = dout(N,OC)·w(OC,C), overwritten. K is
+// OC.
 extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
-    matmul_backward_input(float* dinp, const float* dout, const float* w, int N, int C, int OC, int tile) {
+    matmul_backward_input(float* dinp, const float* dout, const float* w, float* partials, int* counters, int N,
+                          int C, int OC, int tile, int splits, int slice_k) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
-    dispatch<false, false, false>(tile, dinp, dout, w, nullptr, N, C, OC, 0, smem, unsplit());
+    product<false, false>(tile, dinp, dout, w, nullptr, N, C, OC, partials, counters, splits, slice_k, smem);
 }
 
 // matmul_backward_weight: dw(OC,C) = dout(N,OC)ᵀ·inp(N,C), overwritten. The
-// sum over the N rows is the GEMM's K loop. Launch: grid (tiles, splits),
-// block = tile threads. Block (x, y) runs rows [y·slice_k, (y+1)·slice_k)
-// of tile x; slice_k is a multiple of BK and every slice has rows (the
-// launcher's gemmplan.SplitOf). splits = 1 (slice_k = N) is the plain
-// GEMM: one block owns each tile and sums all N rows in order, and
-// partials and counters are not touched (they may be null). splits > 1
-// needs partials of splits·tiles·BM·BN floats and counters of tiles ints,
-// zero on entry and left zero (split_epilogue). Either way the sum's order
-// is fixed: deterministic.
+// sum over the N rows is the GEMM's K loop.
 extern "C" __global__ void __launch_bounds__(MAX_THREADS, MIN_BLOCKS)
     matmul_backward_weight(float* dw, const float* dout, const float* inp, float* partials, int* counters, int N,
                            int C, int OC, int tile, int splits, int slice_k) {
     __shared__ __align__(16) float smem[SMEM_FLOATS];
-    // The slice is rows [k0, k_end) of dout and inp. The GEMM starts its
-    // operands' offsets there rather than offsetting the pointers, which
-    // would hold two more 64-bit registers through the K loop (and spill).
-    const Split sp{partials, counters, splits};
-    if (splits > 1) {
-        const int k0 = blockIdx.y * slice_k;
-        const int k_end = min(k0 + slice_k, N);
-        dispatch<true, false, true>(tile, dw, dout, inp, nullptr, OC, C, k_end, k0, smem, sp);
-    } else {
-        dispatch<true, false, false>(tile, dw, dout, inp, nullptr, OC, C, N, 0, smem, sp);
-    }
+    product<true, false>(tile, dw, dout, inp, nullptr, OC, C, N, partials, counters, splits, slice_k, smem);
 }
 
 // bias_backward: dbias(OC) = Σ_n dout(n,oc), overwritten.

@@ -205,32 +205,46 @@ func PickWith(m, n, k, sms int, c Choice) Tile {
 // WeightGradWith is WeightGrad under choice c: Tiles[0] without a split
 // for Largest, which needs no scratch.
 func WeightGradWith(n, c, oc, sms, maxFloats, maxCounters int, ch Choice) Split {
-	if ch == Largest {
-		return SplitOf(Tiles[0], oc, c, n, 1)
-	}
-	return WeightGrad(n, c, oc, sms, maxFloats, maxCounters)
+	return ProductWith(oc, c, n, sms, maxFloats, maxCounters, ch)
 }
 
 // WeightGrad plans dw(oc,c) = dout(n,oc)ᵀ·inp(n,c), a GEMM of an oc×c
-// output over K = n rows, on sms SMs, within a scratch of maxFloats partial
-// floats and maxCounters counters: the tile and slice count S (1 ≤ S ≤
-// MaxSlices, slices of at least MinSliceK rows) of least estimated time.
-// With too little scratch for any split, S = 1.
+// output over K = n rows: Product(oc, c, n, ...).
 func WeightGrad(n, c, oc, sms, maxFloats, maxCounters int) Split {
+	return Product(oc, c, n, sms, maxFloats, maxCounters)
+}
+
+// ProductWith is Product under choice c: Tiles[0] without a split for
+// Largest, which needs no scratch.
+func ProductWith(m, n, k, sms, maxFloats, maxCounters int, ch Choice) Split {
+	if ch == Largest {
+		return SplitOf(Tiles[0], m, n, k, 1)
+	}
+	return Product(m, n, k, sms, maxFloats, maxCounters)
+}
+
+// Product plans any of the three products as a GEMM of an m×n output over
+// k (the forward: n rows × oc over c; the input gradient: n × c over oc;
+// the weight gradient: oc × c over the n rows) on sms SMs, within a
+// scratch of maxFloats partial floats and maxCounters counters: the tile
+// and slice count S (1 ≤ S ≤ MaxSlices, slices of at least MinSliceK) of
+// least estimated time. With too little scratch for any split, S = 1, which
+// is Pick's tile.
+func Product(m, n, k, sms, maxFloats, maxCounters int) Split {
 	sms = max(sms, 1)
 	maxFloats = min(maxFloats, MaxPartialFloats)
 	var best Split
 	bestCost := math.Inf(1)
 	for _, t := range Tiles {
-		for s := 1; s <= min(MaxSlices, n/MinSliceK) || s == 1; s++ {
-			p := SplitOf(t, oc, c, n, s)
+		for s := 1; s <= min(MaxSlices, k/MinSliceK) || s == 1; s++ {
+			p := SplitOf(t, m, n, k, s)
 			if p.Slices != s {
 				continue // the same split as a smaller s
 			}
 			if p.PartialFloats() > maxFloats || p.Counters() > maxCounters {
 				continue
 			}
-			if cost := p.cycles(n, sms); cost < bestCost {
+			if cost := p.cycles(k, sms); cost < bestCost {
 				best, bestCost = p, cost
 			}
 		}
@@ -248,13 +262,19 @@ func WeightGrad(n, c, oc, sms, maxFloats, maxCounters int) Split {
 // tile, at most the 64×64 tiles of the output, and at most one per two
 // 64×64 partials. Both are 0 when n is too short to split.
 func WeightGradScratch(n, c, oc int) (floats, counters int) {
-	s := min(MaxSlices, n/MinSliceK)
-	if s < 2 || c <= 0 || oc <= 0 {
+	return ProductScratch(oc, c, n)
+}
+
+// ProductScratch is WeightGradScratch for any product: a workspace that
+// holds Product's plan of an m×n output over k on any number of SMs.
+func ProductScratch(m, n, k int) (floats, counters int) {
+	s := min(MaxSlices, k/MinSliceK)
+	if s < 2 || m <= 0 || n <= 0 {
 		return 0, 0
 	}
-	padded := ceilDiv(oc, 128) * 128 * ceilDiv(c, 128) * 128
+	padded := ceilDiv(m, 128) * 128 * ceilDiv(n, 128) * 128
 	floats = min(MaxPartialFloats, s*padded)
-	counters = min(ceilDiv(oc, 64)*ceilDiv(c, 64), floats/(2*64*64))
+	counters = min(ceilDiv(m, 64)*ceilDiv(n, 64), floats/(2*64*64))
 	return floats, counters
 }
 

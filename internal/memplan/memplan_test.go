@@ -42,12 +42,17 @@ func TestPlanSizes(t *testing.T) {
 		buckets := min(N, V)
 		inputs := 2*N + N + 2*buckets + 1
 		// dresidual, dC, d4C (6 N·C), attention's D, LayerNorm partials,
-		// and the weight gradients' split-K partials and counters: the
-		// most that any of the five linear layers needs, at least 1 each.
+		// and the products' split-K partials and counters: the most that
+		// any product of the five linear layers (in → out) needs, the
+		// forward (N×out over in), the input gradient (N×in over out) and
+		// the weight gradient (out×in over N), at least 1 each.
 		mmF, mmC := int64(1), int64(1)
 		for _, l := range [][2]int{{d.C, 3 * d.C}, {d.C, d.C}, {d.C, 4 * d.C}, {4 * d.C, d.C}, {d.C, d.V}} {
-			f, c := gemmplan.WeightGradScratch(int(N), l[0], l[1])
-			mmF, mmC = max(mmF, int64(f)), max(mmC, int64(c))
+			in, out, n := l[0], l[1], int(N)
+			for _, mnk := range [][3]int{{n, out, in}, {n, in, out}, {out, in, n}} {
+				f, c := gemmplan.ProductScratch(mnk[0], mnk[1], mnk[2])
+				mmF, mmC = max(mmF, int64(f)), max(mmC, int64(c))
+			}
 		}
 		rows := int64(ptx.LayerNormBwdRows)
 		scratch := 6*N*C + lse + 2*C*((N+rows-1)/rows) + mmF + mmC
@@ -109,7 +114,7 @@ func TestMatmulScratchPresets(t *testing.T) {
 		preset           int
 		floats, counters int64
 	}{
-		{0, 524288, 16},    // tiny: 2 MiB
+		{0, 524288, 64},    // tiny: 2 MiB; 64 counters for the lm head's 512×512 forward
 		{1, 8388608, 1024}, // small: 32 MiB
 		{2, 8388608, 1024}, // gpt2-124m: 32 MiB
 	} {

@@ -290,7 +290,7 @@ func TestFlawSignatureDetails(t *testing.T) {
 		}
 		f.launches[k].grid = want
 		_, fails := checkFixture(t, f, p, Options{Flaws: []config.Flaw{config.LowOccupancy}})
-		msg := fmt.Sprintf("low-occupancy: signature missing in iteration1: its products run other grids than the flaw's largest tile: matmul_forward at layer 0 / qkv ran grid (%d,1,1) (%d blocks), the flaw's is (12,1,1) (12 blocks; 9 of the forward's 9 products have fewer blocks than the 132 SMs)", want.X, want.X)
+		msg := fmt.Sprintf("low-occupancy: signature missing in iteration1: its products run other grids than the flaw's largest tile: matmul_forward at layer 0 / qkv ran grid (%d,%d,%d) (%d blocks), the flaw's is (12,1,1) (12 blocks; 9 of the forward's 9 products have fewer blocks than the 132 SMs)", want.X, want.Y, want.Z, want.X*want.Y*want.Z)
 		if !holds(fails, msg) || holds(fails, "in iteration0") || len(fails) != 1 {
 			t.Errorf("want %q alone, got %v", msg, fails)
 		}
