@@ -83,12 +83,19 @@ func MatmulWeightPlan(n, c, oc, sms int, ws MatmulScratch) gemmplan.Split {
 	return MatmulPlan(oc, c, n, sms, ws)
 }
 
-// splitArgs are a product's workspace and split arguments under plan p; a
-// split plan needs a workspace that holds it (program.Validate checks).
-func splitArgs(ws MatmulScratch, p gemmplan.Split) []program.Arg {
-	return []program.Arg{
+// productOp is the launch of product entry of ptx/matmul.cu under plan p:
+// its operands, then the workspace (a split plan needs one that holds it;
+// program.Validate checks), the shape and the plan's arguments, on the grid
+// (tiles, slices). Every product counts 2·n·c·oc FLOPs in its matmul.
+func productOp(entry string, operands []program.Arg, ws MatmulScratch, n, c, oc int, p gemmplan.Split) program.Op {
+	args := append(operands,
 		program.InOut("partials", ws.Partials, int64(p.PartialFloats())), program.InOut("counters", ws.Counters, int64(p.Counters())),
-	}
+		program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
+		program.Int("tile", p.Tile.Code), program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK))
+	op := kernel("matmul", entry, program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()), args...)
+	op.MatmulFLOPs = matmulFLOPs(n, c, oc)
+	op.FLOPs = op.MatmulFLOPs
+	return op
 }
 
 // MatmulForward computes out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias(oc) on sms
@@ -121,14 +128,8 @@ func MatmulForwardPlan(out, inp, w, bias program.View, ws MatmulScratch, n, c, o
 	if bias.IsNull() {
 		bt = 0
 	}
-	args := []program.Arg{program.Out("out", out, int64(n*oc)), program.In("inp", inp, int64(n*c)), program.In("w", w, int64(oc*c)),
-		program.In("bias", bias, bt)}
-	args = append(args, splitArgs(ws, p)...)
-	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
-		program.Int("tile", p.Tile.Code), program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK))
-	op := kernel("matmul", "matmul_forward", program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()), args...)
-	op.MatmulFLOPs = matmulFLOPs(n, c, oc)
-	op.FLOPs = op.MatmulFLOPs
+	op := productOp("matmul_forward", []program.Arg{program.Out("out", out, int64(n*oc)), program.In("inp", inp, int64(n*c)),
+		program.In("w", w, int64(oc*c)), program.In("bias", bias, bt)}, ws, n, c, oc, p)
 	if bt > 0 {
 		op.FLOPs += int64(n) * bt
 	}
@@ -149,14 +150,8 @@ func MatmulBackwardInputTile(dinp, dout, w program.View, n, c, oc int, t gemmpla
 
 // MatmulBackwardInputPlan is MatmulBackwardInput with the plan given.
 func MatmulBackwardInputPlan(dinp, dout, w program.View, ws MatmulScratch, n, c, oc int, p gemmplan.Split) program.Op {
-	args := []program.Arg{program.Out("dinp", dinp, int64(n*c)), program.In("dout", dout, int64(n*oc)), program.In("w", w, int64(oc*c))}
-	args = append(args, splitArgs(ws, p)...)
-	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
-		program.Int("tile", p.Tile.Code), program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK))
-	op := kernel("matmul", "matmul_backward_input", program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()), args...)
-	op.MatmulFLOPs = matmulFLOPs(n, c, oc)
-	op.FLOPs = op.MatmulFLOPs
-	return op
+	return productOp("matmul_backward_input", []program.Arg{program.Out("dinp", dinp, int64(n*c)), program.In("dout", dout, int64(n*oc)),
+		program.In("w", w, int64(oc*c))}, ws, n, c, oc, p)
 }
 
 // MatmulBackwardWeight computes dw(oc,c) = dout(n,oc)ᵀ·inp(n,c),
@@ -178,14 +173,8 @@ func MatmulBackwardWeight(dw, dout, inp program.View, ws MatmulScratch, n, c, oc
 // MatmulBackwardWeightPlan is MatmulBackwardWeight with the plan given;
 // a split plan needs a workspace that holds it (program.Validate checks).
 func MatmulBackwardWeightPlan(dw, dout, inp program.View, ws MatmulScratch, n, c, oc int, p gemmplan.Split) program.Op {
-	args := []program.Arg{program.Out("dw", dw, int64(oc*c)), program.In("dout", dout, int64(n*oc)), program.In("inp", inp, int64(n*c))}
-	args = append(args, splitArgs(ws, p)...)
-	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc),
-		program.Int("tile", p.Tile.Code), program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK))
-	op := kernel("matmul", "matmul_backward_weight", program.D2(max(p.Tiles, 1), p.Slices), program.D1(p.Tile.Threads()), args...)
-	op.MatmulFLOPs = matmulFLOPs(n, c, oc)
-	op.FLOPs = op.MatmulFLOPs
-	return op
+	return productOp("matmul_backward_weight", []program.Arg{program.Out("dw", dw, int64(oc*c)), program.In("dout", dout, int64(n*oc)),
+		program.In("inp", inp, int64(n*c))}, ws, n, c, oc, p)
 }
 
 // BiasBackward computes dbias(oc) = Σ_n dout(n,oc), overwriting dbias, in a
