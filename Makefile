@@ -21,7 +21,10 @@ NVCC ?= $(CUDA_HOME)/bin/nvcc
 # on and every driver from 520 on. -lineinfo lets Nsight Compute show source.
 # A source that needs a later architecture (bf16, mma.sync, cp.async: the
 # sm_80 tier) says so on a line of its own, "// nvcc-arch: compute_80", and
-# its module is loaded only on GPUs that have it (internal/cuexec).
+# its module is loaded only on GPUs that have it (internal/cuexec). One that
+# needs an architecture-specific target nvcc 11.8 cannot name (sm_90a: wgmma,
+# setmaxnreg) also says "// ptx-target: sm_90a", and scripts/ptx-target.sh
+# rewrites its PTX header to that target.
 NVCCFLAGS := -ptx -O3 -lineinfo
 NVCC_ARCH := compute_70
 # nvcc_arch prints the architecture a source asks for, or NVCC_ARCH.
@@ -63,7 +66,7 @@ PTX_BUILD := /tmp/gpubench-ptx
 ptx/%.ptx: ptx/%.cu $(wildcard ptx/*.cuh)
 	mkdir -p $(PTX_BUILD) && cp ptx/*.cu ptx/*.cuh $(PTX_BUILD)/
 	cd $(PTX_BUILD) && $(NVCC) -arch=$(call nvcc_arch,$*.cu) $(NVCCFLAGS) $*.cu -o $*.ptx
-	sed -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $(PTX_BUILD)/$*.ptx > $@
+	set -o pipefail; sed -E 's#\.file([[:space:]]+[0-9]+) "[^"]*/([^/"]+)"#.file\1 "\2"#' $(PTX_BUILD)/$*.ptx | scripts/ptx-target.sh ptx/$*.cu > $@
 # ptx/<layer>_bf16.cu is `#include "<layer>.cu"` with GPUBENCH_BF16 defined.
 $(filter %_bf16.ptx,$(PTX_OUT)): ptx/%_bf16.ptx: ptx/%.cu
 # ptx/matmul_mma3.cu is matmul_mma.cu with a 3-stage pipeline.

@@ -29,6 +29,12 @@ import (
 // kernels run.
 const DefaultSMs = 132
 
+// DefaultCC is the compute capability a program is built for when the GPU
+// is not known, DefaultSMs's GPUs' (9.0): it decides, with Options.Tier,
+// whether bf16's products run on the Hopper tier. plan and check without a
+// GPU therefore describe an H100/H200's run; --tier=mma describes another's.
+const DefaultCC = 90
+
 // Options are what a program depends on beyond the model's shape and mode.
 type Options struct {
 	// SMs is the GPU's multiprocessor count, for the matmul tile and
@@ -39,6 +45,12 @@ type Options struct {
 	Graph bool
 	// DType is the step's precision; "" means config.FP32.
 	DType config.DType
+	// Tier picks the tensor-core kernels of bf16's products ("" means
+	// config.TierAuto), CC the GPU's compute capability as major·10 +
+	// minor (0: not known, DefaultCC). Auto takes the Hopper tier
+	// (kernels/matmul_wgmma.go) on 9.0.
+	Tier config.Tier
+	CC   int
 	// SharedOptIn is the GPU's shared memory a block may opt in to; it
 	// picks the tensor-core GEMM's pipeline depth
 	// (gemmplan.MMAStagesFor). 0 means not known: the H100/H200's.
@@ -72,6 +84,10 @@ type Step struct {
 	Elem program.Elem
 	// NVTX is the depth of the NVTX ranges (Options.NVTX).
 	NVTX config.NVTXDepth
+	// WGMMA says that the linear layers' bf16 products run on the Hopper
+	// tier (matmul_wgmma) wherever their operands allow TMA
+	// (kernels.WGMMAFits), on matmul_mma elsewhere.
+	WGMMA bool
 	// mmaStages is the tensor-core GEMM's pipeline depth for the GPU
 	// (Options.SharedOptIn); a GPU with room for none keeps the deepest,
 	// which CheckDevice then refuses.
@@ -158,6 +174,10 @@ func Program(d config.Dims, mode config.Mode, o Options) *Step {
 	if o.DType == config.BF16 {
 		m.Elem = program.BF16
 	}
+	if o.CC <= 0 {
+		o.CC = DefaultCC
+	}
+	m.WGMMA = o.Tier.UsesWGMMA(o.DType, o.CC)
 	if o.DType.TensorCores() {
 		m.Vp = (d.V + VocabPad - 1) / VocabPad * VocabPad
 	}
@@ -516,6 +536,9 @@ func (m *Step) buildBackward(r *program.Range) {
 // stride ld: on the FP32 units for fp32, on tensor cores for tf32 and bf16
 // (kernels/matmul_mma.go). Only the tensor-core path pads (ld > oc).
 func (m *Step) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) program.Op {
+	if m.WGMMA && kernels.WGMMAFits(c, ld, out, inp, w, bias) {
+		return kernels.MatmulForwardWGMMA(out, inp, w, bias, m.matmulWorkspace, n, c, oc, ld, m.SMs)
+	}
 	if m.DType.TensorCores() {
 		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, m.SMs))[0]
 	}
@@ -525,6 +548,9 @@ func (m *Step) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) p
 // linearBackward is linearForward's backward: dinp, dw and (unless null)
 // dbias, all overwritten, from dout (rows of stride ld).
 func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, oc, ld int) []program.Op {
+	if m.WGMMA && kernels.WGMMAFits(c, ld, dinp, dw, dbias, dout, inp, w) {
+		return kernels.MatmulBackwardWGMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)
+	}
 	if m.DType.TensorCores() {
 		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulBackwardMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)...)
 	}
@@ -605,6 +631,9 @@ func (m *Step) CheckDevice(d Device) error {
 	for _, u := range m.Modules() {
 		if !u.Target.Runs(major, minor) {
 			hint := "use --dtype=fp32"
+			if u.Target.ArchSpecific {
+				hint = "use --tier=mma"
+			}
 			if m.DType == config.FP32 {
 				hint = "no dtype of gpubench runs on it"
 			}
@@ -635,6 +664,9 @@ func (m *Step) KernelPath() string {
 	switch m.DType {
 	case config.BF16:
 		products = "products and attention on bf16 tensor cores (mma.sync), fp32 accumulation"
+		if m.WGMMA {
+			products = "linear layers on Hopper's bf16 tensor cores (wgmma, TMA), attention on mma.sync, fp32 accumulation"
+		}
 	case config.TF32:
 		products = "linear layers on TF32 tensor cores (mma.sync), attention on the FP32 units"
 	default:

@@ -113,6 +113,9 @@ func TestProgramMatchesPTX(t *testing.T) {
 			if want := argClass(types[i]); a.Kind != want {
 				t.Errorf("%s: %s argument %d (%s) is %s, the PTX declares .%s", op.Where(), op.Name, i, a.Param, a.Kind, types[i])
 			}
+			if isMap := types[i] == ptx.TensorMapParam; isMap != (a.Map != nil) {
+				t.Errorf("%s: %s argument %d (%s): tensor map %v, the PTX declares .%s", op.Where(), op.Name, i, a.Param, a.Map != nil, types[i])
+			}
 		}
 	}
 	check(&fill)
@@ -136,10 +139,15 @@ func TestProgramMatchesPTX(t *testing.T) {
 						}
 					}
 				}
-				// The H200's program, and an A100's (163 KB of shared
-				// memory a block: the 3-stage GEMM build).
-				for _, optIn := range []int{0, 163 << 10} {
-					m := Program(d, mode, Options{DType: dt, SharedOptIn: optIn})
+				// The H200's program (the Hopper tier for bf16), an A100's
+				// (163 KB of shared memory a block: the 3-stage GEMM
+				// build) and the H200's on the sm_80 tier (--tier=mma).
+				for _, o := range []Options{{}, {SharedOptIn: 163 << 10, CC: 80}, {Tier: config.TierMMA}} {
+					if o.Tier == config.TierMMA && !dt.TensorCores() {
+						continue
+					}
+					o.DType = dt
+					m := Program(d, mode, o)
 					for _, e := range record(t, m).Events {
 						if e.Op != nil {
 							check(e.Op)
@@ -170,7 +178,7 @@ func TestProgramMatchesPTX(t *testing.T) {
 
 func argClass(ptxType string) program.ArgKind {
 	switch ptxType {
-	case "u64", "s64", "b64":
+	case "u64", "s64", "b64", ptx.TensorMapParam:
 		return program.Ptr
 	case "u32", "s32", "b32":
 		return program.I32Arg
@@ -390,14 +398,20 @@ func TestCheckDevice(t *testing.T) {
 		// 128×256 tiles need more, so the H200's program does not run
 		// there, and the A100's (built with its shared memory: 3 stages,
 		// module matmul_mma3) does.
+		// bf16's H200 program also takes the Hopper tier (sm_90a), which an
+		// A100 cannot load at all.
 		a100 := Device{Name: "A100", Major: 8, SharedOptIn: 163 << 10}
 		err := m.CheckDevice(a100)
+		want := "shared memory"
+		if dt == config.BF16 {
+			want = "sm_90a PTX, which A100 (compute capability 8.0) cannot run (use --tier=mma)"
+		}
 		if dt.TensorCores() != (err != nil) {
 			t.Errorf("%s: the H200's program on an A100: %v", dt, err)
-		} else if err != nil && !strings.Contains(err.Error(), "shared memory") {
-			t.Errorf("%s on an A100: %q does not name the shared memory", dt, err)
+		} else if err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("%s on an A100: %q does not say %q", dt, err, want)
 		}
-		forA100 := Program(d, config.Train, Options{DType: dt, SharedOptIn: a100.SharedOptIn})
+		forA100 := Program(d, config.Train, Options{DType: dt, SharedOptIn: a100.SharedOptIn, CC: 80})
 		if err := forA100.CheckDevice(a100); err != nil {
 			t.Errorf("%s: the A100's program on an A100: %v", dt, err)
 		}
@@ -405,7 +419,7 @@ func TestCheckDevice(t *testing.T) {
 			t.Errorf("%s: the A100's program does not use the 3-stage GEMM: %s", dt, forA100.KernelPath())
 		}
 		// 99 KB (an RTX 4090) fits neither build.
-		if err := Program(d, config.Train, Options{DType: dt, SharedOptIn: 99 << 10}).CheckDevice(Device{Name: "RTX 4090", Major: 8, Minor: 9, SharedOptIn: 99 << 10}); dt.TensorCores() && err == nil {
+		if err := Program(d, config.Train, Options{DType: dt, SharedOptIn: 99 << 10, CC: 89}).CheckDevice(Device{Name: "RTX 4090", Major: 8, Minor: 9, SharedOptIn: 99 << 10}); dt.TensorCores() && err == nil {
 			t.Errorf("%s on 99 KB of shared memory: no error", dt)
 		}
 		err = m.CheckDevice(Device{Name: "Tesla V100", Major: 7})

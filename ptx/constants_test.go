@@ -192,6 +192,16 @@ type mirror struct {
 
 // mirrors lists every CUDA constant that Go restates by value.
 var mirrors = []mirror{
+	{"matmul_wgmma.cu", "BM", "gemmplan.MMABlockM", gemmplan.MMABlockM},
+	{"matmul_wgmma.cu", "BN_WIDE", "gemmplan.WGMMABlockNWide", gemmplan.WGMMABlockNWide},
+	{"matmul_wgmma.cu", "BN_NARROW", "gemmplan.WGMMABlockNNarrow", gemmplan.WGMMABlockNNarrow},
+	{"matmul_wgmma.cu", "BK", "gemmplan.WGMMABlockK", gemmplan.WGMMABlockK},
+	{"matmul_wgmma.cu", "THREADS", "gemmplan.WGMMAThreads", gemmplan.WGMMAThreads},
+	{"matmul_wgmma.cu", "RING_BYTES", "gemmplan.WGMMARingBytes", gemmplan.WGMMARingBytes},
+	{"matmul_wgmma.cu", "STAGES_WIDE", "gemmplan.WGMMAStages(WGMMABlockNWide)", gemmplan.WGMMAStages(gemmplan.WGMMABlockNWide)},
+	{"matmul_wgmma.cu", "STAGES_NARROW", "gemmplan.WGMMAStages(WGMMABlockNNarrow)", gemmplan.WGMMAStages(gemmplan.WGMMABlockNNarrow)},
+	{"matmul_wgmma.cu", "SMEM_WIDE", "gemmplan.WGMMASharedBytes(WGMMABlockNWide)", gemmplan.WGMMASharedBytes(gemmplan.WGMMABlockNWide)},
+	{"matmul_wgmma.cu", "SMEM_NARROW", "gemmplan.WGMMASharedBytes(WGMMABlockNNarrow)", gemmplan.WGMMASharedBytes(gemmplan.WGMMABlockNNarrow)},
 	{"common.cuh", "WARP_SIZE", "ptx.WarpSize", WarpSize},
 	{"layernorm.cu", "LN_BWD_ROWS", "ptx.LayerNormBwdRows", LayerNormBwdRows},
 	{"layernorm.cu", "LN_PARAMS_COLS", "ptx.LayerNormParamsCols", LayerNormParamsCols},
@@ -229,6 +239,11 @@ var checkedElsewhere = map[string]string{
 
 // cudaOnly are CUDA constants that no Go code needs, with the reason.
 var cudaOnly = map[string]string{
+	"matmul_wgmma.cu:A_BYTES":                "a stage's A tile, BM·BK bf16, inside the kernel",
+	"matmul_wgmma.cu:BOX_BYTES":              "one TMA box of 64×64 bf16 in shared memory; Go sets the boxes' element counts",
+	"matmul_wgmma.cu:GROUP_M":                "block-index swizzle inside the kernel; the grid is the tile count whatever it is",
+	"matmul_wgmma.cu:PRODUCER_REGS":          "setmaxnreg's register split between the warpgroups, inside the kernel",
+	"matmul_wgmma.cu:CONSUMER_REGS":          "setmaxnreg's register split between the warpgroups, inside the kernel",
 	"crossentropy_bf16.cu:GPUBENCH_BF16":     "selects the bf16 instantiations of crossentropy.cu for this module; no value",
 	"encoder_bf16.cu:GPUBENCH_BF16":          "selects the bf16 instantiations of encoder.cu for this module; no value",
 	"gelu_bf16.cu:GPUBENCH_BF16":             "selects the bf16 instantiations of gelu.cu for this module; no value",

@@ -61,7 +61,16 @@ func entries(text string) (names []string, params [][]string) {
 		types := []string{}
 		for _, p := range strings.Split(text[open+1:end], ",") {
 			f := strings.Fields(p)
-			if len(f) >= 2 && f[0] == ".param" {
+			switch {
+			case len(f) >= 5 && f[0] == ".param" && f[1] == ".align":
+				// A by-value struct: ".param .align 64 .b8 name[128]" is
+				// a TMA tensor map (TensorMapParam).
+				size := ""
+				if i := strings.IndexByte(f[4], '['); i >= 0 {
+					size = f[4][i:]
+				}
+				types = append(types, strings.TrimPrefix(f[3], ".")+size)
+			case len(f) >= 2 && f[0] == ".param":
 				types = append(types, strings.TrimPrefix(f[1], "."))
 			}
 		}
@@ -69,6 +78,10 @@ func entries(text string) (names []string, params [][]string) {
 		text = text[end:]
 	}
 }
+
+// TensorMapParam is the PTX type Params gives a CUtensorMap passed by
+// value (a __grid_constant__ parameter of 128 bytes, 64-byte aligned).
+const TensorMapParam = "b8[128]"
 
 // Entries lists the kernel entry points of the named module, in file order.
 func Entries(module string) []string {

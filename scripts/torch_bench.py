@@ -5,7 +5,7 @@ The model is gpt2_torch.GPT2 (beside this script), in float32 with TF32 off
 (allow_tf32 False for matmul and cuDNN, float32 matmul precision 'highest');
 with --dtype tf32, float32 with TF32 matmuls allowed; with --dtype bf16, the
 whole model in bfloat16 (SDPA then takes the flash-attention kernel);
-eager (no torch.compile), in train() mode, on random tokens and targets drawn
+eager (or with --compile, through torch.compile), in train() mode, on random tokens and targets drawn
 on the GPU. Each iteration is timed as gpubench times its own:
 
     model.zero_grad(set_to_none=True)    # outside the timed region, no GPU work
@@ -229,7 +229,7 @@ class HostTimer:
         return (self.t[b][i] - self.t[a][i]) * 1e3
 
 
-def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, device, graph=False, dtype="fp32"):
+def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, device, graph=False, dtype="fp32", compile_=False):
     """One benchmark run; returns the result dict (JSON-ready). With graph,
     the whole step (gradients zeroed, forward, backward) is captured once as
     a torch.cuda.CUDAGraph and replayed: PyTorch's own answer to launch
@@ -253,6 +253,10 @@ def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, devic
     model = GPT2(cfg, attention=attention, device=device,
                  dtype=torch.bfloat16 if dtype == "bf16" else torch.float32, seed=seed)
     model.train()
+    if compile_:
+        # torch.compile's default mode (Inductor, Triton kernels); the
+        # warm-up iterations absorb the compilation.
+        model = torch.compile(model)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed + 1)
     tokens = torch.randint(0, cfg.V, (B, T), device=device, generator=gen)
@@ -378,7 +382,7 @@ def run_preset(torch, preset, batch, iters, warmup, mode, attention, seed, devic
                      "heads": cfg.NH, "channels": cfg.C, "batch_size": B},
             "mode": mode, "iters": iters, "warmup": warmup, "seed": seed,
             "attention": attention, "dtype": {"fp32": "float32", "tf32": "float32 (TF32 matmuls)", "bf16": "bfloat16"}[dtype],
-            "gpubench_dtype": dtype, "compile": False, "train_module_mode": True,
+            "gpubench_dtype": dtype, "compile": compile_, "train_module_mode": True,
             "cuda_graph": graph,
             "zero_grad": ("set_to_none=False inside the captured graph" if graph else
                           "set_to_none=True before each iteration, outside the timed region"),
@@ -505,6 +509,8 @@ def parse_args(argv):
                     help="cuda, cuda:N, or cpu (a smoke test only: host-clock timings, no memory numbers)")
     ap.add_argument("--graph", action="store_true",
                     help="capture the whole step once as a CUDA graph and replay it (only step_ms is then meaningful)")
+    ap.add_argument("--compile", action="store_true",
+                    help="run the model through torch.compile (default mode) instead of eagerly; the warm-up absorbs the compilation")
     ap.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "bf16"),
                     help="fp32 (TF32 off, default), tf32 (fp32 model, TF32 matmuls allowed) or bf16 (bfloat16 model)")
     ap.add_argument("--json", metavar="FILE", help="write the result(s) as JSON here")
@@ -557,7 +563,8 @@ def main(argv=None):
     for name in presets:
         try:
             r = run_preset(torch, name, args.batch_size, args.iters, args.warmup, mode,
-                           args.attention, args.seed, device, graph=args.graph, dtype=args.dtype)
+                           args.attention, args.seed, device, graph=args.graph, dtype=args.dtype,
+                           compile_=args.compile)
         except oom as e:
             print(f"torch_bench: {name}: {e}", file=sys.stderr)
             return 1

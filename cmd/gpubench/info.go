@@ -40,7 +40,7 @@ func info(stdout io.Writer) error {
 func dtypePaths(w io.Writer, i gpu.Info) {
 	p, _ := config.LookupPreset("tiny")
 	for _, dt := range config.DTypes {
-		m := model.Program(p.Dims(1), config.Train, model.Options{SMs: i.SMs, DType: dt, SharedOptIn: i.SharedOptIn})
+		m := model.Program(p.Dims(1), config.Train, model.Options{SMs: i.SMs, CC: 10*i.CCMajor + i.CCMinor, DType: dt, SharedOptIn: i.SharedOptIn})
 		if err := m.CheckDevice(model.Device{Name: i.Name, Major: i.CCMajor, Minor: i.CCMinor, SharedOptIn: i.SharedOptIn}); err != nil {
 			fmt.Fprintf(w, "  --dtype=%-4s       cannot run: %v\n", dt, err)
 			continue

@@ -58,7 +58,7 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dev.Close()
-	opts := cli.OptionsOf(r, dev.Info.SMs)
+	opts := cli.OptionsOf(r, dev.Info.SMs, 10*dev.Info.CCMajor+dev.Info.CCMinor)
 	opts.SharedOptIn = dev.Info.SharedOptIn
 	prog := model.Program(r.Dims, r.Mode, opts)
 	if err := prog.CheckDevice(model.Device{Name: dev.Info.Name, Major: dev.Info.CCMajor, Minor: dev.Info.CCMinor, SharedOptIn: dev.Info.SharedOptIn}); err != nil {

@@ -17,7 +17,7 @@ func Check(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageOrHelp(err)
 	}
-	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, 0)))
+	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, 0, 0)))
 	// With profiler windows the report holds one of them (repeat:N gives
 	// one report per window); with --flaw it must show each flaw's
 	// signature.

@@ -163,7 +163,7 @@ func Plan(args []string, stdout io.Writer) error {
 	if format != "text" && format != "json" {
 		return UsageError{fmt.Errorf("--format: unknown format %q (allowed: text, json)", format)}
 	}
-	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, sms)))
+	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, sms, 0)))
 	switch format {
 	case "text":
 		return p.WriteText(stdout)
@@ -179,7 +179,8 @@ func Plan(args []string, stdout io.Writer) error {
 }
 
 // OptionsOf is the program options of run r for a GPU of sms
-// multiprocessors (0: model.DefaultSMs).
-func OptionsOf(r config.Run, sms int) model.Options {
-	return model.Options{SMs: sms, Graph: r.Graph, DType: r.DType, NVTX: r.NVTX, Flaws: r.Flaws}
+// multiprocessors (0: model.DefaultSMs) and compute capability cc, major·10
+// + minor (0: model.DefaultCC).
+func OptionsOf(r config.Run, sms, cc int) model.Options {
+	return model.Options{SMs: sms, CC: cc, Graph: r.Graph, DType: r.DType, Tier: r.Tier, NVTX: r.NVTX, Flaws: r.Flaws}
 }

@@ -486,6 +486,11 @@ type fixup struct {
 	off   cu.DevicePtr
 	param string
 	buf   *program.Buffer
+	// A tensor-map argument is encoded again whenever its address moves
+	// (last is the address it was encoded for).
+	tmap *cudrv.TensorMap
+	spec *program.TensorMap
+	last cu.DevicePtr
 }
 
 // prepared is an operation ready to launch: its function and its packed
@@ -493,7 +498,8 @@ type fixup struct {
 type prepared struct {
 	fn    cu.Function
 	slots [maxParams]arg
-	ptrs  [maxParams]unsafe.Pointer // ptrs[i] = &slots[i]
+	ptrs  [maxParams]unsafe.Pointer // ptrs[i] = &slots[i], or a tensor map
+	sizes [maxParams]int            // the bytes at ptrs[i]: 8, or a tensor map's 128
 	n     int
 	dst   cu.DevicePtr // memset or copy target, or
 	// dstCell is a dynamic target's address (dst is then its offset), and
@@ -547,17 +553,36 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 		}
 		p.fn, p.n = fn, len(op.Args)
 		for i, a := range op.Args {
+			p.sizes[i] = int(unsafe.Sizeof(arg(0)))
+			if a.Map != nil {
+				p.sizes[i] = int(unsafe.Sizeof(cudrv.TensorMap{}))
+			}
 			switch a.Kind {
 			case program.Ptr:
+				var tm *cudrv.TensorMap
+				if a.Map != nil {
+					// The kernel takes the map's 128 bytes by value.
+					tm = new(cudrv.TensorMap)
+				}
 				if c := x.cells[a.View.Buf]; c != nil && !a.View.IsNull() {
 					off := cu.DevicePtr(a.View.Offset * a.View.Buf.Elem.Size())
-					p.fixups = append(p.fixups, fixup{slot: i, cell: c, off: off, param: a.Param, buf: a.View.Buf})
+					p.fixups = append(p.fixups, fixup{slot: i, cell: c, off: off, param: a.Param, buf: a.View.Buf, tmap: tm, spec: a.Map})
 					p.ptrs[i] = unsafe.Pointer(&p.slots[i])
+					if tm != nil {
+						p.ptrs[i] = unsafe.Pointer(tm)
+					}
 					continue
 				}
 				ptr := x.Ptr(a.View)
 				if ptr == 0 && !a.View.IsNull() {
 					return nil, fmt.Errorf("kernel %s argument %s: buffer %s is not allocated", op.Name, a.Param, a.View.Buf)
+				}
+				if tm != nil {
+					if err := encodeMap(tm, a.View.Buf.Elem, ptr, *a.Map); err != nil {
+						return nil, fmt.Errorf("kernel %s argument %s: %w", op.Name, a.Param, err)
+					}
+					p.ptrs[i] = unsafe.Pointer(tm)
+					continue
 				}
 				p.slots[i] = arg(ptr)
 			case program.I32Arg:
@@ -671,9 +696,19 @@ func (x *Executor) prepareHost(op *program.Op, p *prepared) error {
 // arguments and target; an operation on a dynamic buffer that is not
 // allocated now fails, naming the buffer.
 func resolve(op *program.Op, p *prepared) (cu.DevicePtr, error) {
-	for _, f := range p.fixups {
+	for i := range p.fixups {
+		f := &p.fixups[i]
 		if *f.cell == 0 {
 			return 0, fmt.Errorf("argument %s: buffer %s is not allocated now (the program frees it before this operation, or allocates it after)", f.param, f.buf)
+		}
+		if f.tmap != nil {
+			if ptr := *f.cell + f.off; ptr != f.last {
+				if err := encodeMap(f.tmap, f.buf.Elem, ptr, *f.spec); err != nil {
+					return 0, fmt.Errorf("argument %s: %w", f.param, err)
+				}
+				f.last = ptr
+			}
+			continue
 		}
 		p.slots[f.slot] = arg(*f.cell + f.off)
 	}
@@ -684,6 +719,16 @@ func resolve(op *program.Op, p *prepared) (cu.DevicePtr, error) {
 		return 0, fmt.Errorf("buffer %s is not allocated now (the program frees it before this operation, or allocates it after)", op.Dst.Buf)
 	}
 	return *p.dstCell + p.dst, nil
+}
+
+// encodeMap encodes a TMA tensor map of shape m over the elements at ptr.
+func encodeMap(tm *cudrv.TensorMap, e program.Elem, ptr cu.DevicePtr, m program.TensorMap) error {
+	dtype := cudrv.TensorMapBF16
+	if e == program.F32 {
+		dtype = cudrv.TensorMapF32
+	}
+	return cudrv.EncodeTensorMap2D(tm, dtype, uint64(ptr), uint64(m.Inner), uint64(m.Outer),
+		uint64(m.Stride*e.Size()), m.BoxInner, m.BoxOuter)
 }
 
 // capture records a graph operation's nodes: it runs them on the stream
@@ -770,7 +815,8 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 	switch op.Kind {
 	case program.Kernel:
 		g, b := op.Grid, op.Block
-		err = p.fn.Launch(g.X, g.Y, g.Z, b.X, b.Y, b.Z, op.SharedBytes, s, p.ptrs[:p.n])
+		err = cudrv.Launch(unsafe.Pointer(&p.fn), g.X, g.Y, g.Z, b.X, b.Y, b.Z, op.SharedBytes, cudrv.StreamOf(unsafe.Pointer(&s)),
+			p.ptrs[:p.n], p.sizes[:p.n])
 	case program.Memset:
 		if op.Name == program.MemsetD16 {
 			err = cu.MemsetD16Async(dst, uint16(op.Value), int64(op.Dst.Elems), s)

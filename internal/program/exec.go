@@ -190,6 +190,11 @@ func Validate(op *Op) error {
 				return fmt.Errorf("kernel %s argument %s: the kernel touches %d elements, the view %s holds %d",
 					op.Name, a.Param, a.Touch, a.View, a.View.Elems)
 			}
+			if a.Map != nil {
+				if err := validateMap(a.View, *a.Map); err != nil {
+					return fmt.Errorf("kernel %s argument %s: %w", op.Name, a.Param, err)
+				}
+			}
 		}
 	case Memset, Memcpy, Alloc, Free:
 		if op.Dst.IsNull() {
@@ -337,6 +342,30 @@ func checkShape(op *Op) error {
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// validateMap checks a tensor map against TMA's rules and the view: a
+// 16-byte-aligned start (buffers start 256-byte aligned), a row stride of
+// a multiple of 16 bytes, no longer than the rows, boxes of 1 to 256
+// elements each way and at most 128 bytes along the rows (the swizzle's
+// span), and every element inside the view.
+func validateMap(v View, m TensorMap) error {
+	size := v.Buf.Elem.Size()
+	switch {
+	case v.Buf.Elem != BF16 && v.Buf.Elem != F32:
+		return fmt.Errorf("a TMA tensor map over %s elements: want bf16 or f32", v.Buf.Elem)
+	case m.Inner <= 0 || m.Outer <= 0:
+		return fmt.Errorf("TMA tensor map %v: empty", m)
+	case (v.Offset*size)%16 != 0:
+		return fmt.Errorf("TMA tensor map over %s: its start, %d bytes into the buffer, is not 16-byte aligned", v, v.Offset*size)
+	case (m.Stride*size)%16 != 0 || m.Stride < m.Inner:
+		return fmt.Errorf("TMA tensor map %v: the row stride must be at least the row and a multiple of 16 bytes", m)
+	case m.BoxInner < 1 || m.BoxOuter < 1 || m.BoxInner > 256 || m.BoxOuter > 256 || int64(m.BoxInner)*size > 128:
+		return fmt.Errorf("TMA tensor map %v: boxes are 1..256 elements each way and at most 128 bytes along a row", m)
+	case (m.Outer-1)*m.Stride+m.Inner > v.Elems:
+		return fmt.Errorf("TMA tensor map %v reaches %d elements; the view %s holds %d", m, (m.Outer-1)*m.Stride+m.Inner, v, v.Elems)
 	}
 	return nil
 }

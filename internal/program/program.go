@@ -187,11 +187,46 @@ type Arg struct {
 	Touch int64   `json:"touch,omitempty"`
 	Int   int32   `json:"int,omitempty"`
 	Float float32 `json:"float,omitempty"`
+	// Map, on a pointer argument, passes the view as a TMA tensor map
+	// (a 128-byte CUtensorMap by value, ptx.TensorMapParam) instead of its
+	// address: the executor encodes it from the view's address when it
+	// prepares the launch, and again whenever the buffer moves.
+	Map *TensorMap `json:"tensor_map,omitempty"`
+}
+
+// TensorMap is the shape of a 2-D TMA tensor map over a view of bf16 or
+// f32 elements: Outer rows of Inner contiguous elements, Stride elements
+// apart, read in boxes of BoxInner × BoxOuter elements with the 128-byte
+// swizzle, elements out of bounds read as zeros. TMA needs the view's
+// address and Stride·size to be multiples of 16 bytes, and BoxInner·size
+// to be at most 128 (the swizzle's span); Validate checks.
+type TensorMap struct {
+	Inner    int64 `json:"inner"`
+	Outer    int64 `json:"outer"`
+	Stride   int64 `json:"stride"`
+	BoxInner int   `json:"box_inner"`
+	BoxOuter int   `json:"box_outer"`
+}
+
+// String is the map as plan shows it: "64x128 boxes of 768x8192 (stride 768)".
+func (m TensorMap) String() string {
+	return fmt.Sprintf("%dx%d boxes of %dx%d (stride %d)", m.BoxInner, m.BoxOuter, m.Inner, m.Outer, m.Stride)
+}
+
+// InMap is a pointer argument read through a TMA tensor map of shape m
+// (see Arg.Map); touch is as for In.
+func InMap(param string, v View, touch int64, m TensorMap) Arg {
+	a := In(param, v, touch)
+	a.Map = &m
+	return a
 }
 
 func (a Arg) String() string {
 	switch a.Kind {
 	case Ptr:
+		if a.Map != nil {
+			return a.Param + "=" + a.View.String() + " as TMA " + a.Map.String()
+		}
 		return a.Param + "=" + a.View.String()
 	case I32Arg:
 		return fmt.Sprintf("%s=%d", a.Param, a.Int)

@@ -109,7 +109,8 @@ const lowOccupancyTol = 1e-5
 func losses(t *testing.T, d config.Dims, mode config.Mode, fs []config.Flaw, iters int) []float32 {
 	t.Helper()
 	bind(t)
-	o := model.Options{SMs: testDev.Info.SMs, DType: dtype(t), Flaws: fs}
+	o := gpuOptions(t)
+	o.Flaws = fs
 	base := testDev.Allocated()
 	m, err := New(testExec, d, mode, o, 7)
 	if err != nil {
@@ -238,7 +239,8 @@ func TestUnfusedMatchesReference(t *testing.T) {
 		t.Run(sh.name, func(t *testing.T) {
 			bind(t)
 			s := seed(t)
-			o := model.Options{SMs: testDev.Info.SMs, Graph: *graph, DType: dtype(t), SharedOptIn: testDev.Info.SharedOptIn, Flaws: fs}
+			o := gpuOptions(t)
+			o.Graph, o.Flaws = *graph, fs
 			before := testDev.Allocated()
 			m, err := New(testExec, sh.d, config.Train, o, s)
 			if err != nil {

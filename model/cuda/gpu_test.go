@@ -33,6 +33,21 @@ var graph = flag.Bool("graph", false, "run every model with --graph")
 // derived from it (tolerances below).
 var dtypeFlag = flag.String("dtype", "fp32", "run every model at this --dtype: fp32, tf32 or bf16")
 
+// With -tier, the tensor-core dtypes take that tier's kernels (auto: the
+// Hopper tier for bf16 on compute capability 9.0).
+var tierFlag = flag.String("tier", "auto", "run every model with this --tier: auto, mma or wgmma")
+
+// gpuOptions are the program options of this GPU (its SMs, compute
+// capability and shared memory) at the test's dtype and tier.
+func gpuOptions(t *testing.T) model.Options {
+	tier, err := config.ParseTier(*tierFlag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := testDev.Info
+	return model.Options{SMs: i.SMs, CC: 10*i.CCMajor + i.CCMinor, SharedOptIn: i.SharedOptIn, DType: dtype(t), Tier: tier}
+}
+
 func dtype(t *testing.T) config.DType {
 	dt, err := config.ParseDType(*dtypeFlag)
 	if err != nil {
@@ -86,7 +101,7 @@ func TestMain(m *testing.M) {
 
 func newModel(t *testing.T, d config.Dims, mode config.Mode, seed uint64) *Model {
 	t.Helper()
-	m, err := New(testExec, d, mode, model.Options{SMs: testDev.Info.SMs, Graph: *graph, DType: dtype(t), SharedOptIn: testDev.Info.SharedOptIn}, seed)
+	m, err := New(testExec, d, mode, func() model.Options { o := gpuOptions(t); o.Graph = *graph; return o }(), seed)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,82 @@
+package gemmplan
+
+import "math"
+
+// The Hopper tier's GEMM (ptx/matmul_wgmma.cu): the tile, the warpgroups
+// and the ring of stages. ptx/constants_wgmma_test.go checks them against
+// the .cu. The tile's height is MMABlockM, so MMATiles, MMASplit and
+// MMASplitOf describe its grids and splits too.
+const (
+	// WGMMABlockNWide and WGMMABlockNNarrow are the tile widths.
+	WGMMABlockNWide   = 256
+	WGMMABlockNNarrow = 128
+	// WGMMAThreads is a block: a producer warpgroup and two consumers.
+	WGMMAThreads = 384
+	// WGMMABlockK is a stage's K: 64 bf16, one 128-byte swizzle row.
+	WGMMABlockK = 64
+	// WGMMARingBytes is the stages' shared memory: 4 wide, 6 narrow.
+	WGMMARingBytes = 192 * 1024
+)
+
+// WGMMABlockNs are the widths the planner chooses from, widest first.
+var WGMMABlockNs = [...]int{WGMMABlockNWide, WGMMABlockNNarrow}
+
+// WGMMAStages is the ring's depth at width bn.
+func WGMMAStages(bn int) int { return WGMMARingBytes / wgmmaStageBytes(bn) }
+
+func wgmmaStageBytes(bn int) int { return (MMABlockM + bn) * WGMMABlockK * 2 }
+
+// WGMMASharedBytes is the dynamic shared memory of a block of width bn:
+// 1024 bytes to align the ring to the swizzle's period, the ring, a full
+// and an empty mbarrier a stage, and the split's flag (Cfg::SMEM).
+func WGMMASharedBytes(bn int) int {
+	s := WGMMAStages(bn)
+	return 1024 + s*wgmmaStageBytes(bn) + 2*s*8 + 16
+}
+
+// The Hopper tier's cost model, in SM cycles at 1.98 GHz: a K row of a
+// 128×bn tile at ~2300 FLOP/cycle an SM (600 TFLOP/s on 132 SMs, about 3/4
+// of cuBLAS's 786), and a tile's fill and epilogue. A prediction, not yet
+// fitted to measurements; the split's costs are the mma tier's.
+const (
+	wgmmaFLOPPerCycle = 2300.0
+	wgmmaTileCycles   = 2000
+)
+
+// wgmmaCycles estimates plan p on sms SMs (see MMASplit.mmaCycles).
+func (p MMASplit) wgmmaCycles(sms int) float64 {
+	row := 2 * MMABlockM * float64(p.BN) / wgmmaFLOPPerCycle
+	c := float64(ceilDiv(p.Tiles*p.Slices, max(sms, 1))) * (float64(p.SliceK)*row + wgmmaTileCycles)
+	if p.Slices > 1 {
+		s := float64(p.Slices)
+		frac := float64(p.BN) / MMABlockNWide
+		c += (s+1)*mmaPartialCycles*frac + mmaSyncCycles
+		c += 2 * s * float64(p.Tiles) * 4 * MMABlockM * float64(p.BN) / mmaL2BytesPerCyc
+	}
+	return c
+}
+
+// WGMMAPlan plans the Hopper tier's product of an m×n output over k on
+// sms SMs, within a workspace of maxFloats partial floats and maxCounters
+// counters: the width and the slice count (1 ≤ S ≤ MaxSlices, slices of
+// at least MMAMinSliceK rows) of least estimated time; the wide tile and
+// fewer slices on a tie. With no workspace S = 1, whose result does not
+// depend on the width (every sum runs over k in the same order).
+func WGMMAPlan(m, n, k, sms, maxFloats, maxCounters int) MMASplit {
+	sms = max(sms, 1)
+	maxFloats = min(maxFloats, MaxPartialFloats)
+	best := MMASplitOf(m, n, k, 1, WGMMABlockNs[0])
+	bestCost := best.wgmmaCycles(sms)
+	for _, bn := range WGMMABlockNs {
+		for s := 1; s <= max(1, min(MaxSlices, k/MMAMinSliceK)); s++ {
+			p := MMASplitOf(m, n, k, s, bn)
+			if p.Slices != s || p.PartialFloats() > maxFloats || p.Counters() > maxCounters {
+				continue
+			}
+			if cost := p.wgmmaCycles(sms); cost < bestCost-1e-9*math.Abs(bestCost) {
+				best, bestCost = p, cost
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,174 @@
+package kernels
+
+import (
+	"fmt"
+
+	"github.com/gpubench/gpubench/internal/gemmplan"
+	"github.com/gpubench/gpubench/internal/program"
+)
+
+// The kernels of ptx/matmul_wgmma.cu: the linear layers' bf16 products on
+// Hopper's warpgroup tensor cores (wgmma), their operands loaded by TMA
+// through tensor maps (program.TensorMap). sm_90a only: the program takes
+// them on compute capability 9.0 (model.Options.Tier); every other GPU
+// keeps matmul_mma. See docs/matmul.md ("The Hopper tier").
+//
+// The semantics are MatmulForwardMMA's, MatmulBackwardInputMMA's and
+// MatmulBackwardWeightMMA's for bf16 views, with one addition: every
+// product may split its K over the workspace (gemmplan.WGMMAPlan), not
+// only the weight gradient. TMA reads rows of 16-byte-aligned starts and
+// strides: WGMMAFits says whether the operands allow it.
+
+const wgmmaModule = "matmul_wgmma"
+
+// wgmmaBox is the box of an operand along its contiguous dimension: 64
+// bf16, the 128-byte swizzle's span.
+const wgmmaBox = 64
+
+// WGMMAFits says whether the Hopper tier can run a linear layer's products
+// over these views: all bf16, the dense operands' rows (c) and the (n, oc)
+// tensor's stride (ld) multiples of 8 elements (16 bytes), and every view
+// starting 16 bytes into its buffer's alignment. Null views do not count.
+func WGMMAFits(c, ld int, views ...program.View) bool {
+	if c%8 != 0 || ld%8 != 0 {
+		return false
+	}
+	for _, v := range views {
+		if v.IsNull() {
+			continue
+		}
+		if v.Buf.Elem != program.BF16 || v.Offset%8 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// wgmmaKernel is a launch of a matmul_wgmma entry with plan p; the entry's
+// last three arguments are splits, slice_k and bn.
+func wgmmaKernel(entry string, p gemmplan.MMASplit, flops int64, args ...program.Arg) program.Op {
+	if p.BN != gemmplan.WGMMABlockNWide && p.BN != gemmplan.WGMMABlockNNarrow {
+		panic(fmt.Sprintf("kernels: Hopper GEMM plan %v: block width %d is neither %d nor %d",
+			p, p.BN, gemmplan.WGMMABlockNWide, gemmplan.WGMMABlockNNarrow))
+	}
+	args = append(args, program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK), program.Int("bn", p.BN))
+	op := kernel(wgmmaModule, entry, program.D2(max(p.Tiles, 1), max(p.Slices, 1)), program.D1(gemmplan.WGMMAThreads), args...)
+	op.SharedBytes = gemmplan.WGMMASharedBytes(p.BN)
+	op.MatmulFLOPs = flops
+	op.FLOPs = flops
+	return op
+}
+
+// wgmmaPlan is gemmplan.WGMMAPlan within the workspace ws (none if null).
+func wgmmaPlan(m, n, k, sms int, ws MatmulScratch) gemmplan.MMASplit {
+	floats, counters := 0, 0
+	if !ws.Partials.IsNull() && !ws.Counters.IsNull() {
+		floats, counters = int(ws.Partials.Elems), int(ws.Counters.Elems)
+	}
+	return gemmplan.WGMMAPlan(m, n, k, sms, floats, counters)
+}
+
+// kMajor is the tensor map of an operand whose rows (outer) of k (inner)
+// elements are ld apart, read in boxes of 64 k × rows.
+func kMajor(k, outer, ld, rows int) program.TensorMap {
+	return program.TensorMap{Inner: int64(k), Outer: int64(outer), Stride: int64(ld), BoxInner: wgmmaBox, BoxOuter: rows}
+}
+
+// mnMajor is the tensor map of an operand whose k rows (outer) of mn
+// (inner) elements are ld apart, read in boxes of 64 (m or n) × 64 k.
+func mnMajor(mn, k, ld int) program.TensorMap {
+	return program.TensorMap{Inner: int64(mn), Outer: int64(k), Stride: int64(ld), BoxInner: wgmmaBox, BoxOuter: gemmplan.WGMMABlockK}
+}
+
+// workspaceArgs are a plan's partials and counters.
+func workspaceArgs(ws MatmulScratch, p gemmplan.MMASplit) []program.Arg {
+	return []program.Arg{
+		program.InOut("partials", ws.Partials, int64(p.PartialFloats())),
+		program.InOut("counters", ws.Counters, int64(p.Counters())),
+	}
+}
+
+// MatmulForwardWGMMA computes out(n,oc) = inp(n,c)·w(oc,c)ᵀ + bias(oc) on
+// Hopper's tensor cores; out has row stride ld ≥ oc (columns oc..ld−1 left
+// alone); bias may be null. ws is the split-K workspace (null for none).
+// The views must pass WGMMAFits.
+func MatmulForwardWGMMA(out, inp, w, bias program.View, ws MatmulScratch, n, c, oc, ld, sms int) program.Op {
+	return MatmulForwardWGMMAPlan(out, inp, w, bias, ws, n, c, oc, ld, wgmmaPlan(n, oc, c, sms, ws))
+}
+
+// MatmulForwardWGMMAPlan is MatmulForwardWGMMA with the plan given.
+func MatmulForwardWGMMAPlan(out, inp, w, bias program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit) program.Op {
+	mustFitWGMMA(c, ld, out, inp, w, bias)
+	args := []program.Arg{
+		program.InMap("a", inp, int64(n*c), kMajor(c, n, c, gemmplan.MMABlockM)),
+		program.InMap("b", w, int64(oc*c), kMajor(c, oc, c, p.BN)),
+		program.Out("out", out, strided(n, oc, ld)), program.In("bias", bias, optional(bias, oc)),
+	}
+	args = append(args, workspaceArgs(ws, p)...)
+	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("ld", ld))
+	op := wgmmaKernel("matmul_forward_wgmma", p, matmulFLOPs(n, c, oc), args...)
+	if !bias.IsNull() {
+		op.FLOPs += int64(n) * int64(oc)
+	}
+	return op
+}
+
+// MatmulBackwardInputWGMMA computes dinp(n,c) = dout(n,oc)·w(oc,c),
+// overwriting dinp; dout has row stride ld ≥ oc.
+func MatmulBackwardInputWGMMA(dinp, dout, w program.View, ws MatmulScratch, n, c, oc, ld, sms int) program.Op {
+	return MatmulBackwardInputWGMMAPlan(dinp, dout, w, ws, n, c, oc, ld, wgmmaPlan(n, c, oc, sms, ws))
+}
+
+// MatmulBackwardInputWGMMAPlan is MatmulBackwardInputWGMMA with the plan given.
+func MatmulBackwardInputWGMMAPlan(dinp, dout, w program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit) program.Op {
+	mustFitWGMMA(c, ld, dinp, dout, w)
+	args := []program.Arg{
+		program.InMap("a", dout, strided(n, oc, ld), kMajor(oc, n, ld, gemmplan.MMABlockM)),
+		program.InMap("b", w, int64(oc*c), mnMajor(c, oc, c)),
+		program.Out("dinp", dinp, int64(n*c)),
+	}
+	args = append(args, workspaceArgs(ws, p)...)
+	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc))
+	return wgmmaKernel("matmul_backward_input_wgmma", p, matmulFLOPs(n, c, oc), args...)
+}
+
+// MatmulBackwardWeightWGMMA computes dw(oc,c) = dout(n,oc)ᵀ·inp(n,c),
+// overwriting dw; dout has row stride ld ≥ oc. The split over the n rows
+// is as MatmulBackwardWeightMMA's (deterministic; counters zero before and
+// after).
+func MatmulBackwardWeightWGMMA(dw, dout, inp program.View, ws MatmulScratch, n, c, oc, ld, sms int) program.Op {
+	return MatmulBackwardWeightWGMMAPlan(dw, dout, inp, ws, n, c, oc, ld, wgmmaPlan(oc, c, n, sms, ws))
+}
+
+// MatmulBackwardWeightWGMMAPlan is MatmulBackwardWeightWGMMA with the plan given.
+func MatmulBackwardWeightWGMMAPlan(dw, dout, inp program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit) program.Op {
+	mustFitWGMMA(c, ld, dw, dout, inp)
+	args := []program.Arg{
+		program.InMap("a", dout, strided(n, oc, ld), mnMajor(oc, n, ld)),
+		program.InMap("b", inp, int64(n*c), mnMajor(c, n, c)),
+		program.Out("dw", dw, int64(oc*c)),
+	}
+	args = append(args, workspaceArgs(ws, p)...)
+	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc))
+	return wgmmaKernel("matmul_backward_weight_wgmma", p, matmulFLOPs(n, c, oc), args...)
+}
+
+// MatmulBackwardWGMMA is the linear layer's backward pass on the Hopper
+// tier: dinp, dw and (unless null) dbias (BiasBackwardBF16), all
+// overwritten, from dout of row stride ld ≥ oc.
+func MatmulBackwardWGMMA(dinp, dw, dbias, dout, inp, w program.View, ws MatmulScratch, n, c, oc, ld, sms int) []program.Op {
+	ops := []program.Op{
+		MatmulBackwardInputWGMMA(dinp, dout, w, ws, n, c, oc, ld, sms),
+		MatmulBackwardWeightWGMMA(dw, dout, inp, ws, n, c, oc, ld, sms),
+	}
+	if !dbias.IsNull() {
+		ops = append(ops, BiasBackwardBF16(dbias, dout, n, oc, ld))
+	}
+	return ops
+}
+
+func mustFitWGMMA(c, ld int, views ...program.View) {
+	if !WGMMAFits(c, ld, views...) {
+		panic(fmt.Sprintf("kernels: the Hopper GEMM needs bf16 views at 16-byte-aligned offsets and rows (c = %d, ld = %d): check WGMMAFits first", c, ld))
+	}
+}

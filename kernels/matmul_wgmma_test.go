@@ -1,0 +1,244 @@
+//go:build gpu
+
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/gpubench/gpubench/internal/gemmplan"
+	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/model/ref"
+)
+
+// The tests of ptx/matmul_wgmma.cu, the Hopper tier: every product against
+// the float64 reference on the bf16 inputs, at shapes whose M, N and K are
+// not multiples of the tiles (so TMA's zero fill covers the tails, and a
+// tail left uncomputed or read from the wrong place shows against the
+// reference), with K long enough to wrap the ring of stages several times,
+// the (n, oc) tensor padded (NaN in dout's padding, poison in out's that
+// must stay), every plan the planner may take (both widths, unsplit and
+// split), each launch twice into fresh poisoned outputs for the same bits.
+// They need compute capability 9.0; on another GPU there is no such tier.
+
+var wgmmaShapes = []mmaShape{
+	{1, 8, 1, 8},            // one element of each, everything a tail
+	{37, 104, 1000, 1008},   // K = 104: a full and a partial k-tile; ld > oc
+	{67, 16, 45, 48},        // K = 16: one partial k-tile
+	{200, 72, 300, 320},     // ld > oc
+	{129, 56, 130, 136},     // one row past a tile
+	{300, 256, 384, 448},    // several tiles, padded
+	{512, 768, 2304, 2304},  // a gpt2-124m product (qkv) at a shorter n
+	{1100, 64, 200, 200},    // 9 row tiles: a GROUP_M group and a partial one; dw's K = 1100 wraps the ring
+	{256, 1536, 136, 136},   // forward K = 1536: 24 k-tiles, the ring wrapped 4 to 6 times
+	{2048, 512, 1536, 1536}, // the small preset's qkv
+	{64, 64, 50257, 50304},  // the lm head's vocabulary, padded (a short n and c, for the reference)
+}
+
+// wgmmaPlans are the plans a test forces on an m×n product over k: the
+// planner's within ws, then each width unsplit and split in 2 and 3
+// (where k allows that many slices).
+func wgmmaPlans(m, n, k int, ws MatmulScratch) []gemmplan.MMASplit {
+	plans := []gemmplan.MMASplit{wgmmaPlan(m, n, k, sms(), ws)}
+	for _, bn := range gemmplan.WGMMABlockNs {
+		for _, s := range []int{1, 2, 3} {
+			if p := gemmplan.MMASplitOf(m, n, k, s, bn); p.Slices == s {
+				plans = append(plans, p)
+			}
+		}
+	}
+	return plans
+}
+
+// wgmmaScratchFor is ws if it holds p, else a fresh workspace that does.
+func wgmmaScratchFor(t *testing.T, ws MatmulScratch, p gemmplan.MMASplit) MatmulScratch {
+	if int64(p.PartialFloats()) <= ws.Partials.Elems && int64(p.Counters()) <= ws.Counters.Elems {
+		return ws
+	}
+	return matmulWorkspaceSized(t, max(p.PartialFloats(), 1), max(p.Counters(), 1))
+}
+
+func TestMatmulWGMMA(t *testing.T) {
+	env(t)
+	if i := testDev.Info; i.CCMajor != 9 || i.CCMinor != 0 {
+		t.Skipf("%s is compute capability %d.%d: the Hopper tier (sm_90a) runs on 9.0 only", i.Name, i.CCMajor, i.CCMinor)
+	}
+	r := rng(t)
+	for _, sh := range wgmmaShapes {
+		t.Run(fmt.Sprintf("N%d_C%d_OC%d_ld%d", sh.n, sh.c, sh.oc, sh.ld), func(t *testing.T) {
+			env(t) // a subtest runs on its own goroutine
+			testMatmulWGMMA(t, r, sh)
+		})
+	}
+}
+
+func testMatmulWGMMA(t *testing.T, r *rand.Rand, sh mmaShape) {
+	d := mmaDtypes[0] // bf16
+	n, c, oc, ld := sh.n, sh.c, sh.oc, sh.ld
+	inp, _, inpV := d.upload(t, "inp", normal(r, n*c, 1))
+	w, _, wV := d.upload(t, "w", normal(r, oc*c, 1))
+	bias, biasV, _ := d.upload(t, "bias", normal(r, oc, 1))
+	dout, _, doutP := d.upload(t, "dout", mmaPadded(r, sh))
+	doutV := mmaDense(doutP, sh)
+	if !WGMMAFits(c, ld, inp, w, bias, dout) {
+		t.Fatalf("shape %v does not fit TMA: fix the test's shapes", sh)
+	}
+	// A workspace larger than the model's, so that the planner may split
+	// every product.
+	ws := matmulWorkspaceSized(t, 16<<20, 4096)
+
+	for _, withBias := range []bool{true, false} {
+		b, bv := program.View{}, []float64(nil)
+		if withBias {
+			b, bv = bias, biasV
+		}
+		want := make([]float64, n*oc)
+		ref.MatmulForward(want, inpV, wV, bv, n, c, oc)
+		for _, p := range wgmmaPlans(n, oc, c, ws) {
+			what := fmt.Sprintf("out (bias %v) %v", withBias, p)
+			pws := wgmmaScratchFor(t, ws, p)
+			got := mmaRunTwice(t, d, what, n*ld, func(out program.View) program.Op {
+				return MatmulForwardWGMMAPlan(out, inp, w, b, pws, n, c, oc, ld, p)
+			}, func() { matmulCountersZero(t, what, pws) })
+			checkClose(t, what, mmaDense(got, sh), want, d.tol)
+			mmaPaddingPoisoned(t, what, got, sh)
+		}
+	}
+
+	wantDinp, wantDw := make([]float64, n*c), make([]float64, oc*c)
+	ref.MatmulBackward(wantDinp, wantDw, nil, doutV, inpV, wV, n, c, oc)
+	for _, p := range wgmmaPlans(n, c, oc, ws) {
+		what := "dinp " + p.String()
+		pws := wgmmaScratchFor(t, ws, p)
+		got := mmaRunTwice(t, d, what, n*c, func(out program.View) program.Op {
+			return MatmulBackwardInputWGMMAPlan(out, dout, w, pws, n, c, oc, ld, p)
+		}, func() { matmulCountersZero(t, what, pws) })
+		checkClose(t, what, got, wantDinp, d.tol)
+	}
+	for _, p := range wgmmaPlans(oc, c, n, ws) {
+		what := "dw " + p.String()
+		pws := wgmmaScratchFor(t, ws, p)
+		got := mmaRunTwice(t, d, what, oc*c, func(out program.View) program.Op {
+			return MatmulBackwardWeightWGMMAPlan(out, dout, inp, pws, n, c, oc, ld, p)
+		}, func() { matmulCountersZero(t, what, pws) })
+		checkClose(t, what, got, wantDw, d.tol)
+	}
+
+	// The backward convenience, as the model calls it: the product plans of
+	// the model's workspace, and the bias gradient.
+	mws := mmaWorkspace(t, n, c, oc)
+	dinp, dw, dbias := d.poison(t, "dinp", n*c), d.poison(t, "dw", oc*c), d.poison(t, "dbias", oc)
+	ops := MatmulBackwardWGMMA(dinp, dw, dbias, dout, inp, w, mws, n, c, oc, ld, sms())
+	if len(ops) != 3 || ops[0].Name != "matmul_backward_input_wgmma" || ops[1].Name != "matmul_backward_weight_wgmma" {
+		t.Fatalf("MatmulBackwardWGMMA: %d ops (%v), want the input and weight gradients and the bias gradient", len(ops), ops)
+	}
+	run(t, ops...)
+	checkClose(t, "MatmulBackwardWGMMA dinp", d.download(t, dinp, n*c), wantDinp, d.tol)
+	checkClose(t, "MatmulBackwardWGMMA dw", d.download(t, dw, oc*c), wantDw, d.tol)
+	matmulCountersZero(t, "MatmulBackwardWGMMA", mws)
+}
+
+// TestMatmulWGMMAFits: the operands TMA cannot read are refused, so the
+// model takes matmul_mma for them.
+func TestMatmulWGMMAFits(t *testing.T) {
+	env(t)
+	v := bf16Buffer(t, "v", 64)
+	f := buffer(t, "f", 64)
+	cases := []struct {
+		what  string
+		c, ld int
+		views []program.View
+		want  bool
+	}{
+		{"aligned bf16", 64, 64, []program.View{v}, true},
+		{"c not a multiple of 8", 100, 64, []program.View{v}, false},
+		{"ld not a multiple of 8", 64, 1003, []program.View{v}, false},
+		{"f32 views", 64, 64, []program.View{f}, false},
+		{"a view 4 elements in", 64, 64, []program.View{v.Buf.Slice("x", 4, 8)}, false},
+	}
+	for _, c := range cases {
+		if got := WGMMAFits(c.c, c.ld, c.views...); got != c.want {
+			t.Errorf("%s: WGMMAFits = %v, want %v", c.what, got, c.want)
+		}
+	}
+}
+
+// BenchmarkMatmulWGMMA times gpt2-124m's products (n = 8192), the small
+// preset's, and 8192³ on the Hopper tier, each at the planner's choice and
+// at each width unsplit, beside the sm_80 tier's planned kernel in the
+// same process: the median of mmaBenchReps launches, TFLOP/s = 2·n·c·oc/t.
+// One line a product is printed for docs/matmul.md. Run it once:
+// kernels.test -test.run '^$' -test.bench MatmulWGMMA -test.benchtime 1x
+func BenchmarkMatmulWGMMA(b *testing.B) {
+	x := matmulBenchEnv(b)
+	r := rand.New(rand.NewPCG(3, 4))
+	d := mmaDtypes[0]
+	shapes := append(mmaBenchShapes[:len(mmaBenchShapes):len(mmaBenchShapes)],
+		struct {
+			name string
+			mmaShape
+		}{"s.qkv", mmaShape{2048, 512, 1536, 1536}},
+		struct {
+			name string
+			mmaShape
+		}{"s.fc", mmaShape{2048, 512, 2048, 2048}},
+		struct {
+			name string
+			mmaShape
+		}{"s.fcproj", mmaShape{2048, 2048, 512, 512}})
+	var lines []string
+	for _, sh := range shapes {
+		n, c, oc, ld := sh.n, sh.c, sh.oc, sh.ld
+		inp := mmaBenchBuffer(b, r, d, "inp", n*c)
+		w := mmaBenchBuffer(b, r, d, "w", oc*c)
+		bias := mmaBenchBuffer(b, r, d, "bias", oc)
+		dout := mmaBenchBuffer(b, r, d, "dout", n*ld)
+		out := alloc(b, "out", d.elem, n*ld).All()
+		dinp := alloc(b, "dinp", d.elem, n*c).All()
+		dw := alloc(b, "dw", d.elem, oc*c).All()
+		f, k := MatmulScratchSizeMMA(n, c, oc)
+		ws := MatmulScratch{Partials: alloc(b, "partials", program.F32, max(f, 1)).All(), Counters: alloc(b, "counters", program.I32, max(k, 1)).All()}
+		run(b, Memset(ws.Counters))
+		type product = struct {
+			name string
+			op   program.Op
+		}
+		products := []product{
+			{"forward", MatmulForwardWGMMA(out, inp, w, bias, ws, n, c, oc, ld, sms())},
+			{"backward_input", MatmulBackwardInputWGMMA(dinp, dout, w, ws, n, c, oc, ld, sms())},
+			{"backward_weight", MatmulBackwardWeightWGMMA(dw, dout, inp, ws, n, c, oc, ld, sms())},
+			{"mma_forward", MatmulForwardMMA(out, inp, w, bias, n, c, oc, ld, sms())},
+			{"mma_backward_input", MatmulBackwardInputMMA(dinp, dout, w, n, c, oc, ld, sms())},
+			{"mma_backward_weight", MatmulBackwardWeightMMA(dw, dout, inp, ws, n, c, oc, ld, sms())},
+		}
+		for _, bn := range gemmplan.WGMMABlockNs {
+			one := func(m, nn, kk int) gemmplan.MMASplit { return gemmplan.MMASplitOf(m, nn, kk, 1, bn) }
+			products = append(products,
+				product{fmt.Sprintf("forward_bn%d", bn), MatmulForwardWGMMAPlan(out, inp, w, bias, MatmulScratch{}, n, c, oc, ld, one(n, oc, c))},
+				product{fmt.Sprintf("backward_input_bn%d", bn), MatmulBackwardInputWGMMAPlan(dinp, dout, w, MatmulScratch{}, n, c, oc, ld, one(n, c, oc))},
+				product{fmt.Sprintf("backward_weight_bn%d", bn), MatmulBackwardWeightWGMMAPlan(dw, dout, inp, MatmulScratch{}, n, c, oc, ld, one(oc, c, n))})
+		}
+		for _, p := range products {
+			b.Run(sh.name+"/"+p.name, func(b *testing.B) {
+				env(b)
+				sec := mmaMedianSeconds(b, x, p.op)
+				tflops := 2 * float64(n) * float64(c) * float64(oc) / sec / 1e12
+				b.ReportMetric(tflops, "TFLOP/s")
+				b.ReportMetric(sec*1e6, "us/launch")
+				grid := p.op.Grid
+				lines = append(lines, fmt.Sprintf("WGMMA %-8s %-24s n=%d c=%d oc=%d ld=%d  %8.1f us  %6.1f TFLOP/s  grid %dx%d %s",
+					sh.name, p.name, n, c, oc, ld, sec*1e6, tflops, grid.X, grid.Y, p.op.Name))
+			})
+		}
+		for _, p := range products {
+			for _, a := range p.op.Args {
+				if a.Kind == program.Ptr && !a.View.IsNull() {
+					testExec.Free(a.View.Buf)
+				}
+			}
+		}
+	}
+	fmt.Println(strings.Join(lines, "\n"))
+}

@@ -1,0 +1,492 @@
+// matmul_wgmma.cu: the linear layers' bf16 products on Hopper's warpgroup tensor cores (wgmma), fed by the tensor memory accelerator (TMA).
+// nvcc-arch: compute_90
+// ptx-target: sm_90a
+//
+//   matmul_forward_wgmma          out(N,OC)  = inp(N,C) · w(OC,C)ᵀ + bias(OC)   (bias may be null)
+//   matmul_backward_input_wgmma   dinp(N,C)  = dout(N,OC) · w(OC,C)              (overwrites)
+//   matmul_backward_weight_wgmma  dw(OC,C)   = dout(N,OC)ᵀ · inp(N,C)            (overwrites)
+//
+// The semantics of matmul_mma.cu's bf16 entries: bf16 operands, fp32
+// accumulation, the output rounded to bf16 once (round to nearest even);
+// the (N,OC) tensor has a row stride ld ≥ OC. These entries exist only on
+// sm_90a: `make ptx` rewrites nvcc 11.8's header (.version 7.8, .target
+// sm_90) to .version 8.0 / .target sm_90a, which the CUDA 12+ driver JIT
+// compiles (see "ptx-target" in the Makefile).
+//
+// One GEMM, C(M,Nc) = A(M,K)·B(K,Nc), in the three layouts:
+//
+//   product          M    Nc   K    A (tensor map)        B (tensor map)
+//   forward          N    OC   C    inp,  K-major          w,   K-major
+//   backward_input   N    C    OC   dout, K-major (ld)     w,   N-major
+//   backward_weight  OC   C    N    dout, M-major (ld)     inp, N-major
+//
+// The operands are read only through their TMA tensor maps (made on the
+// host with cuTensorMapEncodeTiled, passed by value as __grid_constant__
+// parameters): boxes of 64 elements (128 bytes) along the contiguous
+// dimension, 128-byte swizzled, which is the layout wgmma reads through a
+// shared-memory descriptor. A K-major operand comes as one box of 64 k ×
+// rows, an M/N-major one as boxes of 64 rows (m or n) × 64 k. Out-of-bounds
+// elements land as zeros, so the K, M and N tails need no code; the C tile
+// is stored with bounds. TMA needs 16-byte-aligned rows (a row stride that
+// is a multiple of 8 bf16) and base: the launcher takes matmul_mma where a
+// shape does not allow it.
+//
+// A block is three warpgroups of 128 threads and computes a 128×BN tile of
+// C, BN = 256 (wide) or 128 (narrow, for grids the wide tile leaves short of
+// the SMs). Warpgroup 0 is the producer: one thread issues the TMA loads of
+// a stage (64 of K: A's 128×64 and B's BN×64) into a ring of STAGES, each
+// completing on its own "full" mbarrier; it waits on the stage's "empty"
+// mbarrier before refilling it. Warpgroups 1 and 2 are the consumers, rows
+// 0–63 and 64–127: per stage each issues four m64nBNk16 wgmma (k = 16 each)
+// into BN/2 fp32 accumulators a thread, keeps one stage's group in flight
+// (wgmma.wait_group 1) and frees the previous stage. setmaxnreg gives the
+// producer 40 registers and the consumers 232.
+//
+// Split-K, on every product: grid (tiles, S); block (t, s) sums K rows
+// s·slice_k .. min(K, (s+1)·slice_k) into an fp32 partial tile, and the
+// last block of a tile to arrive (an integer counter, which it resets)
+// adds the S partials in slice order 0..S−1, adds the bias and stores C,
+// rounded once. The order of every sum is fixed by the shape and the plan:
+// deterministic, and no float atomics.
+
+#include <cuda_bf16.h>
+
+namespace wg {
+
+// The tile, the warpgroups and the ring (gemmplan's WGMMA* constants
+// mirror them; ptx/constants_test.go checks).
+constexpr int BM = 128;
+constexpr int BN_WIDE = 256;
+constexpr int BN_NARROW = 128;
+constexpr int BK = 64; // one 128-byte swizzle row of bf16
+constexpr int THREADS = 384;
+constexpr int GROUP_M = 8;
+// RING_BYTES is the shared memory of the stages: 4 wide ones, 6 narrow.
+constexpr int RING_BYTES = 192 * 1024;
+// BOX_BYTES is one box of 64 × 64 bf16 (an M/N-major operand's unit), and
+// the distance between the 64-row halves of A: consumer g's rows.
+constexpr int BOX_BYTES = 64 * BK * 2;
+constexpr int A_BYTES = BM * BK * 2;
+// The ring's depth and a block's dynamic shared memory at each width: 1024
+// bytes of slack to align the ring to the swizzle's 1024-byte period, the
+// ring, a full and an empty mbarrier a stage, and the split's flag.
+constexpr int STAGES_WIDE = RING_BYTES / ((BM + BN_WIDE) * BK * 2);
+constexpr int STAGES_NARROW = RING_BYTES / ((BM + BN_NARROW) * BK * 2);
+constexpr int SMEM_WIDE = 1024 + STAGES_WIDE * (BM + BN_WIDE) * BK * 2 + 16 * STAGES_WIDE + 16;
+constexpr int SMEM_NARROW = 1024 + STAGES_NARROW * (BM + BN_NARROW) * BK * 2 + 16 * STAGES_NARROW + 16;
+// The registers setmaxnreg gives each role: 128·40 + 256·232 ≤ 64K.
+constexpr int PRODUCER_REGS = 40;
+constexpr int CONSUMER_REGS = 232;
+
+typedef __nv_bfloat16 bf16;
+
+// TensorMap is CUtensorMap (cuda.h of CUDA 12+): 128 opaque bytes, 64-byte
+// aligned.
+struct __align__(64) TensorMap {
+    unsigned long long opaque[16];
+};
+
+template <int BN_>
+struct Cfg {
+    static constexpr int BN = BN_;
+    static constexpr int B_BYTES = BN * BK * 2;
+    static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+    static constexpr int STAGES = BN == BN_WIDE ? STAGES_WIDE : STAGES_NARROW;
+    static constexpr int SMEM = BN == BN_WIDE ? SMEM_WIDE : SMEM_NARROW;
+    static constexpr int ACC = BN / 2;
+    static_assert(STAGES * STAGE_BYTES <= RING_BYTES, "the ring holds the stages");
+    static_assert(1024 + STAGES * STAGE_BYTES + 2 * STAGES * 8 + 16 <= SMEM, "the block's layout fits");
+    static_assert(SMEM <= 227 * 1024, "more than an H100/H200 block may opt in to");
+};
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    unsigned a;
+    asm("{\n\t"
+        ".reg .u64 t;\n\t"
+        "cvta.to.shared.u64 t, %1;\n\t"
+        "cvt.u32.u64 %0, t;\n\t"
+        "}"
+        : "=r"(a)
+        : "l"(p));
+    return a;
+}
+
+// mbarriers (shared::cta).
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ bool mbar_try(unsigned bar, unsigned parity) {
+    unsigned done;
+    asm volatile("{\n\t"
+                 ".reg .pred p;\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                 "selp.u32 %0, 1, 0, p;\n\t"
+                 "}"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+    return done != 0;
+}
+// mbar_wait returns once the phase of the given parity has completed.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    while (!mbar_try(bar, parity)) {
+    }
+}
+
+// tma_load copies the box at (c0, c1) (elements; c0 along the contiguous
+// dimension) of map into shared memory at dst, completing on bar.
+__device__ __forceinline__ void tma_load(unsigned dst, const TensorMap* map, int c0, int c1, unsigned bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::
+            "r"(dst),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+__device__ __forceinline__ void tma_prefetch(const TensorMap* map) {
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<unsigned long long>(map)) : "memory");
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// keep ties an accumulator to this point: the compiler may not move its
+// reads or writes across it (the wgmma in flight write them behind its
+// back until wg_wait).
+__device__ __forceinline__ void keep(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// desc is the wgmma shared-memory descriptor of a 128-byte-swizzled tile
+// whose rows of 128 bytes start at addr (the swizzle's 1024-byte atoms are
+// 8 such rows: the stride byte offset). For an M/N-major tile the leading
+// byte offset is the distance between its boxes of 64 rows (m or n); a
+// K-major tile's is unused (16).
+__device__ __forceinline__ unsigned long long desc(unsigned addr, bool mn_major) {
+    const unsigned long long lbo = mn_major ? BOX_BYTES : 16;
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | ((lbo >> 4) << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
+}
+
+// wgmma_n256: d(64×256) += a(64×16)·b(16×256) for the warpgroup, a and b in
+// shared memory through their descriptors; TA, TB = 1 for an M- or N-major
+// operand. The accumulators are read and written (scale-d = 1).
+template <int TA, int TB>
+__device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long long da, unsigned long long db) {
+    asm volatile("{\n\t"
+                 ".reg .pred p;\n\t"
+                 "setp.ne.b32 p, %130, 0;\n\t"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+                 "}, %128, %129, p, 1, 1, %131, %132;\n\t"
+                 "}"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                   "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                   "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                   "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+                   "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+                   "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+                   "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+                   "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+                   "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+                   "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+                   "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+                   "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+                 : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
+}
+
+// wgmma_n128: d(64×128) += a(64×16)·b(16×128) for the warpgroup, a and b in
+// shared memory through their descriptors; TA, TB = 1 for an M- or N-major
+// operand. The accumulators are read and written (scale-d = 1).
+template <int TA, int TB>
+__device__ __forceinline__ void wgmma_n128(float (&d)[64], unsigned long long da, unsigned long long db) {
+    asm volatile("{\n\t"
+                 ".reg .pred p;\n\t"
+                 "setp.ne.b32 p, %66, 0;\n\t"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, %64, %65, p, 1, 1, %67, %68;\n\t"
+                 "}"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+                   "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+                   "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                   "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
+}
+
+// wgmma_n is the product of a stage's k = 16·ks slice for a tile of width BN.
+template <int BN, int TA, int TB>
+__device__ __forceinline__ void wgmma_n(float (&d)[BN / 2], unsigned long long da, unsigned long long db);
+template <>
+__device__ __forceinline__ void wgmma_n<256, 0, 0>(float (&d)[128], unsigned long long da, unsigned long long db) {
+    wgmma_n256<0, 0>(d, da, db);
+}
+template <>
+__device__ __forceinline__ void wgmma_n<256, 0, 1>(float (&d)[128], unsigned long long da, unsigned long long db) {
+    wgmma_n256<0, 1>(d, da, db);
+}
+template <>
+__device__ __forceinline__ void wgmma_n<256, 1, 1>(float (&d)[128], unsigned long long da, unsigned long long db) {
+    wgmma_n256<1, 1>(d, da, db);
+}
+template <>
+__device__ __forceinline__ void wgmma_n<128, 0, 0>(float (&d)[64], unsigned long long da, unsigned long long db) {
+    wgmma_n128<0, 0>(d, da, db);
+}
+template <>
+__device__ __forceinline__ void wgmma_n<128, 0, 1>(float (&d)[64], unsigned long long da, unsigned long long db) {
+    wgmma_n128<0, 1>(d, da, db);
+}
+template <>
+__device__ __forceinline__ void wgmma_n<128, 1, 1>(float (&d)[64], unsigned long long da, unsigned long long db) {
+    wgmma_n128<1, 1>(d, da, db);
+}
+
+// Split is the split-K of a launch: the slice count and its workspace.
+struct Split {
+    float* partials; // [splits][gridDim.x] tiles of BM·BN floats
+    int* counters;   // [gridDim.x], zero between launches
+    int splits;
+    int slice_k;
+};
+
+// gemm computes the 128×BN tile blockIdx.x (grouped order) of C(M,Nc) over
+// K slice blockIdx.y. TA, TB: A is M-major, B is N-major (else K-major).
+template <int BN, int TA, int TB>
+__device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, bf16* __restrict__ Cm,
+                                     const bf16* __restrict__ bias, int M, int Nc, int K, int ldc, const Split& sp) {
+    typedef Cfg<BN> CF;
+    constexpr int STAGES = CF::STAGES, ACC = CF::ACC;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    if (M <= 0 || Nc <= 0) return;
+
+    const int tiles_m = (M + BM - 1) / BM, tiles_n = (Nc + BN - 1) / BN;
+    const int per_group = GROUP_M * tiles_n;
+    const int tile = blockIdx.x;
+    const int first_m = (tile / per_group) * GROUP_M;
+    const int gsize = min(tiles_m - first_m, GROUP_M);
+    const int in_group = tile % per_group;
+    const int m0 = (first_m + in_group % gsize) * BM;
+    const int n0 = (in_group / gsize) * BN;
+    const int k0 = blockIdx.y * sp.slice_k;
+    const int kend = min(K, k0 + sp.slice_k);
+    const int KT = kend > k0 ? (kend - k0 + BK - 1) / BK : 0;
+
+    // The ring, aligned to the swizzle's 1024 bytes; then the barriers.
+    const unsigned raw = smem_addr(smem_raw);
+    const unsigned ring = (raw + 1023) & ~1023u;
+    const unsigned bars = ring + STAGES * CF::STAGE_BYTES;
+    // full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s).
+    const unsigned flag_addr = bars + 16 * STAGES;
+    const int tid = threadIdx.x;
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(bars + 8 * s, 1);                // the producer's expect_tx
+            mbar_init(bars + 8 * (STAGES + s), 2);     // one arrival per consumer warpgroup
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        tma_prefetch(ta);
+        tma_prefetch(tb);
+    }
+    __syncthreads();
+
+    if (tid < 128) {
+        // Producer.
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
+        if (tid == 0) {
+            for (int kt = 0; kt < KT; ++kt) {
+                const int s = kt % STAGES;
+                mbar_wait(bars + 8 * (STAGES + s), ((kt / STAGES) & 1) ^ 1);
+                const unsigned full = bars + 8 * s;
+                mbar_expect_tx(full, CF::STAGE_BYTES);
+                const unsigned a = ring + s * CF::STAGE_BYTES, b = a + A_BYTES;
+                const int k = k0 + kt * BK;
+                if (TA) {
+#pragma unroll
+                    for (int i = 0; i < BM / 64; ++i) tma_load(a + i * BOX_BYTES, ta, m0 + 64 * i, k, full);
+                } else {
+                    tma_load(a, ta, k, m0, full);
+                }
+                if (TB) {
+#pragma unroll
+                    for (int j = 0; j < BN / 64; ++j) tma_load(b + j * BOX_BYTES, tb, n0 + 64 * j, k, full);
+                } else {
+                    tma_load(b, tb, k, n0, full);
+                }
+            }
+        }
+        return;
+    }
+
+    // Consumers: warpgroup g = 0, 1 owns rows 64g..64g+63 of the tile.
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(CONSUMER_REGS));
+    const int ct = tid - 128, g = ct >> 7, t = ct & 127;
+    float acc[ACC];
+#pragma unroll
+    for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
+    for (int kt = 0; kt < KT; ++kt) {
+        const int s = kt % STAGES;
+        mbar_wait(bars + 8 * s, (kt / STAGES) & 1);
+        const unsigned a = ring + s * CF::STAGE_BYTES + g * BOX_BYTES, b = ring + s * CF::STAGE_BYTES + A_BYTES;
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < BK / 16; ++ks) {
+            // k advances 16 rows (2048 bytes) in an M/N-major box, 32
+            // bytes along a K-major row.
+            const unsigned da = a + (TA ? ks * 2048 : ks * 32), db = b + (TB ? ks * 2048 : ks * 32);
+            wgmma_n<BN, TA, TB>(acc, desc(da, TA), desc(db, TB));
+        }
+        wg_commit();
+        wg_wait<1>();
+        if (kt > 0 && t == 0) mbar_arrive(bars + 8 * (STAGES + (kt - 1) % STAGES));
+    }
+    wg_wait<0>();
+#pragma unroll
+    for (int i = 0; i < ACC; ++i) keep(acc[i]);
+
+    if (sp.splits > 1) {
+        // This slice's partial tile, consumer-thread-major in float4
+        // (coalesced); then the count. The last of the S blocks of the
+        // tile resets the counter and sums the S partials in slice order.
+        // The fence before the count makes this block's partial visible
+        // before its arrival; the reducer's fence after it orders its reads
+        // after every other block's arrival.
+        const size_t slice_stride = (size_t)gridDim.x * (BM * BN);
+        float* mine = sp.partials + (size_t)blockIdx.y * slice_stride + (size_t)tile * (BM * BN) + 4 * ct;
+#pragma unroll
+        for (int q = 0; q < ACC / 4; ++q) {
+            float4 v = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
+            asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(mine + q * 4 * 256), "f"(v.x), "f"(v.y),
+                         "f"(v.z), "f"(v.w)
+                         : "memory");
+        }
+        asm volatile("membar.gl;" ::: "memory");
+        asm volatile("bar.sync 1, 256;" ::: "memory");
+        if (ct == 0) {
+            int* counter = sp.counters + tile;
+            unsigned old;
+            asm volatile("atom.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
+            const unsigned last = old == (unsigned)(sp.splits - 1) ? 1u : 0u;
+            if (last) {
+                asm volatile("st.global.u32 [%0], 0;" ::"l"(counter) : "memory");
+                asm volatile("membar.gl;" ::: "memory");
+            }
+            asm volatile("st.shared.u32 [%0], %1;" ::"r"(flag_addr), "r"(last) : "memory");
+        }
+        asm volatile("bar.sync 1, 256;" ::: "memory");
+        unsigned last;
+        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(last) : "r"(flag_addr) : "memory");
+        if (last == 0) return;
+#pragma unroll
+        for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
+        const float* first = sp.partials + (size_t)tile * (BM * BN) + 4 * ct;
+        for (int s = 0; s < sp.splits; ++s) {
+            const float* ps = first + (size_t)s * slice_stride;
+#pragma unroll
+            for (int q = 0; q < ACC / 4; ++q) {
+                float4 v;
+                asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
+                             : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                             : "l"(ps + q * 4 * 256)
+                             : "memory");
+                acc[4 * q] += v.x;
+                acc[4 * q + 1] += v.y;
+                acc[4 * q + 2] += v.z;
+                acc[4 * q + 3] += v.w;
+            }
+        }
+    }
+
+    // Epilogue: thread t of consumer g holds, for each n8 block j, columns
+    // 8j + 2(t%4) and +1 of rows 16(t/32) + (t%32)/4 and +8 (the wgmma
+    // accumulator layout). Add the bias in fp32, round once, store pairs
+    // where the row allows.
+    const int r0 = m0 + 64 * g + 16 * (t >> 5) + ((t & 31) >> 2);
+    const bool pairs = (ldc % 2) == 0 && (reinterpret_cast<unsigned long long>(Cm) & 3) == 0;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = n0 + 8 * j + 2 * (t & 3);
+        if (col >= Nc) continue;
+        const float b0 = bias != nullptr ? __bfloat162float(bias[col]) : 0.0f;
+        const float b1 = (bias != nullptr && col + 1 < Nc) ? __bfloat162float(bias[col + 1]) : 0.0f;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int row = r0 + 8 * h;
+            if (row >= M) continue;
+            bf16* dst = Cm + (size_t)row * ldc + col;
+            const float v0 = acc[4 * j + 2 * h] + b0, v1 = acc[4 * j + 2 * h + 1] + b1;
+            if (pairs && col + 1 < Nc) {
+                *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
+            } else {
+                dst[0] = __float2bfloat16_rn(v0);
+                if (col + 1 < Nc) dst[1] = __float2bfloat16_rn(v1);
+            }
+        }
+    }
+}
+
+// product runs gemm at the launch's width bn.
+template <int TA, int TB>
+__device__ __forceinline__ void product(const TensorMap* ta, const TensorMap* tb, bf16* c, const bf16* bias,
+                                        float* partials, int* counters, int M, int Nc, int K, int ldc, int splits,
+                                        int slice_k, int bn) {
+    const Split sp{partials, counters, splits, splits > 1 ? slice_k : K};
+    if (bn == BN_NARROW) {
+        gemm<BN_NARROW, TA, TB>(ta, tb, c, bias, M, Nc, K, ldc, sp);
+    } else {
+        gemm<BN_WIDE, TA, TB>(ta, tb, c, bias, M, Nc, K, ldc, sp);
+    }
+}
+
+} // namespace wg
+
+using namespace wg;
+
+// The entries. Launch: grid (tiles, splits), block THREADS, Cfg<bn>::SMEM
+// bytes of dynamic shared memory. a and b are the tensor maps of A and B
+// (see the table at the top); c is the output with row stride ldc; bias
+// is null for none (and for the backward products). splits = 1 touches
+// neither partials nor counters (they may be null).
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_forward_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b, bf16* out,
+                         const bf16* bias, float* partials, int* counters, int N, int C, int OC, int ld, int splits,
+                         int slice_k, int bn) {
+    product<0, 0>(&a, &b, out, bias, partials, counters, N, OC, C, ld, splits, slice_k, bn);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_backward_input_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
+                                bf16* dinp, float* partials, int* counters, int N, int C, int OC, int splits,
+                                int slice_k, int bn) {
+    product<0, 1>(&a, &b, dinp, nullptr, partials, counters, N, C, OC, C, splits, slice_k, bn);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_backward_weight_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b, bf16* dw,
+                                 float* partials, int* counters, int N, int C, int OC, int splits, int slice_k,
+                                 int bn) {
+    product<1, 1>(&a, &b, dw, nullptr, partials, counters, OC, C, N, C, splits, slice_k, bn);
+}
