@@ -44,15 +44,17 @@ func WGMMAFits(c, ld int, views ...program.View) bool {
 	return true
 }
 
-// wgmmaKernel is a launch of a matmul_wgmma entry with plan p; the entry's
-// last three arguments are splits, slice_k and bn.
-func wgmmaKernel(entry string, p gemmplan.MMASplit, flops int64, args ...program.Arg) program.Op {
+// wgmmaKernel is a launch of a matmul_wgmma entry with plan p on sms SMs;
+// the entry's last three arguments are splits, slice_k and bn. The grid is
+// persistent: one block an SM at most (gemmplan.WGMMAGrid), each looping
+// over the plan's tiles × slices.
+func wgmmaKernel(entry string, p gemmplan.MMASplit, sms int, flops int64, args ...program.Arg) program.Op {
 	if p.BN != gemmplan.WGMMABlockNWide && p.BN != gemmplan.WGMMABlockNNarrow {
 		panic(fmt.Sprintf("kernels: Hopper GEMM plan %v: block width %d is neither %d nor %d",
 			p, p.BN, gemmplan.WGMMABlockNWide, gemmplan.WGMMABlockNNarrow))
 	}
 	args = append(args, program.Int("splits", p.Slices), program.Int("slice_k", p.SliceK), program.Int("bn", p.BN))
-	op := kernel(wgmmaModule, entry, program.D2(max(p.Tiles, 1), max(p.Slices, 1)), program.D1(gemmplan.WGMMAThreads), args...)
+	op := kernel(wgmmaModule, entry, program.D1(gemmplan.WGMMAGrid(p, sms)), program.D1(gemmplan.WGMMAThreads), args...)
 	op.SharedBytes = gemmplan.WGMMASharedBytes(p.BN)
 	op.MatmulFLOPs = flops
 	op.FLOPs = flops
@@ -93,11 +95,12 @@ func workspaceArgs(ws MatmulScratch, p gemmplan.MMASplit) []program.Arg {
 // alone); bias may be null. ws is the split-K workspace (null for none).
 // The views must pass WGMMAFits.
 func MatmulForwardWGMMA(out, inp, w, bias program.View, ws MatmulScratch, n, c, oc, ld, sms int) program.Op {
-	return MatmulForwardWGMMAPlan(out, inp, w, bias, ws, n, c, oc, ld, wgmmaPlan(n, oc, c, sms, ws))
+	return MatmulForwardWGMMAPlan(out, inp, w, bias, ws, n, c, oc, ld, wgmmaPlan(n, oc, c, sms, ws), sms)
 }
 
-// MatmulForwardWGMMAPlan is MatmulForwardWGMMA with the plan given.
-func MatmulForwardWGMMAPlan(out, inp, w, bias program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit) program.Op {
+// MatmulForwardWGMMAPlan is MatmulForwardWGMMA with the plan given; sms
+// sizes the persistent grid.
+func MatmulForwardWGMMAPlan(out, inp, w, bias program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit, sms int) program.Op {
 	mustFitWGMMA(c, ld, out, inp, w, bias)
 	args := []program.Arg{
 		program.InMap("a", inp, int64(n*c), kMajor(c, n, c, gemmplan.MMABlockM)),
@@ -106,7 +109,7 @@ func MatmulForwardWGMMAPlan(out, inp, w, bias program.View, ws MatmulScratch, n,
 	}
 	args = append(args, workspaceArgs(ws, p)...)
 	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("ld", ld))
-	op := wgmmaKernel("matmul_forward_wgmma", p, matmulFLOPs(n, c, oc), args...)
+	op := wgmmaKernel("matmul_forward_wgmma", p, sms, matmulFLOPs(n, c, oc), args...)
 	if !bias.IsNull() {
 		op.FLOPs += int64(n) * int64(oc)
 	}
@@ -116,11 +119,11 @@ func MatmulForwardWGMMAPlan(out, inp, w, bias program.View, ws MatmulScratch, n,
 // MatmulBackwardInputWGMMA computes dinp(n,c) = dout(n,oc)·w(oc,c),
 // overwriting dinp; dout has row stride ld ≥ oc.
 func MatmulBackwardInputWGMMA(dinp, dout, w program.View, ws MatmulScratch, n, c, oc, ld, sms int) program.Op {
-	return MatmulBackwardInputWGMMAPlan(dinp, dout, w, ws, n, c, oc, ld, wgmmaPlan(n, c, oc, sms, ws))
+	return MatmulBackwardInputWGMMAPlan(dinp, dout, w, ws, n, c, oc, ld, wgmmaPlan(n, c, oc, sms, ws), sms)
 }
 
 // MatmulBackwardInputWGMMAPlan is MatmulBackwardInputWGMMA with the plan given.
-func MatmulBackwardInputWGMMAPlan(dinp, dout, w program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit) program.Op {
+func MatmulBackwardInputWGMMAPlan(dinp, dout, w program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit, sms int) program.Op {
 	mustFitWGMMA(c, ld, dinp, dout, w)
 	args := []program.Arg{
 		program.InMap("a", dout, strided(n, oc, ld), kMajor(oc, n, ld, gemmplan.MMABlockM)),
@@ -129,7 +132,7 @@ func MatmulBackwardInputWGMMAPlan(dinp, dout, w program.View, ws MatmulScratch, 
 	}
 	args = append(args, workspaceArgs(ws, p)...)
 	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc))
-	return wgmmaKernel("matmul_backward_input_wgmma", p, matmulFLOPs(n, c, oc), args...)
+	return wgmmaKernel("matmul_backward_input_wgmma", p, sms, matmulFLOPs(n, c, oc), args...)
 }
 
 // MatmulBackwardWeightWGMMA computes dw(oc,c) = dout(n,oc)ᵀ·inp(n,c),
@@ -137,11 +140,11 @@ func MatmulBackwardInputWGMMAPlan(dinp, dout, w program.View, ws MatmulScratch, 
 // is as MatmulBackwardWeightMMA's (deterministic; counters zero before and
 // after).
 func MatmulBackwardWeightWGMMA(dw, dout, inp program.View, ws MatmulScratch, n, c, oc, ld, sms int) program.Op {
-	return MatmulBackwardWeightWGMMAPlan(dw, dout, inp, ws, n, c, oc, ld, wgmmaPlan(oc, c, n, sms, ws))
+	return MatmulBackwardWeightWGMMAPlan(dw, dout, inp, ws, n, c, oc, ld, wgmmaPlan(oc, c, n, sms, ws), sms)
 }
 
 // MatmulBackwardWeightWGMMAPlan is MatmulBackwardWeightWGMMA with the plan given.
-func MatmulBackwardWeightWGMMAPlan(dw, dout, inp program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit) program.Op {
+func MatmulBackwardWeightWGMMAPlan(dw, dout, inp program.View, ws MatmulScratch, n, c, oc, ld int, p gemmplan.MMASplit, sms int) program.Op {
 	mustFitWGMMA(c, ld, dw, dout, inp)
 	args := []program.Arg{
 		program.InMap("a", dout, strided(n, oc, ld), mnMajor(oc, n, ld)),
@@ -150,7 +153,7 @@ func MatmulBackwardWeightWGMMAPlan(dw, dout, inp program.View, ws MatmulScratch,
 	}
 	args = append(args, workspaceArgs(ws, p)...)
 	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc))
-	return wgmmaKernel("matmul_backward_weight_wgmma", p, matmulFLOPs(n, c, oc), args...)
+	return wgmmaKernel("matmul_backward_weight_wgmma", p, sms, matmulFLOPs(n, c, oc), args...)
 }
 
 // MatmulBackwardWGMMA is the linear layer's backward pass on the Hopper

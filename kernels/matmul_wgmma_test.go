@@ -52,12 +52,46 @@ func wgmmaPlans(m, n, k int, ws MatmulScratch) []gemmplan.MMASplit {
 	return plans
 }
 
+// wgmmaGrids are the persistent grids a test forces besides the planned
+// one (0): one block doing every unit in turn, and a few, so that the
+// ring of stages runs on from one unit into the next.
+var wgmmaGrids = []int{0, 1, 5}
+
+// withGrid is op with its persistent grid forced to g blocks (0: as built).
+func withGrid(op program.Op, g int) program.Op {
+	if g > 0 {
+		op.Grid = program.D1(g)
+	}
+	return op
+}
+
 // wgmmaScratchFor is ws if it holds p, else a fresh workspace that does.
 func wgmmaScratchFor(t *testing.T, ws MatmulScratch, p gemmplan.MMASplit) MatmulScratch {
 	if int64(p.PartialFloats()) <= ws.Partials.Elems && int64(p.Counters()) <= ws.Counters.Elems {
 		return ws
 	}
 	return matmulWorkspaceSized(t, max(p.PartialFloats(), 1), max(p.Counters(), 1))
+}
+
+// gridsFor is the grids to run plan i of wgmmaPlans at: every forced grid
+// for the planner's plan (0), the built one for the others.
+func gridsFor(i int) []int {
+	if i == 0 {
+		return wgmmaGrids
+	}
+	return wgmmaGrids[:1]
+}
+
+// sameAsFirst fails the test unless got has first's bits (the result of a
+// plan does not depend on its grid), and returns first, or got if first
+// is nil.
+func sameAsFirst(t *testing.T, what string, first, got []float64) []float64 {
+	t.Helper()
+	if first == nil {
+		return got
+	}
+	sameBits(t, what+" against the planned grid", got, first)
+	return first
 }
 
 func TestMatmulWGMMA(t *testing.T) {
@@ -96,34 +130,46 @@ func testMatmulWGMMA(t *testing.T, r *rand.Rand, sh mmaShape) {
 		}
 		want := make([]float64, n*oc)
 		ref.MatmulForward(want, inpV, wV, bv, n, c, oc)
-		for _, p := range wgmmaPlans(n, oc, c, ws) {
-			what := fmt.Sprintf("out (bias %v) %v", withBias, p)
+		for i, p := range wgmmaPlans(n, oc, c, ws) {
 			pws := wgmmaScratchFor(t, ws, p)
-			got := mmaRunTwice(t, d, what, n*ld, func(out program.View) program.Op {
-				return MatmulForwardWGMMAPlan(out, inp, w, b, pws, n, c, oc, ld, p)
-			}, func() { matmulCountersZero(t, what, pws) })
-			checkClose(t, what, mmaDense(got, sh), want, d.tol)
-			mmaPaddingPoisoned(t, what, got, sh)
+			var first []float64
+			for _, g := range gridsFor(i) {
+				what := fmt.Sprintf("out (bias %v) %v grid %d", withBias, p, g)
+				got := mmaRunTwice(t, d, what, n*ld, func(out program.View) program.Op {
+					return withGrid(MatmulForwardWGMMAPlan(out, inp, w, b, pws, n, c, oc, ld, p, sms()), g)
+				}, func() { matmulCountersZero(t, what, pws) })
+				checkClose(t, what, mmaDense(got, sh), want, d.tol)
+				mmaPaddingPoisoned(t, what, got, sh)
+				first = sameAsFirst(t, what, first, got)
+			}
 		}
 	}
 
 	wantDinp, wantDw := make([]float64, n*c), make([]float64, oc*c)
 	ref.MatmulBackward(wantDinp, wantDw, nil, doutV, inpV, wV, n, c, oc)
-	for _, p := range wgmmaPlans(n, c, oc, ws) {
-		what := "dinp " + p.String()
+	for i, p := range wgmmaPlans(n, c, oc, ws) {
 		pws := wgmmaScratchFor(t, ws, p)
-		got := mmaRunTwice(t, d, what, n*c, func(out program.View) program.Op {
-			return MatmulBackwardInputWGMMAPlan(out, dout, w, pws, n, c, oc, ld, p)
-		}, func() { matmulCountersZero(t, what, pws) })
-		checkClose(t, what, got, wantDinp, d.tol)
+		var first []float64
+		for _, g := range gridsFor(i) {
+			what := fmt.Sprintf("dinp %v grid %d", p, g)
+			got := mmaRunTwice(t, d, what, n*c, func(out program.View) program.Op {
+				return withGrid(MatmulBackwardInputWGMMAPlan(out, dout, w, pws, n, c, oc, ld, p, sms()), g)
+			}, func() { matmulCountersZero(t, what, pws) })
+			checkClose(t, what, got, wantDinp, d.tol)
+			first = sameAsFirst(t, what, first, got)
+		}
 	}
-	for _, p := range wgmmaPlans(oc, c, n, ws) {
-		what := "dw " + p.String()
+	for i, p := range wgmmaPlans(oc, c, n, ws) {
 		pws := wgmmaScratchFor(t, ws, p)
-		got := mmaRunTwice(t, d, what, oc*c, func(out program.View) program.Op {
-			return MatmulBackwardWeightWGMMAPlan(out, dout, inp, pws, n, c, oc, ld, p)
-		}, func() { matmulCountersZero(t, what, pws) })
-		checkClose(t, what, got, wantDw, d.tol)
+		var first []float64
+		for _, g := range gridsFor(i) {
+			what := fmt.Sprintf("dw %v grid %d", p, g)
+			got := mmaRunTwice(t, d, what, oc*c, func(out program.View) program.Op {
+				return withGrid(MatmulBackwardWeightWGMMAPlan(out, dout, inp, pws, n, c, oc, ld, p, sms()), g)
+			}, func() { matmulCountersZero(t, what, pws) })
+			checkClose(t, what, got, wantDw, d.tol)
+			first = sameAsFirst(t, what, first, got)
+		}
 	}
 
 	// The backward convenience, as the model calls it: the product plans of
@@ -216,9 +262,9 @@ func BenchmarkMatmulWGMMA(b *testing.B) {
 		for _, bn := range gemmplan.WGMMABlockNs {
 			one := func(m, nn, kk int) gemmplan.MMASplit { return gemmplan.MMASplitOf(m, nn, kk, 1, bn) }
 			products = append(products,
-				product{fmt.Sprintf("forward_bn%d", bn), MatmulForwardWGMMAPlan(out, inp, w, bias, MatmulScratch{}, n, c, oc, ld, one(n, oc, c))},
-				product{fmt.Sprintf("backward_input_bn%d", bn), MatmulBackwardInputWGMMAPlan(dinp, dout, w, MatmulScratch{}, n, c, oc, ld, one(n, c, oc))},
-				product{fmt.Sprintf("backward_weight_bn%d", bn), MatmulBackwardWeightWGMMAPlan(dw, dout, inp, MatmulScratch{}, n, c, oc, ld, one(oc, c, n))})
+				product{fmt.Sprintf("forward_bn%d", bn), MatmulForwardWGMMAPlan(out, inp, w, bias, MatmulScratch{}, n, c, oc, ld, one(n, oc, c), sms())},
+				product{fmt.Sprintf("backward_input_bn%d", bn), MatmulBackwardInputWGMMAPlan(dinp, dout, w, MatmulScratch{}, n, c, oc, ld, one(n, c, oc), sms())},
+				product{fmt.Sprintf("backward_weight_bn%d", bn), MatmulBackwardWeightWGMMAPlan(dw, dout, inp, MatmulScratch{}, n, c, oc, ld, one(oc, c, n), sms())})
 		}
 		for _, p := range products {
 			b.Run(sh.name+"/"+p.name, func(b *testing.B) {

@@ -42,11 +42,14 @@
 // (wgmma.wait_group 1) and frees the previous stage. setmaxnreg gives the
 // producer 40 registers and the consumers 232.
 //
-// Split-K, on every product: grid (tiles, S); block (t, s) sums K rows
-// s·slice_k .. min(K, (s+1)·slice_k) into an fp32 partial tile, and the
-// last block of a tile to arrive (an integer counter, which it resets)
-// adds the S partials in slice order 0..S−1, adds the bias and stores C,
-// rounded once. The order of every sum is fixed by the shape and the plan:
+// The grid is persistent: at most one block an SM, each taking work units
+// blockIdx.x, blockIdx.x + gridDim.x, ...; the producer runs ahead across
+// units, so a unit's first loads overlap the previous unit's last products
+// and epilogue. Split-K, on every product: a unit is one tile over one of S
+// slices of K rows, s·slice_k .. min(K, (s+1)·slice_k), summed into an fp32
+// partial tile; the last unit of a tile to arrive (an integer counter,
+// which it resets) adds the S partials in slice order 0..S−1, adds the
+// bias and stores C, rounded once. The order of every sum is fixed by the shape and the plan:
 // deterministic, and no float atomics.
 
 #include <cuda_bf16.h>
@@ -267,14 +270,59 @@ __device__ __forceinline__ void wgmma_n<128, 1, 1>(float (&d)[64], unsigned long
 
 // Split is the split-K of a launch: the slice count and its workspace.
 struct Split {
-    float* partials; // [splits][gridDim.x] tiles of BM·BN floats
-    int* counters;   // [gridDim.x], zero between launches
+    float* partials; // [splits][tiles] tiles of BM·BN floats
+    int* counters;   // [tiles], zero between launches
     int splits;
     int slice_k;
 };
 
-// gemm computes the 128×BN tile blockIdx.x (grouped order) of C(M,Nc) over
-// K slice blockIdx.y. TA, TB: A is M-major, B is N-major (else K-major).
+// Unit is one work unit of a launch: a 128×BN tile of C (in grouped
+// order, GROUP_M row-tiles down a column of tiles before moving right, so
+// that the blocks at work at one time share A and B panels in L2) over one
+// K slice. Unit u is slice u % splits of tile u / splits: the S slices of
+// a tile run side by side, and their partials meet in L2.
+struct Unit {
+    int tile, slice, m0, n0, k0, kt; // kt: the slice's stages of BK
+};
+
+template <int BN>
+__device__ __forceinline__ Unit unit_of(int u, int M, int Nc, int K, const Split& sp) {
+    const int tiles_m = (M + BM - 1) / BM, tiles_n = (Nc + BN - 1) / BN;
+    Unit w;
+    w.tile = u / sp.splits;
+    w.slice = u % sp.splits;
+    const int per_group = GROUP_M * tiles_n;
+    const int first_m = (w.tile / per_group) * GROUP_M;
+    const int gsize = min(tiles_m - first_m, GROUP_M);
+    const int in_group = w.tile % per_group;
+    w.m0 = (first_m + in_group % gsize) * BM;
+    w.n0 = (in_group / gsize) * BN;
+    w.k0 = w.slice * sp.slice_k;
+    const int kend = min(K, w.k0 + sp.slice_k);
+    w.kt = kend > w.k0 ? (kend - w.k0 + BK - 1) / BK : 0;
+    return w;
+}
+
+// Ring is a position in the ring of stages: the stage and the parity of
+// its current phase. The producer and the consumers walk the same
+// sequence of stages (every unit's k-tiles in order), each with its own.
+struct Ring {
+    int stage;
+    unsigned phase;
+    template <int STAGES>
+    __device__ __forceinline__ void next() {
+        if (++stage == STAGES) {
+            stage = 0;
+            phase ^= 1;
+        }
+    }
+};
+
+// gemm computes C(M,Nc) = A·B over the launch's units, persistently: block
+// b takes units b, b + gridDim.x, ... The producer runs ahead across units,
+// so the next unit's first stages land while the consumers finish this
+// unit's mainloop and epilogue. TA, TB: A is M-major, B is N-major (else
+// K-major).
 template <int BN, int TA, int TB>
 __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, bf16* __restrict__ Cm,
                                      const bf16* __restrict__ bias, int M, int Nc, int K, int ldc, const Split& sp) {
@@ -282,30 +330,20 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, b
     constexpr int STAGES = CF::STAGES, ACC = CF::ACC;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     if (M <= 0 || Nc <= 0) return;
+    const int tiles = ((M + BM - 1) / BM) * ((Nc + BN - 1) / BN);
+    const int units = tiles * sp.splits;
 
-    const int tiles_m = (M + BM - 1) / BM, tiles_n = (Nc + BN - 1) / BN;
-    const int per_group = GROUP_M * tiles_n;
-    const int tile = blockIdx.x;
-    const int first_m = (tile / per_group) * GROUP_M;
-    const int gsize = min(tiles_m - first_m, GROUP_M);
-    const int in_group = tile % per_group;
-    const int m0 = (first_m + in_group % gsize) * BM;
-    const int n0 = (in_group / gsize) * BN;
-    const int k0 = blockIdx.y * sp.slice_k;
-    const int kend = min(K, k0 + sp.slice_k);
-    const int KT = kend > k0 ? (kend - k0 + BK - 1) / BK : 0;
-
-    // The ring, aligned to the swizzle's 1024 bytes; then the barriers.
+    // The ring, aligned to the swizzle's 1024 bytes; then the barriers:
+    // full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s); the flag.
     const unsigned raw = smem_addr(smem_raw);
     const unsigned ring = (raw + 1023) & ~1023u;
     const unsigned bars = ring + STAGES * CF::STAGE_BYTES;
-    // full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s).
     const unsigned flag_addr = bars + 16 * STAGES;
     const int tid = threadIdx.x;
     if (tid == 0) {
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(bars + 8 * s, 1);                // the producer's expect_tx
-            mbar_init(bars + 8 * (STAGES + s), 2);     // one arrival per consumer warpgroup
+            mbar_init(bars + 8 * s, 1);            // the producer's expect_tx
+            mbar_init(bars + 8 * (STAGES + s), 2); // one arrival per consumer warpgroup
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         tma_prefetch(ta);
@@ -314,135 +352,148 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, b
     __syncthreads();
 
     if (tid < 128) {
-        // Producer.
+        // Producer: one thread. It refills a stage once both consumers have
+        // freed it (the empty barrier's phase before this use: on the first
+        // lap, the phase before the first, which counts as complete).
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
         if (tid == 0) {
-            for (int kt = 0; kt < KT; ++kt) {
-                const int s = kt % STAGES;
-                mbar_wait(bars + 8 * (STAGES + s), ((kt / STAGES) & 1) ^ 1);
-                const unsigned full = bars + 8 * s;
-                mbar_expect_tx(full, CF::STAGE_BYTES);
-                const unsigned a = ring + s * CF::STAGE_BYTES, b = a + A_BYTES;
-                const int k = k0 + kt * BK;
-                if (TA) {
+            Ring r{0, 0};
+            for (int u = blockIdx.x; u < units; u += gridDim.x) {
+                const Unit w = unit_of<BN>(u, M, Nc, K, sp);
+                for (int kt = 0; kt < w.kt; ++kt, r.next<STAGES>()) {
+                    mbar_wait(bars + 8 * (STAGES + r.stage), r.phase ^ 1);
+                    const unsigned full = bars + 8 * r.stage;
+                    mbar_expect_tx(full, CF::STAGE_BYTES);
+                    const unsigned a = ring + r.stage * CF::STAGE_BYTES, b = a + A_BYTES;
+                    const int k = w.k0 + kt * BK;
+                    if (TA) {
 #pragma unroll
-                    for (int i = 0; i < BM / 64; ++i) tma_load(a + i * BOX_BYTES, ta, m0 + 64 * i, k, full);
-                } else {
-                    tma_load(a, ta, k, m0, full);
-                }
-                if (TB) {
+                        for (int i = 0; i < BM / 64; ++i) tma_load(a + i * BOX_BYTES, ta, w.m0 + 64 * i, k, full);
+                    } else {
+                        tma_load(a, ta, k, w.m0, full);
+                    }
+                    if (TB) {
 #pragma unroll
-                    for (int j = 0; j < BN / 64; ++j) tma_load(b + j * BOX_BYTES, tb, n0 + 64 * j, k, full);
-                } else {
-                    tma_load(b, tb, k, n0, full);
+                        for (int j = 0; j < BN / 64; ++j) tma_load(b + j * BOX_BYTES, tb, w.n0 + 64 * j, k, full);
+                    } else {
+                        tma_load(b, tb, k, w.n0, full);
+                    }
                 }
             }
         }
         return;
     }
 
-    // Consumers: warpgroup g = 0, 1 owns rows 64g..64g+63 of the tile.
+    // Consumers: warpgroup g = 0, 1 owns rows 64g..64g+63 of each tile.
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(CONSUMER_REGS));
     const int ct = tid - 128, g = ct >> 7, t = ct & 127;
-    float acc[ACC];
-#pragma unroll
-    for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
-    for (int kt = 0; kt < KT; ++kt) {
-        const int s = kt % STAGES;
-        mbar_wait(bars + 8 * s, (kt / STAGES) & 1);
-        const unsigned a = ring + s * CF::STAGE_BYTES + g * BOX_BYTES, b = ring + s * CF::STAGE_BYTES + A_BYTES;
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < BK / 16; ++ks) {
-            // k advances 16 rows (2048 bytes) in an M/N-major box, 32
-            // bytes along a K-major row.
-            const unsigned da = a + (TA ? ks * 2048 : ks * 32), db = b + (TB ? ks * 2048 : ks * 32);
-            wgmma_n<BN, TA, TB>(acc, desc(da, TA), desc(db, TB));
-        }
-        wg_commit();
-        wg_wait<1>();
-        if (kt > 0 && t == 0) mbar_arrive(bars + 8 * (STAGES + (kt - 1) % STAGES));
-    }
-    wg_wait<0>();
-#pragma unroll
-    for (int i = 0; i < ACC; ++i) keep(acc[i]);
-
-    if (sp.splits > 1) {
-        // This slice's partial tile, consumer-thread-major in float4
-        // (coalesced); then the count. The last of the S blocks of the
-        // tile resets the counter and sums the S partials in slice order.
-        // The fence before the count makes this block's partial visible
-        // before its arrival; the reducer's fence after it orders its reads
-        // after every other block's arrival.
-        const size_t slice_stride = (size_t)gridDim.x * (BM * BN);
-        float* mine = sp.partials + (size_t)blockIdx.y * slice_stride + (size_t)tile * (BM * BN) + 4 * ct;
-#pragma unroll
-        for (int q = 0; q < ACC / 4; ++q) {
-            float4 v = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
-            asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(mine + q * 4 * 256), "f"(v.x), "f"(v.y),
-                         "f"(v.z), "f"(v.w)
-                         : "memory");
-        }
-        asm volatile("membar.gl;" ::: "memory");
-        asm volatile("bar.sync 1, 256;" ::: "memory");
-        if (ct == 0) {
-            int* counter = sp.counters + tile;
-            unsigned old;
-            asm volatile("atom.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
-            const unsigned last = old == (unsigned)(sp.splits - 1) ? 1u : 0u;
-            if (last) {
-                asm volatile("st.global.u32 [%0], 0;" ::"l"(counter) : "memory");
-                asm volatile("membar.gl;" ::: "memory");
-            }
-            asm volatile("st.shared.u32 [%0], %1;" ::"r"(flag_addr), "r"(last) : "memory");
-        }
-        asm volatile("bar.sync 1, 256;" ::: "memory");
-        unsigned last;
-        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(last) : "r"(flag_addr) : "memory");
-        if (last == 0) return;
+    Ring r{0, 0};
+    int prev = 0; // the stage of the previous k-tile, freed one k-tile late
+    for (int u = blockIdx.x; u < units; u += gridDim.x) {
+        const Unit w = unit_of<BN>(u, M, Nc, K, sp);
+        float acc[ACC];
 #pragma unroll
         for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
-        const float* first = sp.partials + (size_t)tile * (BM * BN) + 4 * ct;
-        for (int s = 0; s < sp.splits; ++s) {
-            const float* ps = first + (size_t)s * slice_stride;
+        for (int kt = 0; kt < w.kt; ++kt, r.next<STAGES>()) {
+            mbar_wait(bars + 8 * r.stage, r.phase);
+            const unsigned a = ring + r.stage * CF::STAGE_BYTES + g * BOX_BYTES,
+                           b = ring + r.stage * CF::STAGE_BYTES + A_BYTES;
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < BK / 16; ++ks) {
+                // k advances 16 rows (2048 bytes) in an M/N-major box, 32
+                // bytes along a K-major row.
+                const unsigned da = a + (TA ? ks * 2048 : ks * 32), db = b + (TB ? ks * 2048 : ks * 32);
+                wgmma_n<BN, TA, TB>(acc, desc(da, TA), desc(db, TB));
+            }
+            wg_commit();
+            // One k-tile's products stay in flight: the previous one's are
+            // done, and its stage goes back to the producer.
+            wg_wait<1>();
+            if (kt > 0 && t == 0) mbar_arrive(bars + 8 * (STAGES + prev));
+            prev = r.stage;
+        }
+        wg_wait<0>();
+        if (w.kt > 0 && t == 0) mbar_arrive(bars + 8 * (STAGES + prev));
+#pragma unroll
+        for (int i = 0; i < ACC; ++i) keep(acc[i]);
+
+        if (sp.splits > 1) {
+            // This slice's partial tile, consumer-thread-major in float4
+            // (coalesced); then the count. The last of the S units of the
+            // tile resets the counter and sums the S partials in slice
+            // order. The fence before the count makes this unit's partial
+            // visible before its arrival; the reducer's fence after it
+            // orders its reads after every other unit's arrival.
+            const size_t slice_stride = (size_t)tiles * (BM * BN);
+            float* mine = sp.partials + (size_t)w.slice * slice_stride + (size_t)w.tile * (BM * BN) + 4 * ct;
 #pragma unroll
             for (int q = 0; q < ACC / 4; ++q) {
-                float4 v;
-                asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
-                             : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-                             : "l"(ps + q * 4 * 256)
+                asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(mine + q * 4 * 256), "f"(acc[4 * q]),
+                             "f"(acc[4 * q + 1]), "f"(acc[4 * q + 2]), "f"(acc[4 * q + 3])
                              : "memory");
-                acc[4 * q] += v.x;
-                acc[4 * q + 1] += v.y;
-                acc[4 * q + 2] += v.z;
-                acc[4 * q + 3] += v.w;
+            }
+            asm volatile("membar.gl;" ::: "memory");
+            asm volatile("bar.sync 1, 256;" ::: "memory");
+            if (ct == 0) {
+                int* counter = sp.counters + w.tile;
+                unsigned old;
+                asm volatile("atom.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
+                const unsigned last = old == (unsigned)(sp.splits - 1) ? 1u : 0u;
+                if (last) {
+                    asm volatile("st.global.u32 [%0], 0;" ::"l"(counter) : "memory");
+                    asm volatile("membar.gl;" ::: "memory");
+                }
+                asm volatile("st.shared.u32 [%0], %1;" ::"r"(flag_addr), "r"(last) : "memory");
+            }
+            asm volatile("bar.sync 1, 256;" ::: "memory");
+            unsigned last;
+            asm volatile("ld.shared.u32 %0, [%1];" : "=r"(last) : "r"(flag_addr) : "memory");
+            if (last == 0) continue; // uniform over the consumers
+#pragma unroll
+            for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
+            const float* first = sp.partials + (size_t)w.tile * (BM * BN) + 4 * ct;
+            for (int s = 0; s < sp.splits; ++s) {
+                const float* ps = first + (size_t)s * slice_stride;
+#pragma unroll
+                for (int q = 0; q < ACC / 4; ++q) {
+                    float4 v;
+                    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
+                                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                                 : "l"(ps + q * 4 * 256)
+                                 : "memory");
+                    acc[4 * q] += v.x;
+                    acc[4 * q + 1] += v.y;
+                    acc[4 * q + 2] += v.z;
+                    acc[4 * q + 3] += v.w;
+                }
             }
         }
-    }
 
-    // Epilogue: thread t of consumer g holds, for each n8 block j, columns
-    // 8j + 2(t%4) and +1 of rows 16(t/32) + (t%32)/4 and +8 (the wgmma
-    // accumulator layout). Add the bias in fp32, round once, store pairs
-    // where the row allows.
-    const int r0 = m0 + 64 * g + 16 * (t >> 5) + ((t & 31) >> 2);
-    const bool pairs = (ldc % 2) == 0 && (reinterpret_cast<unsigned long long>(Cm) & 3) == 0;
+        // Epilogue: thread t of consumer g holds, for each n8 block j,
+        // columns 8j + 2(t%4) and +1 of rows 16(t/32) + (t%32)/4 and +8
+        // (the wgmma accumulator layout). Add the bias in fp32, round once,
+        // store pairs where the row allows.
+        const int r0 = w.m0 + 64 * g + 16 * (t >> 5) + ((t & 31) >> 2);
+        const bool pairs = (ldc % 2) == 0 && (reinterpret_cast<unsigned long long>(Cm) & 3) == 0;
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-        const int col = n0 + 8 * j + 2 * (t & 3);
-        if (col >= Nc) continue;
-        const float b0 = bias != nullptr ? __bfloat162float(bias[col]) : 0.0f;
-        const float b1 = (bias != nullptr && col + 1 < Nc) ? __bfloat162float(bias[col + 1]) : 0.0f;
+        for (int j = 0; j < BN / 8; ++j) {
+            const int col = w.n0 + 8 * j + 2 * (t & 3);
+            if (col >= Nc) continue;
+            const float b0 = bias != nullptr ? __bfloat162float(bias[col]) : 0.0f;
+            const float b1 = (bias != nullptr && col + 1 < Nc) ? __bfloat162float(bias[col + 1]) : 0.0f;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int row = r0 + 8 * h;
-            if (row >= M) continue;
-            bf16* dst = Cm + (size_t)row * ldc + col;
-            const float v0 = acc[4 * j + 2 * h] + b0, v1 = acc[4 * j + 2 * h + 1] + b1;
-            if (pairs && col + 1 < Nc) {
-                *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
-            } else {
-                dst[0] = __float2bfloat16_rn(v0);
-                if (col + 1 < Nc) dst[1] = __float2bfloat16_rn(v1);
+            for (int h = 0; h < 2; ++h) {
+                const int row = r0 + 8 * h;
+                if (row >= M) continue;
+                bf16* dst = Cm + (size_t)row * ldc + col;
+                const float v0 = acc[4 * j + 2 * h] + b0, v1 = acc[4 * j + 2 * h + 1] + b1;
+                if (pairs && col + 1 < Nc) {
+                    *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
+                } else {
+                    dst[0] = __float2bfloat16_rn(v0);
+                    if (col + 1 < Nc) dst[1] = __float2bfloat16_rn(v1);
+                }
             }
         }
     }
@@ -465,7 +516,8 @@ __device__ __forceinline__ void product(const TensorMap* ta, const TensorMap* tb
 
 using namespace wg;
 
-// The entries. Launch: grid (tiles, splits), block THREADS, Cfg<bn>::SMEM
+// The entries. Launch: grid min(tiles·splits, SMs) (persistent: any grid
+// covers every unit), block THREADS, Cfg<bn>::SMEM
 // bytes of dynamic shared memory. a and b are the tensor maps of A and B
 // (see the table at the top); c is the output with row stride ldc; bias
 // is null for none (and for the backward products). splits = 1 touches

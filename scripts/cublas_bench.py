@@ -5,7 +5,8 @@ The baseline of docs/matmul.md's tables: for each shape (n, c, oc, ld) the
 forward F.linear(inp, w, bias), the input gradient dout @ w and the weight
 gradient dout.t() @ inp, with dout an (n, oc) view of an (n, ld) tensor as
 gpubench keeps the lm head's padded vocabulary, and 8192^3. Median of 30
-launches each between CUDA events, after 5 warm-up ones, on random inputs.
+bursts of 10 back-to-back launches between CUDA events (per launch), after
+5 warm-up ones, on random inputs.
 Run it in the same device call as kernels.test's BenchmarkMatmulWGMMA and
 BenchmarkMatmulMMA:
 
@@ -30,17 +31,21 @@ SHAPES = [
 ]
 
 
-def median_seconds(f, reps=30, warmup=5):
+def median_seconds(f, reps=30, warmup=5, burst=10):
+    """The median over reps of a burst of back-to-back launches between two
+    events, divided by the burst: PyTorch's per-call host cost (~10-20 us)
+    would otherwise bound the small products, whose kernels take less."""
     for _ in range(warmup):
         f()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for s, e in zip(starts, ends):
         s.record()
-        f()
+        for _ in range(burst):
+            f()
         e.record()
     torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) / 1e3
+    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) / 1e3 / burst
 
 
 def main():

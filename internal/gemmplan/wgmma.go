@@ -43,7 +43,8 @@ const (
 	wgmmaTileCycles   = 2000
 )
 
-// wgmmaCycles estimates plan p on sms SMs (see MMASplit.mmaCycles).
+// wgmmaCycles estimates plan p on sms SMs (see MMASplit.mmaCycles): the
+// busiest SM's units one after another.
 func (p MMASplit) wgmmaCycles(sms int) float64 {
 	row := 2 * MMABlockM * float64(p.BN) / wgmmaFLOPPerCycle
 	c := float64(ceilDiv(p.Tiles*p.Slices, max(sms, 1))) * (float64(p.SliceK)*row + wgmmaTileCycles)
@@ -79,4 +80,14 @@ func WGMMAPlan(m, n, k, sms, maxFloats, maxCounters int) MMASplit {
 		}
 	}
 	return best
+}
+
+// WGMMAResident is the Hopper GEMM's blocks an SM (its shared memory and
+// registers allow one).
+const WGMMAResident = 1
+
+// WGMMAGrid is the persistent grid of plan p on sms SMs: a block an SM, or
+// one a unit (tile × slice) where there are fewer.
+func WGMMAGrid(p MMASplit, sms int) int {
+	return max(1, min(p.Tiles*max(p.Slices, 1), WGMMAResident*max(sms, 1)))
 }
