@@ -82,6 +82,13 @@ func mnMajor(mn, k, ld int) program.TensorMap {
 	return program.TensorMap{Inner: int64(mn), Outer: int64(k), Stride: int64(ld), BoxInner: wgmmaBox, BoxOuter: gemmplan.WGMMABlockK}
 }
 
+// outMap is the tensor map of an output of rows (outer) of cols (inner)
+// elements, ld apart, written by TMA in boxes of 64 × 64 (each consumer
+// warpgroup's half of a 128-row tile, 64 columns at a time).
+func outMap(cols, rows, ld int) program.TensorMap {
+	return program.TensorMap{Inner: int64(cols), Outer: int64(rows), Stride: int64(ld), BoxInner: wgmmaBox, BoxOuter: 64}
+}
+
 // workspaceArgs are a plan's partials and counters.
 func workspaceArgs(ws MatmulScratch, p gemmplan.MMASplit) []program.Arg {
 	return []program.Arg{
@@ -105,11 +112,16 @@ func MatmulForwardWGMMAPlan(out, inp, w, bias program.View, ws MatmulScratch, n,
 	args := []program.Arg{
 		program.InMap("a", inp, int64(n*c), kMajor(c, n, c, gemmplan.MMABlockM)),
 		program.InMap("b", w, int64(oc*c), kMajor(c, oc, c, p.BN)),
+		// TMA stores whole 16-byte chunks: the map ends at the last
+		// whole one (at least one, so that it encodes), and the kernel
+		// stores the last oc mod 8 columns through the pointer.
+		program.OutMap("out_map", out, strided(n, oc, ld), outMap(max(oc/8*8, 8), n, ld)),
 		program.Out("out", out, strided(n, oc, ld)), program.In("bias", bias, optional(bias, oc)),
 	}
 	args = append(args, workspaceArgs(ws, p)...)
 	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc), program.Int("ld", ld))
 	op := wgmmaKernel("matmul_forward_wgmma", p, sms, matmulFLOPs(n, c, oc), args...)
+	op.Bytes -= args[3].Bytes() // out and out_map are one tensor: count its bytes once
 	if !bias.IsNull() {
 		op.FLOPs += int64(n) * int64(oc)
 	}
@@ -128,7 +140,7 @@ func MatmulBackwardInputWGMMAPlan(dinp, dout, w program.View, ws MatmulScratch, 
 	args := []program.Arg{
 		program.InMap("a", dout, strided(n, oc, ld), kMajor(oc, n, ld, gemmplan.MMABlockM)),
 		program.InMap("b", w, int64(oc*c), mnMajor(c, oc, c)),
-		program.Out("dinp", dinp, int64(n*c)),
+		program.OutMap("dinp", dinp, int64(n*c), outMap(c, n, c)),
 	}
 	args = append(args, workspaceArgs(ws, p)...)
 	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc))
@@ -149,7 +161,7 @@ func MatmulBackwardWeightWGMMAPlan(dw, dout, inp program.View, ws MatmulScratch,
 	args := []program.Arg{
 		program.InMap("a", dout, strided(n, oc, ld), mnMajor(oc, n, ld)),
 		program.InMap("b", inp, int64(n*c), mnMajor(c, n, c)),
-		program.Out("dw", dw, int64(oc*c)),
+		program.OutMap("dw", dw, int64(oc*c), outMap(c, oc, c)),
 	}
 	args = append(args, workspaceArgs(ws, p)...)
 	args = append(args, program.Int("N", n), program.Int("C", c), program.Int("OC", oc))

@@ -197,7 +197,7 @@ var mirrors = []mirror{
 	{"matmul_wgmma.cu", "BN_NARROW", "gemmplan.WGMMABlockNNarrow", gemmplan.WGMMABlockNNarrow},
 	{"matmul_wgmma.cu", "BK", "gemmplan.WGMMABlockK", gemmplan.WGMMABlockK},
 	{"matmul_wgmma.cu", "THREADS", "gemmplan.WGMMAThreads", gemmplan.WGMMAThreads},
-	{"matmul_wgmma.cu", "RING_BYTES", "gemmplan.WGMMARingBytes", gemmplan.WGMMARingBytes},
+	{"matmul_wgmma.cu", "SMEM_LIMIT", "gemmplan.WGMMASharedLimit", gemmplan.WGMMASharedLimit},
 	{"matmul_wgmma.cu", "STAGES_WIDE", "gemmplan.WGMMAStages(WGMMABlockNWide)", gemmplan.WGMMAStages(gemmplan.WGMMABlockNWide)},
 	{"matmul_wgmma.cu", "STAGES_NARROW", "gemmplan.WGMMAStages(WGMMABlockNNarrow)", gemmplan.WGMMAStages(gemmplan.WGMMABlockNNarrow)},
 	{"matmul_wgmma.cu", "SMEM_WIDE", "gemmplan.WGMMASharedBytes(WGMMABlockNWide)", gemmplan.WGMMASharedBytes(gemmplan.WGMMABlockNWide)},
@@ -240,8 +240,10 @@ var checkedElsewhere = map[string]string{
 // cudaOnly are CUDA constants that no Go code needs, with the reason.
 var cudaOnly = map[string]string{
 	"matmul_wgmma.cu:A_BYTES":                "a stage's A tile, BM·BK bf16, inside the kernel",
+	"matmul_wgmma.cu:OUT_WIDE":               "the staged C tile; Go sees it inside SMEM_WIDE",
+	"matmul_wgmma.cu:OUT_NARROW":             "the staged C tile; Go sees it inside SMEM_NARROW",
 	"matmul_wgmma.cu:BOX_BYTES":              "one TMA box of 64×64 bf16 in shared memory; Go sets the boxes' element counts",
-	"matmul_wgmma.cu:GROUP_M":                "block-index swizzle inside the kernel; the grid is the tile count whatever it is",
+	"matmul_wgmma.cu:GROUP_M":                "the tiles' order inside the kernel; the grid is persistent whatever it is",
 	"matmul_wgmma.cu:PRODUCER_REGS":          "setmaxnreg's register split between the warpgroups, inside the kernel",
 	"matmul_wgmma.cu:CONSUMER_REGS":          "setmaxnreg's register split between the warpgroups, inside the kernel",
 	"crossentropy_bf16.cu:GPUBENCH_BF16":     "selects the bf16 instantiations of crossentropy.cu for this module; no value",

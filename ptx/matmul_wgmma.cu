@@ -27,7 +27,7 @@
 // shared-memory descriptor. A K-major operand comes as one box of 64 k ×
 // rows, an M/N-major one as boxes of 64 rows (m or n) × 64 k. Out-of-bounds
 // elements land as zeros, so the K, M and N tails need no code; the C tile
-// is stored with bounds. TMA needs 16-byte-aligned rows (a row stride that
+// goes out through TMA stores too, which clip it at M and Nc. TMA needs 16-byte-aligned rows (a row stride that
 // is a multiple of 8 bf16) and base: the launcher takes matmul_mma where a
 // shape does not allow it.
 //
@@ -64,19 +64,23 @@ constexpr int BN_NARROW = 128;
 constexpr int BK = 64; // one 128-byte swizzle row of bf16
 constexpr int THREADS = 384;
 constexpr int GROUP_M = 8;
-// RING_BYTES is the shared memory of the stages: 4 wide ones, 6 narrow.
-constexpr int RING_BYTES = 192 * 1024;
-// BOX_BYTES is one box of 64 × 64 bf16 (an M/N-major operand's unit), and
-// the distance between the 64-row halves of A: consumer g's rows.
+// SMEM_LIMIT is the shared memory an H100/H200 block may opt in to. A
+// block holds the ring of stages and the C tile staged for its TMA stores
+// (OUT_*: BM × BN bf16), 1024 bytes of slack to align both to the
+// swizzle's 1024-byte period, a full and an empty mbarrier a stage and
+// the split's flag; the ring takes as many stages as fit: 3 wide, 6 narrow.
+constexpr int SMEM_LIMIT = 227 * 1024;
+// BOX_BYTES is one box of 64 × 64 bf16 (an M/N-major operand's unit, and
+// one TMA store of C), and the distance between the 64-row halves of A:
+// consumer g's rows.
 constexpr int BOX_BYTES = 64 * BK * 2;
 constexpr int A_BYTES = BM * BK * 2;
-// The ring's depth and a block's dynamic shared memory at each width: 1024
-// bytes of slack to align the ring to the swizzle's 1024-byte period, the
-// ring, a full and an empty mbarrier a stage, and the split's flag.
-constexpr int STAGES_WIDE = RING_BYTES / ((BM + BN_WIDE) * BK * 2);
-constexpr int STAGES_NARROW = RING_BYTES / ((BM + BN_NARROW) * BK * 2);
-constexpr int SMEM_WIDE = 1024 + STAGES_WIDE * (BM + BN_WIDE) * BK * 2 + 16 * STAGES_WIDE + 16;
-constexpr int SMEM_NARROW = 1024 + STAGES_NARROW * (BM + BN_NARROW) * BK * 2 + 16 * STAGES_NARROW + 16;
+constexpr int OUT_WIDE = BM * BN_WIDE * 2;
+constexpr int OUT_NARROW = BM * BN_NARROW * 2;
+constexpr int STAGES_WIDE = (SMEM_LIMIT - 2048 - OUT_WIDE) / ((BM + BN_WIDE) * BK * 2);
+constexpr int STAGES_NARROW = (SMEM_LIMIT - 2048 - OUT_NARROW) / ((BM + BN_NARROW) * BK * 2);
+constexpr int SMEM_WIDE = 1024 + STAGES_WIDE * (BM + BN_WIDE) * BK * 2 + OUT_WIDE + 16 * STAGES_WIDE + 16;
+constexpr int SMEM_NARROW = 1024 + STAGES_NARROW * (BM + BN_NARROW) * BK * 2 + OUT_NARROW + 16 * STAGES_NARROW + 16;
 // The registers setmaxnreg gives each role: 128·40 + 256·232 ≤ 64K.
 constexpr int PRODUCER_REGS = 40;
 constexpr int CONSUMER_REGS = 232;
@@ -96,9 +100,9 @@ struct Cfg {
     static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
     static constexpr int STAGES = BN == BN_WIDE ? STAGES_WIDE : STAGES_NARROW;
     static constexpr int SMEM = BN == BN_WIDE ? SMEM_WIDE : SMEM_NARROW;
+    static constexpr int OUT_BYTES = BM * BN * 2;
     static constexpr int ACC = BN / 2;
-    static_assert(STAGES * STAGE_BYTES <= RING_BYTES, "the ring holds the stages");
-    static_assert(1024 + STAGES * STAGE_BYTES + 2 * STAGES * 8 + 16 <= SMEM, "the block's layout fits");
+    static_assert(1024 + STAGES * STAGE_BYTES + OUT_BYTES + 2 * STAGES * 8 + 16 <= SMEM, "the block's layout fits");
     static_assert(SMEM <= 227 * 1024, "more than an H100/H200 block may opt in to");
 };
 
@@ -151,6 +155,19 @@ __device__ __forceinline__ void tma_load(unsigned dst, const TensorMap* map, int
         "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar)
         : "memory");
 }
+// tma_store copies the box at (c0, c1) of map from shared memory at src
+// (elements out of bounds are not written), in this thread's bulk group.
+__device__ __forceinline__ void tma_store(const TensorMap* map, unsigned src, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"(
+                     reinterpret_cast<unsigned long long>(map)),
+                 "r"(c0), "r"(c1), "r"(src)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
+// bulk_wait_read returns once this thread's bulk stores have read their
+// shared memory; bulk_wait once they have written global memory.
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;" ::: "memory"); }
 __device__ __forceinline__ void tma_prefetch(const TensorMap* map) {
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<unsigned long long>(map)) : "memory");
 }
@@ -324,8 +341,9 @@ struct Ring {
 // unit's mainloop and epilogue. TA, TB: A is M-major, B is N-major (else
 // K-major).
 template <int BN, int TA, int TB>
-__device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, bf16* __restrict__ Cm,
-                                     const bf16* __restrict__ bias, int M, int Nc, int K, int ldc, const Split& sp) {
+__device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, const TensorMap* tc,
+                                     bf16* __restrict__ Cm, int ldc, const bf16* __restrict__ bias, int M, int Nc,
+                                     int K, const Split& sp) {
     typedef Cfg<BN> CF;
     constexpr int STAGES = CF::STAGES, ACC = CF::ACC;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -333,11 +351,14 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, b
     const int tiles = ((M + BM - 1) / BM) * ((Nc + BN - 1) / BN);
     const int units = tiles * sp.splits;
 
-    // The ring, aligned to the swizzle's 1024 bytes; then the barriers:
-    // full[s] at bars + 8s, empty[s] at bars + 8(STAGES + s); the flag.
+    // The ring, aligned to the swizzle's 1024 bytes; the C tile staged for
+    // the TMA stores (consumer g's 64 rows at outs + g·OUT_BYTES/2, in
+    // boxes of 64 columns); then the barriers: full[s] at bars + 8s,
+    // empty[s] at bars + 8(STAGES + s); the flag.
     const unsigned raw = smem_addr(smem_raw);
     const unsigned ring = (raw + 1023) & ~1023u;
-    const unsigned bars = ring + STAGES * CF::STAGE_BYTES;
+    const unsigned outs = ring + STAGES * CF::STAGE_BYTES;
+    const unsigned bars = outs + CF::OUT_BYTES;
     const unsigned flag_addr = bars + 16 * STAGES;
     const int tid = threadIdx.x;
     if (tid == 0) {
@@ -348,6 +369,7 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, b
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         tma_prefetch(ta);
         tma_prefetch(tb);
+        tma_prefetch(tc);
     }
     __syncthreads();
 
@@ -472,43 +494,69 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, b
 
         // Epilogue: thread t of consumer g holds, for each n8 block j,
         // columns 8j + 2(t%4) and +1 of rows 16(t/32) + (t%32)/4 and +8
-        // (the wgmma accumulator layout). Add the bias in fp32, round once,
-        // store pairs where the row allows.
-        const int r0 = w.m0 + 64 * g + 16 * (t >> 5) + ((t & 31) >> 2);
-        const bool pairs = (ldc % 2) == 0 && (reinterpret_cast<unsigned long long>(Cm) & 3) == 0;
+        // (the wgmma accumulator layout). Add the bias in fp32, round once
+        // into the staged tile, 128-byte swizzled as TMA reads it (16-byte
+        // chunk c of row r at c ^ r%8: a warp's 8 rows of one chunk hit 8
+        // different bank groups), then one thread stores its boxes with
+        // TMA, which clips the tile at M and Nc and runs on while this
+        // warpgroup starts its next unit. Before writing the staged tile
+        // again, that thread waits until its last stores have read it.
+        const unsigned out = outs + g * (CF::OUT_BYTES / 2);
+        // TMA stores whole 16-byte chunks of a row: C's map ends at Nc8,
+        // the last whole chunk, and the columns Nc8..Nc−1 (fewer than 8)
+        // are stored from the registers.
+        // Only the forward has such a tail: the backward products' C has
+        // C columns, a multiple of 8 (and no pointer).
+        const int Nc8 = (!TA && !TB) ? (Nc & ~7) : Nc;
+        if (t == 0) bulk_wait_read();
+        asm volatile("bar.sync %0, 128;" ::"r"(2 + g) : "memory");
+        const int rl = 16 * (t >> 5) + ((t & 31) >> 2);
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
             const int col = w.n0 + 8 * j + 2 * (t & 3);
-            if (col >= Nc) continue;
-            const float b0 = bias != nullptr ? __bfloat162float(bias[col]) : 0.0f;
+            const float b0 = (bias != nullptr && col < Nc) ? __bfloat162float(bias[col]) : 0.0f;
             const float b1 = (bias != nullptr && col + 1 < Nc) ? __bfloat162float(bias[col + 1]) : 0.0f;
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-                const int row = r0 + 8 * h;
-                if (row >= M) continue;
-                bf16* dst = Cm + (size_t)row * ldc + col;
-                const float v0 = acc[4 * j + 2 * h] + b0, v1 = acc[4 * j + 2 * h + 1] + b1;
-                if (pairs && col + 1 < Nc) {
-                    *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
-                } else {
-                    dst[0] = __float2bfloat16_rn(v0);
-                    if (col + 1 < Nc) dst[1] = __float2bfloat16_rn(v1);
+                const int row = rl + 8 * h;
+                const __nv_bfloat162 v = __floats2bfloat162_rn(acc[4 * j + 2 * h] + b0, acc[4 * j + 2 * h + 1] + b1);
+                if (col < Nc8) {
+                    const unsigned addr =
+                        out + (j >> 3) * BOX_BYTES + row * 128 + (((j & 7) ^ (row & 7)) << 4) + 4 * (t & 3);
+                    asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(*reinterpret_cast<const unsigned*>(&v))
+                                 : "memory");
+                } else if (!TA && !TB && col < Nc && w.m0 + 64 * g + row < M) {
+                    bf16* dst = Cm + (size_t)(w.m0 + 64 * g + row) * ldc + col;
+                    dst[0] = v.x;
+                    if (col + 1 < Nc) dst[1] = v.y;
                 }
             }
         }
+        // What TMA (the async proxy) reads must be visible to it.
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        asm volatile("bar.sync %0, 128;" ::"r"(2 + g) : "memory");
+        if (t == 0 && w.m0 + 64 * g < M) {
+#pragma unroll
+            for (int jb = 0; jb < BN / 64; ++jb)
+                if (w.n0 + 64 * jb < Nc8) tma_store(tc, out + jb * BOX_BYTES, w.n0 + 64 * jb, w.m0 + 64 * g);
+            bulk_commit();
+        }
     }
+    // The last stores must finish before the block (and its shared memory)
+    // goes.
+    if (t == 0) bulk_wait();
 }
 
 // product runs gemm at the launch's width bn.
 template <int TA, int TB>
-__device__ __forceinline__ void product(const TensorMap* ta, const TensorMap* tb, bf16* c, const bf16* bias,
-                                        float* partials, int* counters, int M, int Nc, int K, int ldc, int splits,
-                                        int slice_k, int bn) {
+__device__ __forceinline__ void product(const TensorMap* ta, const TensorMap* tb, const TensorMap* tc, bf16* c,
+                                        int ldc, const bf16* bias, float* partials, int* counters, int M, int Nc,
+                                        int K, int splits, int slice_k, int bn) {
     const Split sp{partials, counters, splits, splits > 1 ? slice_k : K};
     if (bn == BN_NARROW) {
-        gemm<BN_NARROW, TA, TB>(ta, tb, c, bias, M, Nc, K, ldc, sp);
+        gemm<BN_NARROW, TA, TB>(ta, tb, tc, c, ldc, bias, M, Nc, K, sp);
     } else {
-        gemm<BN_WIDE, TA, TB>(ta, tb, c, bias, M, Nc, K, ldc, sp);
+        gemm<BN_WIDE, TA, TB>(ta, tb, tc, c, ldc, bias, M, Nc, K, sp);
     }
 }
 
@@ -517,28 +565,32 @@ __device__ __forceinline__ void product(const TensorMap* ta, const TensorMap* tb
 using namespace wg;
 
 // The entries. Launch: grid min(tiles·splits, SMs) (persistent: any grid
-// covers every unit), block THREADS, Cfg<bn>::SMEM
-// bytes of dynamic shared memory. a and b are the tensor maps of A and B
-// (see the table at the top); c is the output with row stride ldc; bias
-// is null for none (and for the backward products). splits = 1 touches
-// neither partials nor counters (they may be null).
+// covers every unit), block THREADS, Cfg<bn>::SMEM bytes of dynamic shared
+// memory. a, b and the output's are the tensor maps of A, B and C (see the
+// table at the top; C's boxes are 64 × 64, its columns end at the last
+// whole 16 bytes, and its row stride may exceed its columns: the lm head's
+// padding is never written). The forward's out (row stride ld) is where
+// the columns past that go, fewer than 8 a row; the backward outputs'
+// rows are whole 16-byte chunks (C a multiple of 8). bias is null for
+// none. splits = 1 touches neither partials nor counters (they may be
+// null).
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-    matmul_forward_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b, bf16* out,
-                         const bf16* bias, float* partials, int* counters, int N, int C, int OC, int ld, int splits,
-                         int slice_k, int bn) {
-    product<0, 0>(&a, &b, out, bias, partials, counters, N, OC, C, ld, splits, slice_k, bn);
+    matmul_forward_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
+                         const __grid_constant__ TensorMap out_map, bf16* out, const bf16* bias, float* partials,
+                         int* counters, int N, int C, int OC, int ld, int splits, int slice_k, int bn) {
+    product<0, 0>(&a, &b, &out_map, out, ld, bias, partials, counters, N, OC, C, splits, slice_k, bn);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
     matmul_backward_input_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
-                                bf16* dinp, float* partials, int* counters, int N, int C, int OC, int splits,
-                                int slice_k, int bn) {
-    product<0, 1>(&a, &b, dinp, nullptr, partials, counters, N, C, OC, C, splits, slice_k, bn);
+                                const __grid_constant__ TensorMap dinp, float* partials, int* counters, int N,
+                                int C, int OC, int splits, int slice_k, int bn) {
+    product<0, 1>(&a, &b, &dinp, nullptr, C, nullptr, partials, counters, N, C, OC, splits, slice_k, bn);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-    matmul_backward_weight_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b, bf16* dw,
-                                 float* partials, int* counters, int N, int C, int OC, int splits, int slice_k,
-                                 int bn) {
-    product<1, 1>(&a, &b, dw, nullptr, partials, counters, OC, C, N, C, splits, slice_k, bn);
+    matmul_backward_weight_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
+                                 const __grid_constant__ TensorMap dw, float* partials, int* counters, int N, int C,
+                                 int OC, int splits, int slice_k, int bn) {
+    product<1, 1>(&a, &b, &dw, nullptr, C, nullptr, partials, counters, OC, C, N, splits, slice_k, bn);
 }

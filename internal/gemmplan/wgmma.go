@@ -14,24 +14,32 @@ const (
 	WGMMAThreads = 384
 	// WGMMABlockK is a stage's K: 64 bf16, one 128-byte swizzle row.
 	WGMMABlockK = 64
-	// WGMMARingBytes is the stages' shared memory: 4 wide, 6 narrow.
-	WGMMARingBytes = 192 * 1024
+	// WGMMASharedLimit is the shared memory an H100/H200 block may opt in
+	// to; the ring takes the stages that fit beside the staged C tile: 3
+	// wide, 6 narrow.
+	WGMMASharedLimit = 227 * 1024
 )
 
 // WGMMABlockNs are the widths the planner chooses from, widest first.
 var WGMMABlockNs = [...]int{WGMMABlockNWide, WGMMABlockNNarrow}
 
 // WGMMAStages is the ring's depth at width bn.
-func WGMMAStages(bn int) int { return WGMMARingBytes / wgmmaStageBytes(bn) }
+func WGMMAStages(bn int) int {
+	return (WGMMASharedLimit - 2048 - wgmmaOutBytes(bn)) / wgmmaStageBytes(bn)
+}
 
 func wgmmaStageBytes(bn int) int { return (MMABlockM + bn) * WGMMABlockK * 2 }
 
+// wgmmaOutBytes is the C tile staged for the TMA stores, in bf16.
+func wgmmaOutBytes(bn int) int { return MMABlockM * bn * 2 }
+
 // WGMMASharedBytes is the dynamic shared memory of a block of width bn:
-// 1024 bytes to align the ring to the swizzle's period, the ring, a full
-// and an empty mbarrier a stage, and the split's flag (Cfg::SMEM).
+// 1024 bytes to align the ring to the swizzle's period, the ring, the
+// staged C tile, a full and an empty mbarrier a stage, and the split's
+// flag (SMEM_WIDE, SMEM_NARROW).
 func WGMMASharedBytes(bn int) int {
 	s := WGMMAStages(bn)
-	return 1024 + s*wgmmaStageBytes(bn) + 2*s*8 + 16
+	return 1024 + s*wgmmaStageBytes(bn) + wgmmaOutBytes(bn) + 2*s*8 + 16
 }
 
 // The Hopper tier's cost model, in SM cycles at 1.98 GHz: a K row of a

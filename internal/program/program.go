@@ -221,6 +221,14 @@ func InMap(param string, v View, touch int64, m TensorMap) Arg {
 	return a
 }
 
+// OutMap is a pointer argument written through a TMA tensor map of shape
+// m (see Arg.Map); touch is as for Out.
+func OutMap(param string, v View, touch int64, m TensorMap) Arg {
+	a := Out(param, v, touch)
+	a.Map = &m
+	return a
+}
+
 func (a Arg) String() string {
 	switch a.Kind {
 	case Ptr:
