@@ -5,6 +5,7 @@ import (
 
 	"github.com/gpubench/gpubench/internal/gemmplan"
 	"github.com/gpubench/gpubench/internal/program"
+	"github.com/gpubench/gpubench/ptx"
 )
 
 // TestMatmulOptionsLaunches runs on CI: the launches a planted flaw's
@@ -84,4 +85,37 @@ func sameOp(a, b program.Op) bool {
 		}
 	}
 	return true
+}
+
+// TestBiasSplit runs on CI: bias_backward_bf16's row split covers the rows
+// with no empty slice, fits the workspace, fills gpt2-124m's GPU (the
+// split the GPU tests run at their own shapes), falls back to one block a
+// column block without a workspace, and its launch matches the PTX entry.
+func TestBiasSplit(t *testing.T) {
+	bf16 := program.BF16
+	big := MatmulScratch{Partials: view("partials", program.F32, 1<<22), Counters: view("counters", program.I32, 1<<12)}
+	small := MatmulScratch{Partials: view("partials", program.F32, 3*768), Counters: view("counters", program.I32, 12)}
+	for _, sh := range [][2]int{{1, 1}, {64, 768}, {200, 300}, {8192, 768}, {8192, 2304}, {8192, 3072}, {1000, 50257}} {
+		n, oc := sh[0], sh[1]
+		for _, ws := range []MatmulScratch{{}, small, big} {
+			for _, sms := range []int{1, 132} {
+				splits, rows := BiasSplit(n, oc, sms, ws)
+				cols := ceilDiv(oc, ptx.BiasBackwardBF16Cols)
+				switch {
+				case splits < 1 || rows < 1 || splits*rows < n || (splits-1)*rows >= max(n, 1):
+					t.Fatalf("n=%d oc=%d sms=%d: %d slices of %d rows do not cover the rows exactly", n, oc, sms, splits, rows)
+				case splits > 1 && (int64(splits*oc) > ws.Partials.Elems || int64(cols) > ws.Counters.Elems):
+					t.Fatalf("n=%d oc=%d: %d slices do not fit the workspace %v", n, oc, splits, ws)
+				case splits > 1 && rows < 2*ptx.BiasBackwardBF16Rows:
+					t.Fatalf("n=%d oc=%d: slices of %d rows, fewer than two a thread", n, oc, rows)
+				case ws.Partials.IsNull() && splits != 1:
+					t.Fatalf("n=%d oc=%d: %d slices without a workspace", n, oc, splits)
+				}
+				if n == 8192 && sms == 132 && ws == big && cols*splits < biasBlocksPerSM*sms {
+					t.Fatalf("n=%d oc=%d: %d blocks for %d SMs", n, oc, cols*splits, sms)
+				}
+				matchesPTX(t, BiasBackwardBF16(view("dbias", bf16, oc), view("dout", bf16, n*oc), ws, n, oc, oc, sms))
+			}
+		}
+	}
 }

@@ -197,18 +197,55 @@ func MatmulBackwardWeightMMAPlan(dw, dout, inp program.View, ws MatmulScratch, n
 
 // BiasBackwardBF16 computes dbias(oc) = Σ_n dout(n,oc) for bf16 dout of row
 // stride ld ≥ oc, overwriting the bf16 dbias: fp32 sums in a fixed order
-// (deterministic), rounded once. One block of (4, 256) threads per 32
-// columns.
-func BiasBackwardBF16(dbias, dout program.View, n, oc, ld int) program.Op {
+// (deterministic), rounded once. Blocks of (8, 32) threads own 64 columns
+// each; when that is too few blocks to fill sms SMs, the rows are split
+// into slices within the workspace ws (BiasSplit), whose counters must be
+// zero before and are left zero. A null ws sums each column block in one
+// block.
+func BiasBackwardBF16(dbias, dout program.View, ws MatmulScratch, n, oc, ld, sms int) program.Op {
 	if mmaSuffix(dbias, dout) != "bf16" {
 		panic("kernels: BiasBackwardBF16 over f32 views: use BiasBackward")
 	}
-	op := kernel(mmaModule, "bias_backward_bf16", program.D1(max(ceilDiv(oc, ptx.BiasBackwardBF16Cols), 1)),
+	splits, sliceRows := BiasSplit(n, oc, sms, ws)
+	cols := max(ceilDiv(oc, ptx.BiasBackwardBF16Cols), 1)
+	partials, counters := int64(0), int64(0)
+	if splits > 1 {
+		partials, counters = int64(splits*oc), int64(cols)
+	}
+	op := kernel(mmaModule, "bias_backward_bf16", program.D2(cols, splits),
 		program.D2(ptx.BiasBackwardBF16Cols/ptx.BiasBackwardBF16PerThread, ptx.BiasBackwardBF16Rows),
 		program.Out("dbias", dbias, int64(oc)), program.In("dout", dout, strided(n, oc, ld)),
-		program.Int("N", n), program.Int("OC", oc), program.Int("ld", ld))
+		program.InOut("partials", ws.Partials, partials), program.InOut("counters", ws.Counters, counters),
+		program.Int("N", n), program.Int("OC", oc), program.Int("ld", ld),
+		program.Int("splits", splits), program.Int("slice_rows", sliceRows))
 	op.FLOPs = int64(n) * int64(oc)
 	return op
+}
+
+// biasBlocksPerSM is how many bias_backward_bf16 blocks of 256 threads an
+// SM should get for the reads to reach the memory bandwidth: enough 16-byte
+// loads in flight (each thread keeps two).
+const biasBlocksPerSM = 4
+
+// BiasSplit is bias_backward_bf16's split of n rows for oc columns on sms
+// SMs: splits slices of sliceRows rows (the last may be shorter, none is
+// empty), enough column blocks × slices for biasBlocksPerSM blocks an SM,
+// each slice at least two rows a thread, and within the workspace ws (a
+// partial float per slice and column, a counter per column block). A
+// function of (n, oc, sms) and ws's size alone: deterministic.
+func BiasSplit(n, oc, sms int, ws MatmulScratch) (splits, sliceRows int) {
+	cols := max(ceilDiv(oc, ptx.BiasBackwardBF16Cols), 1)
+	splits = min(ceilDiv(biasBlocksPerSM*max(sms, 1), cols), n/(2*ptx.BiasBackwardBF16Rows))
+	if ws.Partials.IsNull() || ws.Counters.IsNull() || ws.Counters.Elems < int64(cols) {
+		splits = 1
+	} else {
+		splits = min(splits, int(ws.Partials.Elems/int64(max(oc, 1))))
+	}
+	if splits < 2 {
+		return 1, max(n, 1)
+	}
+	sliceRows = ceilDiv(n, splits)
+	return ceilDiv(n, sliceRows), sliceRows
 }
 
 // MatmulBackwardMMA is the linear layer's backward pass on tensor cores:
@@ -227,7 +264,7 @@ func MatmulBackwardMMA(dinp, dw, dbias, dout, inp, w program.View, ws MatmulScra
 		return ops
 	}
 	if mmaSuffix(dbias, dout) == "bf16" {
-		return append(ops, BiasBackwardBF16(dbias, dout, n, oc, ld))
+		return append(ops, BiasBackwardBF16(dbias, dout, ws, n, oc, ld, sms))
 	}
 	if ld != oc {
 		panic(fmt.Sprintf("kernels: the f32 bias gradient reads a dense dout, but its row stride is %d for %d columns", ld, oc))

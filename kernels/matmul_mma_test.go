@@ -288,11 +288,22 @@ func testMatmulMMA(t *testing.T, r *rand.Rand, d mmaDtype, sh mmaShape) {
 
 	// The bias gradient: bf16's own kernel (any ld); f32 uses the fp32
 	// BiasBackward, dense dout only.
+	// Unsplit (no workspace), then split over the rows as the launcher plans
+	// it with room for a slice per 64 rows.
 	if d.elem == program.BF16 {
-		got := mmaRunTwice(t, d, "dbias", oc, func(out program.View) program.Op {
-			return BiasBackwardBF16(out, dout, n, oc, ld)
-		}, nil)
-		checkClose(t, "dbias", got, wantDbias, d.tol)
+		bws := matmulWorkspaceSized(t, max(n/64, 1)*oc, ceilDiv(oc, ptx.BiasBackwardBF16Cols))
+		for _, ws := range []MatmulScratch{{}, bws} {
+			splits, rows := BiasSplit(n, oc, sms(), ws)
+			what := fmt.Sprintf("dbias (%d slices of %d rows)", splits, rows)
+			got := mmaRunTwice(t, d, what, oc, func(out program.View) program.Op {
+				return BiasBackwardBF16(out, dout, ws, n, oc, ld, sms())
+			}, func() {
+				if !ws.Counters.IsNull() {
+					matmulCountersZero(t, what, ws)
+				}
+			})
+			checkClose(t, what, got, wantDbias, d.tol)
+		}
 	}
 
 	// MatmulBackwardMMA: three launches with a bias gradient.
@@ -367,7 +378,7 @@ func TestMatmulMMAElemTypes(t *testing.T) {
 	mmaPanics(t, "ld < oc", func() {
 		MatmulForwardMMA(v(program.BF16, 64), v(program.BF16, 64), v(program.BF16, 64), program.View{}, 8, 8, 8, 7, 132)
 	})
-	mmaPanics(t, "an f32 BiasBackwardBF16", func() { BiasBackwardBF16(v(program.F32, 8), v(program.F32, 64), 8, 8, 8) })
+	mmaPanics(t, "an f32 BiasBackwardBF16", func() { BiasBackwardBF16(v(program.F32, 8), v(program.F32, 64), MatmulScratch{}, 8, 8, 8, 1) })
 }
 
 // TestMatmulMMAUnaligned runs the GEMM entries on views that start one
@@ -565,7 +576,7 @@ func BenchmarkMatmulMMA(b *testing.B) {
 			}
 			if d.elem == program.BF16 {
 				dbias := alloc(b, "dbias", d.elem, oc).All()
-				products = append(products, product{"bias_backward", BiasBackwardBF16(dbias, dout, n, oc, ld)})
+				products = append(products, product{"bias_backward", BiasBackwardBF16(dbias, dout, ws, n, oc, ld, sms())})
 			}
 			for _, p := range products {
 				b.Run(d.name+"/"+sh.name+"/"+p.name, func(b *testing.B) {

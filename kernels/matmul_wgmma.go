@@ -177,7 +177,7 @@ func MatmulBackwardWGMMA(dinp, dw, dbias, dout, inp, w program.View, ws MatmulSc
 		MatmulBackwardWeightWGMMA(dw, dout, inp, ws, n, c, oc, ld, sms),
 	}
 	if !dbias.IsNull() {
-		ops = append(ops, BiasBackwardBF16(dbias, dout, n, oc, ld))
+		ops = append(ops, BiasBackwardBF16(dbias, dout, ws, n, oc, ld, sms))
 	}
 	return ops
 }

@@ -559,9 +559,15 @@ func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, 
 
 // attentionForward runs the causal attention of qkv with NKV key/value
 // heads (NH for GPT-2): the bf16 tensor-core flash attention
-// (kernels/attention_mma.go) for bf16, the fp32 kernels for fp32 and tf32
-// (whose TF32 covers the linear layers' products only).
+// (kernels/attention_mma.go) for bf16, on the Hopper tier its wgmma
+// forward (kernels/attention_wgmma.go) where the head size and views allow
+// it, the fp32 kernels for fp32 and tf32 (whose TF32 covers the linear
+// layers' products only). Both bf16 forwards write the same out and lse,
+// which the mma.sync backward reads.
 func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH, NKV int) program.Op {
+	if m.WGMMA && kernels.AttentionWGMMAFits(out, lse, qkv, C, NH) {
+		return kernels.AttentionForwardWGMMA(out, lse, qkv, B, T, C, NH, NKV, m.SMs)
+	}
 	if m.DType == config.BF16 {
 		return kernels.AttentionForwardMMA(out, lse, qkv, B, T, C, NH, NKV)
 	}
@@ -665,7 +671,7 @@ func (m *Step) KernelPath() string {
 	case config.BF16:
 		products = "products and attention on bf16 tensor cores (mma.sync), fp32 accumulation"
 		if m.WGMMA {
-			products = "linear layers on Hopper's bf16 tensor cores (wgmma, TMA), attention on mma.sync, fp32 accumulation"
+			products = "linear layers and the attention forward on Hopper's bf16 tensor cores (wgmma, TMA), the attention backward on mma.sync, fp32 accumulation"
 		}
 	case config.TF32:
 		products = "linear layers on TF32 tensor cores (mma.sync), attention on the FP32 units"

@@ -254,6 +254,7 @@ var cudaOnly = map[string]string{
 	"llama_bf16.cu:GPUBENCH_BF16":            "selects the bf16 instantiations of llama.cu for this module; no value",
 	"gemv_bf16.cu:GPUBENCH_BF16":             "selects the bf16 (mma.sync) instantiation of gemv.cu for this module; no value",
 	"unfused_bf16.cu:GPUBENCH_BF16":          "selects the bf16 instantiations of unfused.cu for this module; no value",
+	"crossentropy.cu:CE_UNROLL":              "vectors a thread loads before it uses any (loads in flight); inside the kernel",
 	"gemv.cu:GEMV_UNROLL_F32":                "steps of w a warp loads before it multiplies (registers in flight); inside the kernel",
 	"gemv.cu:GEMV_UNROLL_BF16":               "as GEMV_UNROLL_F32, for the bf16 build",
 	"matmul_mma3.cu:MMA_STAGES_3":            "selects matmul_mma.cu's 3-stage pipeline for this module (gemmplan.MMAStagesLow); no value",

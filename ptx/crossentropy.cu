@@ -25,26 +25,70 @@
 #include "common.cuh"
 #include "elem.cuh"
 
+// CE_UNROLL is how many 16-byte vectors a thread loads before it uses any:
+// each load is issued before the first returns, so a block keeps
+// CE_UNROLL·16 bytes a thread in flight (the rows are read once, from HBM,
+// and one vector a thread in flight left the kernels at a third of the
+// memory bandwidth).
+#define CE_UNROLL 4
+
+// row_vectors says whether a row can be moved in 16-byte vectors (Pack<S>):
+// the whole logits tensor 16-byte aligned and the row stride Vp a multiple
+// of the vector, so that every row starts aligned. The same for every block
+// of a launch, so the branch never diverges.
+template <typename S>
+__device__ __forceinline__ bool row_vectors(const S* logits, int Vp) {
+    return is_aligned16(logits) && (Vp & (Pack<S>::N - 1)) == 0;
+}
+
+// absorb adds the values x[0..k) to the running maximum m and sum s of
+// exp(· − m): one rescale of s per call, by the new maximum. A NaN x makes
+// s NaN (fmaxf skips it, its expf does not); while every value so far is
+// −inf, m and s stay −inf and 0.
+__device__ __forceinline__ void absorb(float& m, float& s, const float* x, int k) {
+    float mx = m;
+    for (int j = 0; j < k; ++j) mx = fmaxf(mx, x[j]);
+    if (mx == -INFINITY) return;
+    s *= expf(m - mx); // expf(-inf) = 0 on the first finite value
+    for (int j = 0; j < k; ++j) s += expf(x[j] - mx);
+    m = mx;
+}
+
 // row_logsumexp returns logsumexp(row[0..V)) to every thread of the block,
 // reading the row ONCE: each thread keeps a running maximum m and the sum s
-// of exp(x − m) over its strided elements (rescaling s when m grows), then
+// of exp(x − m) over its strided vectors (rescaling s when m grows), then
 // the block takes the global maximum M and sums s·exp(m − M). At V = 50257
 // the logits are the largest tensor of the model, so one pass instead of two
-// halves this kernel's memory traffic. expf is the accurate one (no fast math).
+// halves this kernel's memory traffic. Vectors cover the first V − V mod
+// Pack<S>::N columns and the rest go one by one, so the padding past V is
+// never read. expf is the accurate one (no fast math).
 template <typename S>
-__device__ float row_logsumexp(const S* row, int V, float* scratch) {
+__device__ float row_logsumexp(const S* row, int V, bool vec, float* scratch) {
     float m = -INFINITY, s = 0.0f;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        const float x = to_float(row[v]);
-        if (x > m) {
-            s = s * expf(m - x) + 1.0f; // expf(-inf) = 0 on the first element
-            m = x;
-        } else {
-            s += expf(x - m); // also propagates a NaN x
+    int done = 0;
+    if (vec) {
+        const int nv = V >> Pack<S>::LOG2N;
+        int i = threadIdx.x;
+        for (; i + (CE_UNROLL - 1) * (int)blockDim.x < nv; i += CE_UNROLL * blockDim.x) {
+            Pack<S> x[CE_UNROLL];
+#pragma unroll
+            for (int u = 0; u < CE_UNROLL; ++u) x[u].load(row, i + u * blockDim.x);
+#pragma unroll
+            for (int u = 0; u < CE_UNROLL; ++u) absorb(m, s, x[u].v, Pack<S>::N);
         }
+        for (; i < nv; i += blockDim.x) {
+            Pack<S> x;
+            x.load(row, i);
+            absorb(m, s, x.v, Pack<S>::N);
+        }
+        done = nv << Pack<S>::LOG2N;
+    }
+    for (int v = done + threadIdx.x; v < V; v += blockDim.x) {
+        const float x = to_float(row[v]);
+        absorb(m, s, &x, 1);
     }
     const float M = block_max(m, scratch);
-    s = m == -INFINITY ? 0.0f : s * expf(m - M); // threads that had no element
+    s = m == -INFINITY ? 0.0f : s * expf(m - M); // threads that had no finite element
     const float sum = block_sum(s, scratch);
     return M + logf(sum);
 }
@@ -58,7 +102,7 @@ __device__ __forceinline__ void crossentropy_forward_t(float* losses, float* lse
     const int n = blockIdx.x;
     if (n >= N) return; // uniform over the block
     const S* row = logits + n * Vp;
-    const float l = row_logsumexp(row, V, scratch);
+    const float l = row_logsumexp(row, V, row_vectors(logits, Vp), scratch);
     if (threadIdx.x == 0) {
         const int t = targets[n];
         losses[n] = (t >= 0 && t < V) ? l - to_float(row[t]) : NAN;
@@ -82,12 +126,38 @@ __device__ __forceinline__ void crossentropy_backward_t(S* dlogits, const S* log
     if (n >= N) return; // uniform over the block
     const S* row = logits + n * Vp;
     S* drow = dlogits + n * Vp;
-    const float l = lse != nullptr ? lse[n] : row_logsumexp(row, V, scratch);
+    const bool vec = row_vectors(logits, Vp) && row_vectors(dlogits, Vp);
+    const float l = lse != nullptr ? lse[n] : row_logsumexp(row, V, vec, scratch);
     const int t = targets[n];
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        const float p = expf(to_float(row[v]) - l);
-        drow[v] = from_float<S>((p - (v == t ? 1.0f : 0.0f)) * scale);
+    // grad is the gradient of column v whose logit is x.
+    auto grad = [&](float x, int v) { return (expf(x - l) - (v == t ? 1.0f : 0.0f)) * scale; };
+    int done = 0;
+    if (vec) {
+        const int nv = V >> Pack<S>::LOG2N;
+        int i = threadIdx.x;
+        for (; i + (CE_UNROLL - 1) * (int)blockDim.x < nv; i += CE_UNROLL * blockDim.x) {
+            Pack<S> x[CE_UNROLL];
+#pragma unroll
+            for (int u = 0; u < CE_UNROLL; ++u) x[u].load(row, i + u * blockDim.x);
+#pragma unroll
+            for (int u = 0; u < CE_UNROLL; ++u) {
+                const int v0 = (i + u * blockDim.x) << Pack<S>::LOG2N;
+#pragma unroll
+                for (int j = 0; j < Pack<S>::N; ++j) x[u].v[j] = grad(x[u].v[j], v0 + j);
+                x[u].store(drow, i + u * blockDim.x);
+            }
+        }
+        for (; i < nv; i += blockDim.x) {
+            Pack<S> x;
+            x.load(row, i);
+            const int v0 = i << Pack<S>::LOG2N;
+#pragma unroll
+            for (int j = 0; j < Pack<S>::N; ++j) x.v[j] = grad(x.v[j], v0 + j);
+            x.store(drow, i);
+        }
+        done = nv << Pack<S>::LOG2N;
     }
+    for (int v = done + threadIdx.x; v < V; v += blockDim.x) drow[v] = from_float<S>(grad(to_float(row[v]), v));
 }
 
 #ifndef GPUBENCH_BF16

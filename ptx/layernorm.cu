@@ -33,22 +33,55 @@ __device__ __forceinline__ void layernorm_forward_t(S* out, float* mean, float* 
     const int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
     if (row >= N) return; // the whole warp leaves together; no block syncs follow
     const S* x = inp + row * C;
-
-    float sum = 0.0f;
-    for (int c = lane; c < C; c += WARP_SIZE) sum += to_float(x[c]);
-    const float m = warp_sum(sum) / (float)C;
-
-    float sq = 0.0f;
-    for (int c = lane; c < C; c += WARP_SIZE) {
-        const float d = to_float(x[c]) - m;
-        sq += d * d;
-    }
-    const float var = warp_sum(sq) / (float)C;
-    const float s = 1.0f / sqrtf(var + LN_EPS); // IEEE sqrt and division, not rsqrtf
-
     S* o = out + row * C;
-    for (int c = lane; c < C; c += WARP_SIZE) {
-        o[c] = from_float<S>((to_float(x[c]) - m) * s * to_float(weight[c]) + to_float(bias[c]));
+    // 16-byte vectors (Pack<S>) when every row starts aligned; uniform over
+    // the grid. The scalar loop is the fallback for other C.
+    const bool vec = (C & (Pack<S>::N - 1)) == 0 && is_aligned16(out) && is_aligned16(inp) &&
+                     is_aligned16(weight) && is_aligned16(bias);
+    const int nv = C >> Pack<S>::LOG2N;
+    float m, s;
+    if (vec) {
+        float sum = 0.0f;
+        for (int i = lane; i < nv; i += WARP_SIZE) {
+            Pack<S> v;
+            v.load(x, i);
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) sum += v.v[k];
+        }
+        m = warp_sum(sum) / (float)C;
+        float sq = 0.0f;
+        for (int i = lane; i < nv; i += WARP_SIZE) {
+            Pack<S> v;
+            v.load(x, i);
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) sq += (v.v[k] - m) * (v.v[k] - m);
+        }
+        s = 1.0f / sqrtf(warp_sum(sq) / (float)C + LN_EPS); // IEEE sqrt and division, not rsqrtf
+        for (int i = lane; i < nv; i += WARP_SIZE) {
+            Pack<S> v, w, b;
+            v.load(x, i);
+            w.load(weight, i);
+            b.load(bias, i);
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) v.v[k] = (v.v[k] - m) * s * w.v[k] + b.v[k];
+            v.store(o, i);
+        }
+    } else {
+        float sum = 0.0f;
+        for (int c = lane; c < C; c += WARP_SIZE) sum += to_float(x[c]);
+        m = warp_sum(sum) / (float)C;
+
+        float sq = 0.0f;
+        for (int c = lane; c < C; c += WARP_SIZE) {
+            const float d = to_float(x[c]) - m;
+            sq += d * d;
+        }
+        const float var = warp_sum(sq) / (float)C;
+        s = 1.0f / sqrtf(var + LN_EPS); // IEEE sqrt and division, not rsqrtf
+
+        for (int c = lane; c < C; c += WARP_SIZE) {
+            o[c] = from_float<S>((to_float(x[c]) - m) * s * to_float(weight[c]) + to_float(bias[c]));
+        }
     }
     if (lane == 0) {
         if (mean != nullptr) mean[row] = m;
@@ -89,6 +122,12 @@ __device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scrat
     if (row0 >= N) return; // uniform over the block
     const int rows = min(LN_BWD_ROWS, N - row0);
 
+    // 16-byte vectors (Pack<S>) when every row starts aligned; uniform over
+    // the grid. Scalar loads left the kernel at a third of the bandwidth.
+    const bool vec = (C & (Pack<S>::N - 1)) == 0 && is_aligned16(dinp) && is_aligned16(dout) &&
+                     is_aligned16(inp) && is_aligned16(weight);
+    const int nv = C >> Pack<S>::LOG2N;
+
     for (int r = warp; r < rows; r += warps) {
         const int n = row0 + r;
         const float m = mean[n];
@@ -96,14 +135,30 @@ __device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scrat
         const S* x = inp + n * C;
         const S* d = dout + n * C;
         float dsum = 0.0f, dnsum = 0.0f;
-        for (int c = lane; c < C; c += WARP_SIZE) {
-            const float norm = (to_float(x[c]) - m) * s;
-            // __fmul_rn: the same rounded dnorm as below, never fused into
-            // an FMA there, so that dnorm - mean(dnorm) is exactly 0 when C
-            // is 1 (rstd ~ 316 would magnify the FMA's residue).
-            const float dn = __fmul_rn(to_float(weight[c]), to_float(d[c]));
-            dsum += dn;
-            dnsum += dn * norm;
+        // __fmul_rn: the same rounded dnorm as below, never fused into an
+        // FMA there, so that dnorm - mean(dnorm) is exactly 0 when C is 1
+        // (rstd ~ 316 would magnify the FMA's residue).
+        if (vec) {
+            for (int i = lane; i < nv; i += WARP_SIZE) {
+                Pack<S> xv, dv, wv;
+                xv.load(x, i);
+                dv.load(d, i);
+                wv.load(weight, i);
+#pragma unroll
+                for (int k = 0; k < Pack<S>::N; k++) {
+                    const float norm = (xv.v[k] - m) * s;
+                    const float dn = __fmul_rn(wv.v[k], dv.v[k]);
+                    dsum += dn;
+                    dnsum += dn * norm;
+                }
+            }
+        } else {
+            for (int c = lane; c < C; c += WARP_SIZE) {
+                const float norm = (to_float(x[c]) - m) * s;
+                const float dn = __fmul_rn(to_float(weight[c]), to_float(d[c]));
+                dsum += dn;
+                dnsum += dn * norm;
+            }
         }
         dsum = warp_sum(dsum);
         dnsum = warp_sum(dnsum);
@@ -118,6 +173,66 @@ __device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scrat
 
     float* pdw = scratch + chunk * C;
     float* pdb = scratch + (chunks + chunk) * C;
+    if (vec) {
+        // Thread i owns the Pack<S>::N columns of vector i and walks the
+        // chunk's rows two at a time, all loads first (dinp is written
+        // through a pointer the compiler cannot prove distinct from dout and
+        // inp, so without the batch every load would wait for the previous
+        // store). Per column, the same operations in the same row order as
+        // the scalar path.
+        for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+            Pack<S> w;
+            w.load(weight, i);
+            float dw[Pack<S>::N], db[Pack<S>::N];
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) dw[k] = db[k] = 0.0f;
+            int r = 0;
+            for (; r + 2 <= rows; r += 2) {
+                Pack<S> d[2], x[2], di[2];
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const int row = (row0 + r + u) * nv + i;
+                    d[u].load(dout, row);
+                    x[u].load(inp, row);
+                    di[u].load(dinp, row);
+                }
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const float s = s_rstd[r + u];
+#pragma unroll
+                    for (int k = 0; k < Pack<S>::N; k++) {
+                        const float norm = (x[u].v[k] - s_mean[r + u]) * s;
+                        di[u].v[k] += (__fmul_rn(w.v[k], d[u].v[k]) - s_dmean[r + u] - norm * s_dnmean[r + u]) * s;
+                        dw[k] += d[u].v[k] * norm;
+                        db[k] += d[u].v[k];
+                    }
+                    di[u].store(dinp, (row0 + r + u) * nv + i);
+                }
+            }
+            for (; r < rows; r++) {
+                Pack<S> d, x, di;
+                const int row = (row0 + r) * nv + i;
+                d.load(dout, row);
+                x.load(inp, row);
+                di.load(dinp, row);
+                const float s = s_rstd[r];
+#pragma unroll
+                for (int k = 0; k < Pack<S>::N; k++) {
+                    const float norm = (x.v[k] - s_mean[r]) * s;
+                    di.v[k] += (__fmul_rn(w.v[k], d.v[k]) - s_dmean[r] - norm * s_dnmean[r]) * s;
+                    dw[k] += d.v[k] * norm;
+                    db[k] += d.v[k];
+                }
+                di.store(dinp, row);
+            }
+#pragma unroll
+            for (int k = 0; k < Pack<S>::N; k++) {
+                pdw[i * Pack<S>::N + k] = dw[k];
+                pdb[i * Pack<S>::N + k] = db[k];
+            }
+        }
+        return;
+    }
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         const float w = to_float(weight[c]);
         float dw = 0.0f, db = 0.0f;

@@ -95,9 +95,10 @@ namespace mma {
     // one time share a few A and B panels in L2.
     constexpr int GROUP_M = 8;
     // bias_backward_bf16's block: BIAS_COLS columns (8 a thread, one 16-byte
-    // load) times BIAS_ROWS row lanes.
-    constexpr int BIAS_COLS = 32;
-    constexpr int BIAS_ROWS = 256;
+    // load, so a row's 64 columns are one 128-byte line) times BIAS_ROWS row
+    // lanes.
+    constexpr int BIAS_COLS = 64;
+    constexpr int BIAS_ROWS = 32;
 
 typedef __nv_bfloat16 bf16;
 
@@ -790,18 +791,30 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 }
 
 // bias_backward_bf16: dbias(OC) = Σ_n dout(n*ld + oc), bf16 in and out, fp32
-// sums. Block (BIAS_COLS/8, BIAS_ROWS): thread (x, y) owns the 8 columns
-// blockIdx.x·BIAS_COLS + 8x.. (one 16-byte load a row where the row allows)
-// and sums rows y, y+BIAS_ROWS, ... into two accumulators (alternate rows,
-// for two loads in flight), added at the end; the BIAS_ROWS partials of a
-// column are then added by a fixed tree in shared memory and rounded once.
-// The order depends only on N: bitwise reproducible. Launch: grid
-// ceil(OC/BIAS_COLS), block (BIAS_COLS/8, BIAS_ROWS).
+// sums. Grid (ceil(OC/BIAS_COLS), splits), block (BIAS_COLS/8, BIAS_ROWS):
+// block (x, s) sums rows [s·slice_rows, (s+1)·slice_rows) of its BIAS_COLS
+// columns. Thread (x, y) owns 8 columns (one 16-byte load a row where the
+// row allows) and sums rows y, y+BIAS_ROWS, ... of the slice into two
+// accumulators (alternate rows, for two loads in flight), added at the end;
+// the BIAS_ROWS partials of a column are then added by a fixed tree in
+// shared memory.
+//
+// One column block alone cannot pull its rows at the GPU's bandwidth (a
+// 768-column bias was 12 blocks for 132 SMs), so the rows are split: with
+// splits > 1 each block stores its slice's sums in partials[s·OC + oc] and
+// counts itself in on counters[x]; the last of the column block's splits
+// resets the counter and adds the partials in slice order 0..splits−1.
+// With splits = 1 the block stores dbias directly (partials and counters
+// may be null). Every order depends only on (N, OC, splits, slice_rows):
+// bitwise reproducible, no float atomics.
 extern "C" __global__ void __launch_bounds__(BIAS_COLS / 8 * BIAS_ROWS)
-    bias_backward_bf16(bf16* dbias, const bf16* dout, int N, int OC, int ld) {
+    bias_backward_bf16(bf16* dbias, const bf16* dout, float* partials, int* counters, int N, int OC, int ld,
+                       int splits, int slice_rows) {
     __shared__ float part[BIAS_ROWS][BIAS_COLS];
+    __shared__ unsigned last;
     const int x = threadIdx.x, y = threadIdx.y;
     const int col0 = blockIdx.x * BIAS_COLS + x * 8;
+    const int n0 = blockIdx.y * slice_rows, n1 = min(N, n0 + slice_rows);
     const bool vec = aligned16(dout) && ld % 8 == 0 && col0 + 8 <= OC;
     float s[8], u[8];
 #pragma unroll
@@ -825,12 +838,12 @@ extern "C" __global__ void __launch_bounds__(BIAS_COLS / 8 * BIAS_ROWS)
         }
     };
     if (col0 < OC) {
-        int n = y;
-        for (; n + BIAS_ROWS < N; n += 2 * BIAS_ROWS) {
+        int n = n0 + y;
+        for (; n + BIAS_ROWS < n1; n += 2 * BIAS_ROWS) {
             add8(s, n);
             add8(u, n + BIAS_ROWS);
         }
-        if (n < N) add8(s, n);
+        if (n < n1) add8(s, n);
     }
 #pragma unroll
     for (int j = 0; j < 8; ++j) part[y][x * 8 + j] = s[j] + u[j];
@@ -842,6 +855,53 @@ extern "C" __global__ void __launch_bounds__(BIAS_COLS / 8 * BIAS_ROWS)
             for (int j = 0; j < 8; ++j) part[y][x * 8 + j] += part[y + h][x * 8 + j];
         }
         __syncthreads();
+    }
+    if (splits > 1) {
+        // The slice's sums to partials, fenced before the count; the last
+        // block's fence after it orders its reads after every arrival.
+        if (y == 0) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+                if (col0 + j < OC) partials[(size_t)blockIdx.y * OC + col0 + j] = part[0][x * 8 + j];
+            fence_gpu();
+        }
+        __syncthreads();
+        if (x == 0 && y == 0) {
+            int* counter = counters + blockIdx.x;
+            last = atom_add(counter, 1u) == (unsigned)(splits - 1) ? 1u : 0u;
+            if (last) {
+                stg_u32(counter, 0u);
+                fence_gpu();
+            }
+        }
+        __syncthreads();
+        if (!last) return;
+        // Slices in order, one (column, slice-lane) pair a thread: thread
+        // (x, y) adds the 8 columns' slices y, y+BIAS_ROWS, ... in order,
+        // then the same tree as above adds the lanes.
+        float t[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) t[j] = 0.0f;
+        if (col0 < OC) {
+            for (int sl = y; sl < splits; sl += BIAS_ROWS) {
+                const float* ps = partials + (size_t)sl * OC + col0;
+#pragma unroll
+                for (int j = 0; j < 8; ++j)
+                    if (col0 + j < OC) t[j] += __ldcg(ps + j);
+            }
+        }
+        __syncthreads(); // the tree's last reads of part are done
+#pragma unroll
+        for (int j = 0; j < 8; ++j) part[y][x * 8 + j] = t[j];
+        __syncthreads();
+#pragma unroll
+        for (int h = BIAS_ROWS / 2; h > 0; h /= 2) {
+            if (y < h) {
+#pragma unroll
+                for (int j = 0; j < 8; ++j) part[y][x * 8 + j] += part[y + h][x * 8 + j];
+            }
+            __syncthreads();
+        }
     }
     if (y == 0) {
 #pragma unroll
