@@ -224,7 +224,7 @@ func BiasBackwardBF16(dbias, dout program.View, ws MatmulScratch, n, oc, ld, sms
 
 // biasBlocksPerSM is how many bias_backward_bf16 blocks of 256 threads an
 // SM should get for the reads to reach the memory bandwidth: enough 16-byte
-// loads in flight (each thread keeps two).
+// loads in flight (each thread keeps four).
 const biasBlocksPerSM = 4
 
 // BiasSplit is bias_backward_bf16's split of n rows for oc columns on sms

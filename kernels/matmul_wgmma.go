@@ -61,6 +61,17 @@ func wgmmaKernel(entry string, p gemmplan.MMASplit, sms int, flops int64, args .
 	return op
 }
 
+// MatmulScratchSizeWGMMA is a workspace in which each of a linear layer's
+// three products on the Hopper tier can take its preferred split on any
+// GPU (gemmplan.WGMMAScratch of each): partial floats and int32 counters.
+func MatmulScratchSizeWGMMA(n, c, oc int) (partialFloats, counterInts int) {
+	for _, mnk := range [][3]int{{n, oc, c}, {n, c, oc}, {oc, c, n}} {
+		f, k := gemmplan.WGMMAScratch(mnk[0], mnk[1], mnk[2])
+		partialFloats, counterInts = max(partialFloats, f), max(counterInts, k)
+	}
+	return partialFloats, counterInts
+}
+
 // wgmmaPlan is gemmplan.WGMMAPlan within the workspace ws (none if null).
 func wgmmaPlan(m, n, k, sms int, ws MatmulScratch) gemmplan.MMASplit {
 	floats, counters := 0, 0

@@ -174,7 +174,7 @@ func testMatmulWGMMA(t *testing.T, r *rand.Rand, sh mmaShape) {
 
 	// The backward convenience, as the model calls it: the product plans of
 	// the model's workspace, and the bias gradient.
-	mws := mmaWorkspace(t, n, c, oc)
+	mws := wgmmaModelWorkspace(t, n, c, oc)
 	dinp, dw, dbias := d.poison(t, "dinp", n*c), d.poison(t, "dw", oc*c), d.poison(t, "dbias", oc)
 	ops := MatmulBackwardWGMMA(dinp, dw, dbias, dout, inp, w, mws, n, c, oc, ld, sms())
 	if len(ops) != 3 || ops[0].Name != "matmul_backward_input_wgmma" || ops[1].Name != "matmul_backward_weight_wgmma" {
@@ -244,9 +244,7 @@ func BenchmarkMatmulWGMMA(b *testing.B) {
 		out := alloc(b, "out", d.elem, n*ld).All()
 		dinp := alloc(b, "dinp", d.elem, n*c).All()
 		dw := alloc(b, "dw", d.elem, oc*c).All()
-		f, k := MatmulScratchSizeMMA(n, c, oc)
-		ws := MatmulScratch{Partials: alloc(b, "partials", program.F32, max(f, 1)).All(), Counters: alloc(b, "counters", program.I32, max(k, 1)).All()}
-		run(b, Memset(ws.Counters))
+		ws := wgmmaModelWorkspace(b, n, c, oc)
 		type product = struct {
 			name string
 			op   program.Op
@@ -287,4 +285,85 @@ func BenchmarkMatmulWGMMA(b *testing.B) {
 		}
 	}
 	fmt.Println(strings.Join(lines, "\n"))
+}
+
+// BenchmarkMatmulWGMMASplits times every split of GPT-2's layer products
+// on the Hopper tier (both widths, S = 1..12) beside the launcher's plan:
+// the measurements that tune gemmplan.WGMMAPlan's cost model. Lines
+// "WSPLIT shape product plan us" on the log; the plan chosen is marked *.
+func BenchmarkMatmulWGMMASplits(b *testing.B) {
+	x := matmulBenchEnv(b)
+	r := rand.New(rand.NewPCG(5, 6))
+	d := mmaDtypes[0]
+	var lines []string
+	for _, sh := range mmaBenchShapes[:4] {
+		n, c, oc, ld := sh.n, sh.c, sh.oc, sh.ld
+		inp := mmaBenchBuffer(b, r, d, "inp", n*c)
+		w := mmaBenchBuffer(b, r, d, "w", oc*c)
+		dout := mmaBenchBuffer(b, r, d, "dout", n*ld)
+		out := alloc(b, "out", d.elem, n*ld).All()
+		dinp := alloc(b, "dinp", d.elem, n*c).All()
+		dw := alloc(b, "dw", d.elem, oc*c).All()
+		ws := matmulWorkspaceSized(b, gemmplan.MaxPartialFloats, 1<<14)
+		f, k := wgmmaModelScratch(n, c, oc)
+		launcherWS := MatmulScratch{Partials: ws.Partials.Buf.Slice("partials", 0, int64(f)), Counters: ws.Counters.Buf.Slice("counters", 0, int64(k))}
+		type product struct {
+			name    string
+			m, nn   int
+			kk      int
+			build   func(p gemmplan.MMASplit) program.Op
+			planned gemmplan.MMASplit
+		}
+		products := []product{
+			{"forward", n, oc, c, func(p gemmplan.MMASplit) program.Op {
+				return MatmulForwardWGMMAPlan(out, inp, w, program.View{}, ws, n, c, oc, ld, p, sms())
+			}, wgmmaPlan(n, oc, c, sms(), launcherWS)},
+			{"backward_input", n, c, oc, func(p gemmplan.MMASplit) program.Op {
+				return MatmulBackwardInputWGMMAPlan(dinp, dout, w, ws, n, c, oc, ld, p, sms())
+			}, wgmmaPlan(n, c, oc, sms(), launcherWS)},
+			{"backward_weight", oc, c, n, func(p gemmplan.MMASplit) program.Op {
+				return MatmulBackwardWeightWGMMAPlan(dw, dout, inp, ws, n, c, oc, ld, p, sms())
+			}, wgmmaPlan(oc, c, n, sms(), launcherWS)},
+		}
+		for _, pr := range products {
+			for _, bn := range gemmplan.WGMMABlockNs {
+				for s := 1; s <= 12; s++ {
+					p := gemmplan.MMASplitOf(pr.m, pr.nn, pr.kk, s, bn)
+					if p.Slices != s || int64(p.PartialFloats()) > ws.Partials.Elems || int64(p.Counters()) > ws.Counters.Elems {
+						continue
+					}
+					op := pr.build(p)
+					b.Run(fmt.Sprintf("%s/%s/%v", sh.name, pr.name, p), func(b *testing.B) {
+						env(b)
+						sec := mmaMedianSeconds(b, x, op)
+						mark := " "
+						if p == pr.planned {
+							mark = "*"
+						}
+						lines = append(lines, fmt.Sprintf("WSPLIT %-8s %-16s %s%-22v grid %4d  %8.1f us", sh.name, pr.name, mark, p, op.Grid.X, sec*1e6))
+					})
+				}
+			}
+		}
+	}
+	for _, l := range lines {
+		b.Log(l)
+		fmt.Println(l)
+	}
+}
+
+// wgmmaModelScratch is the workspace size the model gives a linear layer
+// on the Hopper tier (model.Step.allocateMatmulWorkspace): room for the
+// Hopper tier's plans and the mma tier's, at least one of each.
+func wgmmaModelScratch(n, c, oc int) (floats, counters int) {
+	f, k := MatmulScratchSizeMMA(n, c, oc)
+	fw, kw := MatmulScratchSizeWGMMA(n, c, oc)
+	return max(f, fw, 1), max(k, kw, 1)
+}
+
+// wgmmaModelWorkspace allocates wgmmaModelScratch, counters zeroed.
+func wgmmaModelWorkspace(t testing.TB, n, c, oc int) MatmulScratch {
+	t.Helper()
+	f, k := wgmmaModelScratch(n, c, oc)
+	return matmulWorkspaceSized(t, f, k)
 }

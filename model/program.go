@@ -301,6 +301,12 @@ func (m *Step) allocateMatmulWorkspace(ls []linear) {
 		if m.DType.TensorCores() {
 			f, c = kernels.MatmulScratchSizeMMA(d.Rows(), l.in, l.out)
 		}
+		if m.WGMMA {
+			// The Hopper tier's plans, and the mma tier's for the layers
+			// whose operands TMA cannot read.
+			fw, cw := kernels.MatmulScratchSizeWGMMA(d.Rows(), l.in, l.out)
+			f, c = max(f, fw), max(c, cw)
+		}
 		floats, counters = max(floats, f), max(counters, c)
 	}
 	m.matmulWorkspace.Partials = p.Buffer("matmul_partials", -1, program.F32, int64(floats), s).All()

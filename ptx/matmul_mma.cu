@@ -794,8 +794,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 // sums. Grid (ceil(OC/BIAS_COLS), splits), block (BIAS_COLS/8, BIAS_ROWS):
 // block (x, s) sums rows [s·slice_rows, (s+1)·slice_rows) of its BIAS_COLS
 // columns. Thread (x, y) owns 8 columns (one 16-byte load a row where the
-// row allows) and sums rows y, y+BIAS_ROWS, ... of the slice into two
-// accumulators (alternate rows, for two loads in flight), added at the end;
+// row allows) and sums rows y, y+BIAS_ROWS, ... of the slice into four
+// accumulators (rows in turn, for four loads in flight), added at the end;
 // the BIAS_ROWS partials of a column are then added by a fixed tree in
 // shared memory.
 //
@@ -816,9 +816,9 @@ extern "C" __global__ void __launch_bounds__(BIAS_COLS / 8 * BIAS_ROWS)
     const int col0 = blockIdx.x * BIAS_COLS + x * 8;
     const int n0 = blockIdx.y * slice_rows, n1 = min(N, n0 + slice_rows);
     const bool vec = aligned16(dout) && ld % 8 == 0 && col0 + 8 <= OC;
-    float s[8], u[8];
+    float s[8], u[8], v[8], w[8];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) s[j] = u[j] = 0.0f;
+    for (int j = 0; j < 8; ++j) s[j] = u[j] = v[j] = w[j] = 0.0f;
     const unsigned short* p = reinterpret_cast<const unsigned short*>(dout) + col0;
     // add8 adds row n's 8 columns into acc.
     auto add8 = [&](float(&acc)[8], int n) {
@@ -839,14 +839,16 @@ extern "C" __global__ void __launch_bounds__(BIAS_COLS / 8 * BIAS_ROWS)
     };
     if (col0 < OC) {
         int n = n0 + y;
-        for (; n + BIAS_ROWS < n1; n += 2 * BIAS_ROWS) {
+        for (; n + 3 * BIAS_ROWS < n1; n += 4 * BIAS_ROWS) {
             add8(s, n);
             add8(u, n + BIAS_ROWS);
+            add8(v, n + 2 * BIAS_ROWS);
+            add8(w, n + 3 * BIAS_ROWS);
         }
-        if (n < n1) add8(s, n);
+        for (; n < n1; n += BIAS_ROWS) add8(s, n);
     }
 #pragma unroll
-    for (int j = 0; j < 8; ++j) part[y][x * 8 + j] = s[j] + u[j];
+    for (int j = 0; j < 8; ++j) part[y][x * 8 + j] = (s[j] + u[j]) + (v[j] + w[j]);
     __syncthreads();
 #pragma unroll
     for (int h = BIAS_ROWS / 2; h > 0; h /= 2) {
