@@ -76,9 +76,13 @@ func WithoutGPU(args []string, stdout, stderr io.Writer) (handled bool, code int
 			err = config.WriteFlaws(stdout)
 		}
 	case "run":
-		if _, perr := config.ParseRun(rest); perr != nil {
+		r, perr := config.ParseRun(rest)
+		switch {
+		case perr != nil:
 			err = usageOrHelp(perr)
-		} else {
+		case r.GPUs > 0 && !isChild():
+			err = RunParallel(args, r, stdout, stderr)
+		default:
 			return false, 0
 		}
 	case "info", "selftest":

@@ -165,6 +165,7 @@ func TestParseRunRejects(t *testing.T) {
 		{"json in a missing directory", []string{"--json=/nonexistent/dir/x.json"}, []string{"--json: /nonexistent/dir/x.json: ", "/nonexistent/dir does not exist"}},
 		{"json is a directory", []string{"--json=testdata"}, []string{"--json: testdata: ", "is a directory"}},
 		{"dump under a file", []string{"--dump=config.go/dump"}, []string{"--dump: config.go/dump: ", "config.go is a file"}},
+		{"scaling without gpus", []string{"--scaling"}, []string{"--scaling", "--gpus=N"}},
 		{"no GPUs", []string{"--gpus=0"}, []string{"--gpus: 0 is not allowed", "1..64"}},
 		{"too many GPUs", []string{"--gpus=65"}, []string{"--gpus: 65 is not allowed"}},
 		{"gpus not a number", []string{"--gpus=two"}, []string{"--gpus", `"two"`, "not a valid value"}},

@@ -47,6 +47,9 @@ type Run struct {
 	// plain single-process run. Rank is this process's rank (0 in the
 	// parent, which runs none; a child learns its own from package launch).
 	GPUs, Rank int
+	// Scaling (--scaling) runs the same step on one GPU first and reports
+	// the data-parallel run's scaling efficiency against it.
+	Scaling bool
 }
 
 // MaxGPUs is the most ranks --gpus takes: the GPUs of one host.
@@ -158,6 +161,7 @@ func newRunFlags(name string) *runFlags {
 	fs.StringVar(&f.run.NVTXDomain, "nvtx-domain", "", "put every NVTX range in this domain (default: the global domain, as the template does)")
 	fs.BoolVar(&f.run.Graph, "graph", false, "capture each pass (forward, backward) once as a CUDA graph and replay it every iteration, inside the same NVTX ranges")
 	fs.Var(&f.gpus, "gpus", "data-parallel over `N` GPUs: one process per GPU (ordinals 0..N-1), each on its own batch of --batch-size, gradients averaged through NCCL; --gpus=1 is one rank through NCCL")
+	fs.BoolVar(&f.run.Scaling, "scaling", false, "with --gpus=N: run the same step on one GPU (one NCCL rank) first, and report the scaling efficiency against it")
 	fs.StringVar(&f.flaw, "flaw", "", "plant flaws `NAME[,NAME...]` for a profiling lesson (gpubench flaws lists them); the numbers are then no benchmark result")
 	return f
 }
@@ -315,6 +319,9 @@ func (f *runFlags) finish() (Run, error) {
 	}
 	if err := checkFlaws(r); err != nil {
 		return Run{}, err
+	}
+	if r.Scaling && !f.gpus.set {
+		return Run{}, errors.New("--scaling: needs --gpus=N (it compares N GPUs with one)")
 	}
 	if f.gpus.set {
 		r.GPUs = f.gpus.v
