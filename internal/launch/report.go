@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/gpubench/gpubench/internal/stats"
@@ -78,7 +79,9 @@ func (s Summary) Write(w io.Writer) error {
 		if r.AllReduce == "none" {
 			note += " (no NCCL: the plain step)"
 		}
-		fmt.Fprintf(&b, "%-5d %-6d %6d %10.3f %10.3f %10.3f %10.3f  %.6f%s\n", r.Rank, r.Device, r.Step.N, r.Step.Median, r.Step.Mean, r.Step.Min, r.Step.Max, r.LastLoss, note)
+		// The loss as the float32 it is, every digit that tells it apart.
+		loss := strconv.FormatFloat(float64(float32(r.LastLoss)), 'g', -1, 32)
+		fmt.Fprintf(&b, "%-5d %-6d %6d %10.3f %10.3f %10.3f %10.3f  %s%s\n", r.Rank, r.Device, r.Step.N, r.Step.Median, r.Step.Mean, r.Step.Min, r.Step.Max, loss, note)
 	}
 	sl := s.Ranks[s.Slowest]
 	fmt.Fprintf(&b, "slowest rank: %d (median step %.3f ms)\n", sl.Rank, sl.Step.Median)

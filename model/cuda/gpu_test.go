@@ -428,3 +428,55 @@ func plantNaN(t *testing.T, v program.View) {
 		t.Fatal(err)
 	}
 }
+
+// TestOneRankAllReduceIsIdentity (-nccl): the all-reduce of one rank
+// leaves every gradient bit as the plain step computes it, and the loss,
+// for the same seed: NCCL's average over one rank is a copy or a scale by
+// exactly 1.
+func TestOneRankAllReduceIsIdentity(t *testing.T) {
+	if !*ncclFlag {
+		t.Skip("needs -nccl") // the device script runs it with -nccl
+	}
+	bind(t)
+	for _, sh := range shapes {
+		s := seed(t)
+		var dumps []ref.Dump
+		for _, dp := range []model.DataParallel{{World: 1}, {}} {
+			o := gpuOptions(t)
+			o.DataParallel = dp
+			m, err := New(testExec, sh.d, config.Train, o, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dp.World == 1 && len(m.GradBuckets()) == 0 {
+				t.Fatal("the data-parallel model has no all-reduce")
+			}
+			if err := m.Poison(); err != nil {
+				t.Fatal(err)
+			}
+			d, err := m.Dump()
+			m.Free()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dumps = append(dumps, d)
+		}
+		a, b := dumps[0], dumps[1]
+		if a.Loss != b.Loss {
+			t.Errorf("%s: loss %v through NCCL, %v without", sh.name, a.Loss, b.Loss)
+		}
+		diff := 0
+		for i := range a.Grads {
+			if math.Float32bits(a.Grads[i]) != math.Float32bits(b.Grads[i]) {
+				if diff == 0 {
+					t.Errorf("%s: gradient element %d: %v through NCCL, %v without", sh.name, i, a.Grads[i], b.Grads[i])
+				}
+				diff++
+			}
+		}
+		t.Logf("%s %s: %d gradients, %d differ bitwise; loss %v", sh.name, dtype(t), len(a.Grads), diff, a.Loss)
+		if diff > 0 {
+			t.Errorf("%s: %d of %d gradients differ", sh.name, diff, len(a.Grads))
+		}
+	}
+}
