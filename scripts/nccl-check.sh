@@ -12,8 +12,13 @@ if [ "${1:-}" = build ]; then
 	go test -c -tags gpu -ldflags="-s -w" -o .device/model-cuda.test ./model/cuda
 	exit 0
 fi
-OUT=${OUT:-/tmp/gpubench-nccl-check}
+# Everything goes under $OUT/r, packed into $OUT/results.tgz at the end
+# (the device tool brings back a handful of files).
+RESULTS=${OUT:-/tmp/gpubench-nccl-check}
+OUT=$RESULTS/r
 mkdir -p "$OUT"
+steps=${STEPS:-loss tests nsys}
+has() { [[ " $steps " == *" $1 "* ]]; }
 bin=.device/gpubench
 export NCCL_NVLS_ENABLE=0
 # shellcheck source=scripts/check-lib.sh
@@ -26,7 +31,7 @@ ls -l /usr/lib/x86_64-linux-gnu/libnccl* >>"$OUT/gpus.txt" 2>&1
 # the same loss, bitwise if the all-reduce of one rank is the identity.
 lastloss() { grep -A3 '^data-parallel' "$1" | awk '$1 == "0" { print $8 }'; }
 jsonloss() { python3 -c 'import json,sys,numpy as np; r=json.load(open(sys.argv[1])); print(repr(np.float32(r["iterations"][-1]["loss"])))' "$1"; }
-for cfg in "tiny fp32 8" "gpt2-124m bf16 8"; do
+has loss && for cfg in "tiny fp32 8" "gpt2-124m bf16 8"; do
 	set -- $cfg
 	tag=$1-$2
 	timeout 60 $bin --model=$1 --dtype=$2 --batch-size $3 --json "$OUT/plain-$tag.json" >"$OUT/plain-$tag.txt" 2>&1
@@ -38,27 +43,35 @@ for cfg in "tiny fp32 8" "gpt2-124m bf16 8"; do
 	check "loss $tag bitwise equal, plain vs --gpus=1" $? 0 "plain $a, --gpus=1 $b"
 done
 
-for dt in fp32 bf16; do
+has tests && for dt in fp32 bf16; do
 	timeout 90 .device/model-cuda.test -test.v -nccl -dtype=$dt \
 		-test.run 'StepMatchesReference|Deterministic|LaunchesMatchPlan|MemoryMatchesPlan|OneRankAllReduceIsIdentity' >"$OUT/model-nccl-$dt.txt" 2>&1
 	check "model GPU tests, one NCCL rank, $dt" $? 0 "$(grep -c -- '--- PASS' "$OUT/model-nccl-$dt.txt") passed; $(grep -o 'differ bitwise.*' "$OUT/model-nccl-$dt.txt" | head -2 | tr '\n' ';')"
 done
 
 # The README's command, with --gpus=1: nsys follows the child.
-if [ -f .nsys/nsys-env.sh ]; then
+if has nsys && [ -f .nsys/nsys-env.sh ]; then
 	# shellcheck disable=SC1091
 	source .nsys/nsys-env.sh
+	root=$PWD
 	cd "$OUT" || exit 2
-	timeout 120 nsys profile -w true -t cuda,nvtx,osrt,cudnn,cublas -s process-tree --capture-range=cudaProfilerApi --capture-range-end=stop --cudabacktrace=true -x true -f true -o profile_report_cpu "$OLDPWD/$bin" --model=tiny --batch-size 8 --profile --gpus=1 >nsys.txt 2>&1
-	check "nsys profile --gpus=1" $? 0 "$(tail -2 nsys.txt | tr '\n' ';')"
-	nsys export --type sqlite -f true -o profile_report_cpu.sqlite profile_report_cpu.nsys-rep >export.txt 2>&1
-	check "nsys export" $? 0
-	"$OLDPWD/$bin" check --model=tiny --batch-size 8 --gpus=1 profile_report_cpu.sqlite >check.txt 2>&1
-	check "gpubench check --gpus=1 (informational; the checker is iterated on CI)" $? 0 "$(tail -3 check.txt | tr '\n' ';')"
-	rm -f profile_report_cpu.nsys-rep
-	cd "$OLDPWD" || exit 2
+	# The README's command verbatim, with --gpus=1; then gpt2-124m bf16.
+	for cfg in "profile_report_cpu --model=tiny --batch-size 8" "gpt2-bf16 --model=gpt2-124m --dtype=bf16 --batch-size 8"; do
+		set -- $cfg
+		name=$1
+		shift
+		timeout 120 nsys profile -w true -t cuda,nvtx,osrt,cudnn,cublas -s process-tree --capture-range=cudaProfilerApi --capture-range-end=stop --cudabacktrace=true -x true -f true -o $name "$root/$bin" "$@" --profile --gpus=1 >nsys-$name.txt 2>&1
+		check "nsys profile $* --gpus=1" $? 0 "$(tail -2 nsys-$name.txt | tr '\n' ';')"
+		nsys export --type sqlite -f true -o $name.sqlite $name.nsys-rep >export-$name.txt 2>&1
+		check "nsys export $name" $? 0
+		"$root/$bin" check "$@" --gpus=1 $name.sqlite >check-$name.txt 2>&1
+		check "gpubench check $* --gpus=1" $? 0 "$(grep -E '^result|^all-reduce|^== ' check-$name.txt | tr '\n' ';')"
+		rm -f $name.nsys-rep
+	done
+	cd "$root" || exit 2
 fi
 
 echo "## summary"
-printf '%s\n' "${summary[@]}"
+printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
+tar czf "$RESULTS/results.tgz" -C "$RESULTS" r && rm -rf "$OUT"
 exit $failed
