@@ -63,6 +63,9 @@ type Options struct {
 	// program: see flaws.go. config.ParseRun refuses the combinations
 	// that cannot run (a graph with a synchronisation inside, say).
 	Flaws []config.Flaw
+	// DataParallel makes the step one rank of a data-parallel run: its
+	// backward all-reduces the gradients in buckets (allreduce.go).
+	DataParallel DataParallel
 }
 
 // Step is the program of one step (GPT-2 or LLaMA) with its buffers by role, for the
@@ -94,6 +97,10 @@ type Step struct {
 	mmaStages int
 	// Flaws are the planted flaws (Options.Flaws; see flaws.go).
 	Flaws []config.Flaw
+	// DP is Options.DataParallel; buckets its all-reduces, in backward
+	// order (allreduce.go).
+	DP      DataParallel
+	buckets []GradBucket
 	// Vp is the row stride of the logits: V for fp32, V rounded up to a
 	// multiple of VocabPad for the tensor-core dtypes, whose products load
 	// rows in 16-byte chunks (columns V..Vp-1 are never read or written).
@@ -164,7 +171,7 @@ func Program(d config.Dims, mode config.Mode, o Options) *Step {
 		o.DType = config.FP32
 	}
 	m := &Step{Program: &program.Program{}, Dims: d, Mode: mode, SMs: o.SMs, Graph: o.Graph, Layout: ref.Layout(d),
-		DType: o.DType, Elem: program.F32, Vp: d.V, NVTX: o.NVTX, Flaws: o.Flaws}
+		DType: o.DType, Elem: program.F32, Vp: d.V, NVTX: o.NVTX, Flaws: o.Flaws, DP: o.DataParallel}
 	if m.NVTX == "" {
 		m.NVTX = config.NVTXIteration
 	}
@@ -195,6 +202,9 @@ func Program(d config.Dims, mode config.Mode, o Options) *Step {
 		m.buildForward(m.forward)
 		m.passes = append(m.passes, m.forward)
 		if mode == config.Train {
+			if m.DP.World > 0 {
+				m.planBuckets()
+			}
 			m.backward = it.NestKind(program.Backward, program.PassRange, -1)
 			m.buildBackward(m.backward)
 			m.passes = append(m.passes, m.backward)
@@ -526,6 +536,9 @@ func (m *Step) buildBackward(r *program.Range) {
 		if off := m.offload(l); len(off) > 0 {
 			attn("offload grads", off...)
 		}
+		if b := m.bucketEndingAt(l); b >= 0 {
+			m.allReduce(r, b)
+		}
 	}
 
 	// embeddings: the lm head already wrote dwte; add the lookups' part.
@@ -535,6 +548,9 @@ func (m *Step) buildBackward(r *program.Range) {
 		kernels.EncoderBackwardWPE(g(iWpe, 0), sc.dresidual, B, T, C))
 	if join := m.joinCopies(); len(join) > 0 {
 		m.part(r, "embedding", -1, "", "join copies", join...)
+	}
+	if len(m.buckets) > 0 {
+		m.allReduce(r, len(m.buckets)-1)
 	}
 }
 

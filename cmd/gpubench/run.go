@@ -20,6 +20,7 @@ import (
 	"github.com/gpubench/gpubench/internal/telemetry"
 	"github.com/gpubench/gpubench/model"
 	"github.com/gpubench/gpubench/model/cuda"
+	"github.com/gpubench/gpubench/model/ref"
 	"github.com/gpubench/gpubench/nvtx"
 	"gorgonia.org/cu"
 )
@@ -36,13 +37,19 @@ import (
 //
 // with warm-up iterations before the window and CUDA events around every
 // forward and backward pass.
-func runBenchmark(args []string, stdout, stderr io.Writer) error {
+func runBenchmark(args []string, stdout, stderr io.Writer) (err error) {
 	r, err := config.ParseRun(args)
 	if err != nil {
 		if errors.Is(err, config.ErrHelp) {
 			return err
 		}
 		return cli.UsageError{Err: err}
+	}
+	// A rank of a data-parallel run (--gpus) learns its rank and device
+	// from its parent (cli.RunParallel); nil for a plain run.
+	rk, err := rankOf(&r, stderr)
+	if err != nil {
+		return err
 	}
 	// The flaws' buffers count too (unfused's GELU scratch).
 	need, err := memplan.NewWith(r.Dims, r.Mode, model.Options{DType: r.DType, Flaws: r.Flaws})
@@ -60,6 +67,9 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	defer dev.Close()
 	opts := cli.OptionsOf(r, dev.Info.SMs, 10*dev.Info.CCMajor+dev.Info.CCMinor)
 	opts.SharedOptIn = dev.Info.SharedOptIn
+	// The world is the parent's (a --scaling baseline runs one rank of a
+	// --gpus=N command line).
+	opts.DataParallel = rk.dataParallel()
 	prog := model.Program(r.Dims, r.Mode, opts)
 	if err := prog.CheckDevice(model.Device{Name: dev.Info.Name, Major: dev.Info.CCMajor, Minor: dev.Info.CCMinor, SharedOptIn: dev.Info.SharedOptIn}); err != nil {
 		return cli.UsageError{Err: err}
@@ -84,6 +94,11 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 	}
 	defer x.Close()
 	x.SyncEachLaunch = r.SyncLaunches
+	if err := rk.join(); err != nil {
+		return err
+	}
+	defer func() { rk.close(err != nil) }()
+	x.Comm = rk.communicator()
 	if r.NVTXDomain != "" {
 		d, err := nvtx.NewDomain(r.NVTXDomain)
 		if err != nil {
@@ -100,6 +115,15 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Free()
+	if r.Rank > 0 {
+		// Each rank trains on its own batch: rank r's is drawn from
+		// seed+r, so rank 0's is the single-GPU run's, and every rank
+		// starts from the same parameters (drawn from the seed).
+		tokens, targets := ref.Inputs(r.Dims, r.Seed+uint64(r.Rank))
+		if err := m.SetInputs(tokens, targets); err != nil {
+			return err
+		}
+	}
 
 	res := &report.Result{StartedAt: time.Now(), Config: report.ConfigOf(r), Device: deviceOf(dev.Info), Kernels: prog.KernelPath()}
 	if r.Mode == config.Generate {
@@ -205,6 +229,9 @@ func runBenchmark(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	res.Partial = caught != nil
+	if err := rk.report(res, res.Partial); err != nil {
+		return fmt.Errorf("rank %d: report to the parent: %w", r.Rank, err)
+	}
 	res.Memory.PeakBytes = dev.PeakAllocated()
 	if err := res.Finalize(); err != nil {
 		return err

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gpubench/gpubench/internal/launch"
+	"github.com/gpubench/gpubench/internal/nccl"
 )
 
 // TestBinaryWithoutGPU builds the real gpubench binary, which links
@@ -69,6 +72,10 @@ func TestBinaryWithoutGPU(t *testing.T) {
 			ExitUsage, "", "gpubench: --json: /nonexistent/dir/x.json: the directory /nonexistent/dir does not exist", true},
 		{"run with --dump under a file", []string{"--model=tiny", "--dump=go.mod/dump"},
 			ExitUsage, "", "gpubench: --dump: go.mod/dump: go.mod is a file", true},
+		// --gpus's bad input is refused before any child starts.
+		{"run with --gpus=0", []string{"--model=tiny", "--gpus=0"}, ExitUsage, "", "gpubench: --gpus: 0 is not allowed (allowed: 1..64", true},
+		{"run with --gpus and --graph", []string{"--model=tiny", "--gpus=2", "--graph"}, ExitUsage, "", "gpubench: --gpus: cannot be combined with --graph", true},
+		{"plan per rank", []string{"plan", "--model=tiny", "--gpus=2"}, ExitOK, "allreduce rank1 bucket0", "", false},
 		// A file that is no export is refused in one line, exit 1.
 		{"check a text file", []string{"check", "--model=tiny", "go.mod"}, ExitFailure, "", "gpubench: go.mod: not an SQLite database", true},
 		{"check a missing file", []string{"check", "--model=tiny", "missing.sqlite"}, ExitFailure, "", "gpubench: missing.sqlite: no such file or directory", true},
@@ -93,6 +100,32 @@ func TestBinaryWithoutGPU(t *testing.T) {
 			}
 		})
 	}
+
+	// --gpus=2 where NCCL or a second GPU is missing: one line, before
+	// any child starts (CI has neither).
+	t.Run("gpus without NCCL or GPUs", func(t *testing.T) {
+		_, nerr := nccl.Load()
+		n, known := launch.VisibleGPUs()
+		if nerr == nil && (!known || n >= 2) {
+			t.Skip("this machine has NCCL and maybe two GPUs: --gpus=2 would run")
+		}
+		code, stdout, stderr := run(t, "--model=tiny", "--gpus=2")
+		if code == ExitOK || strings.Count(stderr, "\n") != 1 || !(strings.Contains(stderr, "load NCCL: libnccl.so.2") || strings.Contains(stderr, "visible here")) {
+			t.Errorf("exit %d, stderr %q, stdout %q: want one line naming NCCL or the visible GPUs", code, stderr, stdout)
+		}
+	})
+	// Without a GPU, --gpus=1 runs its one child, which fails: the parent
+	// names the rank and its last line, exit 1.
+	t.Run("gpus=1 without a GPU", func(t *testing.T) {
+		if _, known := launch.VisibleGPUs(); known {
+			t.Skip("this machine has an NVIDIA driver")
+		}
+		code, _, stderr := run(t, "--model=tiny", "--gpus=1")
+		last := stderr[strings.LastIndex(strings.TrimSuffix(stderr, "\n"), "\n")+1:]
+		if code != ExitFailure || !strings.HasPrefix(last, "gpubench: --gpus=1: rank 0 failed: exit status 1: gpubench: no usable NVIDIA GPU") {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr)
+		}
+	})
 
 	// info needs a GPU: with one it describes it, without one it says so
 	// in one line of its own (not cu's).

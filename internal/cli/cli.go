@@ -8,6 +8,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,9 +76,13 @@ func WithoutGPU(args []string, stdout, stderr io.Writer) (handled bool, code int
 			err = config.WriteFlaws(stdout)
 		}
 	case "run":
-		if _, perr := config.ParseRun(rest); perr != nil {
+		r, perr := config.ParseRun(rest)
+		switch {
+		case perr != nil:
 			err = usageOrHelp(perr)
-		} else {
+		case r.GPUs > 0 && !isChild():
+			err = RunParallel(args, r, stdout, stderr)
+		default:
 			return false, 0
 		}
 	case "info", "selftest":
@@ -163,6 +168,9 @@ func Plan(args []string, stdout io.Writer) error {
 	if format != "text" && format != "json" {
 		return UsageError{fmt.Errorf("--format: unknown format %q (allowed: text, json)", format)}
 	}
+	if r.GPUs > 0 {
+		return planRanks(r, sms, format, stdout)
+	}
 	p := plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, sms, 0)))
 	switch format {
 	case "text":
@@ -178,9 +186,38 @@ func Plan(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// planRanks prints the plan of every rank of a data-parallel run: in text,
+// one after the other under a "rank r of N" line; in JSON, an array of
+// them in rank order.
+func planRanks(r config.Run, sms int, format string, stdout io.Writer) error {
+	var plans []plan.Plan
+	for rank := range r.GPUs {
+		r.Rank = rank
+		plans = append(plans, plan.Of(model.Program(r.Dims, r.Mode, OptionsOf(r, sms, 0))))
+	}
+	if format == "json" {
+		b, err := json.MarshalIndent(plans, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	for rank, p := range plans {
+		if _, err := fmt.Fprintf(stdout, "rank %d of %d (device %d)\n", rank, r.GPUs, rank); err != nil {
+			return err
+		}
+		if err := p.WriteText(stdout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // OptionsOf is the program options of run r for a GPU of sms
 // multiprocessors (0: model.DefaultSMs) and compute capability cc, major·10
 // + minor (0: model.DefaultCC).
 func OptionsOf(r config.Run, sms, cc int) model.Options {
-	return model.Options{SMs: sms, CC: cc, Graph: r.Graph, DType: r.DType, Tier: r.Tier, NVTX: r.NVTX, Flaws: r.Flaws}
+	return model.Options{SMs: sms, CC: cc, Graph: r.Graph, DType: r.DType, Tier: r.Tier, NVTX: r.NVTX, Flaws: r.Flaws,
+		DataParallel: model.DataParallel{World: r.GPUs, Rank: r.Rank}}
 }

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -117,3 +119,45 @@ func TestPlanSMs(t *testing.T) {
 }
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
+
+// TestPlanPerRank: plan --gpus=N prints each rank's program, whose
+// all-reduce ranges carry the rank; a plain plan has none.
+func TestPlanPerRank(t *testing.T) {
+	var out, plain bytes.Buffer
+	if err := Plan([]string{"--model=tiny", "--gpus=3"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for r := range 3 {
+		if !strings.Contains(s, fmt.Sprintf("rank %d of 3 (device %d)\n", r, r)) {
+			t.Errorf("plan --gpus=3 has no header for rank %d", r)
+		}
+		for _, other := range []int{0, 1, 2} {
+			name := fmt.Sprintf("allreduce rank%d bucket", other)
+			part := s[strings.Index(s, fmt.Sprintf("rank %d of 3", r)):]
+			if next := strings.Index(part[1:], "rank "+fmt.Sprint(r+1)+" of 3"); next >= 0 {
+				part = part[:next]
+			}
+			if got := strings.Contains(part, name); got != (other == r) {
+				t.Errorf("rank %d's plan: %q present = %v", r, name, got)
+			}
+		}
+	}
+	if !strings.Contains(s, "ncclAllReduce") {
+		t.Error("plan --gpus=3 lists no ncclAllReduce")
+	}
+	if err := Plan([]string{"--model=tiny"}, &plain); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain.String(), "allreduce") {
+		t.Error("the plain plan all-reduces")
+	}
+	var js bytes.Buffer
+	if err := Plan([]string{"--model=tiny", "--gpus=2", "--format=json"}, &js); err != nil {
+		t.Fatal(err)
+	}
+	var plans []map[string]any
+	if err := json.Unmarshal(js.Bytes(), &plans); err != nil || len(plans) != 2 {
+		t.Fatalf("plan --gpus=2 --format=json: %d plans, %v", len(plans), err)
+	}
+}

@@ -165,6 +165,17 @@ func TestParseRunRejects(t *testing.T) {
 		{"json in a missing directory", []string{"--json=/nonexistent/dir/x.json"}, []string{"--json: /nonexistent/dir/x.json: ", "/nonexistent/dir does not exist"}},
 		{"json is a directory", []string{"--json=testdata"}, []string{"--json: testdata: ", "is a directory"}},
 		{"dump under a file", []string{"--dump=config.go/dump"}, []string{"--dump: config.go/dump: ", "config.go is a file"}},
+		{"scaling without gpus", []string{"--scaling"}, []string{"--scaling", "--gpus=N"}},
+		{"no GPUs", []string{"--gpus=0"}, []string{"--gpus: 0 is not allowed", "1..64"}},
+		{"too many GPUs", []string{"--gpus=65"}, []string{"--gpus: 65 is not allowed"}},
+		{"gpus not a number", []string{"--gpus=two"}, []string{"--gpus", `"two"`, "not a valid value"}},
+		{"gpus with infer", []string{"--gpus=2", "--mode=infer"}, []string{"--gpus", "--mode=train"}},
+		{"gpus with graph", []string{"--gpus=2", "--graph"}, []string{"--gpus", "--graph"}},
+		{"gpus with device", []string{"--gpus=2", "--device=1"}, []string{"--gpus", "--device", "CUDA_VISIBLE_DEVICES"}},
+		{"gpus with a flaw", []string{"--gpus=2", "--flaw=host-stall"}, []string{"--gpus", "--flaw"}},
+		{"gpus with a LLaMA", []string{"--gpus=2", "--model=llama-tiny"}, []string{"--gpus", "LLaMA"}},
+		{"gpus with dump", []string{"--gpus=2", "--dump=/tmp/x"}, []string{"--gpus", "--dump"}},
+		{"gpus with json", []string{"--gpus=2", "--json=/tmp/x.json"}, []string{"--gpus", "--json"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

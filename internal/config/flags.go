@@ -41,7 +41,19 @@ type Run struct {
 	// Flaws are the planted flaws (--flaw), in the order given: a run
 	// with any is a lesson, not a benchmark result.
 	Flaws []Flaw
+
+	// GPUs is --gpus: the number of ranks of a data-parallel run, one
+	// process per GPU, the gradients averaged through NCCL; 0 for the
+	// plain single-process run. Rank is this process's rank (0 in the
+	// parent, which runs none; a child learns its own from package launch).
+	GPUs, Rank int
+	// Scaling (--scaling) runs the same step on one GPU first and reports
+	// the data-parallel run's scaling efficiency against it.
+	Scaling bool
 }
+
+// MaxGPUs is the most ranks --gpus takes: the GPUs of one host.
+const MaxGPUs = 64
 
 // Custom is the model name of a run whose model is none of the presets.
 const Custom = "custom"
@@ -87,6 +99,7 @@ type runFlags struct {
 	v, maxT, t, l, nh, c optionalInt
 	kvh, hidden          optionalInt
 	prompt, newTokens    optionalInt
+	gpus                 optionalInt
 	b                    int
 	run                  Run
 }
@@ -147,6 +160,8 @@ func newRunFlags(name string) *runFlags {
 	fs.StringVar(&f.nvtx, "nvtx", string(NVTXIteration), "NVTX range depth: iteration (iteration{i}, forward, backward), layer (adds embedding, layer{l} with attention and mlp, head) or op (adds one range per operation)")
 	fs.StringVar(&f.run.NVTXDomain, "nvtx-domain", "", "put every NVTX range in this domain (default: the global domain, as the template does)")
 	fs.BoolVar(&f.run.Graph, "graph", false, "capture each pass (forward, backward) once as a CUDA graph and replay it every iteration, inside the same NVTX ranges")
+	fs.Var(&f.gpus, "gpus", "data-parallel over `N` GPUs: one process per GPU (ordinals 0..N-1), each on its own batch of --batch-size, gradients averaged through NCCL; --gpus=1 is one rank through NCCL")
+	fs.BoolVar(&f.run.Scaling, "scaling", false, "with --gpus=N: run the same step on one GPU (one NCCL rank) first, and report the scaling efficiency against it")
 	fs.StringVar(&f.flaw, "flaw", "", "plant flaws `NAME[,NAME...]` for a profiling lesson (gpubench flaws lists them); the numbers are then no benchmark result")
 	return f
 }
@@ -305,7 +320,39 @@ func (f *runFlags) finish() (Run, error) {
 	if err := checkFlaws(r); err != nil {
 		return Run{}, err
 	}
+	if r.Scaling && !f.gpus.set {
+		return Run{}, errors.New("--scaling: needs --gpus=N (it compares N GPUs with one)")
+	}
+	if f.gpus.set {
+		r.GPUs = f.gpus.v
+		if err := checkGPUs(r); err != nil {
+			return Run{}, err
+		}
+	}
 	return r, nil
+}
+
+// checkGPUs refuses what a data-parallel run (--gpus) cannot do.
+func checkGPUs(r Run) error {
+	switch {
+	case r.GPUs < 1 || r.GPUs > MaxGPUs:
+		return fmt.Errorf("--gpus: %d is not allowed (allowed: 1..%d GPUs of this host)", r.GPUs, MaxGPUs)
+	case r.Mode != Train:
+		return fmt.Errorf("--gpus: needs --mode=train (the ranks all-reduce the gradients, which %s does not compute)", r.Mode)
+	case r.Dims.IsLlama():
+		return errors.New("--gpus: the data-parallel step is GPT-2's; a LLaMA model has none yet (use a GPT-2 --model)")
+	case r.Graph:
+		return errors.New("--gpus: cannot be combined with --graph (the all-reduces are NCCL calls between the backward's kernels, not graph nodes)")
+	case r.Device != 0:
+		return errors.New("--gpus: cannot be combined with --device (rank r runs on device r; set CUDA_VISIBLE_DEVICES to choose the GPUs)")
+	case len(r.Flaws) > 0:
+		return errors.New("--gpus: cannot be combined with --flaw (the planted flaws are lessons of one process)")
+	case r.Dump != "":
+		return errors.New("--gpus: cannot be combined with --dump (each rank would write the same directory)")
+	case r.JSON != "":
+		return errors.New("--gpus: cannot be combined with --json (the parent prints the per-rank table; there is no one result to write)")
+	}
+	return nil
 }
 
 func gpt2PresetNames() []string {

@@ -42,6 +42,10 @@ type Executor struct {
 	hasCopyStream bool
 	events        map[string]*cu.Event
 
+	// Comm runs the program's Collective operations: a data-parallel
+	// step's all-reduces (nil: the executor refuses them).
+	Comm Communicator
+
 	// SyncEachLaunch makes every operation wait for the GPU to finish it
 	// and report its fault, if any, under its own name. It serialises
 	// host and device, so it is for debugging, never for timing.
@@ -147,6 +151,17 @@ type hostMem struct {
 	p      unsafe.Pointer
 	bytes  int64
 	pinned bool
+}
+
+// Communicator is a rank's NCCL communicator as the executor calls it:
+// package nccl's calls, bound to one communicator, with the program's
+// element types. Streams and device pointers are raw handles.
+type Communicator interface {
+	GroupStart() error
+	GroupEnd() error
+	// AllReduceAvg averages count elements of type e at ptr, in place,
+	// over every rank, enqueued on stream (a CUstream).
+	AllReduceAvg(ptr uintptr, count int64, e program.Elem, stream uintptr) error
 }
 
 func (x *Executor) hostAlloc(bytes int64, pinned bool) (*hostMem, error) {
@@ -601,6 +616,15 @@ func (x *Executor) prepare(op *program.Op) (*prepared, error) {
 				return nil, err
 			}
 		}
+	case program.Collective:
+		if x.Comm == nil {
+			return nil, fmt.Errorf("%s: the program all-reduces, and this executor has no NCCL communicator (--gpus)", op.Name)
+		}
+		if op.Name == program.NCCLAllReduce {
+			if err := x.prepareTarget(op, p); err != nil {
+				return nil, err
+			}
+		}
 	case program.Alloc, program.Free:
 		b := op.Dst.Buf
 		c := x.cells[b]
@@ -869,6 +893,16 @@ func (x *Executor) launch(op *program.Op, p *prepared) error {
 			err = cudart.StreamSynchronize(unsafe.Pointer(p.stream))
 		default:
 			err = s.Synchronize()
+		}
+	case program.Collective:
+		switch op.Name {
+		case program.NCCLGroupStart:
+			err = x.Comm.GroupStart()
+		case program.NCCLGroupEnd:
+			err = x.Comm.GroupEnd()
+		default:
+			// A cu.Stream holds its CUstream first (see cudrv.StreamOf).
+			err = x.Comm.AllReduceAvg(uintptr(dst), op.Dst.Elems, op.Dst.Buf.Elem, *(*uintptr)(unsafe.Pointer(p.stream)))
 		}
 	case program.EventOp:
 		if op.Name == program.EventRecord {

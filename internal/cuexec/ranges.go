@@ -39,6 +39,8 @@ var RangeClasses = []RangeClass{
 	// their numbers)
 	{"prefill", nvtx.RGB(0x1f, 0x77, 0xb4), 16},
 	{"decode", nvtx.RGB(0xe3, 0x77, 0xc2), 17},
+	// a data-parallel backward's all-reduce of one bucket (--gpus)
+	{"allreduce", nvtx.RGB(0x00, 0x33, 0x99), 18},
 }
 
 func class(name string) RangeClass {
@@ -78,6 +80,8 @@ func RangeClassOf(r *program.Range) RangeClass {
 		return class("layer")
 	case program.HalfRange:
 		return class(r.Name) // attention or mlp
+	case program.AllReduceRange:
+		return class("allreduce")
 	case program.OpRange:
 		for _, it := range r.Items {
 			if it.Op != nil {

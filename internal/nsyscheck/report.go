@@ -27,6 +27,8 @@ type Report struct {
 	Ranges []RangeStats
 	// Launch sums up all launches made inside the iteration ranges.
 	Launch LaunchStats
+	// AllReduce measures a data-parallel run's all-reduces; nil without.
+	AllReduce *AllReduceStats
 
 	// Failures are the mismatches with the plan; empty when the run
 	// followed it.
@@ -123,7 +125,7 @@ func (c *checker) stats() {
 	walk = func(n *node, depth int) []Launch {
 		at := len(c.rep.Ranges)
 		c.rep.Ranges = append(c.rep.Ranges, RangeStats{})
-		ls := append([]Launch(nil), n.launches...)
+		ls := append(append([]Launch(nil), n.launches...), n.nccl...)
 		for _, ch := range n.children {
 			ls = append(ls, walk(ch, depth+1)...)
 		}
@@ -134,6 +136,7 @@ func (c *checker) stats() {
 		all = append(all, walk(it, 0)...)
 	}
 	c.rep.Launch = launchStats(all)
+	c.rep.AllReduce = c.allReduceStats()
 }
 
 func rangeStats(n *node, depth int, ls []Launch) RangeStats {
@@ -223,6 +226,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		l := r.Launch
 		fmt.Fprintf(bw, "all iterations: %d launches; launch call mean %s, max %s; queue delay mean %s, max %s\n",
 			l.Count, dur(l.APIMean), dur(l.APIMax), dur(l.QueueMean), dur(l.QueueMax))
+		if r.AllReduce != nil {
+			fmt.Fprintf(bw, "all-reduce: %s\n", r.AllReduce)
+		}
 	}
 	return bw.Flush()
 }

@@ -171,10 +171,13 @@ type Range struct {
 	// those of all child ranges.
 	Direct    Totals `json:"direct"`
 	Inclusive Totals `json:"inclusive"`
-	// Children are the nested ranges, in the order they run. (Operations
-	// and child ranges of one range do not interleave in gpubench's
-	// programs; FromProgram refuses a program where they do.)
+	// Children are the nested ranges, in the order they run.
 	Children []Range `json:"children"`
+	// After is how many of the parent's own operations (its Ops) run
+	// before this range: a data-parallel backward's all-reduce ranges sit
+	// between its kernels. Every other range of gpubench's programs comes
+	// after all of its parent's operations.
+	After int `json:"after,omitempty"`
 }
 
 // Launches is the range's sequence of GPU operations, without those of
@@ -261,8 +264,8 @@ func Of(m *model.Step) Plan {
 }
 
 // FromProgram copies a program out as a plan (Mode, Dims and SMs left
-// zero). It panics on a range that mixes operations and child ranges in
-// an order its Ops and Children cannot say (an operation after a child).
+// zero). A child range between its parent's operations says where in
+// After.
 func FromProgram(p *program.Program) Plan {
 	root := fromRange(&p.Iteration)
 	out := Plan{Iteration: root, PerIteration: root.Inclusive, Ranges: root.count()}
@@ -277,11 +280,10 @@ func fromRange(pr *program.Range) Range {
 	r := Range{Name: pr.Name, Ops: []Launch{}, Kernels: []Count{}, Memsets: []Count{}, Children: []Range{}}
 	for _, it := range pr.Items {
 		if it.Range != nil {
-			r.Children = append(r.Children, fromRange(it.Range))
+			c := fromRange(it.Range)
+			c.After = len(r.Ops)
+			r.Children = append(r.Children, c)
 			continue
-		}
-		if len(r.Children) > 0 {
-			panic(fmt.Sprintf("plan: range %s launches %s after a child range", pr.Name, it.Op.Name))
 		}
 		l := launchOf(it.Op)
 		r.Ops = append(r.Ops, l)

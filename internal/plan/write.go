@@ -124,6 +124,10 @@ func writeRange(w *bufio.Writer, r Range, depth int) {
 				model.Name, gridChanges(model.Ops, c.Ops))
 			continue
 		}
+		if c.After < len(r.Ops) {
+			at := r.Ops[c.After-1]
+			fmt.Fprintf(w, "%s  after launch %d of %s's %d (%s / %s), while the rest go on:\n", ind, c.After, r.Name, len(r.Ops), at.Part, at.Step)
+		}
 		writeRange(w, c, depth+1)
 		model = &r.Children[i]
 	}

@@ -240,6 +240,25 @@ func Validate(op *Op) error {
 		if op.Event == "" {
 			return fmt.Errorf("%s: names no event", op.Name)
 		}
+	case Collective:
+		switch op.Name {
+		case NCCLGroupStart, NCCLGroupEnd:
+			if op.Stream != ComputeStream || !op.Dst.IsNull() {
+				return fmt.Errorf("%s is a host call: it takes no stream and no buffer", op.Name)
+			}
+		case NCCLAllReduce:
+			if op.Dst.IsNull() {
+				return fmt.Errorf("%s has no gradients to reduce", op.Name)
+			}
+			if op.Stream != CommStream {
+				return fmt.Errorf("%s on %s: the all-reduces run on stream %d, not %d", op.Name, op.Dst, CommStream, op.Stream)
+			}
+			if err := inside(op.Dst); err != nil {
+				return fmt.Errorf("%s: %w", op.Name, err)
+			}
+		default:
+			return fmt.Errorf("collective %s: the executor calls %s, %s or %s", op.Name, NCCLGroupStart, NCCLAllReduce, NCCLGroupEnd)
+		}
 	case Host:
 		if op.Func == nil || op.Name == "" {
 			return fmt.Errorf("host operation %q: needs a name and a function to run", op.Name)

@@ -311,6 +311,20 @@ const (
 	// the operation's stream wait for the event's last record: how work
 	// on two streams is ordered without stopping the host.
 	EventOp OpKind = "event"
+	// Collective is an NCCL call of a data-parallel step (--gpus): a
+	// group's start or end, on the host, or the all-reduce of one slice of
+	// the gradients, enqueued on CommStream (see AllReduce).
+	Collective OpKind = "collective"
+)
+
+// The NCCL calls of Collective operations. An ncclAllReduce of the program
+// averages (ncclAvg) its view, in place, over every rank, in the view's
+// element type; the calls of one bucket of layers are grouped between
+// ncclGroupStart and ncclGroupEnd, so that NCCL launches them together.
+const (
+	NCCLGroupStart = "ncclGroupStart"
+	NCCLAllReduce  = "ncclAllReduce"
+	NCCLGroupEnd   = "ncclGroupEnd"
 )
 
 // The streams an operation can be enqueued on (Op.Stream). Every
@@ -319,6 +333,11 @@ const (
 const (
 	ComputeStream = 0
 	CopyStream    = 1
+	// CommStream is the stream of the gradients' all-reduces: the
+	// executor's second stream, as in a data-parallel training loop that
+	// gives NCCL a stream of its own so that the all-reduce of one bucket
+	// runs under the backward kernels of the next.
+	CommStream = CopyStream
 	// Streams is the number of streams an executor provides.
 	Streams = 2
 )
@@ -499,6 +518,11 @@ func (o *Op) describe() string {
 		return fmt.Sprintf("%s %s()", o.Kind, o.Name)
 	case EventOp:
 		return fmt.Sprintf("%s %s(%s)", o.Kind, o.Name, o.Event)
+	case Collective:
+		if o.Name == NCCLAllReduce {
+			return fmt.Sprintf("%s %s(avg %s %s)", o.Kind, o.Name, o.Dst.Buf.Elem, o.Dst)
+		}
+		return fmt.Sprintf("%s %s()", o.Kind, o.Name)
 	case Memcpy:
 		return fmt.Sprintf("%s %s(%s %s, %s)", o.Kind, o.Name, o.Dir, o.Host, o.Dst)
 	default:
@@ -536,7 +560,21 @@ const (
 	LayerRange RangeKind = "layer"
 	HalfRange  RangeKind = "half"
 	OpRange    RangeKind = "op"
+	// AllReduceRange is the range around one bucket's all-reduce
+	// (AllReduceName), a child of the backward at every NVTX depth.
+	AllReduceRange RangeKind = "allreduce"
 )
+
+// AllReduce is the prefix of the all-reduce ranges' names.
+const AllReduce = "allreduce"
+
+// AllReduceName is the NVTX name of rank's all-reduce of bucket b, e.g.
+// "allreduce rank0 bucket3": the rank is in the name because each rank is
+// a process with its own timeline, and a report that merges them (nsys's
+// process tree) must still say whose range it is.
+func AllReduceName(rank, bucket int) string {
+	return fmt.Sprintf("%s rank%d bucket%d", AllReduce, rank, bucket)
+}
 
 // NestKind appends a child range called name of kind k over layer l
 // (-1 for none) and returns it.

@@ -163,3 +163,31 @@ func TestValidateStreams(t *testing.T) {
 		t.Errorf("graph with a copy-stream node: %v", err)
 	}
 }
+
+// TestValidateCollectives: an all-reduce needs a view inside its buffer on
+// the comm stream; the group calls are host calls.
+func TestValidateCollectives(t *testing.T) {
+	var p Program
+	g := p.Buffer("grads", -1, F32, 100, Grads)
+	for _, c := range []struct {
+		name string
+		op   Op
+		ok   bool
+	}{
+		{"all-reduce", Op{Kind: Collective, Name: NCCLAllReduce, Dst: g.Slice("a", 10, 90), Stream: CommStream}, true},
+		{"group start", Op{Kind: Collective, Name: NCCLGroupStart}, true},
+		{"group end", Op{Kind: Collective, Name: NCCLGroupEnd}, true},
+		{"all-reduce on the compute stream", Op{Kind: Collective, Name: NCCLAllReduce, Dst: g.All()}, false},
+		{"all-reduce of nothing", Op{Kind: Collective, Name: NCCLAllReduce, Stream: CommStream}, false},
+		{"all-reduce past its buffer", Op{Kind: Collective, Name: NCCLAllReduce, Dst: g.Slice("a", 50, 51), Stream: CommStream}, false},
+		{"group on a stream", Op{Kind: Collective, Name: NCCLGroupEnd, Stream: CommStream}, false},
+		{"another call", Op{Kind: Collective, Name: "ncclBroadcast", Dst: g.All(), Stream: CommStream}, false},
+	} {
+		if err := Validate(&c.op); (err == nil) != c.ok {
+			t.Errorf("%s: Validate = %v, want ok %v", c.name, err, c.ok)
+		}
+	}
+	if got := AllReduceName(3, 7); got != "allreduce rank3 bucket7" {
+		t.Errorf("AllReduceName(3, 7) = %q", got)
+	}
+}

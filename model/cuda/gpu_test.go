@@ -16,6 +16,7 @@ import (
 	"github.com/gpubench/gpubench/internal/cuexec"
 	"github.com/gpubench/gpubench/internal/gpu"
 	"github.com/gpubench/gpubench/internal/memplan"
+	"github.com/gpubench/gpubench/internal/nccl"
 	"github.com/gpubench/gpubench/internal/plan"
 	"github.com/gpubench/gpubench/internal/program"
 	"github.com/gpubench/gpubench/model"
@@ -37,6 +38,11 @@ var dtypeFlag = flag.String("dtype", "fp32", "run every model at this --dtype: f
 // Hopper tier for bf16 on compute capability 9.0).
 var tierFlag = flag.String("tier", "auto", "run every model with this --tier: auto, mma or wgmma")
 
+// With -nccl, every train model is one rank of a data-parallel step of
+// one rank (--gpus=1): its backward all-reduces the gradients through
+// NCCL, which for one rank must leave them exactly as they were.
+var ncclFlag = flag.Bool("nccl", false, "run every model as rank 0 of 1 through NCCL (--gpus=1)")
+
 // gpuOptions are the program options of this GPU (its SMs, compute
 // capability and shared memory) at the test's dtype and tier.
 func gpuOptions(t *testing.T) model.Options {
@@ -45,7 +51,11 @@ func gpuOptions(t *testing.T) model.Options {
 		t.Fatal(err)
 	}
 	i := testDev.Info
-	return model.Options{SMs: i.SMs, CC: 10*i.CCMajor + i.CCMinor, SharedOptIn: i.SharedOptIn, DType: dtype(t), Tier: tier}
+	o := model.Options{SMs: i.SMs, CC: 10*i.CCMajor + i.CCMinor, SharedOptIn: i.SharedOptIn, DType: dtype(t), Tier: tier}
+	if *ncclFlag {
+		o.DataParallel = model.DataParallel{World: 1}
+	}
+	return o
 }
 
 func dtype(t *testing.T) config.DType {
@@ -93,7 +103,28 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testDev, testExec = dev, x
+	flag.Parse()
+	var comm *nccl.Comm
+	if *ncclFlag {
+		lib, err := nccl.Load()
+		if err != nil {
+			println("model GPU tests: -nccl:", err.Error())
+			os.Exit(1)
+		}
+		id, err := lib.UniqueID()
+		if err == nil {
+			comm, err = lib.CommInitRank(1, id, 0)
+		}
+		if err != nil {
+			println("model GPU tests: -nccl: join a communicator of one rank:", err.Error())
+			os.Exit(1)
+		}
+		x.Comm = cuexec.NCCL(lib, comm)
+	}
 	code := m.Run()
+	if comm != nil {
+		_ = comm.Destroy()
+	}
 	x.Close()
 	dev.Close()
 	os.Exit(code)
@@ -270,12 +301,23 @@ func checkLaunches(t *testing.T, m *Model) {
 		}
 		got := testExec.LaunchCounts()
 		want := map[string]int{}
-		for _, c := range append(append([]plan.Count{}, r.Kernels...), r.Memsets...) {
-			want[c.Name] = c.Count
+		// Every operation of the pass and of its nested ranges (a
+		// data-parallel backward's all-reduces): kernels and memsets, and
+		// the calls (events, NCCL's); a graph launch counts, and so do
+		// its nodes.
+		var count func(r *plan.Range)
+		count = func(r *plan.Range) {
+			for _, l := range r.Ops {
+				want[l.Name]++
+				for _, n := range l.Nodes {
+					want[n.Name]++
+				}
+			}
+			for i := range r.Children {
+				count(&r.Children[i])
+			}
 		}
-		if r.Direct.Graphs > 0 { // each graph launch counts, and so do its nodes
-			want[program.GraphLaunch] = r.Direct.Graphs
-		}
+		count(&r)
 		for name, n := range want {
 			if got[name] != n {
 				t.Errorf("%s: %s launched %d times, plan says %d", r.Name, name, got[name], n)
@@ -384,5 +426,57 @@ func plantNaN(t *testing.T, v program.View) {
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOneRankAllReduceIsIdentity (-nccl): the all-reduce of one rank
+// leaves every gradient bit as the plain step computes it, and the loss,
+// for the same seed: NCCL's average over one rank is a copy or a scale by
+// exactly 1.
+func TestOneRankAllReduceIsIdentity(t *testing.T) {
+	if !*ncclFlag {
+		t.Skip("needs -nccl") // the device script runs it with -nccl
+	}
+	bind(t)
+	for _, sh := range shapes {
+		s := seed(t)
+		var dumps []ref.Dump
+		for _, dp := range []model.DataParallel{{World: 1}, {}} {
+			o := gpuOptions(t)
+			o.DataParallel = dp
+			m, err := New(testExec, sh.d, config.Train, o, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dp.World == 1 && len(m.GradBuckets()) == 0 {
+				t.Fatal("the data-parallel model has no all-reduce")
+			}
+			if err := m.Poison(); err != nil {
+				t.Fatal(err)
+			}
+			d, err := m.Dump()
+			m.Free()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dumps = append(dumps, d)
+		}
+		a, b := dumps[0], dumps[1]
+		if a.Loss != b.Loss {
+			t.Errorf("%s: loss %v through NCCL, %v without", sh.name, a.Loss, b.Loss)
+		}
+		diff := 0
+		for i := range a.Grads {
+			if math.Float32bits(a.Grads[i]) != math.Float32bits(b.Grads[i]) {
+				if diff == 0 {
+					t.Errorf("%s: gradient element %d: %v through NCCL, %v without", sh.name, i, a.Grads[i], b.Grads[i])
+				}
+				diff++
+			}
+		}
+		t.Logf("%s %s: %d gradients, %d differ bitwise; loss %v", sh.name, dtype(t), len(a.Grads), diff, a.Loss)
+		if diff > 0 {
+			t.Errorf("%s: %d of %d gradients differ", sh.name, diff, len(a.Grads))
+		}
 	}
 }
