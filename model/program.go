@@ -585,7 +585,7 @@ func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, 
 // forward (kernels/attention_wgmma.go) where the head size and views allow
 // it, the fp32 kernels for fp32 and tf32 (whose TF32 covers the linear
 // layers' products only). Both bf16 forwards write the same out and lse,
-// which the mma.sync backward reads.
+// which either bf16 backward reads.
 func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH, NKV int) program.Op {
 	if m.WGMMA && kernels.AttentionWGMMAFits(out, lse, qkv, C, NH) {
 		return kernels.AttentionForwardWGMMA(out, lse, qkv, B, T, C, NH, NKV, m.SMs)
@@ -596,8 +596,14 @@ func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH, NKV int
 	return kernels.AttentionForward(out, lse, qkv, B, T, C, NH, NKV)
 }
 
-// attentionBackward is attentionForward's backward.
+// attentionBackward is attentionForward's backward: on the Hopper tier its
+// wgmma kernels (kernels/attention_wgmma_bwd.go) where the head size and
+// views allow them, else the mma.sync ones for bf16. Either reads the out
+// and lse of either bf16 forward.
 func (m *Step) attentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH, NKV int) []program.Op {
+	if m.WGMMA && kernels.AttentionBackwardWGMMAFits(dqkv, d, dout, qkv, out, lse, C, NH) {
+		return kernels.AttentionBackwardWGMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NKV, m.SMs)
+	}
 	if m.DType == config.BF16 {
 		return kernels.AttentionBackwardMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NKV)
 	}
@@ -693,7 +699,7 @@ func (m *Step) KernelPath() string {
 	case config.BF16:
 		products = "products and attention on bf16 tensor cores (mma.sync), fp32 accumulation"
 		if m.WGMMA {
-			products = "linear layers and the attention forward on Hopper's bf16 tensor cores (wgmma, TMA), the attention backward on mma.sync, fp32 accumulation"
+			products = "linear layers and attention on Hopper's bf16 tensor cores (wgmma, TMA), fp32 accumulation"
 		}
 	case config.TF32:
 		products = "linear layers on TF32 tensor cores (mma.sync), attention on the FP32 units"

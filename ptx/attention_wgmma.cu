@@ -102,7 +102,7 @@
 // order that depends on the shape alone, whichever block runs the unit;
 // no atomics. So any grid gives the same bits.
 
-#include <cuda_bf16.h>
+#include "attention_wgmma.cuh"
 
 // The tile and the block (ptx/constants_wgmma_attention.go mirrors them;
 // ptx/constants_wgmma_attention_test.go checks). One tensor map serves Q,
@@ -127,100 +127,6 @@ static_assert(AW_HS * 2 == 128, "a head row is one 128-byte swizzle row");
 static_assert(AW_SMEM <= 227 * 1024, "more than an H100/H200 block may opt in to");
 
 namespace aw {
-
-typedef __nv_bfloat16 bf16;
-
-// TensorMap is CUtensorMap (cuda.h of CUDA 12+): 128 opaque bytes, 64-byte
-// aligned.
-struct __align__(64) TensorMap {
-    unsigned long long opaque[16];
-};
-
-// The helpers below are matmul_wgmma.cu's (GPU-verified there), restated
-// for this module.
-
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    unsigned a;
-    asm("{\n\t"
-        ".reg .u64 t;\n\t"
-        "cvta.to.shared.u64 t, %1;\n\t"
-        "cvt.u32.u64 %0, t;\n\t"
-        "}"
-        : "=r"(a)
-        : "l"(p));
-    return a;
-}
-
-__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(unsigned bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ bool mbar_try(unsigned bar, unsigned parity) {
-    unsigned done;
-    asm volatile("{\n\t"
-                 ".reg .pred p;\n\t"
-                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
-                 "selp.u32 %0, 1, 0, p;\n\t"
-                 "}"
-                 : "=r"(done)
-                 : "r"(bar), "r"(parity)
-                 : "memory");
-    return done != 0;
-}
-// mbar_wait returns once the phase of the given parity has completed.
-__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
-    while (!mbar_try(bar, parity)) {
-    }
-}
-
-// tma_load copies the box at (c0, c1) (elements; c0 along the contiguous
-// dimension) of map into shared memory at dst, completing on bar.
-__device__ __forceinline__ void tma_load(unsigned dst, const TensorMap* map, int c0, int c1, unsigned bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::
-            "r"(dst),
-        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar)
-        : "memory");
-}
-__device__ __forceinline__ void tma_prefetch(const TensorMap* map) {
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<unsigned long long>(map)) : "memory");
-}
-
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wg_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-}
-// keep ties a register to this point: the compiler may not move its reads
-// or writes across it (the wgmma in flight read or write it behind its
-// back until wg_wait).
-__device__ __forceinline__ void keep(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-__device__ __forceinline__ void keep(unsigned& r) { asm volatile("" : "+r"(r)::"memory"); }
-template <int N>
-__device__ __forceinline__ void keep_all(float (&r)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; ++i) keep(r[i]);
-}
-__device__ __forceinline__ void keep_p(unsigned (&p)[AW_BN / 16][4]) {
-#pragma unroll
-    for (int i = 0; i < AW_BN / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) keep(p[i][j]);
-}
-
-// desc is the wgmma shared-memory descriptor of a 128-byte-swizzled tile
-// whose rows of 128 bytes start at addr: the stride byte offset is the
-// swizzle atom of 8 rows (1024 bytes), the leading byte offset unused
-// here (K-major operands, and an MN-major one a single 64-wide box).
-__device__ __forceinline__ unsigned long long desc(unsigned addr) {
-    return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
-}
 
 // wgmma_qk: d(64×128) = a(64×16)·b(16×128) (+ d when accumulate), a = Q
 // and b = Kᵀ through their descriptors, both K-major.
@@ -265,36 +171,6 @@ __device__ __forceinline__ void wgmma_pv(float (&d)[32], const unsigned (&a)[4],
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
-// ex2 is 2^x by the special-function unit (ex2.approx: 2 ulp; 2^-inf = 0).
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-// pack_bf16 rounds lo and hi to bf16 (to nearest even) and packs them, lo
-// in the low half: the element of the smaller column, as the A fragment
-// and memory order want.
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-    unsigned r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-// Ring is a position in a ring of stages: the stage and the parity of its
-// current phase. The producer and the consumers walk the same sequence.
-struct Ring {
-    int stage;
-    unsigned phase;
-    template <int STAGES>
-    __device__ __forceinline__ void next() {
-        if (++stage == STAGES) {
-            stage = 0;
-            phase ^= 1;
-        }
-    }
-};
-
 // Unit is one work unit: query tile qt (rows qt·AW_BM ..) of head h of
 // batch b, and its n = qt+1 key tiles. Units are numbered heaviest first:
 // unit u is query tile tiles−1−u/(NH·B), head u%NH, batch u%(NH·B)/NH.
@@ -311,11 +187,6 @@ __device__ __forceinline__ Unit unit_of(int u, int tiles, int NH, int B) {
     w.n = w.qt + 1;
     return w;
 }
-
-// unit_at is the unit of block b in round r of a grid of G blocks: a
-// snake, left to right in even rounds and right to left in odd ones, so
-// that a block with a heavy unit in one round gets a light one in the next.
-__device__ __forceinline__ int unit_at(int r, int G, int b) { return r * G + ((r & 1) ? G - 1 - b : b); }
 
 // Smem is the block's shared-memory layout (addresses in the shared
 // window): two Q buffers, the K and V rings, and the barriers.
@@ -447,7 +318,7 @@ __device__ __forceinline__ void overlap_step(const Smem& sm, float (&s)[64], flo
                                              const Ring& qr, int t, bool last, float sl2) {
     keep_all(s);
     keep_all(o);
-    keep_p(p);
+    keep_frags(p);
     wg_fence();
     qk(s, dq, desc(sm.k + kr.stage * AW_TILE_BYTES));
     wg_commit();
@@ -466,7 +337,7 @@ __device__ __forceinline__ void finish_pv(const Smem& sm, const float (&s)[64], 
                                           unsigned (&p)[AW_BN / 16][4], const float (&corr)[2], Ring& vr, int t) {
     wg_wait<0>();
     keep_all(o);
-    keep_p(p);
+    keep_frags(p);
     release_v(sm, vr, t);
 #pragma unroll
     for (int j = 0; j < 32; ++j) o[j] *= corr[(j >> 1) & 1];
@@ -541,13 +412,13 @@ __device__ __forceinline__ void consumer(const Smem& sm, bf16* __restrict__ out,
         // The last P·V.
         mbar_wait(sm.v_full(vr.stage), vr.phase);
         keep_all(o);
-        keep_p(p);
+        keep_frags(p);
         wg_fence();
         pv(o, p, desc(sm.v + vr.stage * AW_TILE_BYTES));
         wg_commit();
         wg_wait<0>();
         keep_all(o);
-        keep_p(p);
+        keep_frags(p);
         release_v(sm, vr, t);
         qr.next<2>();
 
