@@ -1,10 +1,8 @@
 package ptx
 
 import (
-	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -19,10 +17,7 @@ var attnWGMMABwdEntries = []string{"attention_backward_dkdv_wgmma", "attention_b
 
 // attnWGMMABwdMirrors are the constants of attention_wgmma_bwd.cu that Go
 // restates.
-var attnWGMMABwdMirrors = map[string]struct {
-	goName string
-	value  int
-}{
+var attnWGMMABwdMirrors = map[string]constMirror{
 	"AWB_HS":        {"ptx.AttentionWGMMAHeadSize", AttentionWGMMAHeadSize},
 	"AWB_UNIT_ROWS": {"ptx.AttentionWGMMABackwardRows", AttentionWGMMABackwardRows},
 	"AWB_BOX":       {"ptx.AttentionWGMMABackwardBoxRows", AttentionWGMMABackwardBoxRows},
@@ -40,62 +35,17 @@ var attnWGMMABwdCudaOnly = map[string]string{
 	"AWB_CONSUMER_REGS": "setmaxnreg's register split between the warpgroups, inside the kernels",
 }
 
+var attnWGMMABwdModule = hopperModule{attnWGMMABwdFile, "constants_wgmma_attention_bwd.go", "constants_wgmma_attention_bwd_test.go", attnWGMMABwdMirrors, attnWGMMABwdCudaOnly}
+
 // checkAttentionWGMMABwd returns the ways in which the Go side and the
 // source raw (attention_wgmma_bwd.cu with its comments) disagree, given
 // the parsed sources s.
 func checkAttentionWGMMABwd(s cuSources, raw string) []string {
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	if m := nvccArchLine.FindStringSubmatch(raw); m == nil || m[1] != "compute_90" {
-		add("%s: no `// nvcc-arch: compute_90` line: wgmma, TMA and setmaxnreg need sm_90", attnWGMMABwdFile)
+	c := checkHopperConstants(s, raw, attnWGMMABwdModule)
+	if c.value == nil {
+		return c.problems
 	}
-	if m := ptxTargetLine.FindStringSubmatch(raw); m == nil || m[1] != "sm_90a" {
-		add("%s: no `// ptx-target: sm_90a` line: wgmma and setmaxnreg exist on sm_90a only", attnWGMMABwdFile)
-	}
-	f := s[attnWGMMABwdFile]
-	if f == nil {
-		return append(problems, attnWGMMABwdFile+": missing")
-	}
-	local := cuSources{}
-	for k, v := range s {
-		local[k] = v
-	}
-	g := *f
-	g.consts = map[string]string{}
-	for k, v := range f.consts {
-		g.consts[k] = v
-	}
-	var names []string
-	for _, m := range attnMMAConstexpr.FindAllStringSubmatch(f.text, -1) {
-		g.consts[m[1]] = strings.TrimSpace(m[2])
-		names = append(names, m[1])
-	}
-	local[attnWGMMABwdFile] = &g
-	sort.Strings(names)
-	value := func(n string) (int, bool) {
-		v, err := local.value(attnWGMMABwdFile, n)
-		if err != nil {
-			add("%s: %s cannot be read: %v", attnWGMMABwdFile, n, err)
-			return 0, false
-		}
-		return v, true
-	}
-	for _, n := range names {
-		if mir, ok := attnWGMMABwdMirrors[n]; ok {
-			if v, ok := value(n); ok && v != mir.value {
-				add("%s: %s is %d, but %s is %d", attnWGMMABwdFile, n, v, mir.goName, mir.value)
-			}
-		} else if _, ok := attnWGMMABwdCudaOnly[n]; !ok {
-			add("%s: static constexpr int %s = %s is not accounted for: mirror it in ptx/constants_wgmma_attention_bwd.go (and attnWGMMABwdMirrors), or list it in attnWGMMABwdCudaOnly with the reason Go does not need it", attnWGMMABwdFile, n, g.consts[n])
-		}
-	}
-	for _, list := range []map[string]bool{keysOf(attnWGMMABwdMirrors), keysOf(attnWGMMABwdCudaOnly)} {
-		for n := range list {
-			if !slices.Contains(names, n) {
-				add("%s: %s is listed in constants_wgmma_attention_bwd_test.go but no longer defined there", attnWGMMABwdFile, n)
-			}
-		}
-	}
+	add, value := c.add, c.value
 
 	rows, ok1 := value("AWB_UNIT_ROWS")
 	threads, ok2 := value("AWB_THREADS")
@@ -113,11 +63,11 @@ func checkAttentionWGMMABwd(s cuSources, raw string) []string {
 		}
 	}
 	for _, e := range attnWGMMABwdEntries {
-		if !regexp.MustCompile(`__launch_bounds__\s*\(\s*AWB_THREADS\s*,\s*1\s*\)\s*` + e + `\s*\(`).MatchString(f.text) {
+		if !regexp.MustCompile(`__launch_bounds__\s*\(\s*AWB_THREADS\s*,\s*1\s*\)\s*` + e + `\s*\(`).MatchString(s[attnWGMMABwdFile].text) {
 			add("%s: %s is not declared __launch_bounds__(AWB_THREADS, 1), the block and the one block an SM the launcher assumes", attnWGMMABwdFile, e)
 		}
 	}
-	return problems
+	return c.problems
 }
 
 func TestConstantsAttentionWGMMABackward(t *testing.T) {

@@ -20,10 +20,7 @@ const attnWGMMAFile = "attention_wgmma.cu"
 var attnWGMMABounds = regexp.MustCompile(`__launch_bounds__\s*\(\s*AW_THREADS\s*,\s*1\s*\)\s*attention_forward_wgmma\s*\(`)
 
 // attnWGMMAMirrors are the constants of attention_wgmma.cu that Go restates.
-var attnWGMMAMirrors = map[string]struct {
-	goName string
-	value  int
-}{
+var attnWGMMAMirrors = map[string]constMirror{
 	"AW_HS":      {"ptx.AttentionWGMMAHeadSize", AttentionWGMMAHeadSize},
 	"AW_BM":      {"ptx.AttentionWGMMARows", AttentionWGMMARows},
 	"AW_THREADS": {"ptx.AttentionWGMMAThreads", AttentionWGMMAThreads},
@@ -39,24 +36,51 @@ var attnWGMMACudaOnly = map[string]string{
 	"AW_CONSUMER_REGS": "setmaxnreg's register split between the warpgroups, inside the kernel",
 }
 
-// checkAttentionWGMMA returns the ways in which the Go side and the source
-// raw (attention_wgmma.cu with its comments) disagree, given the parsed
-// sources s.
-func checkAttentionWGMMA(s cuSources, raw string) []string {
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	if m := nvccArchLine.FindStringSubmatch(raw); m == nil || m[1] != "compute_90" {
-		add("%s: no `// nvcc-arch: compute_90` line: wgmma, TMA and setmaxnreg need sm_90", attnWGMMAFile)
-	}
-	if m := ptxTargetLine.FindStringSubmatch(raw); m == nil || m[1] != "sm_90a" {
-		add("%s: no `// ptx-target: sm_90a` line: wgmma and setmaxnreg exist on sm_90a only", attnWGMMAFile)
-	}
-	f := s[attnWGMMAFile]
-	if f == nil {
-		return append(problems, attnWGMMAFile+": missing")
-	}
+// constMirror is a source constant that Go restates: its Go name and value.
+type constMirror struct {
+	goName string
+	value  int
+}
 
-	// The constants, evaluated as the source sees them.
+// hopperModule is what checkHopperConstants needs of an sm_90a module
+// whose constants are `static constexpr int` (attnMMAConstexpr reads them):
+// its source, the Go file that mirrors it, the test that lists them, and
+// every constant either mirrored or CUDA-only with the reason.
+type hopperModule struct {
+	file, goFile, testFile string
+	mirrors                map[string]constMirror
+	cudaOnly               map[string]string
+}
+
+// constantsCheck gathers a module's problems; value reads one of its
+// constants as the source sees it (nil when the source is missing), adding
+// a problem when it cannot.
+type constantsCheck struct {
+	problems []string
+	value    func(name string) (int, bool)
+}
+
+func (c *constantsCheck) add(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+// checkHopperConstants checks module m's source raw (with its comments),
+// given the parsed sources s: the sm_90a target lines, each constant
+// accounted for, each mirror equal to its Go value, and no listed constant
+// gone.
+func checkHopperConstants(s cuSources, raw string, m hopperModule) *constantsCheck {
+	c := &constantsCheck{}
+	if a := nvccArchLine.FindStringSubmatch(raw); a == nil || a[1] != "compute_90" {
+		c.add("%s: no `// nvcc-arch: compute_90` line: wgmma, TMA and setmaxnreg need sm_90", m.file)
+	}
+	if t := ptxTargetLine.FindStringSubmatch(raw); t == nil || t[1] != "sm_90a" {
+		c.add("%s: no `// ptx-target: sm_90a` line: wgmma and setmaxnreg exist on sm_90a only", m.file)
+	}
+	f := s[m.file]
+	if f == nil {
+		c.add("%s: missing", m.file)
+		return c
+	}
 	local := cuSources{}
 	for k, v := range s {
 		local[k] = v
@@ -67,36 +91,50 @@ func checkAttentionWGMMA(s cuSources, raw string) []string {
 		g.consts[k] = v
 	}
 	var names []string
-	for _, m := range attnMMAConstexpr.FindAllStringSubmatch(f.text, -1) {
-		g.consts[m[1]] = strings.TrimSpace(m[2])
-		names = append(names, m[1])
+	for _, d := range attnMMAConstexpr.FindAllStringSubmatch(f.text, -1) {
+		g.consts[d[1]] = strings.TrimSpace(d[2])
+		names = append(names, d[1])
 	}
-	local[attnWGMMAFile] = &g
+	local[m.file] = &g
 	sort.Strings(names)
-	value := func(n string) (int, bool) {
-		v, err := local.value(attnWGMMAFile, n)
+	c.value = func(n string) (int, bool) {
+		v, err := local.value(m.file, n)
 		if err != nil {
-			add("%s: %s cannot be read: %v", attnWGMMAFile, n, err)
+			c.add("%s: %s cannot be read: %v", m.file, n, err)
 			return 0, false
 		}
 		return v, true
 	}
 	for _, n := range names {
-		if mir, ok := attnWGMMAMirrors[n]; ok {
-			if v, ok := value(n); ok && v != mir.value {
-				add("%s: %s is %d, but %s is %d", attnWGMMAFile, n, v, mir.goName, mir.value)
+		if mir, ok := m.mirrors[n]; ok {
+			if v, ok := c.value(n); ok && v != mir.value {
+				c.add("%s: %s is %d, but %s is %d", m.file, n, v, mir.goName, mir.value)
 			}
-		} else if _, ok := attnWGMMACudaOnly[n]; !ok {
-			add("%s: static constexpr int %s = %s is not accounted for: mirror it in ptx/constants_wgmma_attention.go (and attnWGMMAMirrors), or list it in attnWGMMACudaOnly with the reason Go does not need it", attnWGMMAFile, n, g.consts[n])
+		} else if _, ok := m.cudaOnly[n]; !ok {
+			c.add("%s: static constexpr int %s = %s is not accounted for: mirror it in ptx/%s (and the test's mirrors), or list it as CUDA-only in %s with the reason Go does not need it", m.file, n, g.consts[n], m.goFile, m.testFile)
 		}
 	}
-	for _, list := range []map[string]bool{keysOf(attnWGMMAMirrors), keysOf(attnWGMMACudaOnly)} {
+	for _, list := range []map[string]bool{keysOf(m.mirrors), keysOf(m.cudaOnly)} {
 		for n := range list {
 			if !slices.Contains(names, n) {
-				add("%s: %s is listed in constants_wgmma_attention_test.go but no longer defined there", attnWGMMAFile, n)
+				c.add("%s: %s is listed in %s but no longer defined there", m.file, n, m.testFile)
 			}
 		}
 	}
+	return c
+}
+
+var attnWGMMAModule = hopperModule{attnWGMMAFile, "constants_wgmma_attention.go", "constants_wgmma_attention_test.go", attnWGMMAMirrors, attnWGMMACudaOnly}
+
+// checkAttentionWGMMA returns the ways in which the Go side and the source
+// raw (attention_wgmma.cu with its comments) disagree, given the parsed
+// sources s.
+func checkAttentionWGMMA(s cuSources, raw string) []string {
+	c := checkHopperConstants(s, raw, attnWGMMAModule)
+	if c.value == nil {
+		return c.problems
+	}
+	add, value := c.add, c.value
 
 	// What the launcher and the kernel's shape assume of them.
 	bm, ok1 := value("AW_BM")
@@ -116,10 +154,10 @@ func checkAttentionWGMMA(s cuSources, raw string) []string {
 	if smem, ok := value("AW_SMEM"); ok && smem > 227<<10 {
 		add("%s: AW_SMEM is %d bytes, more than the 227 KB an H100/H200 block may opt in to", attnWGMMAFile, smem)
 	}
-	if !attnWGMMABounds.MatchString(f.text) {
+	if !attnWGMMABounds.MatchString(s[attnWGMMAFile].text) {
 		add("%s: attention_forward_wgmma is not declared __launch_bounds__(AW_THREADS, 1), the block and the one block an SM the launcher assumes", attnWGMMAFile)
 	}
-	return problems
+	return c.problems
 }
 
 func TestConstantsAttentionWGMMA(t *testing.T) {
