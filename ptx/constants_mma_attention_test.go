@@ -256,10 +256,7 @@ func TestAttentionMMAHeadSizes(t *testing.T) {
 // TestConstantsAttentionMMACatchDrift edits the real source in memory and
 // requires checkAttentionMMA to report each drift with the names and values.
 func TestConstantsAttentionMMACatchDrift(t *testing.T) {
-	cases := []struct {
-		name, old, new string
-		wantParts      []string
-	}{
+	cases := []driftCase{
 		{"threads", "ATT_MMA_THREADS = 128;", "ATT_MMA_THREADS = 256;",
 			[]string{attnMMAFile, "ATT_MMA_THREADS is 256", "ptx.AttentionMMAThreads is 128"}},
 		{"fwd R", "AttnMmaFwd<64> { static constexpr int R = 128", "AttnMmaFwd<64> { static constexpr int R = 64",
@@ -277,27 +274,5 @@ func TestConstantsAttentionMMACatchDrift(t *testing.T) {
 		{"bounds", "__launch_bounds__(ATT_MMA_THREADS)\n    attention_backward_dq_bf16", "\n    attention_backward_dq_bf16",
 			[]string{attnMMAFile, "attention_backward_dq_bf16", "__launch_bounds__"}},
 	}
-	orig := readCU(t)
-	if p := checkAttentionMMA(parseCU(orig), orig[attnMMAFile]); len(p) > 0 {
-		t.Fatalf("the unedited sources already fail: %v", p)
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			edited := map[string]string{}
-			for k, v := range orig {
-				edited[k] = v
-			}
-			if !strings.Contains(edited[attnMMAFile], c.old) {
-				t.Fatalf("%s no longer contains %q: update this case", attnMMAFile, c.old)
-			}
-			edited[attnMMAFile] = strings.Replace(edited[attnMMAFile], c.old, c.new, 1)
-			problems := checkAttentionMMA(parseCU(edited), edited[attnMMAFile])
-			for _, p := range problems {
-				if containsAll(p, c.wantParts) {
-					return
-				}
-			}
-			t.Errorf("no problem reported mentions all of %q; got %q", c.wantParts, problems)
-		})
-	}
+	requireDriftCaught(t, attnMMAFile, checkAttentionMMA, cases)
 }

@@ -811,3 +811,39 @@ func containsAll(s string, parts []string) bool {
 	}
 	return true
 }
+
+// driftCase is one edit of a source that its constants check must report:
+// old replaced by new, and the parts one reported problem must contain.
+type driftCase struct {
+	name, old, new string
+	wantParts      []string
+}
+
+// requireDriftCaught applies each case to file in memory, after the
+// unedited sources pass check, and fails unless check reports the drift.
+func requireDriftCaught(t *testing.T, file string, check func(cuSources, string) []string, cases []driftCase) {
+	t.Helper()
+	orig := readCU(t)
+	if p := check(parseCU(orig), orig[file]); len(p) > 0 {
+		t.Fatalf("the unedited sources already fail: %v", p)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			edited := map[string]string{}
+			for k, v := range orig {
+				edited[k] = v
+			}
+			if !strings.Contains(edited[file], c.old) {
+				t.Fatalf("%s no longer contains %q: update this case", file, c.old)
+			}
+			edited[file] = strings.Replace(edited[file], c.old, c.new, 1)
+			problems := check(parseCU(edited), edited[file])
+			for _, p := range problems {
+				if containsAll(p, c.wantParts) {
+					return
+				}
+			}
+			t.Errorf("no problem reported mentions all of %q; got %q", c.wantParts, problems)
+		})
+	}
+}

@@ -3,7 +3,6 @@ package ptx
 import (
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -98,10 +97,7 @@ func TestAttentionWGMMABackwardModule(t *testing.T) {
 // TestConstantsAttentionWGMMABackwardCatchDrift edits the real source in
 // memory and requires checkAttentionWGMMABwd to report each drift.
 func TestConstantsAttentionWGMMABackwardCatchDrift(t *testing.T) {
-	cases := []struct {
-		name, old, new string
-		wantParts      []string
-	}{
+	cases := []driftCase{
 		{"box", "AWB_BOX = 64;", "AWB_BOX = 32;",
 			[]string{attnWGMMABwdFile, "AWB_BOX is 32", "ptx.AttentionWGMMABackwardBoxRows is 64"}},
 		{"stages", "AWB_STAGES = 5;", "AWB_STAGES = 4;",
@@ -117,27 +113,5 @@ func TestConstantsAttentionWGMMABackwardCatchDrift(t *testing.T) {
 		{"bounds", "__launch_bounds__(AWB_THREADS, 1)\n    attention_backward_dq_wgmma", "__launch_bounds__(AWB_THREADS)\n    attention_backward_dq_wgmma",
 			[]string{attnWGMMABwdFile, "attention_backward_dq_wgmma", "__launch_bounds__"}},
 	}
-	orig := readCU(t)
-	if p := checkAttentionWGMMABwd(parseCU(orig), orig[attnWGMMABwdFile]); len(p) > 0 {
-		t.Fatalf("the unedited sources already fail: %v", p)
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			edited := map[string]string{}
-			for k, v := range orig {
-				edited[k] = v
-			}
-			if !strings.Contains(edited[attnWGMMABwdFile], c.old) {
-				t.Fatalf("%s no longer contains %q: update this case", attnWGMMABwdFile, c.old)
-			}
-			edited[attnWGMMABwdFile] = strings.Replace(edited[attnWGMMABwdFile], c.old, c.new, 1)
-			problems := checkAttentionWGMMABwd(parseCU(edited), edited[attnWGMMABwdFile])
-			for _, p := range problems {
-				if containsAll(p, c.wantParts) {
-					return
-				}
-			}
-			t.Errorf("no problem reported mentions all of %q; got %q", c.wantParts, problems)
-		})
-	}
+	requireDriftCaught(t, attnWGMMABwdFile, checkAttentionWGMMABwd, cases)
 }

@@ -196,10 +196,7 @@ func TestAttentionWGMMAHeadSizes(t *testing.T) {
 // and requires checkAttentionWGMMA to report each drift with the names and
 // values.
 func TestConstantsAttentionWGMMACatchDrift(t *testing.T) {
-	cases := []struct {
-		name, old, new string
-		wantParts      []string
-	}{
+	cases := []driftCase{
 		{"rows", "AW_BM = 128;", "AW_BM = 192;",
 			[]string{attnWGMMAFile, "AW_BM is 192", "ptx.AttentionWGMMARows is 128"}},
 		{"key tile", "AW_BN = 128;", "AW_BN = 64;",
@@ -219,27 +216,5 @@ func TestConstantsAttentionWGMMACatchDrift(t *testing.T) {
 		{"bounds", "__launch_bounds__(AW_THREADS, 1)", "__launch_bounds__(AW_THREADS)",
 			[]string{attnWGMMAFile, "attention_forward_wgmma", "__launch_bounds__"}},
 	}
-	orig := readCU(t)
-	if p := checkAttentionWGMMA(parseCU(orig), orig[attnWGMMAFile]); len(p) > 0 {
-		t.Fatalf("the unedited sources already fail: %v", p)
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			edited := map[string]string{}
-			for k, v := range orig {
-				edited[k] = v
-			}
-			if !strings.Contains(edited[attnWGMMAFile], c.old) {
-				t.Fatalf("%s no longer contains %q: update this case", attnWGMMAFile, c.old)
-			}
-			edited[attnWGMMAFile] = strings.Replace(edited[attnWGMMAFile], c.old, c.new, 1)
-			problems := checkAttentionWGMMA(parseCU(edited), edited[attnWGMMAFile])
-			for _, p := range problems {
-				if containsAll(p, c.wantParts) {
-					return
-				}
-			}
-			t.Errorf("no problem reported mentions all of %q; got %q", c.wantParts, problems)
-		})
-	}
+	requireDriftCaught(t, attnWGMMAFile, checkAttentionWGMMA, cases)
 }
