@@ -546,7 +546,7 @@ func TestMatmulTileChoice(t *testing.T) {
 		{8192, 768, 768, "128x128"},  // gpt2-124m attproj forward, input gradients
 		{2048, 1536, 512, "128x64"},  // small qkv forward
 		{2048, 8192, 512, "128x128"}, // small lm head forward
-		{1, 1, 1, "64x64"},
+		{1, 1, 1, "128x64"},
 	} {
 		if got := gemmplan.Pick(tc.m, tc.n, tc.k, sms).String(); got != tc.want {
 			t.Errorf("Pick(%d, %d, %d) = %s, want %s", tc.m, tc.n, tc.k, got, tc.want)
@@ -568,8 +568,8 @@ func TestMatmulTileChoice(t *testing.T) {
 		n, c, oc int
 		want     string
 	}{
-		{512, 128, 384, "64x64×12 S=8/64"},      // tiny qkv weight gradient
-		{2048, 512, 512, "128x64×32 S=8/256"},   // small attproj
+		{512, 128, 384, "64x64/4×12 S=8/64"},    // tiny qkv weight gradient
+		{2048, 512, 512, "64x64/4×64 S=4/512"},  // small attproj
 		{8192, 768, 768, "128x128×36 S=11/752"}, // gpt2-124m attproj
 		{8192, 768, 50257, "128x128×2358 S=1/8192"},
 	} {
@@ -768,5 +768,60 @@ func BenchmarkMatmulBiasBackward(b *testing.B) {
 			b.ReportMetric(4*float64(sh.n)*float64(sh.oc)/sec/1e9, "GB/s")
 			b.ReportMetric(sec*1e6, "us/launch")
 		})
+	}
+}
+
+// BenchmarkMatmulPlanSweep times every product of the tiny and small
+// presets under forced plans: the 64×64 tiles of gemm and gemm_fine at 1,
+// 2, 4 and 8 slices, and the launcher's own plan ("plan"), so that the
+// cost model's choice can be read against the measured best. Names are
+// preset/layer/product/tile_S; us/launch is what to compare.
+func BenchmarkMatmulPlanSweep(b *testing.B) {
+	small := matmulBenchShapes[5:]
+	for _, sh := range append(append(matmulTinyBenchShapes[:0:0], matmulTinyBenchShapes...), small...) {
+		for _, prod := range []string{"fwd", "dinp", "dw"} {
+			m, n, k := sh.n, sh.oc, sh.c
+			switch prod {
+			case "dinp":
+				m, n, k = sh.n, sh.c, sh.oc
+			case "dw":
+				m, n, k = sh.oc, sh.c, sh.n
+			}
+			plans := map[string]gemmplan.Split{}
+			for _, t := range gemmTiles[2:] {
+				for _, s := range []int{1, 2, 4, 8} {
+					p := gemmplan.SplitOf(t, m, n, k, s)
+					if p.Slices == s {
+						plans[fmt.Sprintf("%v_S%d", t, s)] = p
+					}
+				}
+			}
+			f, c := MatmulScratchSize(sh.n, sh.c, sh.oc)
+			planned := gemmplan.Product(m, n, k, sms(), f, c)
+			plans["plan_"+planned.String()] = planned
+			for name, p := range plans {
+				b.Run(sh.name+"/"+prod+"/"+name, func(b *testing.B) {
+					x := matmulBenchEnv(b)
+					a := matmulBenchBuffer(b, "a", sh.n*max(sh.c, sh.oc), 0.01)
+					w := matmulBenchBuffer(b, "w", max(sh.n, sh.oc)*sh.c, 0.01)
+					out := matmulBenchBuffer(b, "out", max(sh.n, sh.oc)*max(sh.c, sh.oc), 0)
+					ws := MatmulScratch{Partials: matmulBenchBuffer(b, "partials", max(p.PartialFloats(), 1), 0),
+						Counters: alloc(b, "counters", program.I32, max(p.Counters(), 1)).All()}
+					ws.Counters.Buf.State = true
+					run(b, Memset(ws.Counters))
+					var op program.Op
+					switch prod {
+					case "fwd":
+						op = MatmulForwardPlan(out, a, w, program.View{}, ws, sh.n, sh.c, sh.oc, p)
+					case "dinp":
+						op = MatmulBackwardInputPlan(out, a, w, ws, sh.n, sh.c, sh.oc, p)
+					default:
+						op = MatmulBackwardWeightPlan(out, a, w, ws, sh.n, sh.c, sh.oc, p)
+					}
+					sec := matmulTimeLaunches(b, x, op)
+					matmulReportGEMM(b, sec, sh.n, sh.c, sh.oc)
+				})
+			}
+		}
 	}
 }

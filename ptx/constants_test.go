@@ -215,6 +215,7 @@ var mirrors = []mirror{
 	{"decode_attention.cu", "DEC_HEADS", "ptx.DecodeHeads", DecodeHeads},
 	{"decode_attention.cu", "DEC_MAX_HS", "ptx.DecodeMaxHeadSize", DecodeMaxHeadSize},
 	{"matmul.cu", "BK", "gemmplan.BK", gemmplan.BK},
+	{"matmul.cu", "FINE_BK", "gemmplan.FineBK", gemmplan.FineBK},
 	{"llama.cu", "RMS_BWD_ROWS", "ptx.RMSNormBwdRows", RMSNormBwdRows},
 	{"llama.cu", "RMS_PARAMS_COLS", "ptx.RMSNormParamsCols", RMSNormParamsCols},
 	{"llama.cu", "RMS_PARAMS_SLICES", "ptx.RMSNormParamsSlices", RMSNormParamsSlices},
@@ -230,11 +231,13 @@ var mirrors = []mirror{
 // checkedElsewhere are CUDA constants that a structural check below holds
 // Go to, rather than one Go constant.
 var checkedElsewhere = map[string]string{
-	"matmul.cu:TILE_128x128": "checkGEMM: gemmplan.Tiles' codes and shapes",
-	"matmul.cu:TILE_128x64":  "checkGEMM: gemmplan.Tiles' codes and shapes",
-	"matmul.cu:MAX_TILE":     "checkGEMM: no gemmplan tile is larger",
-	"matmul.cu:MAX_THREADS":  "checkGEMM: gemmplan.ResidentWarps and the tiles' thread counts",
-	"matmul.cu:MIN_BLOCKS":   "checkGEMM: gemmplan.ResidentWarps",
+	"matmul.cu:TILE_128x128":    "checkGEMM: gemmplan.Tiles' codes and shapes",
+	"matmul.cu:TILE_128x64":     "checkGEMM: gemmplan.Tiles' codes and shapes",
+	"matmul.cu:TILE_64x64_FINE": "checkGEMM: gemmplan.Tiles' codes and shapes",
+	"matmul.cu:FINE_TILE":       "checkGEMM: the fine tile's shape in gemmplan.Tiles",
+	"matmul.cu:MAX_TILE":        "checkGEMM: no gemmplan tile is larger",
+	"matmul.cu:MAX_THREADS":     "checkGEMM: gemmplan.ResidentWarps and the tiles' thread counts",
+	"matmul.cu:MIN_BLOCKS":      "checkGEMM: gemmplan.ResidentWarps",
 }
 
 // cudaOnly are CUDA constants that no Go code needs, with the reason.
@@ -457,6 +460,10 @@ var (
 	// if (tile == TILE_128x128) { gemm<128, 128, ...
 	gemmBranch = regexp.MustCompile(`tile\s*==\s*(\w+)\s*\)\s*\{\s*gemm\s*<\s*(\d+)\s*,\s*(\d+)\s*,`)
 	gemmElse   = regexp.MustCompile(`\}\s*else\s*\{\s*gemm\s*<\s*(\d+)\s*,\s*(\d+)\s*,`)
+	// } else if (tile == TILE_64x64_FINE) { gemm_fine<TRANS_A, ...
+	gemmFineBranch = regexp.MustCompile(`tile\s*==\s*(\w+)\s*\)\s*\{\s*gemm_fine\s*<`)
+	// constexpr int BM = FINE_TILE, BN = FINE_TILE;
+	gemmFineShape = regexp.MustCompile(`constexpr\s+int\s+BM\s*=\s*(\w+)\s*,\s*BN\s*=\s*(\w+)\s*;`)
 	// constexpr int THREADS = BM * BN / 64;
 	gemmThreads = regexp.MustCompile(`constexpr\s+int\s+THREADS\s*=\s*BM\s*\*\s*BN\s*/\s*(\d+)\s*;`)
 	gemmBounds  = regexp.MustCompile(`__launch_bounds__\s*\(\s*MAX_THREADS\s*,\s*MIN_BLOCKS\s*\)\s*(\w+)\s*\(`)
@@ -492,9 +499,50 @@ func checkGEMM(s cuSources) []string {
 	if dispatch == "" {
 		return []string{file + ": no dispatch function to read the tile codes from"}
 	}
-	type shape struct{ bm, bn int }
+	type shape struct{ bm, bn, threadsDiv, depth int }
 	named := map[int]shape{} // code -> shape
 	codeName := map[int]string{}
+	// gemm's threads a tile and stage depth, and gemm_fine's, read from
+	// their bodies.
+	readThreads := func(fn string) int {
+		body := funcBody(f.text, regexp.MustCompile(`void\s+`+fn+`\s*\(`))
+		m := gemmThreads.FindStringSubmatch(body)
+		if m == nil {
+			add("%s: no `constexpr int THREADS = BM * BN / n;` in %s", file, fn)
+			return 0
+		}
+		per, _ := strconv.Atoi(m[1])
+		return per
+	}
+	bk, errBK := s.value(file, "BK")
+	fineBK, errFine := s.value(file, "FINE_BK")
+	for _, err := range []error{errBK, errFine} {
+		if err != nil {
+			add("%v", err)
+		}
+	}
+	gemmPer := readThreads("gemm")
+	for _, m := range gemmFineBranch.FindAllStringSubmatch(dispatch, -1) {
+		code, err := s.value(file, m[1])
+		if err != nil {
+			add("%v", err)
+			continue
+		}
+		body := funcBody(f.text, regexp.MustCompile(`void\s+gemm_fine\s*\(`))
+		ms := gemmFineShape.FindStringSubmatch(body)
+		if ms == nil {
+			add("%s: gemm_fine has no `constexpr int BM = .., BN = ..;` this test reads", file)
+			continue
+		}
+		bm, err1 := s.value(file, ms[1])
+		bn, err2 := s.value(file, ms[2])
+		if err1 != nil || err2 != nil {
+			add("%s: gemm_fine's tile %s×%s: %v %v", file, ms[1], ms[2], err1, err2)
+			continue
+		}
+		named[code] = shape{bm, bn, readThreads("gemm_fine"), fineBK}
+		codeName[code] = m[1]
+	}
 	for _, m := range gemmBranch.FindAllStringSubmatch(dispatch, -1) {
 		code, err := s.value(file, m[1])
 		if err != nil {
@@ -503,14 +551,14 @@ func checkGEMM(s cuSources) []string {
 		}
 		bm, _ := strconv.Atoi(m[2])
 		bn, _ := strconv.Atoi(m[3])
-		named[code] = shape{bm, bn}
+		named[code] = shape{bm, bn, gemmPer, bk}
 		codeName[code] = m[1]
 	}
 	var other *shape
 	if m := gemmElse.FindStringSubmatch(dispatch); m != nil {
 		bm, _ := strconv.Atoi(m[1])
 		bn, _ := strconv.Atoi(m[2])
-		other = &shape{bm, bn}
+		other = &shape{bm, bn, gemmPer, bk}
 	}
 	if len(named) == 0 || other == nil {
 		add("%s: dispatch does not have the `if (tile == TILE_..) { gemm<BM, BN, ..` / `} else { gemm<BM, BN, ..` form this test reads", file)
@@ -530,20 +578,17 @@ func checkGEMM(s cuSources) []string {
 		if t.BM != want.bm || t.BN != want.bn {
 			add("%s: tile code %d (%s) runs gemm<%d, %d>, but gemmplan.Tiles[%d] is %dx%d", file, t.Code, where, want.bm, want.bn, i, t.BM, t.BN)
 		}
+		if want.threadsDiv > 0 {
+			if n := t.BM * t.BN / want.threadsDiv; t.Threads() != n {
+				add("%s: THREADS = BM*BN/%d is %d for %v (%s), but gemmplan.Tiles[%d].Threads() is %d", file, want.threadsDiv, n, t, where, i, t.Threads())
+			}
+		}
+		if t.Depth != want.depth {
+			add("%s: tile code %d (%s) stages %d k, but gemmplan.Tiles[%d].Depth is %d", file, t.Code, where, want.depth, i, t.Depth)
+		}
 	}
 	if elseCodes != 1 {
 		add("%s: %d of gemmplan.Tiles' codes fall to dispatch's else branch (want exactly 1)", file, elseCodes)
-	}
-
-	if m := gemmThreads.FindStringSubmatch(f.text); m == nil {
-		add("%s: no `constexpr int THREADS = BM * BN / n;` in gemm", file)
-	} else {
-		per, _ := strconv.Atoi(m[1])
-		for i, t := range gemmplan.Tiles {
-			if want := t.BM * t.BN / per; t.Threads() != want {
-				add("%s: THREADS = BM*BN/%d is %d for %v, but gemmplan.Tiles[%d].Threads() is %d", file, per, want, t, i, t.Threads())
-			}
-		}
 	}
 	maxThreads, err1 := s.value(file, "MAX_THREADS")
 	minBlocks, err2 := s.value(file, "MIN_BLOCKS")
@@ -765,7 +810,11 @@ func TestConstantsCatchDrift(t *testing.T) {
 			[]string{"matmul.cu", "BK is 16", "gemmplan.BK is 8"}},
 		{"GEMM tile shape", "matmul.cu", "gemm<128, 64, TRANS_A", "gemm<64, 128, TRANS_A", checkGEMM,
 			[]string{"matmul.cu", "TILE_128x64", "gemm<64, 128>", "gemmplan.Tiles[1] is 128x64"}},
-		{"GEMM tile code", "matmul.cu", "constexpr int TILE_128x64 = 1;", "constexpr int TILE_128x64 = 3;", checkGEMM,
+		{"GEMM tile code", "matmul.cu", "constexpr int TILE_128x64 = 1;", "constexpr int TILE_128x64 = 5;", checkGEMM,
+			[]string{"matmul.cu", "else branch"}},
+		{"fine tile threads", "matmul.cu", "constexpr int THREADS = BM * BN / 16;", "constexpr int THREADS = BM * BN / 32;", checkGEMM,
+			[]string{"matmul.cu", "THREADS = BM*BN/32", "gemmplan.Tiles[3].Threads() is 256"}},
+		{"fine tile code", "matmul.cu", "constexpr int TILE_64x64_FINE = 3;", "constexpr int TILE_64x64_FINE = 4;", checkGEMM,
 			[]string{"matmul.cu", "else branch"}},
 		{"GEMM residency", "matmul.cu", "constexpr int MIN_BLOCKS = 2;", "constexpr int MIN_BLOCKS = 1;", checkGEMM,
 			[]string{"matmul.cu", "MIN_BLOCKS = 1", "gemmplan.ResidentWarps is 16"}},

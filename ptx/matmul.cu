@@ -58,10 +58,20 @@ constexpr int BK = 8;
 // multiplied or in what order, so both entries give the same bits.
 constexpr int PAD = 4;
 
-// The largest tile fixes the static shared memory of every entry:
-// 2 stages × (A + B) × BK × (128 + PAD) floats = 16896 bytes.
+// FINE_BK is the K depth of the fine tile's one shared stage (gemm_fine):
+// 32, so that a block waits on global memory once per 32 k instead of once
+// per 8.
+constexpr int FINE_BK = 32;
+
+// The static shared memory of every entry is the larger of the tiles'
+// needs: 2 stages × (A + B) × BK × (128 + PAD) floats = 16896 bytes for
+// the 128×128 tile, 1 stage × (A + B) × FINE_BK × (64 + PAD) = 17408
+// bytes for the fine tile.
 constexpr int MAX_TILE = 128;
-constexpr int SMEM_FLOATS = 2 * 2 * BK * (MAX_TILE + PAD);
+constexpr int FINE_TILE = 64;
+constexpr int SMEM_FLOATS = 2 * 2 * BK * (MAX_TILE + PAD) > 2 * FINE_BK * (FINE_TILE + PAD)
+                                ? 2 * 2 * BK * (MAX_TILE + PAD)
+                                : 2 * FINE_BK * (FINE_TILE + PAD);
 
 // 256 threads (the 128×128 tile) at two blocks per SM caps registers at 128
 // a thread: 64 accumulators, 16 fragment values, 8 prefetched loads and the
@@ -78,6 +88,7 @@ constexpr int GROUP_M = 8;
 // Tile codes passed by the Go launchers (kernels/matmul.go, gemmTiles).
 constexpr int TILE_128x128 = 0;
 constexpr int TILE_128x64 = 1;
+constexpr int TILE_64x64_FINE = 3; // gemm_fine: 256 threads of 4×4 outputs
 // anything else: 64×64
 
 // ldg4 and ldg1 are read-only (ld.global.nc) loads predicated on pred,
@@ -232,30 +243,33 @@ struct Split {
     int splits;
 };
 
-// Operand is one input of the GEMM: a BR×BK tile (BR = BM for A, BN for B)
-// staged as s[k][r] (r contiguous) so that a thread's fragment is two
-// float4 reads. KCONTIG says the global matrix is row-major R×K (k
-// contiguous, element (r,k) at p[r*ld + k]); otherwise it is K×R (element
-// (r,k) at p[k*ld + r]).
+// Operand is one input of the GEMM: a BR×D tile (BR = BM for A, BN for B;
+// D the stage's K depth, BK or FINE_BK) staged as s[k][r] (r contiguous)
+// so that a thread's fragment is float4 reads. KCONTIG says the global
+// matrix is row-major R×K (k contiguous, element (r,k) at p[r*ld + k]);
+// otherwise it is K×R (element (r,k) at p[k*ld + r]).
 //
-// Each thread moves LOADS float4 groups a stage. The 2·BR groups of a stage
-// are numbered g = tid + i·THREADS:
-//   K-contiguous: r = g/2, k = (g%2)·4 .. +3 — a thread reads 4 k's of one
-//     row and stores them transposed, s[k+j][r]; the 32 lanes of a warp
-//     cover 16 rows × 2 k-quads, which with the PAD land in 32 distinct
-//     banks (with P = 0, in 16 banks twice: a 2-way conflict).
+// Each thread moves LOADS float4 groups a stage. The BR·D/4 groups of a
+// stage are numbered g = tid + i·THREADS, with Q = D/4 k-quads a row:
+//   K-contiguous: r = g/Q, k = (g%Q)·4 .. +3 — a thread reads 4 k's of one
+//     row and stores them transposed, s[k+j][r]; at D = 8 the 32 lanes of
+//     a warp cover 16 rows × 2 k-quads, which with the PAD land in 32
+//     distinct banks (with P = 0, in 16 banks twice: a 2-way conflict).
+//     At FINE_BK they cover 4 rows × 8 k-quads, a 4-way conflict on stores
+//     that come once per 32 k.
 //   R-contiguous: k = g/(BR/4), r = (g%(BR/4))·4 .. +3 — a float4 read and a
 //     float4 store, a warp covering 128 consecutive floats of one k row.
-template <int BR, int THREADS, bool KCONTIG, int P>
+template <int BR, int THREADS, bool KCONTIG, int P, int D = BK>
 struct Operand {
-    static constexpr int LOADS = 2 * BR / THREADS;
+    static constexpr int Q = D / 4; // k-quads in a row of the stage
+    static constexpr int LOADS = BR * Q / THREADS;
     static constexpr int LD = BR + P; // shared row length
-    static_assert(LOADS >= 1 && LOADS * THREADS == 2 * BR, "tile and thread count do not match");
+    static_assert(D % 4 == 0 && LOADS >= 1 && LOADS * THREADS == BR * Q, "tile and thread count do not match");
 
     // Slot i covers the global row (K-contiguous) or k (R-contiguous) SLOT
     // rows after slot 0's, so one offset locates every slot.
-    static constexpr int SLOT = KCONTIG ? THREADS / 2 : THREADS / (BR / 4);
-    static_assert(KCONTIG ? THREADS % 2 == 0 : THREADS % (BR / 4) == 0, "slots must be whole rows apart");
+    static constexpr int SLOT = KCONTIG ? THREADS / Q : THREADS / (BR / 4);
+    static_assert(KCONTIG ? THREADS % Q == 0 : THREADS % (BR / 4) == 0, "slots must be whole rows apart");
 
     // Addressing is 32-bit element offsets from one base pointer (buffers
     // hold < 2^31 elements), to leave the registers to the accumulators.
@@ -265,7 +279,7 @@ struct Operand {
     const float* p;
     unsigned off;        // slot 0's first float in the current stage
     unsigned slot_step;  // SLOT·ld
-    unsigned stage_step; // K-contiguous: BK; R-contiguous: BK·ld
+    unsigned stage_step; // K-contiguous: D; R-contiguous: D·ld
     int idx;             // contiguous coordinate of slot 0: k (moves) or r (fixed)
     int fix;             // the other one: row r (fixed) or k (moves)
     int R, K;
@@ -283,15 +297,15 @@ struct Operand {
         K = K_;
         vec = aligned16(p_, ld);
         if (KCONTIG) {
-            fix = r0 + tid / 2;
-            idx = k0 + (tid % 2) * 4;
+            fix = r0 + tid / Q;
+            idx = k0 + (tid % Q) * 4;
         } else {
             fix = k0 + tid / (BR / 4);
             idx = r0 + (tid % (BR / 4)) * 4;
         }
         off = (unsigned)fix * (unsigned)ld + (unsigned)idx;
         slot_step = (unsigned)SLOT * (unsigned)ld;
-        stage_step = KCONTIG ? BK : (unsigned)BK * (unsigned)ld;
+        stage_step = KCONTIG ? D : (unsigned)D * (unsigned)ld;
     }
 
     // fetch loads the next stage into registers, zero-filled outside R×K,
@@ -308,9 +322,9 @@ struct Operand {
         }
         off += stage_step;
         if (KCONTIG) {
-            idx += BK;
+            idx += D;
         } else {
-            fix += BK;
+            fix += D;
         }
     }
 
@@ -320,8 +334,8 @@ struct Operand {
 #pragma unroll
         for (int i = 0; i < LOADS; ++i) {
             if (KCONTIG) {
-                const int r = tid / 2 + i * SLOT;
-                const int k = (tid % 2) * 4;
+                const int r = tid / Q + i * SLOT;
+                const int k = (tid % Q) * 4;
                 const unsigned at = s + 4u * (unsigned)(k * LD + r);
                 sts1(at + 0 * LD * 4, reg[i].x);
                 sts1(at + 1 * LD * 4, reg[i].y);
@@ -346,8 +360,7 @@ struct Place {
 // place locates tile `block` in grouped order (see GROUP_M) and thread tid
 // in it.
 template <int BM, int BN>
-__device__ __forceinline__ Place place(int block, int tid, int M, int Nc) {
-    constexpr int WARPS_N = BN / 64;
+__device__ __forceinline__ Place tile_origin(int block, int M, int Nc) {
     const int tiles_m = (M + BM - 1) / BM;
     const int tiles_n = (Nc + BN - 1) / BN;
     const int per_group = GROUP_M * tiles_n;
@@ -358,6 +371,13 @@ __device__ __forceinline__ Place place(int block, int tid, int M, int Nc) {
     Place pl;
     pl.m0 = (first_m + in_group % group_rows) * BM;
     pl.n0 = (in_group / group_rows) * BN;
+    return pl;
+}
+
+template <int BM, int BN>
+__device__ __forceinline__ Place place(int block, int tid, int M, int Nc) {
+    constexpr int WARPS_N = BN / 64;
+    Place pl = tile_origin<BM, BN>(block, M, Nc);
     const int lane = tid % 32, warp = tid / 32;
     pl.ty = (warp / WARPS_N) * 4 + lane / 8; // 0 .. BM/8-1
     pl.tx = (warp % WARPS_N) * 8 + lane % 8; // 0 .. BN/8-1
@@ -412,6 +432,28 @@ template <int BM, int BN>
 __device__ __noinline__ void split_reduce(float* Cm, int M, int Nc, const float* partials, int splits,
                                           const float* bias);
 
+// last_of_slices fences this thread's partial stores, counts the block's
+// slice in the tile's counter and says, in every thread of the block,
+// whether this block is the last of the tile's S slices (see
+// split_epilogue). The K loop ended with a barrier, so the stages are free:
+// their first word carries the election to the whole block.
+__device__ __forceinline__ bool last_of_slices(const Split& sp, int tile, int tid, float* smem) {
+    fence_gpu();
+    const unsigned flag = smem_addr(smem);
+    __syncthreads(); // every thread's partial is fenced before the count
+    if (tid == 0) {
+        int* counter = sp.counters + tile;
+        const unsigned last = atom_add(counter, 1u) == (unsigned)(sp.splits - 1) ? 1u : 0u;
+        if (last) {
+            stg_u32(counter, 0u);
+            fence_gpu(); // order the partials' reads after the count
+        }
+        sts_u32(flag, last);
+    }
+    __syncthreads();
+    return lds_u32(flag) != 0;
+}
+
 // split_epilogue finishes one block of a split product (splits > 1;
 // see gemm for the thread layout). blockIdx.x is the output tile,
 // blockIdx.y the slice, and acc the tile's sum over that slice's rows.
@@ -454,22 +496,7 @@ __device__ __forceinline__ void split_epilogue(float* Cm, int M, int Nc, const f
         const int i = q / 2, h = (q % 2) * 4;
         stg4(slot + q * 4 * THREADS, make_float4(acc[i][h], acc[i][h + 1], acc[i][h + 2], acc[i][h + 3]));
     }
-    fence_gpu();
-    // The K loop ended with a barrier, so the stages are free: their first
-    // word carries the election to the whole block.
-    const unsigned flag = smem_addr(smem);
-    __syncthreads(); // every thread's partial is fenced before the count
-    if (tid == 0) {
-        int* counter = sp.counters + tile;
-        const unsigned last = atom_add(counter, 1u) == (unsigned)(sp.splits - 1) ? 1u : 0u;
-        if (last) {
-            stg_u32(counter, 0u);
-            fence_gpu(); // order the partials' reads after the count
-        }
-        sts_u32(flag, last);
-    }
-    __syncthreads();
-    if (lds_u32(flag) != 0) split_reduce<BM, BN>(Cm, M, Nc, sp.partials, sp.splits, bias);
+    if (last_of_slices(sp, tile, tid, smem)) split_reduce<BM, BN>(Cm, M, Nc, sp.partials, sp.splits, bias);
 }
 
 // split_reduce is the last block's part of split_epilogue: C's tile is
@@ -652,6 +679,137 @@ __device__ __forceinline__ void gemm(float* __restrict__ Cm, const float* __rest
     }
 }
 
+// gemm_fine is gemm for products too small to fill the GPU with 8×8
+// micro-tiles (tile code TILE_64x64_FINE): a 64×64 tile of 256 threads,
+// each owning a 4×4 block of outputs (rows ty·4+i, columns tx·4+j; ty =
+// tid/16, tx = tid%16), over one shared stage of FINE_BK = 32 k whose
+// successor's global loads are in flight, in registers, while the stage is
+// read. Against the 64×64 tile of gemm it has 4× the warps a tile and a
+// quarter of the global round trips a k, which is what bounds a product of
+// a few dozen tiles over a K of 128 to 512: there one SM holds one block,
+// and gemm's two warps wait on a global load every 8 k. Every output is
+// the same k-ordered fmaf chain over the slice as in gemm (tail k's are
+// zeros), and a split's partials are added in the same slice order, so
+// both give the same bits for the same plan.
+//
+// A warp is 2 ty × 16 tx: per k it reads 2 distinct float4 of A (one
+// wavefront, broadcast) and 16 of B (256 contiguous bytes, two wavefronts)
+// for 16 FMAs a thread.
+//
+// Not inlined, for the reason split_reduce is not: inlined beside gemm's
+// variants, it made ptxas spill in their K loops (ptxas -v: 250-310 bytes
+// an entry); apart it keeps its own registers and theirs spill nothing.
+template <bool TRANS_A, bool TRANS_B, bool SPLIT, int P>
+__device__ __noinline__ void gemm_fine(float* __restrict__ Cm, const float* __restrict__ A,
+                                        const float* __restrict__ B, const float* __restrict__ bias, int M, int Nc,
+                                        int K, int k0, int ldk, float* smem, const Split& sp) {
+    constexpr int BM = FINE_TILE, BN = FINE_TILE;
+    constexpr int THREADS = BM * BN / 16;
+    static_assert(THREADS <= MAX_THREADS, "tile too large");
+    static_assert(2 * FINE_BK * (FINE_TILE + P) <= SMEM_FLOATS, "the fine stage must fit SMEM_FLOATS");
+    const int tid = threadIdx.x;
+    const Place pl = tile_origin<BM, BN>(blockIdx.x, M, Nc);
+    const int ty = tid / 16, tx = tid % 16;
+
+    Operand<BM, THREADS, !TRANS_A, P, FINE_BK> a;
+    a.init(A, M, K, pl.m0, k0, ldk, tid);
+    Operand<BN, THREADS, TRANS_B, P, FINE_BK> b;
+    b.init(B, Nc, K, pl.n0, k0, ldk, tid);
+
+    constexpr unsigned STAGE_A = 4 * FINE_BK * (BM + P);
+    const unsigned sa = smem_addr(smem);
+    const unsigned sb = sa + STAGE_A;
+    const unsigned fa = sa + 16u * (unsigned)ty;
+    const unsigned fb = sb + 16u * (unsigned)tx;
+
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+
+    const int stages = (K - k0 + FINE_BK - 1) / FINE_BK;
+    a.fetch();
+    b.fetch();
+    // One stage: stash what is in registers, then (after the barrier) send
+    // the next stage's loads out before reading this one, and end with a
+    // barrier before the stage is overwritten.
+    for (int st = 0; st < stages; ++st) {
+        a.stash(sa, tid);
+        b.stash(sb, tid);
+        __syncthreads();
+        if (st + 1 < stages) {
+            a.fetch();
+            b.fetch();
+        }
+#pragma unroll
+        for (int k = 0; k < FINE_BK; ++k) {
+            const float4 a4 = lds4(fa + 4 * (k * (BM + P)));
+            const float4 b4 = lds4(fb + 4 * (k * (BN + P)));
+            const float av[4] = {a4.x, a4.y, a4.z, a4.w};
+            const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+
+    const bool vec_c = aligned16(Cm, Nc);
+    const int c0 = pl.n0 + tx * 4;
+    if (SPLIT) {
+        // The partial of (slice, tile) is the tile's 4096 floats at partials
+        // + (slice·tiles + tile)·4096, stored as the thread's 4 float4 in
+        // [i][tid] order: every store and reducer load of a warp is 512
+        // contiguous bytes, and a thread reads back only its own outputs.
+        const int tile = blockIdx.x;
+        const size_t slice_stride = (size_t)gridDim.x * BM * BN;
+        float* mine = sp.partials + (size_t)tile * BM * BN + 4 * tid;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            stg4(mine + blockIdx.y * slice_stride + i * 4 * THREADS,
+                 make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
+        if (!last_of_slices(sp, tile, tid, smem)) return;
+        // The last block: v = p_0 + p_1 + ... + p_{S-1}, left to right, 8
+        // slices' loads in flight at a time.
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const float* p = mine + i * 4 * THREADS;
+            float4 v = ldcg4(p, true);
+            for (int s0 = 1; s0 < sp.splits; s0 += 8) {
+                float4 t[8];
+#pragma unroll
+                for (int u = 0; u < 8; ++u) t[u] = ldcg4(p + (size_t)(s0 + u) * slice_stride, s0 + u < sp.splits);
+#pragma unroll
+                for (int u = 0; u < 8; ++u)
+                    if (s0 + u < sp.splits) v = add4(v, t[u]);
+            }
+            acc[i][0] = v.x;
+            acc[i][1] = v.y;
+            acc[i][2] = v.z;
+            acc[i][3] = v.w;
+        }
+    }
+
+    // Epilogue: add the bias (after the whole sum, as gemm does) and store.
+    float bv[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) bv[j] = (bias != nullptr && c0 + j < Nc) ? bias[c0 + j] : 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int row = pl.m0 + ty * 4 + i;
+        if (row >= M) continue;
+        float v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            v[j] = acc[i][j];
+            if (bias != nullptr) v[j] += bv[j];
+        }
+        store4(Cm + (size_t)row * Nc, c0, Nc, vec_c, v);
+    }
+}
+
 // dispatch runs gemm with the tile the launcher chose. The branch is uniform
 // over the grid; every variant shares the entry's static shared memory.
 // SPLIT (sp.splits > 1) is a template argument, so that the plain path
@@ -662,6 +820,8 @@ __device__ __forceinline__ void dispatch(int tile, float* Cm, const float* A, co
                                          int M, int Nc, int K, int k0, int ldk, float* smem, const Split& sp) {
     if (tile == TILE_128x128) {
         gemm<128, 128, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, ldk, smem, sp);
+    } else if (tile == TILE_64x64_FINE) {
+        gemm_fine<TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, ldk, smem, sp);
     } else if (tile == TILE_128x64) {
         gemm<128, 64, TRANS_A, TRANS_B, SPLIT, P>(Cm, A, B, bias, M, Nc, K, k0, ldk, smem, sp);
     } else {

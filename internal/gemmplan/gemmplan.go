@@ -7,7 +7,8 @@
 //
 // The plan minimises a cost model in SM cycles, per tile and slice count:
 //
-//	loop  = perSM · warps · 600·cost · stages · (w+4)/(4w)
+//	loop  = max(perSM · warps · 600·cost · stages · (w+4)/(4w),
+//	            rounds · stages · 1500)                   (a stage's global loads, unhidden)
 //	      + rounds · 800                                  (first stage's loads)
 //	split = rounds · 1500                                 (partial store, fence, counter)
 //	      + max(8·⌈S/8⌉ · 400, S·tileBytes / 64)          (the last block's reduction)
@@ -17,9 +18,14 @@
 // resident on the busiest SM (at most 16: 128 registers a thread), rounds =
 // ⌈perSM/resident blocks⌉, a warp issues ~600 instructions per K stage of 8
 // (times the tile's cost) and the SM issues 4 a cycle at w/(w+4)
-// efficiency. Without a split (S = 1) this reproduces version 1's measured
-// H200 throughputs within ~15% (docs/matmul.md); the split's constants are
-// estimates to tune against BenchmarkMatmulBackwardWeight.
+// efficiency. A stage is Tile.Depth k (8, or 32 for the fine tile); when
+// the SM has too few warps to cover a stage's global loads with the
+// previous stage's FMAs (the tiny model's products: one block an SM), the
+// stage costs its wait instead, ~1500 cycles (fitted to the H200's tiny
+// products, BenchmarkMatmulPlanSweep in docs/matmul.md). Without a split (S
+// = 1) this reproduces version 1's measured H200 throughputs within ~15%
+// (docs/matmul.md); the split's constants are estimates to tune against
+// BenchmarkMatmulBackwardWeight.
 package gemmplan
 
 import (
@@ -32,25 +38,36 @@ import (
 const BK = 8
 
 // Tile is one of the block tiles the kernels implement. Code is the
-// kernel's tile argument (TILE_* in matmul.cu); every thread computes an
-// 8×8 block of outputs, so a BM×BN tile has BM·BN/64 threads.
+// kernel's tile argument (TILE_* in matmul.cu); every thread computes a
+// Micro×Micro block of outputs (8×8 in gemm, 4×4 in gemm_fine), so a BM×BN
+// tile has BM·BN/Micro² threads, and a shared stage is Depth k deep.
 type Tile struct {
 	Code, BM, BN int
+	Micro, Depth int
 	// Cost is the relative issue cost per output: smaller tiles spend more
 	// instructions a stage on loads (about 610, 645 and 680 instructions
-	// per 512 FMAs in the SASS of the three tiles) and read more from L2.
+	// per 512 FMAs in the SASS of gemm's three tiles) and read more from
+	// L2; the fine tile's 4×4 outputs read two float4 a k for 16 FMAs
+	// rather than four for 64.
 	Cost float64
 }
 
-// Tiles are the tiles of matmul.cu, largest first.
+// Tiles are the tiles of matmul.cu, largest first. The fine tile
+// (TILE_64x64_FINE) is the 64×64 tile with four times the threads and a
+// stage four times deeper: for products of a few dozen tiles, where one
+// block an SM would otherwise wait on global memory every 8 k.
 var Tiles = [...]Tile{
-	{Code: 0, BM: 128, BN: 128, Cost: 1},
-	{Code: 1, BM: 128, BN: 64, Cost: 1.06},
-	{Code: 2, BM: 64, BN: 64, Cost: 1.12},
+	{Code: 0, BM: 128, BN: 128, Micro: 8, Depth: BK, Cost: 1},
+	{Code: 1, BM: 128, BN: 64, Micro: 8, Depth: BK, Cost: 1.06},
+	{Code: 2, BM: 64, BN: 64, Micro: 8, Depth: BK, Cost: 1.12},
+	{Code: 3, BM: 64, BN: 64, Micro: 4, Depth: FineBK, Cost: 1.25},
 }
 
+// FineBK is the fine tile's stage depth (FINE_BK in matmul.cu).
+const FineBK = 32
+
 // Threads is the tile's block size.
-func (t Tile) Threads() int { return t.BM * t.BN / 64 }
+func (t Tile) Threads() int { return t.BM * t.BN / (t.Micro * t.Micro) }
 
 // Warps is the tile's warps a block.
 func (t Tile) Warps() int { return t.Threads() / 32 }
@@ -58,7 +75,12 @@ func (t Tile) Warps() int { return t.Threads() / 32 }
 // Blocks is how many tiles cover an m×n output.
 func (t Tile) Blocks(m, n int) int { return ceilDiv(m, t.BM) * ceilDiv(n, t.BN) }
 
-func (t Tile) String() string { return fmt.Sprintf("%dx%d", t.BM, t.BN) }
+func (t Tile) String() string {
+	if t.Micro != 8 {
+		return fmt.Sprintf("%dx%d/%d", t.BM, t.BN, t.Micro)
+	}
+	return fmt.Sprintf("%dx%d", t.BM, t.BN)
+}
 
 // ResidentWarps is how many warps of a GEMM kernel fit on one SM: the
 // kernels use 128 registers a thread (__launch_bounds__(256, 2)), so 512
@@ -81,6 +103,7 @@ const (
 // The cost model's constants, in SM cycles (see the package comment).
 const (
 	stageIssue    = 600  // instructions a warp issues per K stage (× Tile.Cost)
+	stageWait     = 1500 // a stage's wait on its global loads, when too few warps hide it
 	fillCycles    = 800  // a block's first global loads, per round of resident blocks
 	syncCycles    = 1500 // partial store, __threadfence, counter atomic, barrier
 	l2Latency     = 400  // a round of dependent L2 reads in the reduction
@@ -144,8 +167,9 @@ func (p Split) cycles(k, sms int) float64 {
 	resident := ResidentWarps / t.Warps()
 	rounds := ceilDiv(perSM, resident)
 	w := float64(min(perSM, resident) * t.Warps())
-	stages := float64(ceilDiv(max(p.SliceK, 1), BK))
-	c := float64(perSM*t.Warps())*stageIssue*t.Cost*stages*(w+4)/(4*w) + float64(rounds)*fillCycles
+	stages := float64(ceilDiv(max(p.SliceK, 1), t.Depth))
+	issue := float64(perSM*t.Warps()) * stageIssue * t.Cost * stages * (w + 4) / (4 * w)
+	c := math.Max(issue, float64(rounds)*stages*stageWait) + float64(rounds)*fillCycles
 	if p.Slices > 1 {
 		tileBytes := float64(4 * t.BM * t.BN)
 		s := float64(p.Slices)

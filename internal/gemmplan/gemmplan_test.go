@@ -18,13 +18,13 @@ func TestPick(t *testing.T) {
 		{8192, 768, 768, "128x128"},  // gpt2-124m attproj forward
 		{8192, 768, 3072, "128x128"}, // gpt2-124m input gradients of fc
 		{50257, 768, 8192, "128x128"},
-		{3072, 768, 8192, "64x64"},   // gpt2-124m fc weight gradient: 144 big tiles
-		{768, 768, 8192, "128x64"},   // gpt2-124m attproj weight gradient
+		{3072, 768, 8192, "64x64/4"}, // gpt2-124m fc weight gradient unsplit: 144 big tiles
+		{768, 768, 8192, "64x64/4"},  // gpt2-124m attproj weight gradient unsplit
 		{2048, 1536, 512, "128x64"},  // small qkv forward
-		{512, 512, 2048, "64x64"},    // small attproj weight gradient
+		{512, 512, 2048, "64x64/4"},  // small attproj weight gradient
 		{2048, 8192, 512, "128x128"}, // small lm head forward
-		{512, 128, 128, "64x64"},     // tiny attproj forward: 16 tiles
-		{1, 1, 1, "64x64"},
+		{512, 128, 128, "64x64/4"},   // tiny attproj forward: 16 tiles, one block an SM
+		{1, 1, 1, "128x64"},          // every tile is one block waiting on one stage: the first of the ties
 	} {
 		if got := Pick(tc.m, tc.n, tc.k, 132).String(); got != tc.want {
 			t.Errorf("Pick(%d, %d, %d) = %s, want %s", tc.m, tc.n, tc.k, got, tc.want)
@@ -33,8 +33,9 @@ func TestPick(t *testing.T) {
 }
 
 // TestWeightGradPresets pins the weight gradients' plans on a 132-SM GPU:
-// the tiny model splits every one 8 ways (K = 512 into slices of 64 rows),
-// small splits all but the lm head, gpt2-124m its four layer products.
+// the tiny model splits every one 8 ways (K = 512 into slices of 64 rows)
+// on the fine tile, small splits all but the lm head, gpt2-124m its four
+// layer products.
 // The constants are estimates (docs/matmul.md): retune them with the
 // benchmarks and update this table with them.
 func TestWeightGradPresets(t *testing.T) {
@@ -44,12 +45,12 @@ func TestWeightGradPresets(t *testing.T) {
 		tile      string
 		s, sliceK int
 	}{
-		{"tiny qkv", 512, 128, 384, "64x64", 8, 64},
-		{"tiny attproj", 512, 128, 128, "64x64", 8, 64},
-		{"tiny fc", 512, 128, 512, "64x64", 8, 64},
-		{"tiny fcproj", 512, 512, 128, "64x64", 8, 64},
+		{"tiny qkv", 512, 128, 384, "64x64/4", 8, 64},
+		{"tiny attproj", 512, 128, 128, "64x64/4", 8, 64},
+		{"tiny fc", 512, 128, 512, "64x64/4", 8, 64},
+		{"tiny fcproj", 512, 512, 128, "64x64/4", 8, 64},
 		{"small qkv", 2048, 512, 1536, "128x128", 5, 416},
-		{"small attproj", 2048, 512, 512, "128x64", 8, 256},
+		{"small attproj", 2048, 512, 512, "64x64/4", 4, 512},
 		{"small fc", 2048, 512, 2048, "128x128", 4, 512},
 		{"small lm head", 2048, 512, 8192, "128x128", 1, 2048},
 		{"gpt2-124m qkv", 8192, 768, 2304, "128x64", 3, 2736},
