@@ -54,18 +54,24 @@
 
 // Tile configurations. R: rows of the block's own tile (query rows for the
 // forward and dq, key rows for dkdv); S: rows of the tiles it loops over.
+// R sets only the grid, never the order of a row's sums (each query row's
+// online softmax runs over key tiles of S, each key row's dk and dv over
+// query tiles of S), so it does not change the bits. D = 32 keeps R at 16
+// rows: its models are the small ones (tiny: T = 64, 4 heads, batch 8),
+// where R = 64 made 32 blocks for 132 SMs, each waiting on its loads.
+
 template <int D> struct FwdTiles;
-template <> struct FwdTiles<32> { static constexpr int R = 64, S = 32; };
+template <> struct FwdTiles<32> { static constexpr int R = 16, S = 32; };
 template <> struct FwdTiles<64> { static constexpr int R = 64, S = 32; };
 template <> struct FwdTiles<128> { static constexpr int R = 32, S = 16; };
 
 template <int D> struct DkdvTiles;
-template <> struct DkdvTiles<32> { static constexpr int R = 32, S = 32; };
+template <> struct DkdvTiles<32> { static constexpr int R = 16, S = 32; };
 template <> struct DkdvTiles<64> { static constexpr int R = 32, S = 32; };
 template <> struct DkdvTiles<128> { static constexpr int R = 16, S = 16; };
 
 template <int D> struct DqTiles;
-template <> struct DqTiles<32> { static constexpr int R = 64, S = 32; };
+template <> struct DqTiles<32> { static constexpr int R = 16, S = 32; };
 template <> struct DqTiles<64> { static constexpr int R = 32, S = 32; };
 template <> struct DqTiles<128> { static constexpr int R = 16, S = 16; };
 

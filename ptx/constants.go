@@ -167,7 +167,7 @@ type AttentionConfig struct {
 // attentionConfigs mirrors FwdTiles<D>, DkdvTiles<D> and DqTiles<D> in
 // attention.cu, by increasing D; the last D is ATT_HS_MAX.
 var attentionConfigs = [...]AttentionConfig{
-	{D: 32, Fwd: AttentionTile{R: 64, S: 32}, DKDV: AttentionTile{R: 32, S: 32}, DQ: AttentionTile{R: 64, S: 32}},
+	{D: 32, Fwd: AttentionTile{R: 16, S: 32}, DKDV: AttentionTile{R: 16, S: 32}, DQ: AttentionTile{R: 16, S: 32}},
 	{D: 64, Fwd: AttentionTile{R: 64, S: 32}, DKDV: AttentionTile{R: 32, S: 32}, DQ: AttentionTile{R: 32, S: 32}},
 	{D: 128, Fwd: AttentionTile{R: 32, S: 16}, DKDV: AttentionTile{R: 16, S: 16}, DQ: AttentionTile{R: 16, S: 16}},
 }
