@@ -12,11 +12,13 @@ import (
 
 // layerNormShapes are the (N, C) the LayerNorm tests run: odd row counts
 // (not multiples of the 8 rows of a forward block or the 32 of a backward
-// chunk) and odd channel counts.
+// chunk) and odd channel counts, with rows narrow enough that a backward
+// block splits its chunk into row groups (96 and 128 floats: 8 groups; 768
+// bf16: 2) and wide enough that it does not (768 fp32).
 func layerNormShapes() [][2]int {
 	var s [][2]int
 	for _, N := range []int{1, 37, 111, 2048} {
-		for _, C := range []int{1, 96, 100, 768} {
+		for _, C := range []int{1, 96, 100, 128, 768} {
 			s = append(s, [2]int{N, C})
 		}
 	}

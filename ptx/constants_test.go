@@ -261,6 +261,8 @@ var cudaOnly = map[string]string{
 	"gemv.cu:GEMV_UNROLL_F32":                "steps of w a warp loads before it multiplies (registers in flight); inside the kernel",
 	"gemv.cu:GEMV_UNROLL_BF16":               "as GEMV_UNROLL_F32, for the bf16 build",
 	"matmul_mma3.cu:MMA_STAGES_3":            "selects matmul_mma.cu's 3-stage pipeline for this module (gemmplan.MMAStagesLow); no value",
+	"layernorm.cu:LN_BWD_GROUPS":             "row groups inside a layernorm_backward_input block; the grid and the scratch do not depend on them",
+	"layernorm.cu:LN_BWD_SMEM_COLS":          "static shared memory of the row groups' column sums, inside the kernel",
 	"layernorm.cu:LN_EPS":                    "model math: model/ref.LNEps restates it and the GPU tests compare against model/ref",
 	"gelu.cu:GELU_SCALE":                     "model math, checked like LN_EPS",
 	"gelu.cu:GELU_COEF":                      "model math, checked like LN_EPS",

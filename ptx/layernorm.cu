@@ -94,6 +94,11 @@ __device__ __forceinline__ void layernorm_forward_t(S* out, float* mean, float* 
 // small (2·ceil(N/32)·C floats) while leaving N/32 blocks of parallelism.
 // kernels/layernorm.go repeats this constant for the scratch size.
 #define LN_BWD_ROWS 32
+// LN_BWD_GROUPS bounds the row groups a block of layernorm_backward_input
+// splits a chunk into when its rows are narrow; LN_BWD_SMEM_COLS holds their
+// column sums: G·C floats, at most the 256 threads' 8 bf16 columns each.
+#define LN_BWD_GROUPS 8
+#define LN_BWD_SMEM_COLS 2048
 
 // layernorm_backward_input: block b handles rows [32b, 32b+32).
 //  1. Each warp takes rows (warp, warp+8, ...) and reduces mean(dnorm) and
@@ -113,6 +118,10 @@ __device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scrat
     __shared__ float s_rstd[LN_BWD_ROWS];
     __shared__ float s_dmean[LN_BWD_ROWS];  // mean over c of dnorm
     __shared__ float s_dnmean[LN_BWD_ROWS]; // mean over c of dnorm·norm
+    // The row groups' column sums (vector path, G > 1): G·C ≤ blockDim·N
+    // floats each, G·nv ≤ blockDim.
+    __shared__ float s_gdw[LN_BWD_SMEM_COLS];
+    __shared__ float s_gdb[LN_BWD_SMEM_COLS];
     const int lane = threadIdx.x % WARP_SIZE;
     const int warp = threadIdx.x / WARP_SIZE;
     const int warps = blockDim.x / WARP_SIZE;
@@ -174,20 +183,30 @@ __device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scrat
     float* pdw = scratch + chunk * C;
     float* pdb = scratch + (chunks + chunk) * C;
     if (vec) {
-        // Thread i owns the Pack<S>::N columns of vector i and walks the
-        // chunk's rows two at a time, all loads first (dinp is written
-        // through a pointer the compiler cannot prove distinct from dout and
-        // inp, so without the batch every load would wait for the previous
-        // store). Per column, the same operations in the same row order as
-        // the scalar path.
-        for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+        // Thread (g, i) owns the Pack<S>::N columns of vector i for the
+        // rows of group g: the chunk's rows in G contiguous runs, G =
+        // blockDim/nv (at most LN_BWD_GROUPS), so that a narrow row (tiny's
+        // 128 floats are 32 vectors) still keeps the block's threads busy
+        // instead of 32 of them walking all 32 rows. It walks its rows two
+        // at a time, all loads first (dinp is written through a pointer the
+        // compiler cannot prove distinct from dout and inp, so without the
+        // batch every load would wait for the previous store), and the G
+        // runs' column sums are then added in group order: a fixed order,
+        // whatever the scheduling. Per column, the same operations in the
+        // same row order as the scalar path within a run.
+        const int G = max(1, min(min(LN_BWD_GROUPS, (int)blockDim.x / max(nv, 1)), LN_BWD_SMEM_COLS / C));
+        const int per = (LN_BWD_ROWS + G - 1) / G;
+        const int g = threadIdx.x / max(nv, 1);
+        const int r_begin = min(g * per, rows), r_end = min(r_begin + per, rows);
+        for (int i = G > 1 ? threadIdx.x % nv : threadIdx.x; i < nv && g < G; i += G > 1 ? nv : blockDim.x) {
             Pack<S> w;
             w.load(weight, i);
             float dw[Pack<S>::N], db[Pack<S>::N];
 #pragma unroll
             for (int k = 0; k < Pack<S>::N; k++) dw[k] = db[k] = 0.0f;
-            int r = 0;
-            for (; r + 2 <= rows; r += 2) {
+            int r = G > 1 ? r_begin : 0;
+            const int r_stop = G > 1 ? r_end : rows;
+            for (; r + 2 <= r_stop; r += 2) {
                 Pack<S> d[2], x[2], di[2];
 #pragma unroll
                 for (int u = 0; u < 2; u++) {
@@ -209,7 +228,7 @@ __device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scrat
                     di[u].store(dinp, (row0 + r + u) * nv + i);
                 }
             }
-            for (; r < rows; r++) {
+            for (; r < r_stop; r++) {
                 Pack<S> d, x, di;
                 const int row = (row0 + r) * nv + i;
                 d.load(dout, row);
@@ -225,10 +244,30 @@ __device__ __forceinline__ void layernorm_backward_input_t(S* dinp, float* scrat
                 }
                 di.store(dinp, row);
             }
+            if (G == 1) {
 #pragma unroll
-            for (int k = 0; k < Pack<S>::N; k++) {
-                pdw[i * Pack<S>::N + k] = dw[k];
-                pdb[i * Pack<S>::N + k] = db[k];
+                for (int k = 0; k < Pack<S>::N; k++) {
+                    pdw[i * Pack<S>::N + k] = dw[k];
+                    pdb[i * Pack<S>::N + k] = db[k];
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < Pack<S>::N; k++) {
+                    s_gdw[g * C + i * Pack<S>::N + k] = dw[k];
+                    s_gdb[g * C + i * Pack<S>::N + k] = db[k];
+                }
+            }
+        }
+        if (G > 1) {
+            __syncthreads();
+            for (int c = threadIdx.x; c < C; c += blockDim.x) {
+                float a = s_gdw[c], b = s_gdb[c];
+                for (int h = 1; h < G; h++) {
+                    a += s_gdw[h * C + c];
+                    b += s_gdb[h * C + c];
+                }
+                pdw[c] = a;
+                pdb[c] = b;
             }
         }
         return;
