@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,
 
 steps() {
 	for tier in mma auto; do
-		timeout 45 .device/gpubench --model=gpt2-124m --dtype=tf32 --tier=$tier --batch-size 8 --iters 10 --warmup 3 >"$OUT/g.txt" 2>&1
+		timeout 30 .device/gpubench --model=gpt2-124m --dtype=tf32 --tier=$tier --batch-size 8 --iters 10 --warmup 3 >"$OUT/g.txt" 2>&1
 		rc=$?
 		cat "$OUT/g.txt" >>"$OUT/steps.txt"
 		say "gpubench gpt2-124m tf32 B=8 tier=$tier rc=$rc $(grep -E '^(step|forward|backward) ' "$OUT/g.txt" | tr -s ' ' | tr '\n' ';')"
@@ -48,14 +48,18 @@ a)
 	say "cublas tf32 rc=$? lines=$(grep -c '^CUBLAS' "$B")"
 	;;
 b)
-	model bf16 60
+	K="$OUT/kernels-b.txt"
+	(cd kernels && timeout 70 ../.device/kernels.test -test.count=1 -test.v -test.run 'TestMatmulWGMMATF32/N(2048|64_C64)') >"$K" 2>&1
+	say "kernel tests (the last two tf32 shapes) rc=$? pass=$(grep -c -- '--- PASS' "$K") fail=$(grep -c -- '--- FAIL' "$K")"
+	grep -m20 -- '--- \|against the rounded\|panic' "$K" | tee -a "$S"
+	model bf16 30
 	C="$OUT/sanitize.txt"
-	(cd kernels && timeout 50 compute-sanitizer --tool memcheck --error-exitcode 9 ../.device/kernels.test -test.count=1 -test.run 'TestMatmulWGMMATF32/N(1_|37_|67_|129_|200_)') >"$C" 2>&1
-	say "memcheck odd-shape tf32 tests rc=$? $(grep -m1 'ERROR SUMMARY' "$C")"
+	(cd kernels && timeout 40 compute-sanitizer --tool memcheck --error-exitcode 9 ../.device/kernels.test -test.count=1 -test.v -test.run 'TestMatmulWGMMATF32/N(1_|37_|67_)') >"$C" 2>&1
+	say "memcheck odd-shape tf32 tests rc=$? $(grep -m1 'ERROR SUMMARY' "$C") $(grep -c -- '--- PASS' "$C") passed"
 	B="$OUT/bench.txt"
-	(cd kernels && timeout 30 ../.device/kernels.test -test.run '^$' -test.bench 'MatmulWGMMA$/(qkv|attproj|fc|fcproj|lmhead)/(forward|backward_input|backward_weight)$' -test.benchtime 1x) >>"$B" 2>&1
+	(cd kernels && timeout 25 ../.device/kernels.test -test.run '^$' -test.bench 'MatmulWGMMA$/(qkv|attproj|fc|fcproj|lmhead)/(forward|backward_input|backward_weight)$' -test.benchtime 1x) >>"$B" 2>&1
 	say "bf16 bench rc=$? lines=$(grep -c '^WGMMA' "$B")"
-	timeout 40 python3 scripts/torch_bench.py --model gpt2-124m --dtype tf32 --batch-size 8 --iters 10 --warmup 3 >"$OUT/torch.txt" 2>&1
+	timeout 35 python3 scripts/torch_bench.py --model gpt2-124m --dtype tf32 --batch-size 8 --iters 10 --warmup 3 >"$OUT/torch.txt" 2>&1
 	say "torch eager tf32 rc=$? $(grep -iE '^ *step' "$OUT/torch.txt" | tail -1 | tr -s ' ')"
 	steps
 	.device/gpubench info >"$OUT/info.txt" 2>&1

@@ -265,7 +265,7 @@ func TestUnfusedMatchesReference(t *testing.T) {
 			r := ref.NewModel(dp.Dims, dp.Params)
 			wantLoss := r.Forward(dp.Tokens, dp.Targets)
 			wantGrads := r.Backward()
-			tol := testTolerance(t)
+			tol := tolerances[dtype(t)]
 			if e := math.Abs(dp.Loss-wantLoss) / math.Abs(wantLoss); !(e <= tol.loss) {
 				t.Errorf("loss %.7f, reference %.7f: relative error %.3g > %g", dp.Loss, wantLoss, e, tol.loss)
 			}

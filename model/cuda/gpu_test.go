@@ -74,9 +74,7 @@ func dtype(t *testing.T) config.DType {
 //     through the layers; 1e-5 and 1e-4 leave margin.
 //   - tf32: every linear layer's operands rounded to a 10-bit mantissa
 //     (2^-11 relative each), so errors near 1e-3 per product; the
-//     gradients compound them through two layers. On the Hopper tier the
-//     tensor cores truncate instead (2^-10 each, biased toward zero:
-//     ptx/matmul_wgmma.cu), twice the bound: testTolerance doubles it.
+//     gradients compound them through two layers.
 //   - bf16: every activation and gradient rounded to an 8-bit mantissa
 //     (2^-9 relative each) at each step of the chain; the loss averages
 //     them away, single tensors do not.
@@ -86,18 +84,6 @@ var tolerances = map[config.DType]tolerance{
 	config.FP32: {1e-5, 1e-5, 1e-4},
 	config.TF32: {1e-3, 2e-3, 5e-3},
 	config.BF16: {5e-3, 1e-2, 3e-2},
-}
-
-// testTolerance is the tolerance of the test's dtype on this GPU's tier
-// (gpuOptions): tolerances', doubled for tf32 on the Hopper tier, whose
-// truncated operands err twice as far as matmul_mma's rounded ones.
-func testTolerance(t *testing.T) tolerance {
-	o := gpuOptions(t)
-	tol := tolerances[o.DType]
-	if o.DType == config.TF32 && o.Tier.UsesWGMMA(o.DType, o.CC) {
-		tol = tolerance{2 * tol.loss, 2 * tol.logits, 2 * tol.grads}
-	}
-	return tol
 }
 
 var (
@@ -222,7 +208,7 @@ func TestStepMatchesReference(t *testing.T) {
 			wantLoss := r.Forward(dp.Tokens, dp.Targets)
 			wantGrads := r.Backward()
 
-			tol := testTolerance(t)
+			tol := tolerances[dtype(t)]
 			lossErr := math.Abs(dp.Loss-wantLoss) / math.Abs(wantLoss)
 			t.Logf("%s: loss %.7f (ref %.7f), relative error %.2e", dtype(t), dp.Loss, wantLoss, lossErr)
 			if !(lossErr <= tol.loss) {

@@ -51,7 +51,7 @@ func TestLlamaStepMatchesReference(t *testing.T) {
 			r := ref.NewLlamaModel(rd, dp.Params)
 			wantLoss := r.Forward(dp.Tokens, dp.Targets)
 			wantGrads := r.Backward()
-			tol := testTolerance(t)
+			tol := tolerances[dtype(t)]
 			lossErr := math.Abs(dp.Loss-wantLoss) / math.Abs(wantLoss)
 			t.Logf("%s: loss %.7f (ref %.7f), relative error %.2e", dtype(t), dp.Loss, wantLoss, lossErr)
 			if !(lossErr <= tol.loss) {
@@ -108,7 +108,7 @@ func TestLlamaGenerateMatchesReference(t *testing.T) {
 			for b := 0; b < B; b++ {
 				copy(want[b*V:(b+1)*V], r.Logits()[(b*T+T-1)*V:][:V])
 			}
-			tol := testTolerance(t)
+			tol := tolerances[dtype(t)]
 			fed := make([]int32, B)
 			for k := 0; k < m.Passes(); k++ {
 				if k > 0 {
@@ -211,7 +211,7 @@ func TestKVCacheMatchesRecompute(t *testing.T) {
 			}
 			e := relNorm(got, want)
 			t.Logf("%s: decode-from-cache vs recompute: ‖Δ‖/‖ref‖ = %.2e", dtype(t), e)
-			if tol := testTolerance(t).logits; !(e <= tol) {
+			if tol := tolerances[dtype(t)].logits; !(e <= tol) {
 				t.Errorf("the KV-cache logits differ from the recomputed ones: %.3g > %g", e, tol)
 			}
 		})
