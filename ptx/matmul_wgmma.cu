@@ -1,4 +1,4 @@
-// matmul_wgmma.cu: the linear layers' bf16 products on Hopper's warpgroup tensor cores (wgmma), fed by the tensor memory accelerator (TMA).
+// matmul_wgmma.cu: the linear layers' bf16 and tf32 products on Hopper's warpgroup tensor cores (wgmma), fed by the tensor memory accelerator (TMA).
 // nvcc-arch: compute_90
 // ptx-target: sm_90a
 //
@@ -6,7 +6,8 @@
 //   matmul_backward_input_wgmma   dinp(N,C)  = dout(N,OC) · w(OC,C)              (overwrites)
 //   matmul_backward_weight_wgmma  dw(OC,C)   = dout(N,OC)ᵀ · inp(N,C)            (overwrites)
 //
-// The semantics of matmul_mma.cu's bf16 entries: bf16 operands, fp32
+// (The tf32 entries, matmul_*_wgmma_tf32, and their transposes are at the
+// end of this file.) The semantics of matmul_mma.cu's bf16 entries: bf16 operands, fp32
 // accumulation, the output rounded to bf16 once (round to nearest even);
 // the (N,OC) tensor has a row stride ld ≥ OC. These entries exist only on
 // sm_90a: `make ptx` rewrites nvcc 11.8's header (.version 7.8, .target

@@ -8,7 +8,7 @@
 # tier (no regression), PyTorch eager TF32's step, the step times again.
 # Build first (bash scripts/llama-check.sh build); logs go to $OUT.
 #
-# Usage: scripts/wgmma-tf32-check.sh a|b
+# Usage: scripts/wgmma-tf32-check.sh a|b|c   (c: BASE=dir of the previous build)
 set -u
 cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-/tmp/gpubench-wgmma-tf32}
@@ -65,8 +65,27 @@ b)
 	.device/gpubench info >"$OUT/info.txt" 2>&1
 	grep -- '--dtype=tf32' "$OUT/info.txt" | tee -a "$S"
 	;;
+c)
+	# The lm head's shape again (after the accumulation tolerance), and the
+	# bf16 products and step beside the previous commit's binaries
+	# ($BASE: gpubench, kernels.test), alternated, for no regression.
+	K="$OUT/kernels-c.txt"
+	(cd kernels && timeout 40 ../.device/kernels.test -test.count=1 -test.v -test.run 'TestMatmulWGMMATF32/N(64_C64|1_)') >"$K" 2>&1
+	say "kernel tests (lm head, one element) rc=$? pass=$(grep -c -- '--- PASS' "$K") fail=$(grep -c -- '--- FAIL' "$K")"
+	grep -m8 -- '--- \|against the rounded\|panic' "$K" | tee -a "$S"
+	B="$OUT/bench-c.txt"
+	for bin in "$BASE" .device "$BASE"; do
+		(cd kernels && timeout 25 "../$bin/kernels.test" -test.run '^$' -test.bench '^MatmulWGMMA$/^(qkv|fc|fcproj|lmhead)$/^(forward|backward_input|backward_weight)$' -test.benchtime 1x) 2>&1 | grep '^WGMMA' | sed "s|^|$bin |" >>"$B"
+		say "bf16 bench $bin rc=$? lines=$(grep -c "^$bin " "$B")"
+	done
+	for bin in "$BASE" .device "$BASE" .device; do
+		timeout 25 "$bin/gpubench" --model=gpt2-124m --dtype=bf16 --batch-size 8 --iters 10 --warmup 3 >"$OUT/g.txt" 2>&1
+		say "gpubench gpt2-124m bf16 B=8 $bin rc=$? $(grep -E '^step ' "$OUT/g.txt" | tr -s ' ')"
+	done
+	rm -f "$OUT/g.txt"
+	;;
 *)
-	echo "usage: $0 a|b" >&2
+	echo "usage: $0 a|b|c" >&2
 	exit 2
 	;;
 esac
