@@ -87,9 +87,10 @@ type Step struct {
 	Elem program.Elem
 	// NVTX is the depth of the NVTX ranges (Options.NVTX).
 	NVTX config.NVTXDepth
-	// WGMMA says that the linear layers' bf16 products run on the Hopper
-	// tier (matmul_wgmma) wherever their operands allow TMA
-	// (kernels.WGMMAFits), on matmul_mma elsewhere.
+	// WGMMA says that the linear layers' bf16 or tf32 products run on the
+	// Hopper tier (matmul_wgmma) wherever their operands allow TMA
+	// (kernels.WGMMAFits), on matmul_mma elsewhere (bf16's attention too:
+	// see attentionForward).
 	WGMMA bool
 	// mmaStages is the tensor-core GEMM's pipeline depth for the GPU
 	// (Options.SharedOptIn); a GPU with room for none keeps the deepest,
@@ -125,6 +126,10 @@ type Step struct {
 	// from the prefill, column j+1 from decode step j.
 	Generated *program.Buffer
 	lm        *llama // LLaMA's own state; nil for GPT-2
+
+	// tf32Transposes is the TF32 backward's scratch on the Hopper tier
+	// (kernels.MatmulBackwardWGMMATF32: wᵀ, doutᵀ, inpᵀ); null otherwise.
+	tf32Transposes program.View
 }
 
 // activations are the tensors the forward pass writes, per layer where the
@@ -318,6 +323,15 @@ func (m *Step) allocateMatmulWorkspace(ls []linear) {
 			f, c = max(f, fw), max(c, cw)
 		}
 		floats, counters = max(floats, f), max(counters, c)
+	}
+	if m.WGMMA && m.DType == config.TF32 && m.Mode == config.Train {
+		// wgmma reads tf32 operands K-major only: the backward products
+		// read transposes, made layer by layer into one buffer.
+		var elems int64
+		for _, l := range ls {
+			elems = max(elems, kernels.MatmulTransposeScratchTF32(d.Rows(), l.in, l.out, tf32WeightGradOnWGMMA))
+		}
+		m.tf32Transposes = p.Buffer("tf32_transposes", -1, program.F32, elems, s).All()
 	}
 	m.matmulWorkspace.Partials = p.Buffer("matmul_partials", -1, program.F32, int64(floats), s).All()
 	m.MatmulCounters = p.Buffer("matmul_counters", -1, program.I32, int64(counters), s)
@@ -570,6 +584,10 @@ func (m *Step) linearForward(out, inp, w, bias program.View, n, c, oc, ld int) p
 // linearBackward is linearForward's backward: dinp, dw and (unless null)
 // dbias, all overwritten, from dout (rows of stride ld).
 func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, oc, ld int) []program.Op {
+	if m.WGMMA && m.DType == config.TF32 && kernels.WGMMAFits(c, ld, dinp, dw, dbias, dout, inp, w) {
+		return kernels.MMAOnStages(m.mmaStages, kernels.MatmulBackwardWGMMATF32(dinp, dw, dbias, dout, inp, w, m.tf32Transposes,
+			m.matmulWorkspace, n, c, oc, ld, m.SMs, tf32WeightGradOnWGMMA)...)
+	}
 	if m.WGMMA && kernels.WGMMAFits(c, ld, dinp, dw, dbias, dout, inp, w) {
 		return kernels.MatmulBackwardWGMMA(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, ld, m.SMs)
 	}
@@ -578,6 +596,12 @@ func (m *Step) linearBackward(dinp, dw, dbias, dout, inp, w program.View, n, c, 
 	}
 	return kernels.MatmulBackwardWith(dinp, dw, dbias, dout, inp, w, m.matmulWorkspace, n, c, oc, m.SMs, m.matmulOptions())
 }
+
+// tf32WeightGradOnWGMMA says whether the TF32 weight gradient on the
+// Hopper tier runs on wgmma from transposed dout and inp (else on
+// mma.sync, reading them as they are): see docs/matmul.md, "TF32 on the
+// Hopper tier", for the prediction and the measurement that chose it.
+const tf32WeightGradOnWGMMA = true
 
 // attentionForward runs the causal attention of qkv with NKV key/value
 // heads (NH for GPT-2): the bf16 tensor-core flash attention
@@ -665,8 +689,8 @@ func (m *Step) CheckDevice(d Device) error {
 	for _, u := range m.Modules() {
 		if !u.Target.Runs(major, minor) {
 			hint := "use --dtype=fp32"
-			if u.Target.ArchSpecific {
-				hint = "use --tier=mma"
+			if u.Target.ArchSpecific && major >= 8 {
+				hint = "use --tier=mma" // the sm_80 tier runs there
 			}
 			if m.DType == config.FP32 {
 				hint = "no dtype of gpubench runs on it"
@@ -702,7 +726,11 @@ func (m *Step) KernelPath() string {
 			products = "linear layers and attention on Hopper's bf16 tensor cores (wgmma, TMA), fp32 accumulation"
 		}
 	case config.TF32:
-		products = "linear layers on TF32 tensor cores (mma.sync), attention on the FP32 units"
+		linear := "linear layers on TF32 tensor cores (mma.sync)"
+		if m.WGMMA {
+			linear = "linear layers on Hopper's TF32 tensor cores (wgmma, TMA)"
+		}
+		products = linear + ", attention on the FP32 units"
 	default:
 		products = "every product on the FP32 units"
 	}

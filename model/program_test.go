@@ -398,12 +398,12 @@ func TestCheckDevice(t *testing.T) {
 		// 128×256 tiles need more, so the H200's program does not run
 		// there, and the A100's (built with its shared memory: 3 stages,
 		// module matmul_mma3) does.
-		// bf16's H200 program also takes the Hopper tier (sm_90a), which an
-		// A100 cannot load at all.
+		// The tensor-core dtypes' H200 programs also take the Hopper tier
+		// (sm_90a), which an A100 cannot load at all.
 		a100 := Device{Name: "A100", Major: 8, SharedOptIn: 163 << 10}
 		err := m.CheckDevice(a100)
 		want := "shared memory"
-		if dt == config.BF16 {
+		if dt.TensorCores() {
 			want = "sm_90a PTX, which A100 (compute capability 8.0) cannot run (use --tier=mma)"
 		}
 		if dt.TensorCores() != (err != nil) {
@@ -433,7 +433,14 @@ func TestCheckDevice(t *testing.T) {
 			t.Errorf("%s on a V100: no error", dt)
 			continue
 		}
-		for _, want := range []string{"--dtype=" + string(dt), "sm_80", "Tesla V100", "7.0", "--dtype=fp32"} {
+		// bf16's first module past Volta is an sm_80 one, tf32's the
+		// Hopper GEMM (its other kernels are fp32's); either way the way
+		// out on a Volta is fp32, not the other tier.
+		target := "sm_80"
+		if dt == config.TF32 {
+			target = "sm_90a"
+		}
+		for _, want := range []string{"--dtype=" + string(dt), target, "Tesla V100", "7.0", "--dtype=fp32"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s on a V100: %q does not say %q", dt, err, want)
 			}
@@ -554,5 +561,83 @@ func TestDecodeStepsOnlyLaunch(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestTF32HopperTier: tf32 on compute capability 9.0 runs every linear
+// layer's three products on the Hopper tier's tf32 entries, the backward
+// ones from transposes in the tf32_transposes scratch (train only);
+// --tier=mma and an A100 keep matmul_mma's tf32 entries and no scratch.
+// Both programs count the same matmul FLOPs: one description of the step.
+func TestTF32HopperTier(t *testing.T) {
+	d := config.Presets[1].Dims(2)
+	names := func(m *Step) map[string]int {
+		n := map[string]int{}
+		for _, op := range m.Iteration.Ops() {
+			if op.Kind == program.Kernel {
+				n[op.Name]++
+			}
+		}
+		return n
+	}
+	flops := func(m *Step) (f int64) {
+		for _, op := range m.Iteration.Ops() {
+			f += op.MatmulFLOPs
+		}
+		return f
+	}
+	hasScratch := func(m *Step) bool {
+		for _, b := range m.Buffers {
+			if b.Name == "tf32_transposes" {
+				return true
+			}
+		}
+		return false
+	}
+	hopper := Program(d, config.Train, Options{DType: config.TF32})
+	n := names(hopper)
+	linears := 4*d.L + 1
+	for _, e := range []string{"matmul_forward_wgmma_tf32", "matmul_backward_input_wgmma_tf32", "matmul_backward_weight_wgmma_tf32"} {
+		if n[e] != linears {
+			t.Errorf("tf32 on 9.0: %s launched %d times, want %d (every linear layer)", e, n[e], linears)
+		}
+	}
+	if want := 3 * linears; n["matmul_transpose_tf32"] != want {
+		t.Errorf("tf32 on 9.0: %d transposes, want %d (w, dout, inp of each linear layer)", n["matmul_transpose_tf32"], want)
+	}
+	for _, e := range []string{"matmul_forward_tf32", "matmul_backward_input_tf32", "matmul_backward_weight_tf32", "matmul_forward_wgmma"} {
+		if n[e] != 0 {
+			t.Errorf("tf32 on 9.0 launches %s %d times", e, n[e])
+		}
+	}
+	if !hasScratch(hopper) {
+		t.Error("tf32 on 9.0: no tf32_transposes buffer")
+	}
+	if p := hopper.KernelPath(); !strings.Contains(p, "linear layers on Hopper's TF32 tensor cores (wgmma, TMA)") || !strings.Contains(p, "matmul_wgmma sm_90a") {
+		t.Errorf("tf32 on 9.0: kernel path %q", p)
+	}
+	if hasScratch(Program(d, config.Infer, Options{DType: config.TF32})) {
+		t.Error("tf32 inference declares the backward's transposes")
+	}
+	for _, o := range []Options{{DType: config.TF32, Tier: config.TierMMA}, {DType: config.TF32, CC: 80, SharedOptIn: 163 << 10}} {
+		m := Program(d, config.Train, o)
+		n := names(m)
+		if n["matmul_forward_tf32"] != linears || n["matmul_backward_weight_tf32"] != linears {
+			t.Errorf("tf32 (%+v): forward %d, weight gradient %d on mma.sync, want %d", o, n["matmul_forward_tf32"], n["matmul_backward_weight_tf32"], linears)
+		}
+		if n["matmul_forward_wgmma_tf32"]+n["matmul_transpose_tf32"] != 0 || hasScratch(m) {
+			t.Errorf("tf32 (%+v) reaches the Hopper tier", o)
+		}
+		if p := m.KernelPath(); !strings.Contains(p, "linear layers on TF32 tensor cores (mma.sync)") {
+			t.Errorf("tf32 (%+v): kernel path %q", o, p)
+		}
+		if flops(m) != flops(hopper) {
+			t.Errorf("tf32 (%+v): %d matmul FLOPs, the Hopper tier's program %d", o, flops(m), flops(hopper))
+		}
+	}
+	// bf16 on 9.0 is as it was: its own entries, no transposes.
+	b := names(Program(d, config.Train, Options{DType: config.BF16}))
+	if b["matmul_forward_wgmma"] != linears || b["matmul_backward_weight_wgmma"] != linears || b["matmul_transpose_tf32"] != 0 {
+		t.Errorf("bf16 on 9.0: %v", b)
 	}
 }

@@ -1,4 +1,4 @@
-// matmul_wgmma.cu: the linear layers' bf16 products on Hopper's warpgroup tensor cores (wgmma), fed by the tensor memory accelerator (TMA).
+// matmul_wgmma.cu: the linear layers' bf16 and tf32 products on Hopper's warpgroup tensor cores (wgmma), fed by the tensor memory accelerator (TMA).
 // nvcc-arch: compute_90
 // ptx-target: sm_90a
 //
@@ -6,7 +6,8 @@
 //   matmul_backward_input_wgmma   dinp(N,C)  = dout(N,OC) · w(OC,C)              (overwrites)
 //   matmul_backward_weight_wgmma  dw(OC,C)   = dout(N,OC)ᵀ · inp(N,C)            (overwrites)
 //
-// The semantics of matmul_mma.cu's bf16 entries: bf16 operands, fp32
+// (The tf32 entries, matmul_*_wgmma_tf32, and their transposes are at the
+// end of this file.) The semantics of matmul_mma.cu's bf16 entries: bf16 operands, fp32
 // accumulation, the output rounded to bf16 once (round to nearest even);
 // the (N,OC) tensor has a row stride ld ≥ OC. These entries exist only on
 // sm_90a: `make ptx` rewrites nvcc 11.8's header (.version 7.8, .target
@@ -66,6 +67,7 @@ constexpr int BM = 128;
 constexpr int BN_WIDE = 256;
 constexpr int BN_NARROW = 128;
 constexpr int BK = 64; // one 128-byte swizzle row of bf16
+constexpr int BK_TF32 = 32; // and of fp32 (the tf32 entries' stage)
 constexpr int THREADS = 384;
 constexpr int GROUP_M = 8;
 // SMEM_LIMIT is the shared memory an H100/H200 block may opt in to. A
@@ -85,6 +87,14 @@ constexpr int STAGES_WIDE = (SMEM_LIMIT - 2048 - OUT_WIDE) / ((BM + BN_WIDE) * B
 constexpr int STAGES_NARROW = (SMEM_LIMIT - 2048 - OUT_NARROW) / ((BM + BN_NARROW) * BK * 2);
 constexpr int SMEM_WIDE = 1024 + STAGES_WIDE * (BM + BN_WIDE) * BK * 2 + OUT_WIDE + 16 * STAGES_WIDE + 16;
 constexpr int SMEM_NARROW = 1024 + STAGES_NARROW * (BM + BN_NARROW) * BK * 2 + OUT_NARROW + 16 * STAGES_NARROW + 16;
+// The tf32 entries' stages hold the same bytes (128-byte rows of 32 fp32
+// instead of 64 bf16); their fp32 C tile goes out from the registers (a
+// staged fp32 tile would leave the wide ring 2 stages), so the ring takes
+// the C tile's room too: 4 stages wide, 7 narrow.
+constexpr int STAGES_WIDE_TF32 = (SMEM_LIMIT - 2048) / ((BM + BN_WIDE) * BK * 2);
+constexpr int STAGES_NARROW_TF32 = (SMEM_LIMIT - 2048) / ((BM + BN_NARROW) * BK * 2);
+constexpr int SMEM_WIDE_TF32 = 1024 + STAGES_WIDE_TF32 * (BM + BN_WIDE) * BK * 2 + 16 * STAGES_WIDE_TF32 + 16;
+constexpr int SMEM_NARROW_TF32 = 1024 + STAGES_NARROW_TF32 * (BM + BN_NARROW) * BK * 2 + 16 * STAGES_NARROW_TF32 + 16;
 // The registers setmaxnreg gives each role: 128·40 + 256·232 ≤ 64K.
 constexpr int PRODUCER_REGS = 40;
 constexpr int CONSUMER_REGS = 232;
@@ -92,14 +102,33 @@ constexpr int CONSUMER_REGS = 232;
 typedef __nv_bfloat16 bf16;
 
 
-template <int BN_>
+// Elem is what the element type changes: a stage's K in elements (one
+// 128-byte row), and whether C is staged in shared memory for TMA stores
+// (bf16) or stored from the registers (fp32).
+template <typename T>
+struct Elem;
+template <>
+struct Elem<bf16> {
+    static constexpr int BKE = BK;
+    static constexpr bool TF32 = false;
+};
+template <>
+struct Elem<float> {
+    static constexpr int BKE = BK_TF32;
+    static constexpr bool TF32 = true;
+};
+
+template <int BN_, typename T>
 struct Cfg {
     static constexpr int BN = BN_;
+    static constexpr int BKE = Elem<T>::BKE;
     static constexpr int B_BYTES = BN * BK * 2;
     static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
-    static constexpr int STAGES = BN == BN_WIDE ? STAGES_WIDE : STAGES_NARROW;
-    static constexpr int SMEM = BN == BN_WIDE ? SMEM_WIDE : SMEM_NARROW;
-    static constexpr int OUT_BYTES = BM * BN * 2;
+    static constexpr int STAGES = Elem<T>::TF32 ? (BN == BN_WIDE ? STAGES_WIDE_TF32 : STAGES_NARROW_TF32)
+                                                : (BN == BN_WIDE ? STAGES_WIDE : STAGES_NARROW);
+    static constexpr int SMEM = Elem<T>::TF32 ? (BN == BN_WIDE ? SMEM_WIDE_TF32 : SMEM_NARROW_TF32)
+                                              : (BN == BN_WIDE ? SMEM_WIDE : SMEM_NARROW);
+    static constexpr int OUT_BYTES = Elem<T>::TF32 ? 0 : BM * BN * 2;
     static constexpr int ACC = BN / 2;
     static_assert(1024 + STAGES * STAGE_BYTES + OUT_BYTES + 2 * STAGES * 8 + 16 <= SMEM, "the block's layout fits");
     static_assert(SMEM <= 227 * 1024, "more than an H100/H200 block may opt in to");
@@ -115,96 +144,55 @@ __device__ __forceinline__ unsigned long long desc(unsigned addr, bool mn_major)
     return (unsigned long long)((addr & 0x3FFFF) >> 4) | ((lbo >> 4) << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
 }
 
-// wgmma_n256: d(64×256) += a(64×16)·b(16×256) for the warpgroup, a and b in
-// shared memory through their descriptors; TA, TB = 1 for an M- or N-major
-// operand. The accumulators are read and written (scale-d = 1).
-template <int TA, int TB>
-__device__ __forceinline__ void wgmma_n256(float (&d)[128], unsigned long long da, unsigned long long db) {
-    asm volatile("{\n\t"
-                 ".reg .pred p;\n\t"
-                 "setp.ne.b32 p, %130, 0;\n\t"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-                 "}, %128, %129, p, 1, 1, %131, %132;\n\t"
-                 "}"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-                   "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-                   "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-                   "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                   "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-                   "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-                   "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-                   "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-                   "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
-                   "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
-                   "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-                   "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                 : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
-}
+// The accumulator operands of one wgmma: WG_D64(d, i) are d[i..i+63],
+// read and written; WG_REGS64 and WG_REGS128 name 64 and 128 of them.
+#define WG_D8(d, i) \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+        "+f"(d[i + 7])
+#define WG_D64(d, i) \
+    WG_D8(d, i), WG_D8(d, i + 8), WG_D8(d, i + 16), WG_D8(d, i + 24), WG_D8(d, i + 32), WG_D8(d, i + 40), \
+        WG_D8(d, i + 48), WG_D8(d, i + 56)
+#define WG_REGS64 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define WG_REGS128 WG_REGS64 ", %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
 
-// wgmma_n128: d(64×128) += a(64×16)·b(16×128) for the warpgroup, a and b in
-// shared memory through their descriptors; TA, TB = 1 for an M- or N-major
-// operand. The accumulators are read and written (scale-d = 1).
-template <int TA, int TB>
-__device__ __forceinline__ void wgmma_n128(float (&d)[64], unsigned long long da, unsigned long long db) {
-    asm volatile("{\n\t"
-                 ".reg .pred p;\n\t"
-                 "setp.ne.b32 p, %66, 0;\n\t"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-                 "}, %64, %65, p, 1, 1, %67, %68;\n\t"
-                 "}"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-                   "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-                   "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-                   "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                 : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
-}
+// WG_MMA is one wgmma of shape and types SHAPE ("m64n256k16.f32.bf16.bf16")
+// with the accumulators REGS (operands 0..ACC-1, the list OPS), the
+// descriptors da and db (operands ACC, ACC+1: A, B), scale-d from operand
+// SCALE (1: accumulate) and the tail TAIL after the immediate scale-a and
+// scale-b (bf16: the transposes, operands TA and TB; tf32 has none), the
+// accumulators' constraints the rest (OPS).
+#define WG_MMA(SHAPE, REGS, DESCS, SCALE, TAIL, ...)                                                          \
+    asm volatile("{\n\t"                                                                                    \
+                 ".reg .pred p;\n\t"                                                                        \
+                 "setp.ne.b32 p, " SCALE ", 0;\n\t"                                                         \
+                 "wgmma.mma_async.sync.aligned." SHAPE " {" REGS "}, " DESCS ", p, 1, 1" TAIL ";\n\t"       \
+                 "}"                                                                                        \
+                 : __VA_ARGS__                                                                              \
+                 : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB))
 
-// wgmma_n is the product of a stage's k = 16·ks slice for a tile of width BN.
-template <int BN, int TA, int TB>
-__device__ __forceinline__ void wgmma_n(float (&d)[BN / 2], unsigned long long da, unsigned long long db);
-template <>
-__device__ __forceinline__ void wgmma_n<256, 0, 0>(float (&d)[128], unsigned long long da, unsigned long long db) {
-    wgmma_n256<0, 0>(d, da, db);
+// wg_mma: d(64×BN) += a(64×k)·b(k×BN) for the warpgroup, a and b in shared
+// memory through their descriptors, BN = 256 (d of 128) or 128 (d of 64),
+// k = 16 for bf16 and 8 for tf32 (32 bytes of a K-major row either way).
+// TA, TB = 1 for an M- or N-major operand (bf16 only: the PTX ISA has no
+// transpose for tf32, whose operands are both K-major). The accumulators
+// are read and written (scale-d = 1). The last argument picks the type.
+template <int TA, int TB>
+__device__ __forceinline__ void wg_mma(float (&d)[128], unsigned long long da, unsigned long long db, bf16) {
+    WG_MMA("m64n256k16.f32.bf16.bf16", WG_REGS128, "%128, %129", "%130", ", %131, %132", WG_D64(d, 0), WG_D64(d, 64));
 }
-template <>
-__device__ __forceinline__ void wgmma_n<256, 0, 1>(float (&d)[128], unsigned long long da, unsigned long long db) {
-    wgmma_n256<0, 1>(d, da, db);
+template <int TA, int TB>
+__device__ __forceinline__ void wg_mma(float (&d)[64], unsigned long long da, unsigned long long db, bf16) {
+    WG_MMA("m64n128k16.f32.bf16.bf16", WG_REGS64, "%64, %65", "%66", ", %67, %68", WG_D64(d, 0));
 }
-template <>
-__device__ __forceinline__ void wgmma_n<256, 1, 1>(float (&d)[128], unsigned long long da, unsigned long long db) {
-    wgmma_n256<1, 1>(d, da, db);
+template <int TA, int TB>
+__device__ __forceinline__ void wg_mma(float (&d)[128], unsigned long long da, unsigned long long db, float) {
+    static_assert(TA == 0 && TB == 0, "tf32 wgmma reads K-major operands only");
+    WG_MMA("m64n256k8.f32.tf32.tf32", WG_REGS128, "%128, %129", "%130", "", WG_D64(d, 0), WG_D64(d, 64));
 }
-template <>
-__device__ __forceinline__ void wgmma_n<128, 0, 0>(float (&d)[64], unsigned long long da, unsigned long long db) {
-    wgmma_n128<0, 0>(d, da, db);
-}
-template <>
-__device__ __forceinline__ void wgmma_n<128, 0, 1>(float (&d)[64], unsigned long long da, unsigned long long db) {
-    wgmma_n128<0, 1>(d, da, db);
-}
-template <>
-__device__ __forceinline__ void wgmma_n<128, 1, 1>(float (&d)[64], unsigned long long da, unsigned long long db) {
-    wgmma_n128<1, 1>(d, da, db);
+template <int TA, int TB>
+__device__ __forceinline__ void wg_mma(float (&d)[64], unsigned long long da, unsigned long long db, float) {
+    static_assert(TA == 0 && TB == 0, "tf32 wgmma reads K-major operands only");
+    WG_MMA("m64n128k8.f32.tf32.tf32", WG_REGS64, "%64, %65", "%66", "", WG_D64(d, 0));
 }
 
 // Split is the split-K of a launch: the slice count and its workspace.
@@ -224,7 +212,7 @@ struct Unit {
     int tile, slice, m0, n0, k0, kt; // kt: the slice's stages of BK
 };
 
-template <int BN>
+template <int BN, int BKE>
 __device__ __forceinline__ Unit unit_of(int u, int M, int Nc, int K, const Split& sp) {
     const int tiles_m = (M + BM - 1) / BM, tiles_n = (Nc + BN - 1) / BN;
     Unit w;
@@ -238,7 +226,7 @@ __device__ __forceinline__ Unit unit_of(int u, int M, int Nc, int K, const Split
     w.n0 = (in_group / gsize) * BN;
     w.k0 = w.slice * sp.slice_k;
     const int kend = min(K, w.k0 + sp.slice_k);
-    w.kt = kend > w.k0 ? (kend - w.k0 + BK - 1) / BK : 0;
+    w.kt = kend > w.k0 ? (kend - w.k0 + BKE - 1) / BKE : 0;
     return w;
 }
 
@@ -257,17 +245,134 @@ struct Ring {
     }
 };
 
+// epilogue stores consumer g's 64 rows of a unit's C tile, in bf16: thread
+// t holds, for each n8 block j, columns 8j + 2(t%4) and +1 of rows
+// 16(t/32) + (t%32)/4 and +8 (the wgmma accumulator layout). Add the bias
+// in fp32, round once into the staged tile at out, 128-byte swizzled as
+// TMA reads it (16-byte chunk c of row r at c ^ r%8: a warp's 8 rows of
+// one chunk hit 8 different bank groups), then one thread stores its
+// boxes with TMA, which clips the tile at M and Nc and runs on while this
+// warpgroup starts its next unit. Before writing the staged tile again,
+// that thread waits until its last stores have read it.
+template <int BN, int TA, int TB>
+__device__ __forceinline__ void epilogue(float (&acc)[BN / 2], bf16* __restrict__ Cm, const bf16* __restrict__ bias,
+                                         const TensorMap* tc, int ldc, int M, int Nc, const Unit& w, unsigned out,
+                                         int g, int t) {
+    // TMA stores whole 16-byte chunks of a row: C's map ends at Nc8,
+    // the last whole chunk, and the columns Nc8..Nc−1 (fewer than 8)
+    // are stored from the registers.
+    // Only the forward has such a tail: the backward products' C has
+    // C columns, a multiple of 8 (and no pointer).
+    const int Nc8 = (!TA && !TB) ? (Nc & ~7) : Nc;
+    // The bias pairs, all loaded before any is used (and before the
+    // barrier): loaded where they were added, each load's latency came
+    // one after another, 15-20% of a forward with bias on an H200.
+    // col is even and bias 16-byte aligned (WGMMAFits), so a pair is
+    // one 4-byte load; the lower half is the lower column.
+    unsigned bpair[BN / 8];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = w.n0 + 8 * j + 2 * (t & 3);
+        bpair[j] = 0u;
+        if (bias != nullptr) {
+            if (col + 1 < Nc)
+                bpair[j] = __ldg(reinterpret_cast<const unsigned*>(bias + col));
+            else if (col < Nc)
+                bpair[j] = (unsigned)__ldg(reinterpret_cast<const unsigned short*>(bias + col));
+        }
+    }
+    if (t == 0) bulk_wait_read();
+    asm volatile("bar.sync %0, 128;" ::"r"(2 + g) : "memory");
+    const int rl = 16 * (t >> 5) + ((t & 31) >> 2);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = w.n0 + 8 * j + 2 * (t & 3);
+        const float b0 = __uint_as_float(bpair[j] << 16);
+        const float b1 = __uint_as_float(bpair[j] & 0xffff0000u);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int row = rl + 8 * h;
+            const __nv_bfloat162 v = __floats2bfloat162_rn(acc[4 * j + 2 * h] + b0, acc[4 * j + 2 * h + 1] + b1);
+            if (col < Nc8) {
+                const unsigned addr =
+                    out + (j >> 3) * BOX_BYTES + row * 128 + (((j & 7) ^ (row & 7)) << 4) + 4 * (t & 3);
+                asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(*reinterpret_cast<const unsigned*>(&v))
+                             : "memory");
+            } else if (!TA && !TB && col < Nc && w.m0 + 64 * g + row < M) {
+                bf16* dst = Cm + (size_t)(w.m0 + 64 * g + row) * ldc + col;
+                dst[0] = v.x;
+                if (col + 1 < Nc) dst[1] = v.y;
+            }
+        }
+    }
+    // What TMA (the async proxy) reads must be visible to it.
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("bar.sync %0, 128;" ::"r"(2 + g) : "memory");
+    if (t == 0 && w.m0 + 64 * g < M) {
+#pragma unroll
+        for (int jb = 0; jb < BN / 64; ++jb)
+            if (w.n0 + 64 * jb < Nc8) tma_store(tc, out + jb * BOX_BYTES, w.n0 + 64 * jb, w.m0 + 64 * g);
+        bulk_commit();
+    }
+}
+
+// epilogue stores consumer g's 64 rows of a unit's C tile, in fp32 (the
+// tf32 entries), from the registers: the layout is the bf16 epilogue's; a
+// quad's two columns each of 4 threads are 32 contiguous bytes of a row,
+// whole sectors, so the stores go straight to global memory (no staged
+// tile, whose 128 KB would halve the wide ring) and clip at M and Nc. The
+// bias pairs of 8 n8 blocks are loaded before any is used (see the bf16
+// epilogue); col is even and ldc, bias and C 32-byte aligned (WGMMAFits),
+// so a pair is one 8-byte access.
+template <int BN, int TA, int TB>
+__device__ __forceinline__ void epilogue(float (&acc)[BN / 2], float* __restrict__ Cm, const float* __restrict__ bias,
+                                         const TensorMap*, int ldc, int M, int Nc, const Unit& w, unsigned, int g,
+                                         int t) {
+    const int rl = 16 * (t >> 5) + ((t & 31) >> 2);
+#pragma unroll
+    for (int jb = 0; jb < BN / 64; ++jb) {
+        float2 bp[8];
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+            const int col = w.n0 + 8 * (8 * jb + jj) + 2 * (t & 3);
+            bp[jj] = make_float2(0.0f, 0.0f);
+            if (bias != nullptr) {
+                if (col + 1 < Nc)
+                    bp[jj] = __ldg(reinterpret_cast<const float2*>(bias + col));
+                else if (col < Nc)
+                    bp[jj].x = __ldg(bias + col);
+            }
+        }
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+            const int j = 8 * jb + jj;
+            const int col = w.n0 + 8 * j + 2 * (t & 3);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int row = w.m0 + 64 * g + rl + 8 * h;
+                if (row >= M || col >= Nc) continue;
+                float* dst = Cm + (size_t)row * ldc + col;
+                const float v0 = acc[4 * j + 2 * h] + bp[jj].x, v1 = acc[4 * j + 2 * h + 1] + bp[jj].y;
+                if (col + 1 < Nc)
+                    asm volatile("st.global.v2.f32 [%0], {%1, %2};" ::"l"(dst), "f"(v0), "f"(v1) : "memory");
+                else
+                    dst[0] = v0;
+            }
+        }
+    }
+}
+
 // gemm computes C(M,Nc) = A·B over the launch's units, persistently: block
 // b takes units b, b + gridDim.x, ... The producer runs ahead across units,
 // so the next unit's first stages land while the consumers finish this
 // unit's mainloop and epilogue. TA, TB: A is M-major, B is N-major (else
 // K-major).
-template <int BN, int TA, int TB>
+template <typename T, int BN, int TA, int TB>
 __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, const TensorMap* tc,
-                                     bf16* __restrict__ Cm, int ldc, const bf16* __restrict__ bias, int M, int Nc,
-                                     int K, const Split& sp) {
-    typedef Cfg<BN> CF;
-    constexpr int STAGES = CF::STAGES, ACC = CF::ACC;
+                                     T* __restrict__ Cm, int ldc, const T* __restrict__ bias, int M, int Nc, int K,
+                                     const Split& sp) {
+    typedef Cfg<BN, T> CF;
+    constexpr int STAGES = CF::STAGES, ACC = CF::ACC, BKE = CF::BKE;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     if (M <= 0 || Nc <= 0) return;
     const int tiles = ((M + BM - 1) / BM) * ((Nc + BN - 1) / BN);
@@ -291,7 +396,7 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, c
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         tma_prefetch(ta);
         tma_prefetch(tb);
-        tma_prefetch(tc);
+        if (!Elem<T>::TF32) tma_prefetch(tc);
     }
     __syncthreads();
 
@@ -303,13 +408,13 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, c
         if (tid == 0) {
             Ring r{0, 0};
             for (int u = blockIdx.x; u < units; u += gridDim.x) {
-                const Unit w = unit_of<BN>(u, M, Nc, K, sp);
+                const Unit w = unit_of<BN, BKE>(u, M, Nc, K, sp);
                 for (int kt = 0; kt < w.kt; ++kt, r.next<STAGES>()) {
                     mbar_wait(bars + 8 * (STAGES + r.stage), r.phase ^ 1);
                     const unsigned full = bars + 8 * r.stage;
                     mbar_expect_tx(full, CF::STAGE_BYTES);
                     const unsigned a = ring + r.stage * CF::STAGE_BYTES, b = a + A_BYTES;
-                    const int k = w.k0 + kt * BK;
+                    const int k = w.k0 + kt * BKE;
                     if (TA) {
 #pragma unroll
                         for (int i = 0; i < BM / 64; ++i) tma_load(a + i * BOX_BYTES, ta, w.m0 + 64 * i, k, full);
@@ -334,7 +439,7 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, c
     Ring r{0, 0};
     int prev = 0; // the stage of the previous k-tile, freed one k-tile late
     for (int u = blockIdx.x; u < units; u += gridDim.x) {
-        const Unit w = unit_of<BN>(u, M, Nc, K, sp);
+        const Unit w = unit_of<BN, BKE>(u, M, Nc, K, sp);
         float acc[ACC];
 #pragma unroll
         for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
@@ -344,11 +449,12 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, c
                            b = ring + r.stage * CF::STAGE_BYTES + A_BYTES;
             wg_fence();
 #pragma unroll
-            for (int ks = 0; ks < BK / 16; ++ks) {
-                // k advances 16 rows (2048 bytes) in an M/N-major box, 32
-                // bytes along a K-major row.
+            for (int ks = 0; ks < 4; ++ks) {
+                // A stage's 128-byte rows are four wgmma k-steps: 32 bytes
+                // along a K-major row (k16 of bf16, k8 of tf32); in a bf16
+                // M/N-major box, 16 rows (2048 bytes).
                 const unsigned da = a + (TA ? ks * 2048 : ks * 32), db = b + (TB ? ks * 2048 : ks * 32);
-                wgmma_n<BN, TA, TB>(acc, desc(da, TA), desc(db, TB));
+                wg_mma<TA, TB>(acc, desc(da, TA), desc(db, TB), T());
             }
             wg_commit();
             // One k-tile's products stay in flight: the previous one's are
@@ -414,72 +520,7 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, c
             }
         }
 
-        // Epilogue: thread t of consumer g holds, for each n8 block j,
-        // columns 8j + 2(t%4) and +1 of rows 16(t/32) + (t%32)/4 and +8
-        // (the wgmma accumulator layout). Add the bias in fp32, round once
-        // into the staged tile, 128-byte swizzled as TMA reads it (16-byte
-        // chunk c of row r at c ^ r%8: a warp's 8 rows of one chunk hit 8
-        // different bank groups), then one thread stores its boxes with
-        // TMA, which clips the tile at M and Nc and runs on while this
-        // warpgroup starts its next unit. Before writing the staged tile
-        // again, that thread waits until its last stores have read it.
-        const unsigned out = outs + g * (CF::OUT_BYTES / 2);
-        // TMA stores whole 16-byte chunks of a row: C's map ends at Nc8,
-        // the last whole chunk, and the columns Nc8..Nc−1 (fewer than 8)
-        // are stored from the registers.
-        // Only the forward has such a tail: the backward products' C has
-        // C columns, a multiple of 8 (and no pointer).
-        const int Nc8 = (!TA && !TB) ? (Nc & ~7) : Nc;
-        // The bias pairs, all loaded before any is used (and before the
-        // barrier): loaded where they were added, each load's latency came
-        // one after another, 15-20% of a forward with bias on an H200.
-        // col is even and bias 16-byte aligned (WGMMAFits), so a pair is
-        // one 4-byte load; the lower half is the lower column.
-        unsigned bpair[BN / 8];
-#pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-            const int col = w.n0 + 8 * j + 2 * (t & 3);
-            bpair[j] = 0u;
-            if (bias != nullptr) {
-                if (col + 1 < Nc)
-                    bpair[j] = __ldg(reinterpret_cast<const unsigned*>(bias + col));
-                else if (col < Nc)
-                    bpair[j] = (unsigned)__ldg(reinterpret_cast<const unsigned short*>(bias + col));
-            }
-        }
-        if (t == 0) bulk_wait_read();
-        asm volatile("bar.sync %0, 128;" ::"r"(2 + g) : "memory");
-        const int rl = 16 * (t >> 5) + ((t & 31) >> 2);
-#pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-            const int col = w.n0 + 8 * j + 2 * (t & 3);
-            const float b0 = __uint_as_float(bpair[j] << 16);
-            const float b1 = __uint_as_float(bpair[j] & 0xffff0000u);
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int row = rl + 8 * h;
-                const __nv_bfloat162 v = __floats2bfloat162_rn(acc[4 * j + 2 * h] + b0, acc[4 * j + 2 * h + 1] + b1);
-                if (col < Nc8) {
-                    const unsigned addr =
-                        out + (j >> 3) * BOX_BYTES + row * 128 + (((j & 7) ^ (row & 7)) << 4) + 4 * (t & 3);
-                    asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(*reinterpret_cast<const unsigned*>(&v))
-                                 : "memory");
-                } else if (!TA && !TB && col < Nc && w.m0 + 64 * g + row < M) {
-                    bf16* dst = Cm + (size_t)(w.m0 + 64 * g + row) * ldc + col;
-                    dst[0] = v.x;
-                    if (col + 1 < Nc) dst[1] = v.y;
-                }
-            }
-        }
-        // What TMA (the async proxy) reads must be visible to it.
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        asm volatile("bar.sync %0, 128;" ::"r"(2 + g) : "memory");
-        if (t == 0 && w.m0 + 64 * g < M) {
-#pragma unroll
-            for (int jb = 0; jb < BN / 64; ++jb)
-                if (w.n0 + 64 * jb < Nc8) tma_store(tc, out + jb * BOX_BYTES, w.n0 + 64 * jb, w.m0 + 64 * g);
-            bulk_commit();
-        }
+        epilogue<BN, TA, TB>(acc, Cm, bias, tc, ldc, M, Nc, w, outs + g * (CF::OUT_BYTES / 2), g, t);
     }
     // The last stores must finish before the block (and its shared memory)
     // goes.
@@ -487,15 +528,15 @@ __device__ __forceinline__ void gemm(const TensorMap* ta, const TensorMap* tb, c
 }
 
 // product runs gemm at the launch's width bn.
-template <int TA, int TB>
-__device__ __forceinline__ void product(const TensorMap* ta, const TensorMap* tb, const TensorMap* tc, bf16* c,
-                                        int ldc, const bf16* bias, float* partials, int* counters, int M, int Nc,
+template <typename T, int TA, int TB>
+__device__ __forceinline__ void product(const TensorMap* ta, const TensorMap* tb, const TensorMap* tc, T* c,
+                                        int ldc, const T* bias, float* partials, int* counters, int M, int Nc,
                                         int K, int splits, int slice_k, int bn) {
     const Split sp{partials, counters, splits, splits > 1 ? slice_k : K};
     if (bn == BN_NARROW) {
-        gemm<BN_NARROW, TA, TB>(ta, tb, tc, c, ldc, bias, M, Nc, K, sp);
+        gemm<T, BN_NARROW, TA, TB>(ta, tb, tc, c, ldc, bias, M, Nc, K, sp);
     } else {
-        gemm<BN_WIDE, TA, TB>(ta, tb, tc, c, ldc, bias, M, Nc, K, sp);
+        gemm<T, BN_WIDE, TA, TB>(ta, tb, tc, c, ldc, bias, M, Nc, K, sp);
     }
 }
 
@@ -517,19 +558,87 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     matmul_forward_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
                          const __grid_constant__ TensorMap out_map, bf16* out, const bf16* bias, float* partials,
                          int* counters, int N, int C, int OC, int ld, int splits, int slice_k, int bn) {
-    product<0, 0>(&a, &b, &out_map, out, ld, bias, partials, counters, N, OC, C, splits, slice_k, bn);
+    product<bf16, 0, 0>(&a, &b, &out_map, out, ld, bias, partials, counters, N, OC, C, splits, slice_k, bn);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
     matmul_backward_input_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
                                 const __grid_constant__ TensorMap dinp, float* partials, int* counters, int N,
                                 int C, int OC, int splits, int slice_k, int bn) {
-    product<0, 1>(&a, &b, &dinp, nullptr, C, nullptr, partials, counters, N, C, OC, splits, slice_k, bn);
+    product<bf16, 0, 1>(&a, &b, &dinp, nullptr, C, nullptr, partials, counters, N, C, OC, splits, slice_k, bn);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
     matmul_backward_weight_wgmma(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
                                  const __grid_constant__ TensorMap dw, float* partials, int* counters, int N, int C,
                                  int OC, int splits, int slice_k, int bn) {
-    product<1, 1>(&a, &b, &dw, nullptr, C, nullptr, partials, counters, OC, C, N, splits, slice_k, bn);
+    product<bf16, 1, 1>(&a, &b, &dw, nullptr, C, nullptr, partials, counters, OC, C, N, splits, slice_k, bn);
+}
+
+// The tf32 entries: fp32 operands and output, products on TF32 tensor
+// cores. wgmma reads tf32 operands K-major only, so each product is
+// C = A·Bᵀ over K-major A and B, and the backward products take operands
+// transposed beforehand (matmul_transpose_tf32):
+//
+//   entry                              A (M×K)               B (Nc×K)             C
+//   matmul_forward_wgmma_tf32          inp (N×C)             w (OC×C)             out (N×OC, ld) + bias
+//   matmul_backward_input_wgmma_tf32   dout (N×OC, ld)       wᵀ (C×OC, ldt)       dinp (N×C)
+//   matmul_backward_weight_wgmma_tf32  doutᵀ (OC×N, ldn)     inpᵀ (C×N, ldn)      dw (OC×C)
+//
+// TF32 rounding: TMA copies the fp32 bits to shared memory and wgmma reads
+// them there, so there is no cvt.rna pass (matmul_mma's tf32 entries
+// round to nearest, ties away): the tensor core uses each operand's sign,
+// exponent and top 10 mantissa bits, truncating the low 13 (toward zero),
+// as Hopper TF32 GEMMs that feed fp32 from shared memory do. Each operand
+// is then off by less than 1 ulp of TF32, a relative 2^-10 (against
+// rounding's 2^-11), and biased toward zero; a product's relative error is
+// below 2^-9 + 2^-20, accumulated in fp32. The outputs are written with
+// register stores (no TMA store: see the fp32 epilogue), so C needs no
+// tensor map and the forward has no column tail to treat apart.
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_forward_wgmma_tf32(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b, float* out,
+                              const float* bias, float* partials, int* counters, int N, int C, int OC, int ld,
+                              int splits, int slice_k, int bn) {
+    product<float, 0, 0>(&a, &b, nullptr, out, ld, bias, partials, counters, N, OC, C, splits, slice_k, bn);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_backward_input_wgmma_tf32(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
+                                     float* dinp, float* partials, int* counters, int N, int C, int OC, int splits,
+                                     int slice_k, int bn) {
+    product<float, 0, 0>(&a, &b, nullptr, dinp, C, nullptr, partials, counters, N, C, OC, splits, slice_k, bn);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    matmul_backward_weight_wgmma_tf32(const __grid_constant__ TensorMap a, const __grid_constant__ TensorMap b,
+                                      float* dw, float* partials, int* counters, int N, int C, int OC, int splits,
+                                      int slice_k, int bn) {
+    product<float, 0, 0>(&a, &b, nullptr, dw, C, nullptr, partials, counters, OC, C, N, splits, slice_k, bn);
+}
+
+// matmul_transpose_tf32 writes out(cols, rows), row stride ldo, the
+// transpose of in(rows, cols), row stride ldi: the K-major operands of the
+// tf32 backward products (wᵀ, doutᵀ, inpᵀ). A block moves a TR_TILE² tile
+// through shared memory (one column of padding: the transposed reads of a
+// warp hit 32 banks), reading and writing whole 128-byte rows of it.
+constexpr int TR_TILE = 32;
+constexpr int TR_ROWS = 8;
+
+extern "C" __global__ void __launch_bounds__(TR_TILE* TR_ROWS)
+    matmul_transpose_tf32(float* __restrict__ out, const float* __restrict__ in, int rows, int cols, int ldi,
+                          int ldo) {
+    __shared__ float tile[TR_TILE][TR_TILE + 1];
+    const int c0 = blockIdx.x * TR_TILE, r0 = blockIdx.y * TR_TILE;
+    const int tx = threadIdx.x, ty = threadIdx.y;
+#pragma unroll
+    for (int i = ty; i < TR_TILE; i += TR_ROWS) {
+        const int r = r0 + i, c = c0 + tx;
+        if (r < rows && c < cols) tile[i][tx] = __ldg(in + (size_t)r * ldi + c);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = ty; i < TR_TILE; i += TR_ROWS) {
+        const int c = c0 + i, r = r0 + tx;
+        if (c < cols && r < rows) out[(size_t)c * ldo + r] = tile[tx][i];
+    }
 }

@@ -71,6 +71,10 @@ func runBenchmark(args []string, stdout, stderr io.Writer) (err error) {
 	// --gpus=N command line).
 	opts.DataParallel = rk.dataParallel()
 	prog := model.Program(r.Dims, r.Mode, opts)
+	// The memory the program on this GPU needs (its tier's buffers).
+	if need, err = memplan.NewWith(r.Dims, r.Mode, opts); err != nil {
+		return cli.UsageError{Err: err}
+	}
 	if err := prog.CheckDevice(model.Device{Name: dev.Info.Name, Major: dev.Info.CCMajor, Minor: dev.Info.CCMinor, SharedOptIn: dev.Info.SharedOptIn}); err != nil {
 		return cli.UsageError{Err: err}
 	}

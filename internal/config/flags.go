@@ -15,7 +15,7 @@ type Run struct {
 	Dims   Dims
 	Mode   Mode
 	DType  DType // precision of the step (--dtype)
-	Tier   Tier  // which tensor-core kernels run bf16's products (--tier)
+	Tier   Tier  // which tensor-core kernels run bf16's and tf32's products (--tier)
 	// NVTX is the depth of the step's NVTX ranges, NVTXDomain their domain
 	// ("" for the global one, as in the template).
 	NVTX       NVTXDepth
@@ -144,7 +144,7 @@ func newRunFlags(name string) *runFlags {
 	fs.StringVar(&f.mode, "mode", string(Train), "train (forward and backward), infer (forward only) or generate (LLaMA: prefill, then one token per decode step with a KV cache)")
 	fs.Var(&f.prompt, "prompt-len", "generate mode: prompt tokens per sequence, `P`; default: the preset's")
 	fs.Var(&f.newTokens, "new-tokens", "generate mode: tokens generated per sequence, `N` (the prefill's, then N-1 decode steps); default: the preset's")
-	fs.StringVar(&f.tier, "tier", string(TierAuto), "tensor-core kernels of the products: auto (wgmma on compute capability 9.0 for bf16, else mma), mma (mma.sync, sm_80 and later) or wgmma (Hopper's wgmma and TMA, bf16 only)")
+	fs.StringVar(&f.tier, "tier", string(TierAuto), "tensor-core kernels of the products: auto (wgmma on compute capability 9.0 for bf16 and tf32, else mma), mma (mma.sync, sm_80 and later) or wgmma (Hopper's wgmma and TMA, bf16 and tf32)")
 	fs.StringVar(&f.dtype, "dtype", string(FP32), "precision: fp32 (FP32 units), tf32 (fp32 storage, products on TF32 tensor cores) or bf16 (bf16 storage, products on bf16 tensor cores, fp32 statistics and reductions)")
 	fs.IntVar(&f.run.Warmup, "warmup", DefaultWarmup, "iterations before the profiler window, not reported")
 	fs.IntVar(&f.run.Iters, "iters", DefaultIters, "iterations inside the profiler window, reported")

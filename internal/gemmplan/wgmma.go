@@ -14,10 +14,20 @@ const (
 	WGMMAThreads = 384
 	// WGMMABlockK is a stage's K: 64 bf16, one 128-byte swizzle row.
 	WGMMABlockK = 64
+	// WGMMABlockKTF32 is the tf32 entries' stage: 32 fp32, the same
+	// 128-byte row.
+	WGMMABlockKTF32 = 32
 	// WGMMASharedLimit is the shared memory an H100/H200 block may opt in
 	// to; the ring takes the stages that fit beside the staged C tile: 3
 	// wide, 6 narrow.
 	WGMMASharedLimit = 227 * 1024
+)
+
+// The tf32 entries' transpose (matmul_transpose_tf32): a tile of
+// TransposeTile² fp32 a block of TransposeTile × TransposeRows threads.
+const (
+	TransposeTile = 32
+	TransposeRows = 8
 )
 
 // WGMMABlockNs are the widths the planner chooses from, widest first.
@@ -32,6 +42,20 @@ func wgmmaStageBytes(bn int) int { return (MMABlockM + bn) * WGMMABlockK * 2 }
 
 // wgmmaOutBytes is the C tile staged for the TMA stores, in bf16.
 func wgmmaOutBytes(bn int) int { return MMABlockM * bn * 2 }
+
+// WGMMAStagesTF32 is the ring's depth of the tf32 entries at width bn:
+// the same stage bytes, and no staged C tile (their fp32 C goes out from
+// the registers): 4 wide, 7 narrow.
+func WGMMAStagesTF32(bn int) int {
+	return (WGMMASharedLimit - 2048) / wgmmaStageBytes(bn)
+}
+
+// WGMMASharedBytesTF32 is WGMMASharedBytes for the tf32 entries
+// (SMEM_WIDE_TF32, SMEM_NARROW_TF32).
+func WGMMASharedBytesTF32(bn int) int {
+	s := WGMMAStagesTF32(bn)
+	return 1024 + s*wgmmaStageBytes(bn) + 2*s*8 + 16
+}
 
 // WGMMASharedBytes is the dynamic shared memory of a block of width bn:
 // 1024 bytes to align the ring to the swizzle's period, the ring, the

@@ -77,12 +77,14 @@ type Config struct {
 	// Flaws are the planted flaws (--flaw): a run with any is a profiling
 	// lesson, whose numbers are not a benchmark result.
 	Flaws []config.Flaw `json:"flaws,omitempty"`
+	// Tier is --tier: which tensor-core kernels the products run on.
+	Tier config.Tier `json:"tier,omitempty"`
 }
 
 // ConfigOf copies the run's settings. A preset whose shape the flags
 // changed is model "custom", started from that preset.
 func ConfigOf(r config.Run) Config {
-	return Config{Model: r.Model(), Preset: r.Preset, Dims: DimsOf(r.Dims), Mode: r.Mode, DType: r.DType, Graph: r.Graph, Iters: r.Iters, Warmup: r.Warmup,
+	return Config{Model: r.Model(), Preset: r.Preset, Dims: DimsOf(r.Dims), Mode: r.Mode, DType: r.DType, Tier: r.Tier, Graph: r.Graph, Iters: r.Iters, Warmup: r.Warmup,
 		Seed: r.Seed, Profile: r.Profile, CheckNumerics: r.CheckNumerics, SyncLaunches: r.SyncLaunches, Flaws: r.Flaws}
 }
 
@@ -283,7 +285,13 @@ func (r *Result) Finalize() error {
 		}
 		r.PeakTFLOPS, r.PeakSource = flops.Peak(r.Config.DType, r.Device.Name, r.Device.SMs, r.Device.CCMajor, r.Device.CCMinor, clock)
 	}
-	if p, err := memplan.NewWith(d, mode, model.Options{DType: r.Config.DType, Flaws: r.Config.Flaws}); err == nil {
+	// The program the run ran: its tier on this GPU decides buffers (the
+	// Hopper tier's split-K workspace, tf32's transposes).
+	o := model.Options{DType: r.Config.DType, Flaws: r.Config.Flaws, Tier: r.Config.Tier, SMs: r.Device.SMs}
+	if r.Device.CCMajor > 0 {
+		o.CC = 10*r.Device.CCMajor + r.Device.CCMinor
+	}
+	if p, err := memplan.NewWith(d, mode, o); err == nil {
 		r.Memory.PlannedBytes, r.Memory.RequiredBytes = p.Total, p.Required
 	}
 	if t := r.Telemetry; t != nil {
