@@ -104,7 +104,7 @@ static constexpr int ATT_TF32_DQ_SMEM = 2 * 2 * ATT_TF32_DQ_S * ATT_TF32_ROW * 4
 static_assert(ATT_TF32_FWD_R == 16 * ATT_TF32_WARPS && ATT_TF32_DKDV_R == 16 * ATT_TF32_WARPS &&
                   ATT_TF32_DQ_R == 16 * ATT_TF32_WARPS,
               "16 rows a warp");
-static_assert(2 * ATT_TF32_FWD_SMEM <= 227 * 1024 && 3 * ATT_TF32_DQ_SMEM <= 227 * 1024 &&
+static_assert(3 * ATT_TF32_FWD_SMEM <= 227 * 1024 && 3 * ATT_TF32_DQ_SMEM <= 227 * 1024 &&
                   2 * ATT_TF32_DKDV_SMEM <= 227 * 1024,
               "the blocks an SM the __launch_bounds__ ask for fit its 227 KB");
 static_assert(ATT_TF32_FWD_R <= ATT_TF32_FWD_S, "forward: Q is staged in a K buffer");
@@ -201,27 +201,31 @@ __device__ __forceinline__ unsigned tf32_off(int r, int col) {
 __host__ __device__ constexpr unsigned tile_bytes(int rows) { return static_cast<unsigned>(rows * ATT_TF32_ROW * 4); }
 
 // The 16-byte chunks of a tile of ROWS rows, spread over the block: thread
-// threadIdx.x handles chunks it·THREADS + threadIdx.x. load_tile and
+// threadIdx.x copies and rounds chunk threadIdx.x % CH (floats 4c..4c+3)
+// of rows threadIdx.x / CH + STEP·it, it < PASSES. load_tile and
 // round_tile use the same map, so each thread rounds what it copied.
 template <int ROWS> struct TileChunks {
-    static constexpr int CH = ATT_TF32_D / 4, N = ROWS * CH;
-    static_assert(N % ATT_TF32_THREADS == 0, "whole passes of the block");
-    static constexpr int PASSES = N / ATT_TF32_THREADS;
+    static constexpr int CH = ATT_TF32_D / 4, STEP = ATT_TF32_THREADS / CH, PASSES = ROWS / STEP;
+    static_assert(ATT_TF32_THREADS % CH == 0 && ROWS % STEP == 0, "whole passes of the block");
 };
 
 // load_tile issues the cp.async copies of rows row0..row0+ROWS-1 of one
 // head into the tile at shared address dst: src points at column 0 of the
-// head in row 0, rows stride floats apart. Rows at or past T are zeros.
+// head in row 0, rows stride floats apart. Rows at or past T are zeros
+// (their copies read nothing; the address given is src's, in bounds). One
+// 64-bit multiply a call, then a pointer step a pass.
 template <int ROWS>
 __device__ __forceinline__ void load_tile(unsigned dst, const float* src, int row0, int T, long long stride) {
-    constexpr int CH = TileChunks<ROWS>::CH;
+    using TC = TileChunks<ROWS>;
+    const int r = threadIdx.x / TC::CH, c = threadIdx.x % TC::CH;
+    const float* p = src + (row0 + r) * stride + 4 * c;
+    const long long step = TC::STEP * stride;
+    const unsigned d = dst + tf32_off(r, 4 * c);
 #pragma unroll
-    for (int it = 0; it < TileChunks<ROWS>::PASSES; it++) {
-        const int i = it * ATT_TF32_THREADS + threadIdx.x;
-        const int r = i / CH, c = i % CH;
-        const int t = row0 + r;
-        const bool ok = t < T;
-        cp_async16(dst + tf32_off(r, 4 * c), src + (ok ? t : 0) * stride + c * 4, ok);
+    for (int it = 0; it < TC::PASSES; it++) {
+        const bool ok = row0 + r + TC::STEP * it < T;
+        cp_async16(d + tf32_off(TC::STEP * it, 0), ok ? p : src, ok);
+        p += step;
     }
 }
 
@@ -229,11 +233,11 @@ __device__ __forceinline__ void load_tile(unsigned dst, const float* src, int ro
 // this thread's load_tile copied; call it after cp_async_wait_all and
 // before the barrier that hands the tile to the other warps.
 template <int ROWS> __device__ __forceinline__ void round_tile(unsigned dst) {
-    constexpr int CH = TileChunks<ROWS>::CH;
+    using TC = TileChunks<ROWS>;
+    const unsigned d = dst + tf32_off(threadIdx.x / TC::CH, 4 * (threadIdx.x % TC::CH));
 #pragma unroll
-    for (int it = 0; it < TileChunks<ROWS>::PASSES; it++) {
-        const int i = it * ATT_TF32_THREADS + threadIdx.x;
-        const unsigned a = dst + tf32_off(i / CH, 4 * (i % CH));
+    for (int it = 0; it < TC::PASSES; it++) {
+        const unsigned a = d + tf32_off(TC::STEP * it, 0);
         const float4 v = lds128(a);
         sts128(a, to_tf32(v.x), to_tf32(v.y), to_tf32(v.z), to_tf32(v.w));
     }
@@ -475,7 +479,7 @@ __device__ __forceinline__ void forward_tf32(unsigned char* smem, float* __restr
 // attention_forward_tf32: grid (ceil(T/ATT_TF32_FWD_R), NH, B),
 // ATT_TF32_THREADS threads, ATT_TF32_FWD_SMEM bytes of dynamic shared
 // memory. hs = C/NH must be ATT_TF32_D (other head sizes write nothing).
-extern "C" __global__ void __launch_bounds__(ATT_TF32_THREADS, 2)
+extern "C" __global__ void __launch_bounds__(ATT_TF32_THREADS, 3)
     attention_forward_tf32(float* out, float* lse, const float* qkv, int B, int T, int C, int NH, int NKV) {
     extern __shared__ __align__(128) unsigned char smem[];
     if (C / NH != ATT_TF32_D) return;

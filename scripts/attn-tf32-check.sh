@@ -73,7 +73,7 @@ fi
 if has sanitize; then
 	sel='TestAttentionTF32(Forward|Backward|BackwardParts)$/^(B2_T37|B3_T63|B1_T65|B2_T45|B2_T1_)'
 	for tool in memcheck racecheck; do
-		(cd kernels && timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 "$bin/kernels.test" -test.run "$sel" -test.count 1) >"$OUT/$tool.log" 2>&1
+		(cd kernels && timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 "$bin/kernels.test" -test.run "$sel" -test.count 1 -test.v) >"$OUT/$tool.log" 2>&1
 		check "$tool odd-shape tests" $? 0 "$(grep -m1 'ERROR SUMMARY\|RACECHECK SUMMARY' "$OUT/$tool.log") $(grep -c -- '--- PASS' "$OUT/$tool.log") passed"
 		saysum
 	done
