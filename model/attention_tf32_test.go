@@ -46,11 +46,14 @@ func TestTF32AttentionKernels(t *testing.T) {
 			if !slices.Contains(names, "attention/attention_backward_preprocess") {
 				t.Errorf("%+v %+v: tf32's backward has no fp32 preprocess: %v", d, o, names)
 			}
+			p := m.KernelPath()
 			if d.HeadSize() == 64 {
 				checked++
-				if p := m.KernelPath(); !strings.Contains(p, "attention on TF32 tensor cores") || !strings.Contains(p, "attention_tf32 sm_80") {
+				if !strings.Contains(p, "attention on TF32 tensor cores") || !strings.Contains(p, "attention_tf32 sm_80") {
 					t.Errorf("%+v: kernel path %q", d, p)
 				}
+			} else if !strings.Contains(p, "attention on the FP32 units") || strings.Contains(p, "attention_tf32") {
+				t.Errorf("%+v (head size %d): kernel path %q", d, d.HeadSize(), p)
 			}
 		}
 	}

@@ -702,6 +702,12 @@ func (m *Step) CheckDevice(d Device) error {
 // dtype's products run, then every module the program launches from with
 // its PTX target. The run's header and `gpubench info` print it.
 func (m *Step) KernelPath() string {
+	var mods []string
+	tf32Attention := false
+	for _, u := range m.Modules() {
+		mods = append(mods, u.Name+" "+u.Target.String())
+		tf32Attention = tf32Attention || u.Name == "attention_tf32"
+	}
 	var products string
 	switch m.DType {
 	case config.BF16:
@@ -710,13 +716,13 @@ func (m *Step) KernelPath() string {
 			products = "linear layers and attention on Hopper's bf16 tensor cores (wgmma, TMA), fp32 accumulation"
 		}
 	case config.TF32:
-		products = "linear layers and attention on TF32 tensor cores (mma.sync), fp32 accumulation"
+		// Attention takes the TF32 kernels at head size 64 only.
+		products = "linear layers on TF32 tensor cores (mma.sync), attention on the FP32 units (its TF32 kernels run head size 64)"
+		if tf32Attention {
+			products = "linear layers and attention on TF32 tensor cores (mma.sync), fp32 accumulation"
+		}
 	default:
 		products = "every product on the FP32 units"
-	}
-	var mods []string
-	for _, u := range m.Modules() {
-		mods = append(mods, u.Name+" "+u.Target.String())
 	}
 	return fmt.Sprintf("%s: %s; modules %s", m.DType, products, strings.Join(mods, ", "))
 }

@@ -81,9 +81,13 @@ static constexpr int ATT_TF32_ROW = ATT_TF32_D + 4;
 // Tiles. R: rows of the block's own tile (query rows for the forward and
 // dq, key rows for dkdv), which sets the grid's x = ceil(T/R); S: rows of
 // each tile it streams (keys, or queries for dkdv). Every kernel keeps
-// 16 rows a warp: 32 registers per 16×64 fp32 operand held in registers
-// (Q in the forward; K and V in dkdv; Q and dO in dq) and as many per
-// accumulator leave 32- or 64-key score tiles within ~170 registers.
+// 16 rows a warp: a 16×64 fp32 operand held in registers (Q in the
+// forward; K and V in dkdv; Q and dO in dq) takes 32 of them and so does
+// an accumulator, which leaves room for 32- or 64-key score tiles: the
+// forward and dq fit 168 registers (3 blocks an SM), dkdv, with four such
+// arrays, ~230 (2). On an H200, 32-key forward tiles at 4 blocks an SM
+// and dkdv forced to 3 blocks (spilling) were both slower
+// (docs/attention.md).
 static constexpr int ATT_TF32_FWD_R = 64;
 static constexpr int ATT_TF32_FWD_S = 64;
 static constexpr int ATT_TF32_DKDV_R = 64;
