@@ -607,10 +607,14 @@ const tf32WeightGradOnWGMMA = true
 // heads (NH for GPT-2): the bf16 tensor-core flash attention
 // (kernels/attention_mma.go) for bf16, on the Hopper tier its wgmma
 // forward (kernels/attention_wgmma.go) where the head size and views allow
-// it, the fp32 kernels for fp32 and tf32 (whose TF32 covers the linear
-// layers' products only). Both bf16 forwards write the same out and lse,
-// which either bf16 backward reads.
+// it; for tf32 the TF32 tensor-core flash attention
+// (kernels/attention_tf32.go, every tier) where they allow it; the fp32
+// kernels otherwise. Both bf16 forwards write the same out and lse, which
+// either bf16 backward reads; the tf32 and fp32 ones likewise.
 func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH, NKV int) program.Op {
+	if m.DType == config.TF32 && kernels.AttentionTF32ForwardFits(out, lse, qkv, C, NH) {
+		return kernels.AttentionForwardTF32(out, lse, qkv, B, T, C, NH, NKV)
+	}
 	if m.WGMMA && kernels.AttentionWGMMAFits(out, lse, qkv, C, NH) {
 		return kernels.AttentionForwardWGMMA(out, lse, qkv, B, T, C, NH, NKV, m.SMs)
 	}
@@ -622,9 +626,13 @@ func (m *Step) attentionForward(out, lse, qkv program.View, B, T, C, NH, NKV int
 
 // attentionBackward is attentionForward's backward: on the Hopper tier its
 // wgmma kernels (kernels/attention_wgmma_bwd.go) where the head size and
-// views allow them, else the mma.sync ones for bf16. Either reads the out
-// and lse of either bf16 forward.
+// views allow them, else the mma.sync ones for bf16; for tf32 the TF32
+// ones where they fit. Either reads the out and lse of either forward of
+// its dtype.
 func (m *Step) attentionBackward(dqkv, d, dout, qkv, out, lse program.View, B, T, C, NH, NKV int) []program.Op {
+	if m.DType == config.TF32 && kernels.AttentionTF32BackwardFits(dqkv, d, dout, qkv, out, lse, C, NH) {
+		return kernels.AttentionBackwardTF32(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NKV)
+	}
 	if m.WGMMA && kernels.AttentionBackwardWGMMAFits(dqkv, d, dout, qkv, out, lse, C, NH) {
 		return kernels.AttentionBackwardWGMMA(dqkv, d, dout, qkv, out, lse, B, T, C, NH, NKV, m.SMs)
 	}
@@ -718,6 +726,12 @@ func (m *Step) CheckDevice(d Device) error {
 // dtype's products run, then every module the program launches from with
 // its PTX target. The run's header and `gpubench info` print it.
 func (m *Step) KernelPath() string {
+	var mods []string
+	tf32Attention := false
+	for _, u := range m.Modules() {
+		mods = append(mods, u.Name+" "+u.Target.String())
+		tf32Attention = tf32Attention || u.Name == "attention_tf32"
+	}
 	var products string
 	switch m.DType {
 	case config.BF16:
@@ -726,17 +740,18 @@ func (m *Step) KernelPath() string {
 			products = "linear layers and attention on Hopper's bf16 tensor cores (wgmma, TMA), fp32 accumulation"
 		}
 	case config.TF32:
+		// The linear layers run on the Hopper tier's wgmma on 9.0, else on
+		// mma.sync; attention takes the TF32 kernels at head size 64 only.
 		linear := "linear layers on TF32 tensor cores (mma.sync)"
 		if m.WGMMA {
 			linear = "linear layers on Hopper's TF32 tensor cores (wgmma, TMA)"
 		}
-		products = linear + ", attention on the FP32 units"
+		products = linear + ", attention on the FP32 units (its TF32 kernels run head size 64)"
+		if tf32Attention {
+			products = linear + ", attention on TF32 tensor cores (mma.sync), fp32 accumulation"
+		}
 	default:
 		products = "every product on the FP32 units"
-	}
-	var mods []string
-	for _, u := range m.Modules() {
-		mods = append(mods, u.Name+" "+u.Target.String())
 	}
 	return fmt.Sprintf("%s: %s; modules %s", m.DType, products, strings.Join(mods, ", "))
 }

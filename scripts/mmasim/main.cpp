@@ -6,6 +6,7 @@
 Thr* g_cur;
 dim3 blockIdx, gridDim;
 int g_early;
+int g_block_threads = 256;
 WarpBox mma::g_warp[8];
 alignas(128) unsigned char mma::smem[240 * 1024];
 static std::vector<Thr> thr;

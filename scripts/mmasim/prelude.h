@@ -1,4 +1,4 @@
-// Host emulation prelude for matmul_mma.cu: cooperative "threads" (ucontext), warp collectives.
+// Host emulation prelude for matmul_mma.cu and attention_tf32.cu: cooperative "threads" (ucontext), warp collectives.
 #include <cstdint>
 #include <cstring>
 #include <cmath>
@@ -50,5 +50,6 @@ extern int g_early; // cp.async lands at issue (1) or at the wait (0)
 void sim_yield();
 // barrier: id 0 = block, 1+w = warp w. The last arriver runs fn (if any) before releasing.
 void sim_barrier(int id, int count, void (*fn)(int), int arg);
-inline void __syncthreads() { sim_barrier(0, 256, nullptr, 0); }
+extern int g_block_threads; // the block size the driver runs
+inline void __syncthreads() { sim_barrier(0, g_block_threads, nullptr, 0); }
 namespace mma { extern unsigned char smem[]; struct WarpBox; }
