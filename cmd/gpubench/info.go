@@ -36,9 +36,12 @@ func info(stdout io.Writer) error {
 }
 
 // dtypePaths prints, for each --dtype, which kernels this GPU gets, or why
-// it cannot run them: read from the modules each dtype's program launches.
+// it cannot run them: read from the modules each dtype's program launches
+// for gpt2-124m (head size 64, which the tensor-core attention kernels
+// take; tiny's 32 runs tf32's attention on the FP32 units).
 func dtypePaths(w io.Writer, i gpu.Info) {
-	p, _ := config.LookupPreset("tiny")
+	p, _ := config.LookupPreset("gpt2-124m")
+	fmt.Fprintf(w, "  kernels, for %s's step:\n", p.Name)
 	for _, dt := range config.DTypes {
 		m := model.Program(p.Dims(1), config.Train, model.Options{SMs: i.SMs, CC: 10*i.CCMajor + i.CCMinor, DType: dt, SharedOptIn: i.SharedOptIn})
 		if err := m.CheckDevice(model.Device{Name: i.Name, Major: i.CCMajor, Minor: i.CCMinor, SharedOptIn: i.SharedOptIn}); err != nil {
