@@ -108,6 +108,8 @@ inline void mma_common(int kind, float (&d)[4], const unsigned (&a)[4], const un
 __device__ __forceinline__ void mma_k(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], bf16) { mma_common(2, d, a, b); }
 __device__ __forceinline__ void mma_k(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], float) { mma_common(3, d, a, b); }
 __device__ __forceinline__ float4 ldcg4(const float* p) { float4 v; memcpy(&v, p, 16); return v; }
+// __ldcg is the CUDA headers' L2-only load (bias_backward_bf16's partials): a plain read here.
+__device__ __forceinline__ float __ldcg(const float* p) { return *p; }
 __device__ __forceinline__ void stg4(float* p, float4 v) { if ((uintptr_t)p % 16) abort(); memcpy(p, &v, 16); }
 __device__ __forceinline__ void stg4u(void* p, uint4 v) { if ((uintptr_t)p % 16) abort(); memcpy(p, &v, 16); }
 __device__ __forceinline__ void fence_gpu() {}
