@@ -1,7 +1,7 @@
 # gpubench: build here (CUDA headers, no GPU needed), run where a GPU is.
 #
 #   make run     build gpubench and run the tiny model once (needs a GPU)
-#   make test    everything CI runs: vet, build, tests (no GPU needed)
+#   make test    everything CI runs: vet, build, tests, kernel emulations (no GPU needed)
 #   make ptx     regenerate ptx/*.ptx from ptx/*.cu (needs nvcc)
 #   make device  build gpubench and the GPU test binaries into .device/
 
@@ -34,7 +34,7 @@ PTX_SRC := $(wildcard ptx/*.cu)
 PTX_OUT := $(PTX_SRC:.cu=.ptx)
 GPU_TEST_PKGS := kernels model/cuda
 
-.PHONY: all build run test vet ptx device clean toolkit
+.PHONY: all build run test vet sim ptx device clean toolkit
 
 all: build
 
@@ -55,6 +55,14 @@ vet:
 test: vet
 	$(GO) build ./...
 	$(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory sim
+
+# sim runs the CPU emulations of the mma.sync kernels (scripts/mmasim.sh:
+# matmul_mma's products; scripts/attnsim.sh: attention_tf32), which check
+# their fragment layouts and synchronisation against float64 without a GPU.
+sim:
+	bash scripts/mmasim.sh
+	bash scripts/attnsim.sh
 
 # nvcc names internal-linkage code (the CUDA headers' intrinsics too) with
 # the CRC-32 of the source's absolute path, and -lineinfo's .file directives
