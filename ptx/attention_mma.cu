@@ -123,42 +123,13 @@ static_assert(ATT_MMA_DKDV_SMEM <= 48 * 1024, "attention_backward_dkdv_bf16: sta
 static_assert(ATT_MMA_DQ_SMEM <= 48 * 1024, "attention_backward_dq_bf16: static shared memory over 48 KB");
 
 // ---------------------------------------------------------------------------
-// PTX wrappers. volatile keeps the copies, waits and shared loads in program
-// order with each other and with the barriers; the mma and conversions are
-// pure and left to the scheduler.
+// PTX wrappers: ampere.cuh's shared ones (smem_addr, cp.async, ldmatrix,
+// ex2), then bf16's own. The mma and conversions are pure and left to the
+// scheduler.
+#include "ampere.cuh"
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// cp_async16 copies 16 bytes from global src to shared dst, or writes 16
-// zero bytes without reading src when valid is false.
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool valid) {
-    const int bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-
-// cp_async4 is cp_async16 for one 4-byte word (lse and d entries).
-__device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool valid) {
-    const int bytes = valid ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-// cp_async_wait_all waits for every copy this thread issued; the barrier
-// after it makes every thread's copies visible to the block.
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-// ldsm_x4 loads four 8×8 bf16 matrices; lanes 8i..8i+7 give the row
-// addresses of matrix i, and register i of lane 4g+t holds matrix i's row g,
-// columns 2t and 2t+1. ldsm_x4_t loads them transposed: register i holds
-// rows 2t and 2t+1 of column g.
-__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], unsigned addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
+// ldsm_x4_t is ldsm_x4 transposed: register i of lane 4g+t holds rows 2t
+// and 2t+1 of column g of matrix i.
 __device__ __forceinline__ void ldsm_x4_t(unsigned (&r)[4], unsigned addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -184,13 +155,6 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
 
 __device__ __forceinline__ float bf16_lo(unsigned v) { return __uint_as_float(v << 16); }
 __device__ __forceinline__ float bf16_hi(unsigned v) { return __uint_as_float(v & 0xffff0000u); }
-
-// ex2 is 2^x by the special-function unit (ex2.approx: 2 ulp; 2^-inf = 0).
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
 
 // The scores are scaled by scale·log2(e) so that every exponential is one
 // ex2: exp(scale·(s − m)) = 2^(s·sl2 − m·sl2).

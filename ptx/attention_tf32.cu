@@ -116,41 +116,13 @@ static_assert(2 * ATT_TF32_DKDV_R <= 2 * 2 * ATT_TF32_DKDV_S, "dkdv: K and V sta
 static_assert(2 * ATT_TF32_DQ_R <= 2 * 2 * ATT_TF32_DQ_S, "dq: Q and dO staged in the ring");
 
 // ---------------------------------------------------------------------------
-// PTX wrappers (scripts/attnsim.sh replaces this section with host
-// emulations). volatile keeps the copies, waits and shared accesses in
-// program order with each other and the barriers; mma and cvt are pure.
+// PTX wrappers: ampere.cuh's shared ones, then TF32's own
+// (scripts/attnsim.sh replaces this section, the include with it, by host
+// emulations). volatile keeps the shared accesses in program order with
+// each other and the barriers; mma and cvt are pure.
 // BEGIN PTX WRAPPERS
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// cp_async16 copies 16 bytes from global src to shared dst, or writes 16
-// zero bytes without reading src when valid is false.
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool valid) {
-    const int bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-
-// cp_async4 is cp_async16 for one 4-byte word (lse and d entries).
-__device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool valid) {
-    const int bytes = valid ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-// cp_async_wait_all waits for every copy this thread issued.
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-// ldsm_x4 loads four 8×8 b16 matrices (8 rows of 4 floats); lanes 8i..8i+7
-// give the row addresses of matrix i, and register i of lane 4g+t holds
-// float t of matrix i's row g.
-__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], unsigned addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
+#include "ampere.cuh"
 
 __device__ __forceinline__ unsigned lds32(unsigned addr) {
     unsigned v;
@@ -180,13 +152,6 @@ __device__ __forceinline__ unsigned to_tf32(float x) {
     unsigned r;
     asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
     return r;
-}
-
-// ex2 is 2^x by the special-function unit (ex2.approx: 2 ulp; 2^-inf = 0).
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
 }
 
 // END PTX WRAPPERS
