@@ -1,10 +1,8 @@
 package ptx
 
 import (
-	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -19,10 +17,7 @@ const attnTF32File = "attention_tf32.cu"
 var attnTF32Bounds = regexp.MustCompile(`__launch_bounds__\s*\(\s*ATT_TF32_THREADS\s*(,\s*\w+\s*)?\)\s*(\w+)\s*\(`)
 
 // attnTF32Mirrors are the constants of attention_tf32.cu that Go restates.
-var attnTF32Mirrors = map[string]struct {
-	goName string
-	value  int
-}{
+var attnTF32Mirrors = map[string]constMirror{
 	"ATT_TF32_THREADS":   {"ptx.AttentionTF32Threads", AttentionTF32Threads},
 	"ATT_TF32_D":         {"ptx.AttentionTF32HeadSize", AttentionTF32HeadSize},
 	"ATT_TF32_FWD_R":     {"ptx.AttentionTF32ForwardRows", AttentionTF32ForwardRows},
@@ -45,65 +40,31 @@ var attnTF32CudaOnly = map[string]string{
 // attnTF32Entries are the module's kernels, in file order.
 var attnTF32Entries = []string{"attention_forward_tf32", "attention_backward_dkdv_tf32", "attention_backward_dq_tf32"}
 
+var attnTF32Module = constModule{
+	file: attnTF32File, goFile: "constants_tf32_attention.go", testFile: "constants_tf32_attention_test.go",
+	mirrors: attnTF32Mirrors, cudaOnly: attnTF32CudaOnly,
+	arch: "compute_80", archWhy: "TF32 mma.sync, ldmatrix and cp.async need sm_80",
+}
+
 // checkAttentionTF32 returns the ways in which the Go side and the source
 // raw (attention_tf32.cu with its comments) disagree, given the parsed
-// sources s (for common.cuh's WARP_SIZE).
+// sources s (for common.cuh's WARP_SIZE): checkModuleConstants' checks,
+// and every entry declared with the block the launchers use.
 func checkAttentionTF32(s cuSources, raw string) []string {
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	if m := nvccArchLine.FindStringSubmatch(raw); m == nil || m[1] != "compute_80" {
-		add("%s: no `// nvcc-arch: compute_80` line: TF32 mma.sync, ldmatrix and cp.async need sm_80", attnTF32File)
-	}
-	f := s[attnTF32File]
-	if f == nil {
-		return append(problems, attnTF32File+": missing")
-	}
-	local := cuSources{}
-	for k, v := range s {
-		local[k] = v
-	}
-	g := *f
-	g.consts = map[string]string{}
-	for k, v := range f.consts {
-		g.consts[k] = v
-	}
-	var names []string
-	for _, m := range attnMMAConstexpr.FindAllStringSubmatch(f.text, -1) {
-		g.consts[m[1]] = strings.TrimSpace(m[2])
-		names = append(names, m[1])
-	}
-	local[attnTF32File] = &g
-	sort.Strings(names)
-	for _, n := range names {
-		if mir, ok := attnTF32Mirrors[n]; ok {
-			v, err := local.value(attnTF32File, n)
-			switch {
-			case err != nil:
-				add("%s: %s, which %s mirrors, cannot be read: %v", attnTF32File, n, mir.goName, err)
-			case v != mir.value:
-				add("%s: %s is %d, but %s is %d", attnTF32File, n, v, mir.goName, mir.value)
-			}
-		} else if _, ok := attnTF32CudaOnly[n]; !ok {
-			add("%s: static constexpr int %s = %s is not accounted for: mirror it in ptx/constants_tf32_attention.go (and attnTF32Mirrors), or list it in attnTF32CudaOnly with the reason Go does not need it", attnTF32File, n, g.consts[n])
-		}
-	}
-	for _, list := range []map[string]bool{keysOf(attnTF32Mirrors), keysOf(attnTF32CudaOnly)} {
-		for n := range list {
-			if !slices.Contains(names, n) {
-				add("%s: %s is listed in constants_tf32_attention_test.go but no longer defined there", attnTF32File, n)
-			}
-		}
+	c := checkModuleConstants(s, raw, attnTF32Module)
+	if c.value == nil {
+		return c.problems
 	}
 	var bounded []string
-	for _, m := range attnTF32Bounds.FindAllStringSubmatch(f.text, -1) {
+	for _, m := range attnTF32Bounds.FindAllStringSubmatch(s[attnTF32File].text, -1) {
 		bounded = append(bounded, m[2])
 	}
 	for _, e := range attnTF32Entries {
 		if !slices.Contains(bounded, e) {
-			add("%s: %s is not declared __launch_bounds__(ATT_TF32_THREADS[, n]), the block the launchers use", attnTF32File, e)
+			c.add("%s: %s is not declared __launch_bounds__(ATT_TF32_THREADS[, n]), the block the launchers use", attnTF32File, e)
 		}
 	}
-	return problems
+	return c.problems
 }
 
 func TestConstantsAttentionTF32(t *testing.T) {

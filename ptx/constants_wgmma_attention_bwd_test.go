@@ -34,13 +34,13 @@ var attnWGMMABwdCudaOnly = map[string]string{
 	"AWB_CONSUMER_REGS": "setmaxnreg's register split between the warpgroups, inside the kernels",
 }
 
-var attnWGMMABwdModule = hopperModule{attnWGMMABwdFile, "constants_wgmma_attention_bwd.go", "constants_wgmma_attention_bwd_test.go", attnWGMMABwdMirrors, attnWGMMABwdCudaOnly}
+var attnWGMMABwdModule = hopperModule(attnWGMMABwdFile, "constants_wgmma_attention_bwd.go", "constants_wgmma_attention_bwd_test.go", attnWGMMABwdMirrors, attnWGMMABwdCudaOnly)
 
 // checkAttentionWGMMABwd returns the ways in which the Go side and the
 // source raw (attention_wgmma_bwd.cu with its comments) disagree, given
 // the parsed sources s.
 func checkAttentionWGMMABwd(s cuSources, raw string) []string {
-	c := checkHopperConstants(s, raw, attnWGMMABwdModule)
+	c := checkModuleConstants(s, raw, attnWGMMABwdModule)
 	if c.value == nil {
 		return c.problems
 	}

@@ -42,14 +42,24 @@ type constMirror struct {
 	value  int
 }
 
-// hopperModule is what checkHopperConstants needs of an sm_90a module
-// whose constants are `static constexpr int` (attnMMAConstexpr reads them):
-// its source, the Go file that mirrors it, the test that lists them, and
-// every constant either mirrored or CUDA-only with the reason.
-type hopperModule struct {
+// constModule is what checkModuleConstants needs of a module whose
+// constants are `static constexpr int` (attnMMAConstexpr reads them): its
+// source, the Go file that mirrors it, the test that lists them, every
+// constant either mirrored or CUDA-only with the reason, and the
+// architecture lines the source must carry, with why (target is empty for
+// a module without an architecture-specific target).
+type constModule struct {
 	file, goFile, testFile string
 	mirrors                map[string]constMirror
 	cudaOnly               map[string]string
+	arch, archWhy          string
+	target, targetWhy      string
+}
+
+// hopperModule is a constModule of the sm_90a tier.
+func hopperModule(file, goFile, testFile string, mirrors map[string]constMirror, cudaOnly map[string]string) constModule {
+	return constModule{file, goFile, testFile, mirrors, cudaOnly,
+		"compute_90", "wgmma, TMA and setmaxnreg need sm_90", "sm_90a", "wgmma and setmaxnreg exist on sm_90a only"}
 }
 
 // constantsCheck gathers a module's problems; value reads one of its
@@ -64,17 +74,19 @@ func (c *constantsCheck) add(format string, args ...any) {
 	c.problems = append(c.problems, fmt.Sprintf(format, args...))
 }
 
-// checkHopperConstants checks module m's source raw (with its comments),
-// given the parsed sources s: the sm_90a target lines, each constant
+// checkModuleConstants checks module m's source raw (with its comments),
+// given the parsed sources s: its architecture lines, each constant
 // accounted for, each mirror equal to its Go value, and no listed constant
 // gone.
-func checkHopperConstants(s cuSources, raw string, m hopperModule) *constantsCheck {
+func checkModuleConstants(s cuSources, raw string, m constModule) *constantsCheck {
 	c := &constantsCheck{}
-	if a := nvccArchLine.FindStringSubmatch(raw); a == nil || a[1] != "compute_90" {
-		c.add("%s: no `// nvcc-arch: compute_90` line: wgmma, TMA and setmaxnreg need sm_90", m.file)
+	if a := nvccArchLine.FindStringSubmatch(raw); a == nil || a[1] != m.arch {
+		c.add("%s: no `// nvcc-arch: %s` line: %s", m.file, m.arch, m.archWhy)
 	}
-	if t := ptxTargetLine.FindStringSubmatch(raw); t == nil || t[1] != "sm_90a" {
-		c.add("%s: no `// ptx-target: sm_90a` line: wgmma and setmaxnreg exist on sm_90a only", m.file)
+	if m.target != "" {
+		if t := ptxTargetLine.FindStringSubmatch(raw); t == nil || t[1] != m.target {
+			c.add("%s: no `// ptx-target: %s` line: %s", m.file, m.target, m.targetWhy)
+		}
 	}
 	f := s[m.file]
 	if f == nil {
@@ -124,13 +136,13 @@ func checkHopperConstants(s cuSources, raw string, m hopperModule) *constantsChe
 	return c
 }
 
-var attnWGMMAModule = hopperModule{attnWGMMAFile, "constants_wgmma_attention.go", "constants_wgmma_attention_test.go", attnWGMMAMirrors, attnWGMMACudaOnly}
+var attnWGMMAModule = hopperModule(attnWGMMAFile, "constants_wgmma_attention.go", "constants_wgmma_attention_test.go", attnWGMMAMirrors, attnWGMMACudaOnly)
 
 // checkAttentionWGMMA returns the ways in which the Go side and the source
 // raw (attention_wgmma.cu with its comments) disagree, given the parsed
 // sources s.
 func checkAttentionWGMMA(s cuSources, raw string) []string {
-	c := checkHopperConstants(s, raw, attnWGMMAModule)
+	c := checkModuleConstants(s, raw, attnWGMMAModule)
 	if c.value == nil {
 		return c.problems
 	}
