@@ -19,7 +19,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp "$here"/mmasim/prelude.h "$here"/mmasim/attn_intrin.h "$here"/mmasim/attn_main.cpp "$work"/
+cp "$here"/mmasim/prelude.h "$here"/mmasim/sched.h "$here"/mmasim/attn_intrin.h "$here"/mmasim/attn_main.cpp "$work"/
 python3 - "$here"/../ptx/attention_tf32.cu "$work"/kern.cpp <<'PY'
 import sys
 src = open(sys.argv[1]).read()

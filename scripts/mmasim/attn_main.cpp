@@ -6,7 +6,6 @@
 #include "kern.cpp"
 #include <random>
 #include <functional>
-Thr* g_cur;
 dim3 blockIdx, gridDim;
 int g_early;
 int g_block_threads = 128;
@@ -16,54 +15,12 @@ ThrCopies copies[128];
 Warp warps[4];
 long mmas, rounded_checks;
 }
-static std::vector<Thr> thr;
-static ucontext_t sched_ctx;
-struct Bar { int arrived = 0; long gen = 0; };
-static Bar bars[5];
-static std::mt19937 sched_rng(1);
-void sim_yield() { swapcontext(&g_cur->ctx, &sched_ctx); }
-void sim_barrier(int id, int count, void (*fn)(int), int arg) {
-    Bar& b = bars[id];
-    long gen = b.gen;
-    if (++b.arrived == count) {
-        if (fn) fn(arg);
-        b.arrived = 0; b.gen++;
-        return;
-    }
-    while (b.gen == gen) sim_yield();
-}
-static std::function<void()> g_body;
-static void tramp() { g_body(); g_cur->done = true; swapcontext(&g_cur->ctx, &sched_ctx); }
-static std::vector<std::vector<char>> stacks;
+#define SIM_BARRIERS 5
+#include "sched.h"
 static void run_block(const std::function<void()>& body) {
-    const int N = 128;
-    g_body = body;
-    thr.assign(N, Thr());
-    if (stacks.empty()) stacks.assign(N, std::vector<char>(256 * 1024));
-    for (auto& b : bars) b = Bar();
     for (auto& c : attnsim::copies) c = attnsim::ThrCopies();
     memset(smem, 0xff, sizeof(smem)); // NaN
-    for (int i = 0; i < N; ++i) {
-        thr[i].tidx.x = i;
-        getcontext(&thr[i].ctx);
-        thr[i].ctx.uc_stack.ss_sp = stacks[i].data();
-        thr[i].ctx.uc_stack.ss_size = stacks[i].size();
-        thr[i].ctx.uc_link = nullptr;
-        makecontext(&thr[i].ctx, tramp, 0);
-    }
-    int alive = N;
-    std::vector<int> order(N);
-    for (int i = 0; i < N; ++i) order[i] = i;
-    while (alive > 0) {
-        std::shuffle(order.begin(), order.end(), sched_rng);
-        alive = 0;
-        for (int i : order) {
-            if (thr[i].done) continue;
-            g_cur = &thr[i];
-            swapcontext(&sched_ctx, &thr[i].ctx);
-            if (!thr[i].done) alive++;
-        }
-    }
+    run_threads(128, 256 * 1024, body);
     for (auto& c : attnsim::copies)
         for (auto& g : c.groups)
             if (!g.empty()) { fprintf(stderr, "thread exited with copies in flight\n"); abort(); }

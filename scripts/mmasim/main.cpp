@@ -1,61 +1,19 @@
-// main.cpp: scripts/mmasim.sh's driver: the coroutine scheduler, the barriers, and the
+// main.cpp: scripts/mmasim.sh's driver (its block scheduler and barriers are sched.h): the
 // checks of every GEMM entry against a float64 reference.
 #include "kern.cpp"
 #include <random>
 #include <string>
-Thr* g_cur;
 dim3 blockIdx, gridDim;
 int g_early;
 int g_block_threads = 256;
 WarpBox mma::g_warp[8];
 alignas(128) unsigned char mma::smem[240 * 1024];
-static std::vector<Thr> thr;
-static ucontext_t sched_ctx;
-struct Bar { int arrived = 0; long gen = 0; };
-static Bar bars[9];
-static std::mt19937 sched_rng(1);
-void sim_yield() { swapcontext(&g_cur->ctx, &sched_ctx); }
-void sim_barrier(int id, int count, void (*fn)(int), int arg) {
-    Bar& b = bars[id];
-    long gen = b.gen;
-    if (++b.arrived == count) {
-        if (fn) fn(arg);
-        b.arrived = 0; b.gen++;
-        return;
-    }
-    while (b.gen == gen) sim_yield();
-}
-static std::function<void()> g_body;
-static void tramp() { g_body(); g_cur->done = true; swapcontext(&g_cur->ctx, &sched_ctx); }
-static std::vector<std::vector<char>> stacks;
+#define SIM_BARRIERS 9
+#include "sched.h"
 // run one block of 256 threads of body.
 static void run_block(const std::function<void()>& body) {
-    g_body = body;
-    thr.assign(256, Thr());
-    if (stacks.empty()) stacks.assign(256, std::vector<char>(512 * 1024));
-    for (auto& b : bars) b = Bar();
     memset(mma::smem, 0xff, sizeof(mma::smem)); // NaN in both types
-    for (int i = 0; i < 256; ++i) {
-        thr[i].tidx.x = i;
-        getcontext(&thr[i].ctx);
-        thr[i].ctx.uc_stack.ss_sp = stacks[i].data();
-        thr[i].ctx.uc_stack.ss_size = stacks[i].size();
-        thr[i].ctx.uc_link = nullptr;
-        makecontext(&thr[i].ctx, tramp, 0);
-    }
-    int alive = 256;
-    std::vector<int> order(256);
-    for (int i = 0; i < 256; ++i) order[i] = i;
-    while (alive > 0) {
-        std::shuffle(order.begin(), order.end(), sched_rng); // random interleavings
-        alive = 0;
-        for (int i : order) {
-            if (thr[i].done) continue;
-            g_cur = &thr[i];
-            swapcontext(&sched_ctx, &thr[i].ctx);
-            if (!thr[i].done) alive++;
-        }
-    }
+    run_threads(256, 512 * 1024, body);
     for (auto& t : thr) if (!t.cur.empty() || !t.groups.empty()) {
         // unwaited copies: only empty groups are allowed
         for (auto& g : t.groups) if (!g.empty()) { fprintf(stderr, "thread exited with copies in flight\n"); abort(); }
